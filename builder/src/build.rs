@@ -1,0 +1,1802 @@
+//! The executor: runs a planned Dockerfile stage by stage, step by step, with the cache.
+//!
+//! - **FROM** pulls the base through the runtime's image store ([`runtime::Store::pull`]) or
+//!   starts from `scratch` or another stage's result; the base image's `ONBUILD` triggers
+//!   run first.
+//! - **COPY/ADD** select their files from the context (or a stage's or image's root),
+//!   hash exactly those (through the stat cache), and write the layer straight from the
+//!   files: no container. Owners are 0:0 unless `--chown`; `--chmod` sets modes; parent
+//!   directories the image lacks are created. ADD extracts local tar archives (plain, gzip,
+//!   zstd) and downloads URLs (checked against `--checksum`).
+//! - **RUN** runs in a container over the stage's root ([`crate::run`]); its layer is the
+//!   difference. **WORKDIR** creates its directory when the image lacks it.
+//! - The other instructions change the image config only.
+//!
+//! **Keys.** Each stage carries the key of its file system (`layer key`): the base's is the
+//! hash of its manifest digest (or `scratch`), and each layer-making step's key hashes the
+//! parent layer key with everything that decides its result — for COPY/ADD the expanded
+//! arguments and every selected path's name, type, mode, link target and content digest
+//! (plus modification times with `--keep-timestamps`); for RUN the command, environment,
+//! user, working directory, network and mounts (a bind mount of the context hashes the files
+//! it exposes). A COPY `--from` another stage hashes that stage's layer key. Metadata steps
+//! do not change the layer key, so a changed LABEL or CMD re-runs nothing. A hit reuses the
+//! stored layer without running anything; `--no-cache` skips lookups (results are still
+//! stored).
+//!
+//! **Reproducibility.** Layer timestamps are clamped to `SOURCE_DATE_EPOCH` (0 by default),
+//! the config's `created` and each new history entry are that epoch too, and entries,
+//! JSON maps and gzip headers are fixed (see [`crate::tarball`], [`crate::config`]).
+//!
+//! **Stages** the target needs run wave by wave ([`crate::plan::Plan::waves`]); the stages
+//! of a wave run at once on their own threads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use runtime::container::spec::{Tmpfs, Volume};
+use runtime::unpack::{self, UnpackMode};
+use runtime::{PullOptions, Store};
+use shared::client::Client;
+use shared::manifest::Platform;
+use shared::{media_type, Algorithm, Digest, Hasher, ImageRef};
+use tokio::runtime::Handle;
+
+use crate::cache::{Cache, CacheError, Entry as CacheEntry, LayerRef};
+use crate::config::{rfc3339, Empty, Health, History, ImageConfig};
+use crate::context::{ContextError, Pick, PickKind, Select, StatCache, Tree};
+use crate::expand::{self, ExpandError};
+use crate::fsindex::{self, FsIndex, Node};
+use crate::ignore::{has_glob, Ignore, IgnoreError};
+use crate::instructions::{self, Command, Copy, Instruction, MountKind, NetworkMode, Run, Source, Step};
+use crate::plan::{Base, Plan, PlanError, PROXY_ARGS};
+use crate::progress::{Outcome, Progress};
+use crate::run::{self as runner, Request, RunError, Sandbox, Snapshot};
+use crate::syntax::{Pos, SyntaxError};
+use crate::tarball::{self, Compression, Content, Entry, Kind, TarError, WriteOptions};
+
+/// What to build, and how. `Options::new(context)` gives the defaults documented here.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile. Default `<context>/Dockerfile`.
+    pub dockerfile: Option<PathBuf>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`. Default: the last stage.
+    pub target: Option<String>,
+    /// `--no-cache`: run every step.
+    pub no_cache: bool,
+    /// `--platform`. Default: the host's.
+    pub platform: Option<Platform>,
+    /// `SOURCE_DATE_EPOCH`: timestamps are clamped to it. Default 0.
+    pub source_date_epoch: Option<i64>,
+    /// `--keep-timestamps`: keep files' modification times (the config still uses the epoch).
+    pub keep_timestamps: bool,
+    /// `--compression`. Default gzip.
+    pub compression: Compression,
+    /// `--compression-level` for gzip (0–9). Default [`tarball::DEFAULT_GZIP_LEVEL`].
+    pub compression_level: u32,
+    /// The OCI runtime binary for RUN steps. Default `runc`.
+    pub oci_runtime: PathBuf,
+    /// `--secret id=ID,src=PATH`: files for `RUN --mount=type=secret`.
+    pub secrets: BTreeMap<String, PathBuf>,
+    /// `--cache-from`.
+    pub cache_from: Vec<ImageRef>,
+}
+
+impl Options {
+    /// Defaults for building `context`.
+    pub fn new(context: impl Into<PathBuf>) -> Options {
+        Options {
+            context: context.into(),
+            dockerfile: None,
+            build_args: BTreeMap::new(),
+            target: None,
+            no_cache: false,
+            platform: None,
+            source_date_epoch: None,
+            keep_timestamps: false,
+            compression: Compression::Gzip,
+            compression_level: tarball::DEFAULT_GZIP_LEVEL,
+            oci_runtime: PathBuf::from("runc"),
+            secrets: BTreeMap::new(),
+            cache_from: Vec::new(),
+        }
+    }
+}
+
+/// A layer of an image being built, and where its blob is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// Digests, size and media type.
+    pub layer: LayerRef,
+    /// The blob on disk.
+    pub blob: PathBuf,
+}
+
+/// A built image: everything needed to write or push it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The config's bytes.
+    pub config: Vec<u8>,
+    /// The config's digest.
+    pub config_digest: Digest,
+    /// The manifest's bytes (OCI image manifest).
+    pub manifest: Vec<u8>,
+    /// The manifest's digest.
+    pub manifest_digest: Digest,
+    /// The layers, bottom first.
+    pub layers: Vec<Layer>,
+    /// The base image the layers came from, for cross-repository mounts when pushing.
+    pub base: Option<ImageRef>,
+    /// Steps run or served from the cache.
+    pub steps: usize,
+    /// Steps served from the cache.
+    pub cached: usize,
+    /// Context files whose content was read to hash them (the stat cache spared the rest).
+    pub files_read: usize,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile could not be read.
+    #[error("cannot read the Dockerfile {path}")]
+    Dockerfile {
+        /// The Dockerfile.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The Dockerfile has a syntax error.
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
+    /// The plan could not be made.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The ignore file is bad.
+    #[error(transparent)]
+    Ignore(#[from] IgnoreError),
+    /// A step failed; `source` says why.
+    #[error("{}:{pos}: {keyword} failed", file.display())]
+    Step {
+        /// The Dockerfile.
+        file: PathBuf,
+        /// Where the step is.
+        pos: Pos,
+        /// Its keyword.
+        keyword: String,
+        /// The cause.
+        #[source]
+        source: Box<StepError>,
+    },
+    /// The cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A file of the build state could not be used.
+    #[error("{path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A stage thread panicked.
+    #[error("a build thread failed")]
+    Thread,
+}
+
+/// Why one step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A word did not expand.
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    /// Sources could not be selected or read.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// The layer could not be written.
+    #[error(transparent)]
+    Tar(#[from] TarError),
+    /// The cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The base image could not be pulled.
+    #[error("pulling {image}")]
+    Pull {
+        /// The image.
+        image: String,
+        /// The cause.
+        #[source]
+        source: runtime::PullError,
+    },
+    /// A reference is not valid.
+    #[error(transparent)]
+    Reference(#[from] shared::ImageRefError),
+    /// The RUN container failed to start or be captured.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The RUN command exited with a non-zero code.
+    #[error("the command {command} exited with code {code}{}", if output.is_empty() { String::new() } else { format!("; its last output:\n{}", output.join("\n")) })]
+    Exit {
+        /// The command.
+        command: String,
+        /// The exit code.
+        code: i32,
+        /// The last lines of output.
+        output: Vec<String>,
+    },
+    /// A layer could not be unpacked to build a step's root.
+    #[error("unpacking layer {digest}")]
+    Unpack {
+        /// The layer.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: unpack::UnpackError,
+    },
+    /// A layer could not be indexed.
+    #[error(transparent)]
+    Index(#[from] fsindex::IndexError),
+    /// A URL could not be downloaded.
+    #[error("downloading {url}: {reason}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// An argument is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A file of the build state could not be used.
+    #[error("{path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A base image config is unreadable.
+    #[error("the config of {image} is not valid JSON")]
+    Config {
+        /// The image.
+        image: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn step_io(path: &Path) -> impl FnOnce(io::Error) -> StepError + '_ {
+    move |source| StepError::Io { path: path.to_path_buf(), source }
+}
+
+/// A key from parts, each length-prefixed so parts cannot run into each other.
+pub fn key_of(parts: &[&[u8]]) -> Digest {
+    let mut h = Hasher::new(Algorithm::Sha256);
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finish()
+}
+
+/// An image as a stage builds it.
+#[derive(Debug, Clone)]
+struct Image {
+    config: ImageConfig,
+    layers: Vec<Layer>,
+    layer_key: Digest,
+    base: Option<ImageRef>,
+}
+
+/// A stage's root materialised on disk, and which layers it holds.
+#[derive(Debug)]
+struct Workspace {
+    dir: PathBuf,
+    applied: Vec<Digest>,
+}
+
+/// The builder of one image store.
+#[derive(Debug)]
+pub struct Builder {
+    store: Store,
+    cache: Cache,
+    client: Arc<Client>,
+}
+
+impl Builder {
+    /// A builder keeping its cache under `store`'s root (`build/`) and talking to
+    /// registries through `client`.
+    pub fn new(store: Store, client: Arc<Client>) -> Result<Builder, BuildError> {
+        let cache = Cache::open(&store.root().join("build"))?;
+        Ok(Builder { store, cache, client })
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The registry client.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// Builds `options` and returns the image. Blocks; async work (pulls, downloads, cache
+    /// imports) runs on `handle`, so call this from outside that runtime's threads (for
+    /// instance inside `spawn_blocking`).
+    pub fn build(&self, options: &Options, progress: &Progress, handle: &Handle) -> Result<Built, BuildError> {
+        let dockerfile = options.dockerfile.clone().unwrap_or_else(|| options.context.join("Dockerfile"));
+        let text = fs::read_to_string(&dockerfile)
+            .map_err(|source| BuildError::Dockerfile { path: dockerfile.clone(), source })?;
+        let parsed = instructions::parse_file(&text, &dockerfile)?;
+        let platform = options.platform.clone().unwrap_or_else(Platform::host);
+        let plan =
+            Plan::new(&parsed, options.build_args.clone(), crate::plan::platform_args(&platform, &Platform::host()))?;
+        let target = plan.target(options.target.as_deref())?;
+        let needed = plan.needed(target)?;
+        let waves = plan.waves(&needed)?;
+        let ignore = Ignore::load(&options.context, &dockerfile)?;
+        let context = Tree::new(&options.context, ignore, "build context").map_err(|e| match e {
+            ContextError::Io { path, source } => BuildError::Io { path, source },
+            other => BuildError::Io { path: options.context.clone(), source: io::Error::other(other.to_string()) },
+        })?;
+        for reference in &options.cache_from {
+            let n = handle.block_on(self.cache.import(&self.client, reference))?;
+            progress.note(&format!("importing cache from {reference}: {n} entries"));
+        }
+        let exec = Exec {
+            builder: self,
+            options,
+            plan: &plan,
+            context,
+            stat: StatCache::load(&self.cache.stat_cache_path()),
+            progress,
+            handle,
+            epoch: options.source_date_epoch.unwrap_or(0),
+            platform,
+            results: Mutex::new(HashMap::new()),
+            rootfs: Mutex::new(HashMap::new()),
+            temps: Mutex::new(Vec::new()),
+            used_args: Mutex::new(BTreeSet::new()),
+            steps: AtomicUsize::new(0),
+            cached: AtomicUsize::new(0),
+            multi: needed.len() > 1,
+        };
+        let result = exec.run_waves(&waves, target);
+        exec.cleanup();
+        let image = result?;
+        if let Err(e) = exec.stat.save() {
+            tracing::warn!(error = %e, "cannot save the stat cache");
+        }
+        let used = exec.used_args.lock().map(|u| u.clone()).unwrap_or_default();
+        let unused: Vec<&String> =
+            options.build_args.keys().filter(|k| !used.contains(*k) && !PROXY_ARGS.contains(&k.as_str())).collect();
+        if !unused.is_empty() {
+            let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+            progress.note(&format!("warning: one or more build args were not consumed: {}", names.join(", ")));
+        }
+        let built = self.finish(image, &exec)?;
+        Ok(built)
+    }
+
+    /// Writes the config and manifest into the cache's blobs.
+    fn finish(&self, mut image: Image, exec: &Exec<'_>) -> Result<Built, BuildError> {
+        image.config.rootfs.diff_ids = image.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+        image.config.created = Some(rfc3339(exec.epoch));
+        let config = image
+            .config
+            .to_bytes()
+            .map_err(|e| BuildError::Io { path: self.cache.root().to_path_buf(), source: io::Error::other(e) })?;
+        let layout = self.cache.layout();
+        let config_digest = layout.add_blob(&config).map_err(CacheError::from)?;
+        let layers: Vec<serde_json::Value> = image
+            .layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "mediaType": oci_layer_type(&l.layer.media_type),
+                    "digest": l.layer.digest,
+                    "size": l.layer.size,
+                })
+            })
+            .collect();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": {"mediaType": media_type::OCI_CONFIG, "digest": config_digest, "size": config.len()},
+            "layers": layers,
+        }))
+        .map_err(|e| BuildError::Io { path: self.cache.root().to_path_buf(), source: io::Error::other(e) })?;
+        let manifest_digest = layout.add_blob(&manifest).map_err(CacheError::from)?;
+        Ok(Built {
+            config,
+            config_digest,
+            manifest,
+            manifest_digest,
+            layers: image.layers,
+            base: image.base,
+            steps: exec.steps.load(Ordering::Relaxed),
+            cached: exec.cached.load(Ordering::Relaxed),
+            files_read: exec.stat.hashed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// The OCI media type for a layer blob's media type (Docker's gzip type becomes OCI's).
+pub fn oci_layer_type(media: &str) -> &str {
+    match media {
+        media_type::DOCKER_LAYER_GZIP => media_type::OCI_LAYER_GZIP,
+        other => other,
+    }
+}
+
+/// One build in progress.
+struct Exec<'a> {
+    builder: &'a Builder,
+    options: &'a Options,
+    plan: &'a Plan,
+    context: Tree,
+    stat: StatCache,
+    progress: &'a Progress,
+    handle: &'a Handle,
+    epoch: i64,
+    platform: Platform,
+    results: Mutex<HashMap<usize, Image>>,
+    rootfs: Mutex<HashMap<Digest, PathBuf>>,
+    temps: Mutex<Vec<PathBuf>>,
+    used_args: Mutex<BTreeSet<String>>,
+    steps: AtomicUsize,
+    cached: AtomicUsize,
+    multi: bool,
+}
+
+/// A stage's state between steps.
+struct StageState {
+    image: Image,
+    args: BTreeMap<String, Option<String>>,
+    index: FsIndex,
+    workspace: Option<Workspace>,
+    cmd_from_base: bool,
+    label: String,
+    number: usize,
+    count: usize,
+}
+
+impl StageState {
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.image.config.env(name).or_else(|| self.args.get(name).cloned().flatten())
+    }
+}
+
+impl Exec<'_> {
+    fn cache(&self) -> &Cache {
+        &self.builder.cache
+    }
+
+    fn temp_dir(&self, prefix: &str) -> Result<PathBuf, StepError> {
+        let dir = self.cache().temp(prefix);
+        fs::create_dir_all(&dir).map_err(step_io(&dir))?;
+        if let Ok(mut t) = self.temps.lock() {
+            t.push(dir.clone());
+        }
+        Ok(dir)
+    }
+
+    fn cleanup(&self) {
+        let temps = self.temps.lock().map(|t| t.clone()).unwrap_or_default();
+        for t in temps.iter().filter(|t| t.exists()) {
+            if let Err(e) = unpack::remove_tree(t) {
+                tracing::warn!(path = %t.display(), error = %e, "cannot remove a build directory");
+            }
+        }
+    }
+
+    fn run_waves(&self, waves: &[Vec<usize>], target: usize) -> Result<Image, BuildError> {
+        for wave in waves {
+            let results: Vec<Result<(), BuildError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = wave.iter().map(|&i| s.spawn(move || self.build_stage(i))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or(Err(BuildError::Thread))).collect()
+            });
+            for r in results {
+                r?;
+            }
+        }
+        self.results.lock().ok().and_then(|r| r.get(&target).cloned()).ok_or(BuildError::Thread)
+    }
+
+    fn fail(&self, step: &Step, e: StepError) -> BuildError {
+        BuildError::Step {
+            file: self.plan.file.clone(),
+            pos: step.pos,
+            keyword: step.keyword.clone(),
+            source: Box::new(e),
+        }
+    }
+
+    fn title(&self, st: &StageState, step: &Step) -> String {
+        let text: String = step.text.chars().take(100).collect();
+        let text = text.replace('\n', " ");
+        if self.multi {
+            format!("[{} {}/{}] {} {}", st.label, st.number, st.count, step.keyword, text)
+        } else {
+            format!("[{}/{}] {} {}", st.number, st.count, step.keyword, text)
+        }
+    }
+
+    fn build_stage(&self, index: usize) -> Result<(), BuildError> {
+        let stage = &self.plan.stages[index];
+        let from = &stage.from;
+        let count = stage.steps.len() + 1;
+        let mut st = StageState {
+            image: Image {
+                config: ImageConfig::default(),
+                layers: Vec::new(),
+                layer_key: key_of(&[b"scratch"]),
+                base: None,
+            },
+            args: BTreeMap::new(),
+            index: FsIndex::default(),
+            workspace: None,
+            cmd_from_base: false,
+            label: stage.label(),
+            number: 1,
+            count,
+        };
+        let title = self.title(&st, from);
+        let id = self.progress.start(&title);
+        let base = self.plan.base(index)?;
+        let start = self.base_image(&base, from).map_err(|e| {
+            self.progress.finish(id, Outcome::Error, None);
+            self.fail(from, e)
+        })?;
+        let (image, pulled) = start;
+        st.image = image;
+        st.cmd_from_base = st.image.config.config.cmd.is_some();
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        self.progress.finish(id, if pulled { Outcome::Done } else { Outcome::Cached }, None);
+        if !pulled {
+            self.cached.fetch_add(1, Ordering::Relaxed);
+        }
+
+        // The base image's ONBUILD triggers run first, and are not inherited.
+        let triggers = st.image.config.config.on_build.take().unwrap_or_default();
+        for trigger in triggers {
+            let parsed = instructions::parse_file(&format!("FROM scratch\n{trigger}\n"), &self.plan.file)?;
+            if let Some(step) = parsed.steps.get(1) {
+                let step = Step { pos: from.pos, ..step.clone() };
+                self.step(&mut st, &step)?;
+            }
+        }
+        for (n, step) in stage.steps.iter().enumerate() {
+            st.number = n + 2;
+            self.step(&mut st, step)?;
+        }
+        if let Ok(mut r) = self.results.lock() {
+            r.insert(index, st.image);
+        }
+        Ok(())
+    }
+
+    /// The image a stage starts from, and whether it was fetched now (not cached).
+    fn base_image(&self, base: &Base, from: &Step) -> Result<(Image, bool), StepError> {
+        match base {
+            Base::Scratch => Ok((
+                Image {
+                    config: ImageConfig {
+                        architecture: self.platform.architecture.clone(),
+                        os: self.platform.os.clone(),
+                        variant: self.platform.variant.clone(),
+                        ..ImageConfig::default()
+                    },
+                    layers: Vec::new(),
+                    layer_key: key_of(&[b"scratch", self.platform.to_string().as_bytes()]),
+                    base: None,
+                },
+                false,
+            )),
+            Base::Stage(i) => {
+                let image = self.results.lock().ok().and_then(|r| r.get(i).cloned());
+                let image = image.ok_or_else(|| StepError::Invalid(format!("stage {i} has not been built")))?;
+                Ok((image, false))
+            }
+            Base::Image(name) => {
+                let Instruction::From(f) = &from.instruction else {
+                    return Err(StepError::Invalid("not a FROM step".into()));
+                };
+                let platform = match &f.platform {
+                    Some(p) => {
+                        let text =
+                            self.plan.expand_global(p, from.pos).map_err(|e| StepError::Invalid(e.to_string()))?;
+                        text.parse::<Platform>().map_err(|e| StepError::Invalid(e.to_string()))?
+                    }
+                    None => self.platform.clone(),
+                };
+                let (image, pulled) = self.pull(name, &platform)?;
+                Ok((image, pulled))
+            }
+        }
+    }
+
+    fn pull(&self, name: &str, platform: &Platform) -> Result<(Image, bool), StepError> {
+        let reference: ImageRef = name.parse()?;
+        let options = PullOptions { platform: platform.clone(), ..PullOptions::default() };
+        let before = self.builder.store.find(&reference.to_string()).ok().and_then(|v| v.into_iter().next());
+        let content = self.builder.store.content();
+        // The store has the image: one manifest request says whether it is still current
+        // (none when pinned by digest), without rewriting the store's index.
+        let current = match &before {
+            Some(b) if b.platform.satisfies(platform) && b.blobs().all(|d| content.has(d)) => {
+                if reference.digest().is_some_and(|d| *d == b.manifest) {
+                    true
+                } else {
+                    let resolved =
+                        self.handle.block_on(self.builder.client.resolve(&reference, platform)).map_err(|e| {
+                            StepError::Pull { image: reference.familiar(), source: runtime::PullError::Client(e) }
+                        })?;
+                    resolved.manifest.digest == b.manifest
+                }
+            }
+            _ => false,
+        };
+        let (record, fetched) = match before {
+            Some(b) if current => (b, false),
+            _ => {
+                let record = self
+                    .handle
+                    .block_on(self.builder.store.pull(&self.builder.client, &reference, &options, &runtime::NoProgress))
+                    .map_err(|source| StepError::Pull { image: reference.familiar(), source })?;
+                (record, true)
+            }
+        };
+        let bytes = content.read(&record.config).map_err(|e| StepError::Pull {
+            image: reference.familiar(),
+            source: runtime::PullError::Content { what: "config".into(), source: e },
+        })?;
+        let config = ImageConfig::from_base(&bytes)
+            .map_err(|source| StepError::Config { image: reference.familiar(), source })?;
+        let layers = record
+            .layers
+            .iter()
+            .map(|l| Layer {
+                layer: LayerRef {
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    diff_id: l.diff_id.clone(),
+                    media_type: l.media_type.clone(),
+                },
+                blob: content.path(&l.digest),
+            })
+            .collect();
+        let image = Image {
+            config,
+            layers,
+            layer_key: key_of(&[b"image", record.manifest.to_string().as_bytes()]),
+            base: Some(reference),
+        };
+        Ok((image, fetched))
+    }
+
+    fn expand(&self, st: &StageState, word: &str) -> Result<String, StepError> {
+        Ok(expand::expand(word, self.plan.escape, &|n| st.lookup(n))?)
+    }
+
+    fn history(&self, st: &mut StageState, created_by: String, empty: bool) {
+        st.image.config.history.push(History {
+            created: Some(rfc3339(self.epoch)),
+            created_by: Some(created_by),
+            comment: Some("buildkit.dockerfile.v0".into()),
+            empty_layer: empty,
+            extra: BTreeMap::new(),
+        });
+    }
+
+    fn step(&self, st: &mut StageState, step: &Step) -> Result<(), BuildError> {
+        let title = self.title(st, step);
+        let id = self.progress.start(&title);
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        let result = self.dispatch(st, step, id);
+        match result {
+            Ok((outcome, size)) => {
+                if outcome == Outcome::Cached {
+                    self.cached.fetch_add(1, Ordering::Relaxed);
+                }
+                self.progress.finish(id, outcome, size);
+                Ok(())
+            }
+            Err(e) => {
+                self.progress.finish(id, Outcome::Error, None);
+                Err(self.fail(step, e))
+            }
+        }
+    }
+
+    /// Runs one step; returns how it ended and the size of its layer.
+    fn dispatch(&self, st: &mut StageState, step: &Step, id: usize) -> Result<(Outcome, Option<u64>), StepError> {
+        let text = format!("{} {}", step.keyword, step.text);
+        let meta = |st: &mut StageState, created_by: String| {
+            self.history(st, created_by, true);
+            Ok((Outcome::Done, None))
+        };
+        match &step.instruction {
+            Instruction::From(_) => Ok((Outcome::Done, None)),
+            Instruction::Arg(args) => {
+                for (name, default) in args {
+                    let default = match default {
+                        Some(d) => Some(self.expand(st, d)?),
+                        None => None,
+                    };
+                    let value = self.plan.stage_arg(name, default);
+                    if let Ok(mut u) = self.used_args.lock() {
+                        u.insert(name.clone());
+                    }
+                    st.args.insert(name.clone(), value);
+                }
+                meta(st, text)
+            }
+            Instruction::Env(pairs) => {
+                let mut shown = Vec::new();
+                for (k, v) in pairs {
+                    let (k, v) = (self.expand(st, k)?, self.expand(st, v)?);
+                    st.image.config.set_env(&k, &v);
+                    shown.push(format!("{k}={v}"));
+                }
+                meta(st, format!("ENV {}", shown.join(" ")))
+            }
+            Instruction::Label(pairs) => {
+                let mut shown = Vec::new();
+                for (k, v) in pairs {
+                    let (k, v) = (self.expand(st, k)?, self.expand(st, v)?);
+                    shown.push(format!("{k}={v}"));
+                    st.image.config.config.labels.get_or_insert_with(BTreeMap::new).insert(k, v);
+                }
+                meta(st, format!("LABEL {}", shown.join(" ")))
+            }
+            Instruction::Maintainer(m) => {
+                st.image.config.author = Some(m.clone());
+                meta(st, text)
+            }
+            Instruction::Expose(ports) => {
+                let mut shown = Vec::new();
+                for p in ports {
+                    let p = self.expand(st, p)?;
+                    for port in expose_ports(&p).map_err(StepError::Invalid)? {
+                        shown.push(port.clone());
+                        st.image.config.config.exposed_ports.get_or_insert_with(BTreeMap::new).insert(port, Empty {});
+                    }
+                }
+                meta(
+                    st,
+                    format!("EXPOSE map[{}]", shown.iter().map(|p| format!("{p}:{{}}")).collect::<Vec<_>>().join(" ")),
+                )
+            }
+            Instruction::User(u) => {
+                let u = self.expand(st, u)?;
+                st.image.config.config.user = Some(u.clone());
+                meta(st, format!("USER {u}"))
+            }
+            Instruction::StopSignal(s) => {
+                let s = self.expand(st, s)?;
+                st.image.config.config.stop_signal = Some(s.clone());
+                meta(st, format!("STOPSIGNAL {s}"))
+            }
+            Instruction::Volume(vols) => {
+                let mut shown = Vec::new();
+                for v in vols {
+                    let v = self.expand(st, v)?;
+                    if v.trim().is_empty() {
+                        return Err(StepError::Invalid("VOLUME specified with an empty path".into()));
+                    }
+                    shown.push(v.clone());
+                    st.image.config.config.volumes.get_or_insert_with(BTreeMap::new).insert(v, Empty {});
+                }
+                meta(st, format!("VOLUME {}", serde_json::to_string(&shown).unwrap_or_default()))
+            }
+            Instruction::Shell(shell) => {
+                st.image.config.config.shell = Some(shell.clone());
+                meta(st, format!("SHELL {}", serde_json::to_string(shell).unwrap_or_default()))
+            }
+            Instruction::Cmd(c) => {
+                let args = self.command_args(st, c);
+                st.image.config.config.cmd = Some(args.clone());
+                st.cmd_from_base = false;
+                meta(st, format!("CMD {}", serde_json::to_string(&args).unwrap_or_default()))
+            }
+            Instruction::Entrypoint(c) => {
+                let args = self.command_args(st, c);
+                st.image.config.config.entrypoint = Some(args.clone());
+                if st.cmd_from_base {
+                    st.image.config.config.cmd = None;
+                }
+                meta(st, format!("ENTRYPOINT {}", serde_json::to_string(&args).unwrap_or_default()))
+            }
+            Instruction::Healthcheck(h) => {
+                let test = match &h.test {
+                    None => vec!["NONE".to_string()],
+                    Some(Command::Exec(args)) => {
+                        std::iter::once("CMD".to_string()).chain(args.iter().cloned()).collect()
+                    }
+                    Some(Command::Shell(s)) => vec!["CMD-SHELL".into(), s.clone()],
+                };
+                let health = Health {
+                    test,
+                    interval: h.interval.unwrap_or(0),
+                    timeout: h.timeout.unwrap_or(0),
+                    start_period: h.start_period.unwrap_or(0),
+                    start_interval: h.start_interval.unwrap_or(0),
+                    retries: h.retries.unwrap_or(0),
+                };
+                st.image.config.config.healthcheck = Some(health);
+                meta(st, text)
+            }
+            Instruction::Onbuild(trigger) => {
+                st.image.config.config.on_build.get_or_insert_with(Vec::new).push(trigger.clone());
+                meta(st, text)
+            }
+            Instruction::Workdir(w) => self.workdir(st, w),
+            Instruction::Copy(c) => self.copy(st, c, &text),
+            Instruction::Run(r) => self.run(st, r, id),
+        }
+    }
+
+    fn command_args(&self, st: &StageState, c: &Command) -> Vec<String> {
+        match c {
+            Command::Exec(args) => args.clone(),
+            Command::Shell(s) => {
+                let mut shell =
+                    st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                shell.push(s.clone());
+                shell
+            }
+        }
+    }
+
+    /// The cache entry's key for step key `key`: the layer blob depends on the compression
+    /// too (the step key, which the next step builds on, does not).
+    fn entry_key(&self, key: &Digest) -> Digest {
+        let how = format!("{}:{}", self.options.compression.name(), self.options.compression_level);
+        key_of(&[key.to_string().as_bytes(), how.as_bytes()])
+    }
+
+    /// Looks the key up (unless --no-cache); a hit adds its layer.
+    fn lookup(&self, st: &mut StageState, key: &Digest, created_by: &str) -> Result<Option<Option<u64>>, StepError> {
+        if self.options.no_cache {
+            return Ok(None);
+        }
+        let Some(entry) = self.handle.block_on(self.cache().get(&self.builder.client, &self.entry_key(key)))? else {
+            return Ok(None);
+        };
+        let size = entry.layer.as_ref().map(|l| l.size);
+        self.add_layer(st, key, entry.layer, created_by);
+        Ok(Some(size))
+    }
+
+    fn add_layer(&self, st: &mut StageState, key: &Digest, layer: Option<LayerRef>, created_by: &str) {
+        st.image.layer_key = key.clone();
+        let empty = layer.is_none();
+        if let Some(layer) = layer {
+            let blob = self.cache().layout().blob_path(&layer.digest);
+            st.image.layers.push(Layer { layer, blob });
+        }
+        self.history(st, created_by.to_string(), empty);
+    }
+
+    /// Writes `entries` as a layer into the cache, records `key`, and adds the layer.
+    fn commit(
+        &self,
+        st: &mut StageState,
+        key: &Digest,
+        mut entries: Vec<Entry>,
+        created_by: &str,
+    ) -> Result<Option<u64>, StepError> {
+        if entries.is_empty() {
+            self.cache().put(&self.entry_key(key), &CacheEntry { layer: None, created_by: created_by.to_string() })?;
+            self.add_layer(st, key, None, created_by);
+            return Ok(None);
+        }
+        let options = WriteOptions {
+            clamp_mtime: if self.options.keep_timestamps { None } else { Some(self.epoch) },
+            compression: self.options.compression,
+            level: self.options.compression_level,
+            threads: 0,
+        };
+        let temp = self.cache().temp("layer");
+        let file = File::create(&temp).map_err(step_io(&temp))?;
+        let written = match tarball::write(&mut entries, &options, BufWriter::with_capacity(1 << 20, file)) {
+            Ok((written, out)) => {
+                let file = out.into_inner().map_err(|e| step_io(&temp)(e.into_error()))?;
+                file.sync_all().map_err(step_io(&temp))?;
+                written
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                return Err(e.into());
+            }
+        };
+        self.cache().commit_blob(&temp, &written.digest)?;
+        let layer = LayerRef {
+            digest: written.digest,
+            size: written.size,
+            diff_id: written.diff_id,
+            media_type: self.options.compression.media_type().to_string(),
+        };
+        self.cache().put(
+            &self.entry_key(key),
+            &CacheEntry { layer: Some(layer.clone()), created_by: created_by.to_string() },
+        )?;
+        // The index learns the new paths without reading the blob back.
+        for e in &entries {
+            match &e.kind {
+                Kind::File { .. } if e.path.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")) => {}
+                _ => st.index.insert(
+                    &e.path,
+                    Node {
+                        dir: e.kind == Kind::Dir,
+                        link: match &e.kind {
+                            Kind::Symlink(t) => Some(t.to_string_lossy().into_owned()),
+                            _ => None,
+                        },
+                        mode: e.mode,
+                        uid: e.uid,
+                        gid: e.gid,
+                    },
+                ),
+            }
+        }
+        let size = layer.size;
+        self.add_layer(st, key, Some(layer), created_by);
+        st.index.applied = st.image.layers.len();
+        Ok(Some(size))
+    }
+
+    /// Brings the stage's path index up to date with its layers.
+    fn index(&self, st: &mut StageState) -> Result<(), StepError> {
+        while st.index.applied < st.image.layers.len() {
+            let blob = st.image.layers[st.index.applied].blob.clone();
+            st.index.apply(&blob)?;
+            st.index.applied += 1;
+        }
+        Ok(())
+    }
+
+    fn workdir(&self, st: &mut StageState, w: &str) -> Result<(Outcome, Option<u64>), StepError> {
+        let w = self.expand(st, w)?;
+        let current = st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let dir = absolute(&current, &w);
+        st.image.config.config.working_dir = Some(dir.clone());
+        let created_by = format!("WORKDIR {dir}");
+        // Looked up before the image's paths are: a hit needs no index.
+        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"WORKDIR", dir.as_bytes()]);
+        if let Some(size) = self.lookup(st, &key, &created_by)? {
+            return Ok((Outcome::Cached, size));
+        }
+        self.index(st)?;
+        // An existing directory makes no layer (the entry records that).
+        let entries = self.missing_dirs(st, &[fsindex::normalise(&dir)], 0, 0);
+        let size = self.commit(st, &key, entries, &created_by)?;
+        Ok((Outcome::Done, size))
+    }
+
+    /// Directory entries for every ancestor of `paths` (and the paths themselves) missing
+    /// from the image.
+    fn missing_dirs(&self, st: &StageState, paths: &[String], uid: u64, gid: u64) -> Vec<Entry> {
+        let mut out: BTreeMap<String, Entry> = BTreeMap::new();
+        for p in paths {
+            let mut cur = String::new();
+            for part in p.split('/').filter(|s| !s.is_empty()) {
+                cur = if cur.is_empty() { part.to_string() } else { format!("{cur}/{part}") };
+                if !st.index.is_dir(&cur) && !out.contains_key(&cur) {
+                    let mut e = Entry::dir(cur.clone(), 0o755, uid, gid);
+                    e.mtime = self.epoch;
+                    out.insert(cur.clone(), e);
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Another stage's result, or an image (for COPY --from and bind mounts).
+    fn source_image(&self, from: &str, index: usize) -> Result<Image, StepError> {
+        match self.plan.stage_named(from, index) {
+            Some(i) => self
+                .results
+                .lock()
+                .ok()
+                .and_then(|r| r.get(&i).cloned())
+                .ok_or_else(|| StepError::Invalid(format!("stage {from} has not been built"))),
+            None => Ok(self.pull(from, &self.platform)?.0),
+        }
+    }
+
+    /// Unpacks an image's layers into a fresh directory (once per build and image).
+    fn materialise(&self, image: &Image) -> Result<PathBuf, StepError> {
+        if let Some(dir) = self.rootfs.lock().ok().and_then(|m| m.get(&image.layer_key).cloned()) {
+            return Ok(dir);
+        }
+        let dir = self.temp_dir("rootfs")?;
+        for layer in &image.layers {
+            apply_layer(&dir, layer)?;
+        }
+        if let Ok(mut m) = self.rootfs.lock() {
+            m.insert(image.layer_key.clone(), dir.clone());
+        }
+        Ok(dir)
+    }
+
+    fn stage_index(&self, st: &StageState) -> usize {
+        self.plan.stages.iter().find(|s| s.label() == st.label).map_or(usize::MAX, |s| s.index)
+    }
+
+    fn copy(&self, st: &mut StageState, c: &Copy, text: &str) -> Result<(Outcome, Option<u64>), StepError> {
+        let what = if c.add { "ADD" } else { "COPY" };
+        let workdir = st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let dest_raw = self.expand(st, &c.dest)?;
+        let dest_abs = absolute(&workdir, &dest_raw);
+        let trailing = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
+        let mut paths = Vec::new();
+        let mut heredocs = Vec::new();
+        let mut urls = Vec::new();
+        for s in &c.sources {
+            match s {
+                Source::Path(p) => {
+                    let p = self.expand(st, p)?;
+                    if c.add && (p.starts_with("http://") || p.starts_with("https://")) {
+                        urls.push(p);
+                    } else if c.add && (p.starts_with("git@") || p.ends_with(".git")) {
+                        return Err(StepError::Invalid(format!("ADD of git repositories is not supported: {p}")));
+                    } else {
+                        paths.push(p);
+                    }
+                }
+                Source::Heredoc(h) => heredocs.push(h.clone()),
+            }
+        }
+        let chown = match &c.chown {
+            Some(spec) => Some(self.expand(st, spec)?),
+            None => None,
+        };
+        let chmod = match &c.chmod {
+            Some(m) => {
+                let m = self.expand(st, m)?;
+                Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
+                    StepError::Invalid(format!("invalid --chmod {m:?}: expected an octal mode such as 0755"))
+                })?)
+            }
+            None => None,
+        };
+        let exclude: Vec<String> = c.exclude.iter().map(|e| self.expand(st, e)).collect::<Result<_, _>>()?;
+        let many = c.sources.len() > 1 || paths.iter().any(|p| has_glob(p));
+        let from = match &c.from {
+            Some(f) => Some(self.expand(st, f)?),
+            None => None,
+        };
+        // The key needs neither the image's paths (is the destination a directory?) nor its
+        // users (--chown by name): both follow from the parent's layer key, which is part of
+        // the key, so they are looked at on a miss only. Sources from another stage or image
+        // are keyed by its layer key, and unpacked on a miss only.
+        let stage_index = self.stage_index(st);
+        let source_image = match &from {
+            None => None,
+            Some(f) => Some(self.source_image(f, stage_index)?),
+        };
+        let tree_key = source_image.as_ref().map(|i| i.layer_key.clone());
+        let key_dest_is_dir = trailing || many;
+        let sel = Select {
+            what,
+            sources: &paths,
+            dest: &dest_abs,
+            dest_is_dir: key_dest_is_dir,
+            exclude: &exclude,
+            parents: c.parents,
+        };
+        let picks = if paths.is_empty() || from.is_some() { Vec::new() } else { self.context.select(&sel)? };
+
+        // The key: parent, arguments, and every selected path.
+        let mut h = Hasher::new(Algorithm::Sha256);
+        let mut feed = |b: &[u8]| {
+            h.update(&(b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        feed(st.image.layer_key.to_string().as_bytes());
+        feed(what.as_bytes());
+        feed(dest_abs.as_bytes());
+        feed(&[
+            u8::from(key_dest_is_dir),
+            u8::from(c.parents),
+            u8::from(c.link),
+            u8::from(self.options.keep_timestamps),
+        ]);
+        feed(format!("{chown:?}:{chmod:?}").as_bytes());
+        for e in &exclude {
+            feed(e.as_bytes());
+        }
+        for p in &paths {
+            feed(p.as_bytes());
+        }
+        if let Some(k) = &tree_key {
+            feed(k.to_string().as_bytes());
+        }
+        let files: Vec<(&Path, &fs::Metadata)> =
+            picks.iter().filter(|p| p.kind == PickKind::File).map(|p| (p.source.as_path(), &p.meta)).collect();
+        let digests = self.stat.digest_all(&files)?;
+        let mut digest_of: HashMap<&Path, &Digest> = HashMap::new();
+        for ((p, _), d) in files.iter().zip(&digests) {
+            digest_of.insert(p, d);
+        }
+        let mut archives: BTreeSet<PathBuf> = BTreeSet::new();
+        for p in &picks {
+            use std::os::unix::fs::MetadataExt;
+            feed(p.target.as_bytes());
+            feed(format!("{:?}:{:o}", p.kind, p.meta.mode() & 0o7777).as_bytes());
+            if let Some(d) = digest_of.get(p.source.as_path()) {
+                feed(d.to_string().as_bytes());
+            }
+            if self.options.keep_timestamps {
+                feed(&p.meta.mtime().to_le_bytes());
+            }
+            if c.add && p.kind == PickKind::File {
+                let is_archive = is_archive(&p.source).map_err(step_io(&p.source))?;
+                if is_archive {
+                    archives.insert(p.source.clone());
+                }
+                feed(&[u8::from(is_archive)]);
+            }
+        }
+        let mut heredoc_files = Vec::new();
+        for hd in &heredocs {
+            let content = if hd.expand {
+                expand::expand_keep_quotes(&hd.content, self.plan.escape, &|n| st.lookup(n))?
+            } else {
+                hd.content.clone()
+            };
+            feed(hd.name.as_bytes());
+            feed(content.as_bytes());
+            heredoc_files.push((hd.name.clone(), content));
+        }
+        let mut downloads = Vec::new();
+        for url in &urls {
+            let bytes = self.download(url, c.checksum.as_deref())?;
+            let name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or("download").to_string();
+            let name = if name.is_empty() { "download".to_string() } else { name };
+            feed(name.as_bytes());
+            feed(Digest::sha256_of(&bytes).to_string().as_bytes());
+            downloads.push((name, bytes));
+        }
+        let key = h.finish();
+        let created_by = format!("{text} # buildkit");
+        if let Some(size) = self.lookup(st, &key, &created_by)? {
+            return Ok((Outcome::Cached, size));
+        }
+
+        // A miss: look at the image, then write the layer straight from the files.
+        self.index(st)?;
+        let dest_is_dir = key_dest_is_dir || st.index.is_dir(&dest_abs);
+        let (uid, gid) = match &chown {
+            Some(spec) => resolve_chown(spec, &st.index)?,
+            None => (0, 0),
+        };
+        let picks = match (&source_image, &from) {
+            (Some(image), Some(name)) => {
+                let dir = self.materialise(image)?;
+                let tree = Tree::new(&dir, Ignore::default(), &format!("stage {name}"))?;
+                tree.select(&Select { dest_is_dir, ..sel })?
+            }
+            _ if dest_is_dir != key_dest_is_dir && !paths.is_empty() => {
+                self.context.select(&Select { dest_is_dir, ..sel })?
+            }
+            _ => picks,
+        };
+        let target_of =
+            |name: &str| if dest_is_dir { join_rel(&dest_abs, name) } else { fsindex::normalise(&dest_abs) };
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut targets: Vec<String> = Vec::new();
+        let mode_of = |m: u32| chmod.unwrap_or(m);
+        for p in &picks {
+            use std::os::unix::fs::MetadataExt;
+            let mode = p.meta.mode() & 0o7777;
+            let mtime = p.meta.mtime();
+            if p.kind == PickKind::Dir && st.index.is_dir(&p.target) {
+                // An existing directory keeps its metadata.
+                continue;
+            }
+            if archives.contains(&p.source) {
+                let extracted = self.extract_archive(&p.source)?;
+                let dir = parent_dir_for_archive(&p.target, dest_is_dir, &dest_abs);
+                let t = Tree::new(&extracted, Ignore::default(), "archive")?;
+                let all = vec![".".to_string()];
+                let inner = t.select(&Select {
+                    what,
+                    sources: &all,
+                    dest: &format!("/{dir}"),
+                    dest_is_dir: true,
+                    exclude: &[],
+                    parents: false,
+                })?;
+                for q in inner {
+                    if q.kind == PickKind::Dir && st.index.is_dir(&q.target) {
+                        continue;
+                    }
+                    targets.push(q.target.clone());
+                    entries.push(pick_entry(&q, q.meta.uid().into(), q.meta.gid().into(), q.meta.mode() & 0o7777));
+                }
+                continue;
+            }
+            targets.push(p.target.clone());
+            let mut e = pick_entry(p, uid, gid, mode_of(mode));
+            e.mtime = mtime;
+            entries.push(e);
+        }
+        for (name, content) in heredoc_files {
+            let target = target_of(&name);
+            targets.push(target.clone());
+            let bytes = content.into_bytes();
+            entries.push(Entry {
+                path: target,
+                kind: Kind::File { size: bytes.len() as u64, content: Content::Bytes(Arc::new(bytes)) },
+                mode: mode_of(0o644),
+                uid,
+                gid,
+                mtime: self.epoch,
+            });
+        }
+        for (name, bytes) in downloads {
+            let target = target_of(&name);
+            targets.push(target.clone());
+            entries.push(Entry {
+                path: target,
+                kind: Kind::File { size: bytes.len() as u64, content: Content::Bytes(Arc::new(bytes)) },
+                mode: mode_of(0o600),
+                uid,
+                gid,
+                mtime: self.epoch,
+            });
+        }
+        // Parent directories the image lacks.
+        let parents: Vec<String> =
+            targets.iter().filter_map(|t| t.rsplit_once('/').map(|(d, _)| d.to_string())).collect();
+        let existing: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
+        for d in self.missing_dirs(st, &parents, uid, gid) {
+            if !existing.contains(&d.path) {
+                entries.push(d);
+            }
+        }
+        let size = self.commit(st, &key, entries, &created_by)?;
+        Ok((Outcome::Done, size))
+    }
+
+    fn extract_archive(&self, path: &Path) -> Result<PathBuf, StepError> {
+        let dir = self.temp_dir("archive")?;
+        let file = File::open(path).map_err(step_io(path))?;
+        unpack::unpack(BufReader::new(file), &dir, UnpackMode::Flatten, None).map_err(|source| StepError::Unpack {
+            digest: Digest::sha256_of(path.to_string_lossy().as_bytes()),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    fn download(&self, url: &str, checksum: Option<&str>) -> Result<Vec<u8>, StepError> {
+        let fail = |reason: String| StepError::Download { url: url.to_string(), reason };
+        let bytes = self.handle.block_on(async {
+            let response = reqwest::get(url).await.map_err(|e| fail(e.to_string()))?;
+            if !response.status().is_success() {
+                return Err(fail(format!("the server answered {}", response.status())));
+            }
+            response.bytes().await.map(|b| b.to_vec()).map_err(|e| fail(e.to_string()))
+        })?;
+        if let Some(sum) = checksum {
+            let want: Digest = sum.parse().map_err(|_| fail(format!("invalid checksum {sum:?}")))?;
+            let got = Digest::of(want.algorithm(), &bytes);
+            if got != want {
+                return Err(fail(format!("checksum mismatch: expected {want}, got {got}")));
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Makes sure the stage's workspace holds exactly its layers.
+    fn workspace(&self, st: &mut StageState) -> Result<PathBuf, StepError> {
+        let want: Vec<Digest> = st.image.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+        let reuse = st.workspace.as_ref().is_some_and(|w| want.starts_with(&w.applied));
+        if !reuse {
+            if let Some(old) = st.workspace.take() {
+                let _ = unpack::remove_tree(&old.dir);
+            }
+            // Registered for removal at the end of the build, however the build ends.
+            let dir = self.temp_dir("root")?;
+            st.workspace = Some(Workspace { dir, applied: Vec::new() });
+        }
+        let Some(ws) = st.workspace.as_mut() else { return Err(StepError::Invalid("no workspace".into())) };
+        for layer in &st.image.layers[ws.applied.len()..] {
+            apply_layer(&ws.dir, layer)?;
+            ws.applied.push(layer.layer.diff_id.clone());
+        }
+        Ok(ws.dir.clone())
+    }
+
+    fn run(&self, st: &mut StageState, r: &Run, id: usize) -> Result<(Outcome, Option<u64>), StepError> {
+        // The command, heredocs included.
+        let args = match (&r.command, r.heredocs.first()) {
+            (Command::Shell(cmd), Some(first)) if only_heredoc_markers(cmd) => {
+                let mut shell =
+                    st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                shell.push(first.content.clone());
+                shell
+            }
+            (Command::Shell(cmd), Some(_)) => {
+                let mut full = cmd.clone();
+                for h in &r.heredocs {
+                    full.push('\n');
+                    full.push_str(&h.content);
+                    full.push_str(&h.name);
+                }
+                let mut shell =
+                    st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                shell.push(full);
+                shell
+            }
+            (c, _) => self.command_args(st, c),
+        };
+        // Declared arguments reach the command's environment, unless ENV has the name.
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let mut arg_env: Vec<String> = Vec::new();
+        for (k, v) in &st.args {
+            if let Some(v) = v {
+                if st.image.config.env(k).is_none() {
+                    env.insert(k.clone(), v.clone());
+                    arg_env.push(format!("{k}={v}"));
+                }
+            }
+        }
+        let config_env: Vec<String> = st.image.config.config.env.clone().unwrap_or_default();
+        let mut full_env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        full_env.extend(config_env.iter().cloned());
+        let proxies: Vec<String> =
+            PROXY_ARGS.iter().filter_map(|p| self.options.build_args.get(*p).map(|v| format!("{p}={v}"))).collect();
+        let user = st.image.config.config.user.clone().unwrap_or_default();
+        let cwd = st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let command_text = args.join(" ");
+        let created_by = if arg_env.is_empty() {
+            format!("RUN {command_text} # buildkit")
+        } else {
+            format!("RUN |{} {} {command_text} # buildkit", arg_env.len(), arg_env.join(" "))
+        };
+
+        // Mounts, and what they add to the key.
+        let mut binds: Vec<Volume> = Vec::new();
+        let mut tmpfs: Vec<Tmpfs> = Vec::new();
+        let mut mount_key: Vec<String> = Vec::new();
+        // Bind mounts from other stages, resolved on a miss: (bind, image, source, read-only).
+        let mut deferred: Vec<(usize, Image, String, bool)> = Vec::new();
+        let stage_index = self.stage_index(st);
+        for m in &r.mounts {
+            let target = m.target.as_ref().map(|t| self.expand(st, t)).transpose()?;
+            match m.kind {
+                MountKind::Cache => {
+                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self.cache().mount_dir(&id);
+                    if !dir.exists() {
+                        fs::create_dir_all(&dir).map_err(step_io(&dir))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode.unwrap_or(0o755)))
+                            .map_err(step_io(&dir))?;
+                        if m.uid.is_some() || m.gid.is_some() {
+                            std::os::unix::fs::chown(&dir, m.uid, m.gid).map_err(step_io(&dir))?;
+                        }
+                    }
+                    binds.push(Volume { host: dir, container: target.clone(), read_only: m.readonly.unwrap_or(false) });
+                    mount_key.push(format!("cache:{id}:{target}"));
+                }
+                MountKind::Tmpfs => {
+                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let mut options = vec!["mode=1777".to_string()];
+                    if let Some(size) = m.size {
+                        options.push(format!("size={size}"));
+                    }
+                    tmpfs.push(Tmpfs { path: target.clone(), options });
+                    mount_key.push(format!("tmpfs:{target}"));
+                }
+                MountKind::Bind => {
+                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let source =
+                        m.source.as_ref().map(|s| self.expand(st, s)).transpose()?.unwrap_or_else(|| ".".into());
+                    let (host, key) = match &m.from {
+                        None => {
+                            let rel = crate::ignore::clean(&source);
+                            if source.split('/').filter(|p| *p == "..").count() > 0 && escapes(&source) {
+                                return Err(ContextError::Escapes {
+                                    what: "RUN --mount".into(),
+                                    path: source,
+                                    tree: "build context".into(),
+                                }
+                                .into());
+                            }
+                            let all = vec![rel.clone()];
+                            let picks = self.context.select(&Select {
+                                what: "RUN --mount",
+                                sources: &all,
+                                dest: "/m",
+                                dest_is_dir: true,
+                                exclude: &[],
+                                parents: false,
+                            })?;
+                            let files: Vec<(&Path, &fs::Metadata)> = picks
+                                .iter()
+                                .filter(|p| p.kind == PickKind::File)
+                                .map(|p| (p.source.as_path(), &p.meta))
+                                .collect();
+                            let digests = self.stat.digest_all(&files)?;
+                            let mut h = Hasher::new(Algorithm::Sha256);
+                            for (p, d) in picks.iter().filter(|p| p.kind == PickKind::File).zip(&digests) {
+                                h.update(p.target.as_bytes());
+                                h.update(d.to_string().as_bytes());
+                            }
+                            (self.context.root().join(&rel), h.finish())
+                        }
+                        Some(from) => {
+                            // Keyed by the stage's (or image's) layer key; unpacked on a miss.
+                            let from = self.expand(st, from)?;
+                            let image = self.source_image(&from, stage_index)?;
+                            let key = image.layer_key.clone();
+                            let read_only = m.readonly.unwrap_or(true);
+                            deferred.push((binds.len(), image, crate::ignore::clean(&source), read_only));
+                            binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
+                            mount_key.push(format!("bind:{target}:{key}:{read_only}"));
+                            continue;
+                        }
+                    };
+                    let read_only = m.readonly.unwrap_or(true);
+                    if !read_only {
+                        // Writes to a rw bind mount are thrown away: give it a copy.
+                        let copy = self.temp_dir("bind")?;
+                        copy_tree(&host, &copy)?;
+                        binds.push(Volume { host: copy, container: target.clone(), read_only: false });
+                    } else {
+                        binds.push(Volume { host, container: target.clone(), read_only: true });
+                    }
+                    mount_key.push(format!("bind:{target}:{key}:{read_only}"));
+                }
+                MountKind::Secret => {
+                    let id_name =
+                        m.id.clone()
+                            .or_else(|| target.as_ref().and_then(|t| t.rsplit('/').next().map(String::from)))
+                            .unwrap_or_default();
+                    let target = target.unwrap_or_else(|| format!("/run/secrets/{id_name}"));
+                    match self.options.secrets.get(&id_name) {
+                        Some(path) => {
+                            binds.push(Volume { host: path.clone(), container: target.clone(), read_only: true });
+                        }
+                        None if m.required => {
+                            return Err(StepError::Invalid(format!(
+                                "secret {id_name} is required but was not given (--secret id={id_name},src=PATH)"
+                            )));
+                        }
+                        None => {}
+                    }
+                    // Secrets stay out of the key, as BuildKit keeps them out.
+                    mount_key.push(format!("secret:{id_name}:{target}"));
+                }
+                MountKind::Ssh => {
+                    if m.required {
+                        return Err(StepError::Invalid("RUN --mount=type=ssh is not supported".into()));
+                    }
+                }
+            }
+        }
+
+        let key_text = serde_json::json!({
+            "args": args, "env": full_env, "user": user, "cwd": cwd,
+            "network": format!("{:?}", r.network), "mounts": mount_key, "security": r.security,
+        })
+        .to_string();
+        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"RUN", key_text.as_bytes()]);
+        if let Some(size) = self.lookup(st, &key, &created_by)? {
+            return Ok((Outcome::Cached, size));
+        }
+
+        for (i, image, source, read_only) in deferred {
+            let host = self.materialise(&image)?.join(source);
+            binds[i].host = if read_only {
+                host
+            } else {
+                let copy = self.temp_dir("bind")?;
+                copy_tree(&host, &copy)?;
+                copy
+            };
+        }
+        let rootfs = self.workspace(st)?;
+        let mut mount_points: Vec<String> =
+            ["/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        mount_points.extend(binds.iter().map(|b| b.container.clone()));
+        mount_points.extend(tmpfs.iter().map(|t| t.path.clone()));
+        let created = runner::missing_mount_points(&rootfs, &mount_points);
+        // The working directory exists for the command, as Docker makes it.
+        let cwd_created = runner::missing_mount_points(&rootfs, std::slice::from_ref(&cwd));
+        for d in &cwd_created {
+            let p = rootfs.join(d);
+            fs::create_dir_all(&p).map_err(step_io(&p))?;
+        }
+        let times = runner::parent_times(&rootfs, &created);
+        let before = Snapshot::take(&rootfs)?;
+        let mut full = full_env.clone();
+        full.extend(proxies);
+        let request = Request {
+            args: args.clone(),
+            env: full,
+            cwd: cwd.clone(),
+            user,
+            no_network: r.network == NetworkMode::None,
+            binds,
+            tmpfs,
+        };
+        let work = self.temp_dir("run")?;
+        let sandbox = Sandbox {
+            runtime: self.options.oci_runtime.clone(),
+            rootfs: rootfs.clone(),
+            work,
+            // Unique even when two stages run the same step at once.
+            id: format!(
+                "berth-build-{}-{}-{}",
+                &key.hex()[..12],
+                std::process::id(),
+                RUNS.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        let progress = self.progress;
+        let started = Instant::now();
+        let (code, tail) = runner::run(&request, &sandbox, &|line| progress.output(id, line))?;
+        runner::remove_mount_points(&rootfs, &created, &times);
+        tracing::debug!(elapsed = ?started.elapsed(), code, "RUN finished");
+        if code != 0 {
+            // The root is now dirty: drop it, so a retry starts clean.
+            if let Some(ws) = st.workspace.take() {
+                let _ = unpack::remove_tree(&ws.dir);
+            }
+            return Err(StepError::Exit {
+                command: serde_json::to_string(&args).unwrap_or_default(),
+                code,
+                output: tail,
+            });
+        }
+        let mut entries = before.diff(&rootfs)?;
+        // The working directory created for the command belongs to the layer (as Docker).
+        let _ = cwd_created;
+        // Overlay whiteouts (character devices 0/0) must never appear; runc does not make
+        // them, but a command could: keep them as devices, as Docker would.
+        entries.retain(|e| !e.path.is_empty());
+        let size = self.commit(st, &key, entries, &created_by)?;
+        if let Some(ws) = st.workspace.as_mut() {
+            if let Some(l) = st.image.layers.last() {
+                if !ws.applied.contains(&l.layer.diff_id) || ws.applied.len() < st.image.layers.len() {
+                    ws.applied = st.image.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+                }
+            }
+        }
+        Ok((Outcome::Done, size))
+    }
+}
+
+/// Counts RUN containers, so their IDs are unique within the process.
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+fn escapes(path: &str) -> bool {
+    let mut depth: i64 = 0;
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+/// True when the command is nothing but heredoc markers (`<<EOF`).
+fn only_heredoc_markers(cmd: &str) -> bool {
+    cmd.split_whitespace().all(|w| w.starts_with("<<"))
+}
+
+fn apply_layer(dir: &Path, layer: &Layer) -> Result<(), StepError> {
+    let file = File::open(&layer.blob).map_err(step_io(&layer.blob))?;
+    unpack::unpack(BufReader::new(file), dir, UnpackMode::Flatten, Some(&layer.layer.diff_id))
+        .map_err(|source| StepError::Unpack { digest: layer.layer.digest.clone(), source })?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), StepError> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .map_err(step_io(from))?;
+    if !status.success() {
+        return Err(StepError::Io { path: from.to_path_buf(), source: io::Error::other("cp -a failed") });
+    }
+    Ok(())
+}
+
+/// An entry for a selected path.
+fn pick_entry(p: &Pick, uid: u64, gid: u64, mode: u32) -> Entry {
+    use std::os::unix::fs::MetadataExt;
+    let kind = match &p.kind {
+        PickKind::File => Kind::File { content: Content::Disk(p.source.clone()), size: p.meta.len() },
+        PickKind::Dir => Kind::Dir,
+        PickKind::Symlink(t) => Kind::Symlink(t.clone()),
+        PickKind::Special => Kind::Fifo,
+    };
+    let mode = if matches!(p.kind, PickKind::Symlink(_)) { 0o777 } else { mode };
+    Entry { path: p.target.clone(), kind, mode, uid, gid, mtime: p.meta.mtime() }
+}
+
+fn parent_dir_for_archive(target: &str, dest_is_dir: bool, dest_abs: &str) -> String {
+    if dest_is_dir {
+        target.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
+    } else {
+        fsindex::normalise(dest_abs)
+    }
+}
+
+/// True for tar archives ADD extracts: plain tar, gzip or zstd.
+fn is_archive(path: &Path) -> io::Result<bool> {
+    let mut head = [0u8; 512];
+    let mut file = File::open(path)?;
+    let mut n = 0;
+    while n < head.len() {
+        let m = file.read(&mut head[n..])?;
+        if m == 0 {
+            break;
+        }
+        n += m;
+    }
+    if n >= 4 && (head[..2] == [0x1f, 0x8b] || head[..4] == [0x28, 0xb5, 0x2f, 0xfd]) {
+        // Compressed: an archive only when what is inside is a tar.
+        let file = File::open(path)?;
+        let mut inner = unpack::decompress(BufReader::new(file))?;
+        let mut block = [0u8; 512];
+        let mut got = 0;
+        while got < block.len() {
+            let m = match inner.read(&mut block[got..]) {
+                Ok(m) => m,
+                Err(_) => return Ok(false),
+            };
+            if m == 0 {
+                break;
+            }
+            got += m;
+        }
+        return Ok(got == 512 && &block[257..262] == b"ustar");
+    }
+    Ok(n == 512 && &head[257..262] == b"ustar")
+}
+
+/// `target` made absolute against `base` and cleaned (`/` for the root).
+pub fn absolute(base: &str, target: &str) -> String {
+    let joined = if target.starts_with('/') { target.to_string() } else { format!("{base}/{target}") };
+    let clean = fsindex::normalise(&crate::ignore::clean(&joined));
+    format!("/{clean}")
+}
+
+fn join_rel(dir_abs: &str, name: &str) -> String {
+    let d = fsindex::normalise(dir_abs);
+    if d.is_empty() {
+        name.to_string()
+    } else {
+        format!("{d}/{name}")
+    }
+}
+
+/// `--chown` to numeric ids: numbers, or names from the image's `/etc/passwd` and
+/// `/etc/group`. A user without a group uses the uid as gid (Docker's rule).
+fn resolve_chown(spec: &str, index: &FsIndex) -> Result<(u64, u64), StepError> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup = |name: &str, file: Option<&str>, what: &str| -> Result<u64, StepError> {
+        if let Ok(n) = name.parse::<u64>() {
+            return Ok(n);
+        }
+        let text = file.unwrap_or("");
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 3 && f[0] == name).then(|| f[2].parse::<u64>().ok()).flatten()
+            })
+            .next()
+            .ok_or_else(|| StepError::Invalid(format!("--chown: unable to find {what} {name:?} in the image")))
+    };
+    let uid = lookup(user, index.passwd(), "user")?;
+    let gid = match group {
+        Some(g) => lookup(g, index.group(), "group")?,
+        None => uid,
+    };
+    Ok((uid, gid))
+}
+
+/// `EXPOSE` values: `80` → `80/tcp`, `53/udp`, and ranges `8000-8002/tcp`.
+fn expose_ports(text: &str) -> Result<Vec<String>, String> {
+    let (ports, proto) = match text.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (text, "tcp".to_string()),
+    };
+    if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
+        return Err(format!("invalid protocol in EXPOSE {text:?}"));
+    }
+    let parse = |p: &str| p.parse::<u16>().map_err(|_| format!("invalid port in EXPOSE {text:?}"));
+    match ports.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (parse(a)?, parse(b)?);
+            if a > b {
+                return Err(format!("invalid port range in EXPOSE {text:?}"));
+            }
+            Ok((a..=b).map(|p| format!("{p}/{proto}")).collect())
+        }
+        None => Ok(vec![format!("{}/{proto}", parse(ports)?)]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_ports() {
+        assert_eq!(absolute("/app", "src"), "/app/src");
+        assert_eq!(absolute("/app", "/x/../y/"), "/y");
+        assert_eq!(absolute("/", "."), "/");
+        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(expose_ports("8000-8002").unwrap(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert!(expose_ports("x").is_err());
+        assert!(only_heredoc_markers("<<EOF"));
+        assert!(!only_heredoc_markers("python3 <<EOF"));
+        assert!(escapes("../x") && !escapes("a/../b"));
+    }
+
+    #[test]
+    fn chown_by_number_and_name() {
+        let mut ix = FsIndex::default();
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, body) in [("etc/passwd", "app:x:1000:1001::/home/app:/bin/sh\n"), ("etc/group", "staff:x:50:\n")] {
+            let mut h = tar::Header::new_ustar();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_path(path).unwrap();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append(&h, body.as_bytes()).unwrap();
+        }
+        ix.apply_tar(b.into_inner().unwrap().as_slice()).unwrap();
+        assert_eq!(resolve_chown("1:2", &ix).unwrap(), (1, 2));
+        assert_eq!(resolve_chown("7", &ix).unwrap(), (7, 7));
+        assert_eq!(resolve_chown("app:staff", &ix).unwrap(), (1000, 50));
+        assert!(resolve_chown("nobody", &ix).is_err());
+    }
+
+    #[test]
+    fn keys_separate_their_parts() {
+        assert_ne!(key_of(&[b"ab", b"c"]), key_of(&[b"a", b"bc"]));
+    }
+}

@@ -1,0 +1,547 @@
+//! RUN steps: a container over the step's root, and the layer is what it changed.
+//!
+//! The OCI runtime configuration comes from the runtime crate's container module
+//! ([`runtime::container::spec::build`], with the user resolved by
+//! [`runtime::container::user::resolve`]): Docker's namespaces, mounts, masked paths and
+//! capabilities, on the host network unless `--network=none`. The container is run by an
+//! external OCI runtime binary, `runc run` in the foreground (the runtime crate's embedded
+//! runtime must be driven from a single-threaded process, which a build is not), with its
+//! output streamed to the progress display.
+//!
+//! The root is a plain directory holding the stage's layers. [`Snapshot::take`] records
+//! every path's type, mode, owners, size, times, inode and link target before the step and
+//! [`Snapshot::diff`] compares after: new and changed paths (with their parent directories)
+//! become layer entries, deleted ones whiteouts, and files with several names inside the
+//! change hard links. Mount points the runtime had to create for `/proc`, `/dev`, `/sys`,
+//! `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname` and the step's `--mount`s are removed
+//! again before the diff, so none of them leaks into the image.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use runtime::container::spec::{self, HostFacts, RunOptions, SpecInput, Tmpfs, Volume};
+use runtime::container::user;
+
+use crate::tarball::{Content, Entry, Kind};
+
+/// Why a RUN step could not run or be captured.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A file of the step's root or bundle could not be used.
+    #[error("{path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The user does not resolve in the image.
+    #[error("USER {spec}")]
+    User {
+        /// The user specification.
+        spec: String,
+        /// The cause.
+        #[source]
+        source: user::UserError,
+    },
+    /// The runtime configuration could not be built.
+    #[error("building the container configuration")]
+    Spec(#[source] spec::SpecError),
+    /// The OCI runtime could not be started.
+    #[error("cannot run {runtime} (install runc, or name another OCI runtime with --runtime)")]
+    Spawn {
+        /// The runtime binary.
+        runtime: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
+    move |source| RunError::Io { path: path.to_path_buf(), source }
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The process's arguments.
+    pub args: Vec<String>,
+    /// `KEY=value` environment.
+    pub env: Vec<String>,
+    /// Working directory (absolute).
+    pub cwd: String,
+    /// `USER` (empty: root).
+    pub user: String,
+    /// `--network=none`.
+    pub no_network: bool,
+    /// Bind mounts (cache, bind and secret mounts).
+    pub binds: Vec<Volume>,
+    /// tmpfs mounts.
+    pub tmpfs: Vec<Tmpfs>,
+}
+
+/// Where to run it.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    /// The OCI runtime binary (runc's command line).
+    pub runtime: PathBuf,
+    /// The step's root (changed in place).
+    pub rootfs: PathBuf,
+    /// A private directory for the bundle, the runtime's state and the /etc files.
+    pub work: PathBuf,
+    /// The container's ID.
+    pub id: String,
+}
+
+/// Runs `request` in `sandbox`, passing each output line to `output`; returns the exit code
+/// and the last lines of output.
+pub fn run(
+    request: &Request,
+    sandbox: &Sandbox,
+    output: &(dyn Fn(&str) + Sync),
+) -> Result<(i32, Vec<String>), RunError> {
+    fs::create_dir_all(&sandbox.work).map_err(io_err(&sandbox.work))?;
+    let read = |p: &str| -> String { crate::run::read_in_root(&sandbox.rootfs, p).unwrap_or_default() };
+    let resolved = user::resolve(&request.user, &read("etc/passwd"), &read("etc/group"))
+        .map_err(|source| RunError::User { spec: request.user.clone(), source })?;
+
+    // /etc files of the build container, from the host's (the network is the host's).
+    let mut etc_files = Vec::new();
+    let hostname = "buildkitsandbox";
+    for (name, content) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")),
+        ("resolv.conf", fs::read_to_string("/etc/resolv.conf").unwrap_or_else(|_| "nameserver 127.0.0.1\n".into())),
+    ] {
+        let path = sandbox.work.join(name);
+        fs::write(&path, content).map_err(io_err(&path))?;
+        etc_files.push((format!("/etc/{name}"), path));
+    }
+
+    let options = RunOptions {
+        command: request.args.clone(),
+        entrypoint: Some(String::new()),
+        env: request.env.clone(),
+        workdir: Some(request.cwd.clone()),
+        volumes: request.binds.clone(),
+        tmpfs: request.tmpfs.clone(),
+        hostname: Some(hostname.into()),
+        network: if request.no_network { spec::Network::None } else { spec::Network::Host },
+        ..RunOptions::default()
+    };
+    let input = SpecInput {
+        id: &sandbox.id,
+        image: None,
+        options: &options,
+        user: &resolved,
+        cgroups_path: PathBuf::from(format!("/berth-build/{}", sandbox.id)),
+        etc_files,
+        host: HostFacts { swap_limit: false, nofile_max: nofile_hard_limit() },
+    };
+    let mut config = spec::build(&input).map_err(RunError::Spec)?;
+    let root = oci_spec::runtime::RootBuilder::default()
+        .path(&sandbox.rootfs)
+        .readonly(false)
+        .build()
+        .map_err(|e| RunError::Spec(spec::SpecError::Oci(e)))?;
+    config.set_root(Some(root));
+    let bundle = sandbox.work.join("bundle");
+    fs::create_dir_all(&bundle).map_err(io_err(&bundle))?;
+    let config_path = bundle.join("config.json");
+    let body = serde_json::to_vec(&config).map_err(|e| io_err(&config_path)(io::Error::other(e)))?;
+    fs::write(&config_path, body).map_err(io_err(&config_path))?;
+
+    let state = sandbox.work.join("state");
+    let mut child = Command::new(&sandbox.runtime)
+        .arg("--root")
+        .arg(&state)
+        .arg("run")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg(&sandbox.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| RunError::Spawn { runtime: sandbox.runtime.clone(), source })?;
+    let tail = std::sync::Mutex::new(std::collections::VecDeque::<String>::new());
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    std::thread::scope(|s| {
+        let pump = |stream: Box<dyn io::Read + Send>| {
+            let tail = &tail;
+            move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    output(&line);
+                    if let Ok(mut t) = tail.lock() {
+                        t.push_back(line);
+                        if t.len() > 20 {
+                            t.pop_front();
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(o) = stdout {
+            s.spawn(pump(Box::new(o)));
+        }
+        if let Some(e) = stderr {
+            s.spawn(pump(Box::new(e)));
+        }
+    });
+    let status = child.wait().map_err(|source| RunError::Spawn { runtime: sandbox.runtime.clone(), source })?;
+    let code = runtime::container::oci::exit_code(status);
+    let tail = tail.into_inner().map(Vec::from).unwrap_or_default();
+    Ok((code, tail))
+}
+
+/// This process's hard limit of open files (0 when unknown): containers cannot get more.
+fn nofile_hard_limit() -> u64 {
+    let limits = fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads a small file of the root, following no link out of it (best effort: `None` when
+/// absent or unreadable).
+pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
+    runtime::container::rootfs::read_in_root(root, rel).ok().flatten()
+}
+
+/// The paths among `targets` (absolute, inside the root) and their parents that do not
+/// exist yet, parents first: what a runtime will create as mount points.
+pub fn missing_mount_points(root: &Path, targets: &[String]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for t in targets {
+        let mut current = String::new();
+        for part in t.split('/').filter(|p| !p.is_empty()) {
+            current = if current.is_empty() { part.to_string() } else { format!("{current}/{part}") };
+            if fs::symlink_metadata(root.join(&current)).is_err() && !missing.contains(&current) {
+                missing.push(current.clone());
+            }
+        }
+    }
+    missing
+}
+
+/// The modification times of the directories that will hold the mount points in
+/// `created`, so [`remove_mount_points`] can put them back.
+pub fn parent_times(root: &Path, created: &[String]) -> Vec<(PathBuf, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for rel in created {
+        let parent = match rel.rsplit_once('/') {
+            Some((p, _)) => root.join(p),
+            None => root.to_path_buf(),
+        };
+        if out.iter().any(|(p, _): &(PathBuf, _)| *p == parent) {
+            continue;
+        }
+        if let Ok(t) = fs::symlink_metadata(&parent).and_then(|m| m.modified()) {
+            out.push((parent, t));
+        }
+    }
+    out
+}
+
+/// Removes mount points the runtime created (deepest first), when they are empty, and
+/// restores their parents' modification times (`times` from [`parent_times`]), so the
+/// parents do not look changed.
+pub fn remove_mount_points(root: &Path, created: &[String], times: &[(PathBuf, std::time::SystemTime)]) {
+    remove_created(root, created);
+    for (dir, t) in times {
+        if let Ok(f) = fs::File::open(dir) {
+            let _ = f.set_modified(*t);
+        }
+    }
+}
+
+fn remove_created(root: &Path, created: &[String]) {
+    for rel in created.iter().rev() {
+        let path = root.join(rel);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                let _ = fs::remove_dir(&path);
+            }
+            Ok(m) if m.len() == 0 => {
+                let _ = fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What a path looked like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stat {
+    kind: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+    dev: u64,
+    nlink: u64,
+    rdev: u64,
+}
+
+impl Stat {
+    fn of(m: &fs::Metadata) -> Stat {
+        Stat {
+            kind: m.mode() & 0o170000,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            ino: m.ino(),
+            dev: m.dev(),
+            nlink: m.nlink(),
+            rdev: m.rdev(),
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        self.kind == 0o040000
+    }
+}
+
+/// Every path of a root and what it looked like.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    paths: BTreeMap<String, Stat>,
+}
+
+impl Snapshot {
+    /// Records `root`.
+    pub fn take(root: &Path) -> Result<Snapshot, RunError> {
+        let mut paths = BTreeMap::new();
+        let mut pending = vec![String::new()];
+        while let Some(dir) = pending.pop() {
+            let abs = if dir.is_empty() { root.to_path_buf() } else { root.join(&dir) };
+            for item in fs::read_dir(&abs).map_err(io_err(&abs))? {
+                let item = item.map_err(io_err(&abs))?;
+                let name = item.file_name().to_string_lossy().into_owned();
+                let rel = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+                let path = root.join(&rel);
+                let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+                if meta.is_dir() {
+                    pending.push(rel.clone());
+                }
+                paths.insert(rel, Stat::of(&meta));
+            }
+        }
+        Ok(Snapshot { paths })
+    }
+
+    /// The layer entries that turn `self` into what `root` holds now.
+    pub fn diff(&self, root: &Path) -> Result<Vec<Entry>, RunError> {
+        let after = Snapshot::take(root)?;
+        let mut changed: BTreeMap<String, &Stat> = BTreeMap::new();
+        let mut entries = Vec::new();
+        for (path, stat) in &after.paths {
+            match self.paths.get(path) {
+                Some(old) if old == stat => {}
+                Some(old)
+                    if old.is_dir()
+                        && stat.is_dir()
+                        && old.mode == stat.mode
+                        && old.uid == stat.uid
+                        && old.gid == stat.gid
+                        && old.mtime == stat.mtime => {}
+                Some(old) => {
+                    if old.is_dir() && !stat.is_dir() {
+                        entries.push(Entry::whiteout(path));
+                    }
+                    changed.insert(path.clone(), stat);
+                }
+                None => {
+                    changed.insert(path.clone(), stat);
+                }
+            }
+        }
+        // Parent directories of everything changed, as they are now.
+        let parents: Vec<String> = changed
+            .keys()
+            .flat_map(|p| {
+                let mut ps = Vec::new();
+                let mut cur = p.as_str();
+                while let Some((parent, _)) = cur.rsplit_once('/') {
+                    ps.push(parent.to_string());
+                    cur = parent;
+                }
+                ps
+            })
+            .collect();
+        for p in parents {
+            if let Some(stat) = after.paths.get(&p) {
+                changed.entry(p).or_insert(stat);
+            }
+        }
+        // Deleted paths whose parent still exists (a deleted directory's contents go with it).
+        for path in self.paths.keys() {
+            if after.paths.contains_key(path) {
+                continue;
+            }
+            let parent_exists = match path.rsplit_once('/') {
+                Some((parent, _)) => after.paths.contains_key(parent),
+                None => true,
+            };
+            if parent_exists {
+                entries.push(Entry::whiteout(path));
+            }
+        }
+        // Files with several names in the change: the first name carries the content.
+        let mut first_name: HashMap<(u64, u64), String> = HashMap::new();
+        for (path, stat) in changed {
+            let abs = root.join(&path);
+            let kind = match stat.kind {
+                0o040000 => Kind::Dir,
+                0o120000 => Kind::Symlink(fs::read_link(&abs).map_err(io_err(&abs))?),
+                0o010000 => Kind::Fifo,
+                0o020000 | 0o060000 => {
+                    let (major, minor) = dev_major_minor(stat.rdev);
+                    if stat.kind == 0o020000 {
+                        Kind::Char(major, minor)
+                    } else {
+                        Kind::Block(major, minor)
+                    }
+                }
+                0o140000 => continue,
+                _ => {
+                    if stat.nlink > 1 {
+                        if let Some(first) = first_name.get(&(stat.dev, stat.ino)) {
+                            entries.push(Entry {
+                                path: path.clone(),
+                                kind: Kind::Hardlink(first.clone()),
+                                mode: stat.mode,
+                                uid: u64::from(stat.uid),
+                                gid: u64::from(stat.gid),
+                                mtime: stat.mtime.0,
+                            });
+                            continue;
+                        }
+                        first_name.insert((stat.dev, stat.ino), path.clone());
+                    }
+                    Kind::File { content: Content::Disk(abs.clone()), size: stat.size }
+                }
+            };
+            entries.push(Entry {
+                path,
+                kind,
+                mode: stat.mode,
+                uid: u64::from(stat.uid),
+                gid: u64::from(stat.gid),
+                mtime: stat.mtime.0,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+fn dev_major_minor(rdev: u64) -> (u32, u32) {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
+
+/// The in-memory content of an entry (for tests and heredoc files).
+pub fn bytes(data: &[u8]) -> Content {
+    Content::Bytes(Arc::new(data.to_vec()))
+}
+
+/// True for character devices, which overlay whiteouts are (never copied into layers).
+pub fn is_char_device(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_char_device()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn names(entries: &[Entry]) -> Vec<String> {
+        let mut e = entries.to_vec();
+        crate::tarball::sort(&mut e);
+        e.iter().map(|e| e.path.clone()).collect()
+    }
+
+    #[test]
+    fn diffs_additions_changes_deletions_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::create_dir_all(r.join("usr/lib/deep")).unwrap();
+        fs::create_dir_all(r.join("gone/sub")).unwrap();
+        fs::write(r.join("etc/keep"), "k").unwrap();
+        fs::write(r.join("etc/change"), "1").unwrap();
+        fs::write(r.join("etc/remove"), "r").unwrap();
+        fs::write(r.join("gone/sub/f"), "f").unwrap();
+        let before = Snapshot::take(r).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+
+        fs::write(r.join("etc/change"), "2").unwrap();
+        fs::remove_file(r.join("etc/remove")).unwrap();
+        fs::remove_dir_all(r.join("gone")).unwrap();
+        fs::write(r.join("usr/lib/deep/new"), "n").unwrap();
+        fs::hard_link(r.join("usr/lib/deep/new"), r.join("usr/lib/deep/new2")).unwrap();
+        symlink("new", r.join("usr/lib/deep/ln")).unwrap();
+        let entries = before.diff(r).unwrap();
+        let got: std::collections::BTreeSet<String> = names(&entries).into_iter().collect();
+        let want: std::collections::BTreeSet<String> = [
+            ".wh.gone",
+            "etc",
+            "etc/.wh.remove",
+            "etc/change",
+            "usr",
+            "usr/lib",
+            "usr/lib/deep",
+            "usr/lib/deep/ln",
+            "usr/lib/deep/new",
+            "usr/lib/deep/new2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(got, want);
+        let by: HashMap<&str, &Entry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        assert!(by.contains_key(".wh.gone") && !by.contains_key("gone/sub/.wh.f"));
+        assert!(by.contains_key("etc/.wh.remove"));
+        assert!(!by.contains_key("etc/keep"));
+        assert!(matches!(by["usr/lib/deep/new2"].kind, Kind::Hardlink(ref t) if t == "usr/lib/deep/new"));
+        assert!(matches!(by["usr/lib/deep/ln"].kind, Kind::Symlink(_)));
+        assert!(matches!(by["etc/change"].kind, Kind::File { size: 1, .. }));
+        assert!(by.contains_key("usr"), "parents of changes are included");
+    }
+
+    #[test]
+    fn finds_and_removes_created_mount_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        let missing = missing_mount_points(r, &["/proc".into(), "/etc/hosts".into(), "/run/secrets/x".into()]);
+        assert_eq!(missing, ["proc", "etc/hosts", "run", "run/secrets", "run/secrets/x"]);
+        fs::create_dir_all(r.join("proc")).unwrap();
+        fs::write(r.join("etc/hosts"), "").unwrap();
+        fs::create_dir_all(r.join("run/secrets")).unwrap();
+        fs::write(r.join("run/secrets/x"), "").unwrap();
+        let times = parent_times(r, &missing);
+        remove_mount_points(r, &missing, &times);
+        assert!(!r.join("proc").exists() && !r.join("run").exists() && !r.join("etc/hosts").exists());
+        assert!(r.join("etc").exists());
+    }
+}

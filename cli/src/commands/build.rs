@@ -1,0 +1,237 @@
+//! `berth build [-t REF]... [-f Dockerfile] [--build-arg K=V]... [--target STAGE] [--no-cache]
+//! [--push] [--output type=oci|docker|registry[,dest=PATH]]... [--cache-from REF]...
+//! [--cache-to REF]... [--platform P] [--progress auto|plain|tty|quiet] CONTEXT`: parses the
+//! flags and calls `builder::Builder::build`, then `builder::output` for each destination.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use builder::progress::{Mode, Progress};
+use builder::{output, Builder, Compression, Options};
+use shared::client::{Client, ClientConfig};
+use shared::manifest::Platform;
+use shared::ImageRef;
+
+/// Flags of `berth build`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Name the image (repeatable): [HOST[:PORT]/]NAME[:TAG].
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    /// The Dockerfile [default: CONTEXT/Dockerfile].
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// A build argument, KEY=VALUE, or KEY to take the value from the environment.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build this stage (and what it needs) instead of the last one.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step instead of reusing cached layers.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Push the image to the registry of each -t name.
+    #[arg(long)]
+    pub push: bool,
+    /// Where the image goes: type=oci,dest=PATH (a layout directory, or a tar for *.tar),
+    /// type=docker,dest=PATH (a tar for `docker load`), type=registry (push).
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Import build cache from a registry reference (repeatable).
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// Export the cache this build used to a registry reference.
+    #[arg(long, value_name = "REF")]
+    pub cache_to: Vec<String>,
+    /// The platform to build for [default: the host's].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<Platform>,
+    /// auto (a spinner on a terminal, plain otherwise), plain, tty or quiet.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// Keep files' modification times instead of clamping them to SOURCE_DATE_EPOCH (or 0).
+    #[arg(long)]
+    pub keep_timestamps: bool,
+    /// Layer compression: gzip or zstd.
+    #[arg(long, default_value = "gzip")]
+    pub compression: Compression,
+    /// The gzip level, 0 (no compression) to 9 [default: 3].
+    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compression_level: Option<u32>,
+    /// Timestamps in the image are clamped to this many seconds since 1970 [default: 0].
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+    /// The OCI runtime binary that runs RUN steps.
+    #[arg(long = "runtime", default_value = "runc", value_name = "PATH")]
+    pub oci_runtime: PathBuf,
+    /// A secret for RUN --mount=type=secret: id=ID,src=PATH.
+    #[arg(long, value_name = "id=ID,src=PATH")]
+    pub secret: Vec<String>,
+    /// Allow plain HTTP for registries (loopback registries always are).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Write the image's manifest digest to this file.
+    #[arg(long, value_name = "PATH")]
+    pub iidfile: Option<PathBuf>,
+    /// The build context directory.
+    pub context: PathBuf,
+}
+
+/// A parsed `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Output {
+    Oci(PathBuf),
+    Docker(PathBuf),
+    Registry,
+}
+
+fn parse_output(spec: &str) -> Result<Output> {
+    let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').with_context(|| format!("--output {spec:?}: expected key=value fields"))?;
+        fields.insert(k.trim(), v.trim());
+    }
+    let dest = || -> Result<PathBuf> {
+        fields.get("dest").map(PathBuf::from).with_context(|| format!("--output {spec:?}: dest=PATH is required"))
+    };
+    match fields.get("type").copied() {
+        Some("oci") => Ok(Output::Oci(dest()?)),
+        Some("docker") => Ok(Output::Docker(dest()?)),
+        Some("registry") | Some("image") if fields.get("push").is_none_or(|p| *p == "true") => Ok(Output::Registry),
+        Some(other) => bail!("--output {spec:?}: unknown type {other:?} (use oci, docker or registry)"),
+        None => bail!("--output {spec:?}: type= is required"),
+    }
+}
+
+fn parse_refs(refs: &[String], what: &str) -> Result<Vec<ImageRef>> {
+    refs.iter().map(|r| r.parse::<ImageRef>().with_context(|| format!("invalid {what} {r:?}"))).collect()
+}
+
+/// Runs `berth build` with the store at `root`.
+pub fn run(root: &Path, args: Args) -> Result<()> {
+    let tags = parse_refs(&args.tags, "tag")?;
+    let outputs: Vec<Output> = args.outputs.iter().map(|o| parse_output(o)).collect::<Result<_>>()?;
+    let push = args.push || outputs.contains(&Output::Registry);
+    if push && tags.is_empty() {
+        bail!("--push needs at least one -t name to push to");
+    }
+    let cache_from = parse_refs(&args.cache_from, "--cache-from reference")?;
+    let cache_to = parse_refs(&args.cache_to, "--cache-to reference")?;
+    let mut build_args = BTreeMap::new();
+    for a in &args.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
+            None => build_args.insert(a.clone(), std::env::var(a).unwrap_or_default()),
+        };
+    }
+    let mut secrets = BTreeMap::new();
+    for s in &args.secret {
+        let fields: BTreeMap<&str, &str> = s.split(',').filter_map(|f| f.split_once('=')).collect();
+        let id = fields.get("id").with_context(|| format!("--secret {s:?}: id= is required"))?;
+        let src =
+            fields.get("src").or(fields.get("source")).with_context(|| format!("--secret {s:?}: src= is required"))?;
+        secrets.insert(id.to_string(), PathBuf::from(src));
+    }
+    if !args.context.is_dir() {
+        bail!("the build context {} is not a directory", args.context.display());
+    }
+    let mode = match args.progress.as_str() {
+        "auto" if std::io::stderr().is_terminal() => Mode::Tty,
+        "auto" | "plain" => Mode::Plain,
+        "tty" => Mode::Tty,
+        "quiet" => Mode::Quiet,
+        other => bail!("--progress {other:?}: use auto, plain, tty or quiet"),
+    };
+
+    let store = super::open_store(root)?;
+    let config = ClientConfig { plain_http: args.plain_http, ..ClientConfig::default() };
+    let credentials = Arc::new(super::login::docker_config()?);
+    let client = Arc::new(Client::new(config, credentials).context("cannot set up the registry client")?);
+    let builder = Builder::new(store, Arc::clone(&client)).context("cannot open the build cache")?;
+    let options = Options {
+        dockerfile: args.file.clone(),
+        build_args,
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        platform: args.platform.clone(),
+        source_date_epoch: args.source_date_epoch,
+        keep_timestamps: args.keep_timestamps,
+        compression: args.compression,
+        compression_level: args.compression_level.unwrap_or(builder::tarball::DEFAULT_GZIP_LEVEL),
+        oci_runtime: args.oci_runtime.clone(),
+        secrets,
+        cache_from,
+        ..Options::new(&args.context)
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let progress = Progress::new(mode, Box::new(std::io::stderr()));
+    let built = builder.build(&options, &progress, tokio.handle()).context("build failed")?;
+
+    for output in &outputs {
+        match output {
+            Output::Oci(dest) => {
+                output::write_oci(&built, dest, &tags).with_context(|| format!("cannot write {}", dest.display()))?;
+                progress.note(&format!("wrote OCI layout {}", dest.display()));
+            }
+            Output::Docker(dest) => {
+                output::write_docker_archive(&built, dest, &tags)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                progress.note(&format!("wrote docker-archive {}", dest.display()));
+            }
+            Output::Registry => {}
+        }
+    }
+    // Name the image in the build cache's layout too, so it can be found again.
+    for tag in &tags {
+        let layout = builder.cache().layout();
+        layout
+            .add_manifest(shared::media_type::OCI_MANIFEST, &built.manifest, Some(&tag.to_string()))
+            .context("cannot record the image name")?;
+    }
+    if push {
+        tokio.block_on(output::push(&client, &built, &tags)).context("push failed")?;
+        for t in &tags {
+            progress.note(&format!("pushed {}@{}", t.familiar(), built.manifest_digest));
+        }
+    }
+    for reference in &cache_to {
+        let n = tokio
+            .block_on(builder.cache().export(&client, reference))
+            .with_context(|| format!("cannot export the cache to {}", reference.familiar()))?;
+        progress.note(&format!("exported {n} cache entries to {}", reference.familiar()));
+    }
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, built.manifest_digest.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    progress.note(&format!(
+        "image {} ({} steps, {} cached, {} context files read, {:.1}s)",
+        built.manifest_digest,
+        built.steps,
+        built.cached,
+        built.files_read,
+        progress.elapsed().as_secs_f64()
+    ));
+    if mode == Mode::Quiet {
+        println!("{}", built.manifest_digest);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_outputs() {
+        assert_eq!(parse_output("type=oci,dest=out").unwrap(), Output::Oci("out".into()));
+        assert_eq!(parse_output("type=docker,dest=i.tar").unwrap(), Output::Docker("i.tar".into()));
+        assert_eq!(parse_output("type=registry").unwrap(), Output::Registry);
+        assert!(parse_output("type=oci").is_err());
+        assert!(parse_output("type=local,dest=x").is_err());
+        assert!(parse_output("dest=x").is_err());
+    }
+}

@@ -1,0 +1,359 @@
+//! `berth run [OPTIONS] IMAGE [COMMAND [ARG...]]`: Docker's flags turned into
+//! `runtime::container::RunOptions`; pulls the image when the store lacks it, records the
+//! container, then supervises it in this process (foreground) or hands it to a detached
+//! supervisor (`-d`), through `runtime::container::shim`. Also the hidden
+//! `container-shim` subcommand that supervisor runs as.
+
+use std::io::IsTerminal;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use runtime::container::shim::{self, ShimArgs, EXIT_START_FAILED};
+use runtime::container::{Containers, Network, RunOptions, Tmpfs, Volume};
+use runtime::{ImageRecord, PullOptions, Store, TerminalProgress};
+use shared::client::{Client, ClientConfig};
+use shared::ImageRef;
+
+/// Flags of `berth run`, as `docker run` has them.
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container's ID; output goes to its log.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Name of the container [default: generated].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(long = "env", short = 'e', value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (one KEY=VALUE or KEY a line; # comments).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container (absolute).
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User: name or uid, optionally with :group or :gid (from the image's /etc/passwd and /etc/group).
+    #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Replace the image's entrypoint ("" for none); the image's command is not used then.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Bind-mount a host directory or file: HOST:CONTAINER[:ro|rw] (HOST absolute).
+    #[arg(long = "volume", short = 'v', value_name = "HOST:CONTAINER[:ro]")]
+    pub volumes: Vec<String>,
+    /// Mount the container's root file system read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Mount a tmpfs: PATH[:OPTIONS] such as /run:size=64m.
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Host name inside the container [default: the first 12 digits of its ID].
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Network: none (own namespace, loopback only) or host.
+    #[arg(long, default_value = "none", value_name = "none|host")]
+    pub network: String,
+    /// Memory limit, such as 64m or 1g (swap is not allowed beyond it).
+    #[arg(long, short = 'm', value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// CPUs' worth of time, such as 0.5 or 2.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Most processes at once (-1 or 0: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Keep standard input open.
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Give the container a terminal.
+    #[arg(long, short = 't')]
+    pub tty: bool,
+    /// OCI runtime: runc, crun, or a path [default: the embedded one].
+    #[arg(long, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+    /// Allow plain HTTP when the image has to be pulled.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// The image: a reference, or a manifest digest as `berth images` shows it.
+    pub image: String,
+    /// The command and its arguments [default: the image's].
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// Flags of the hidden `berth container-shim`.
+#[derive(clap::Args, Debug)]
+pub struct ShimFlags {
+    /// Leave the caller's session first.
+    #[arg(long)]
+    pub detach: bool,
+    /// Report the start on this file descriptor.
+    #[arg(long)]
+    pub ready_fd: Option<i32>,
+    /// The container's ID.
+    pub id: String,
+}
+
+/// Parses `64m`, `1g`, `512k`, `100b` or plain bytes (powers of 1024, as Docker).
+pub fn parse_bytes(text: &str) -> Result<i64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (number, unit) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let value: f64 =
+        number.parse().map_err(|_| anyhow!("invalid size {text:?} (use bytes, or a number with k, m or g)"))?;
+    if value < 0.0 {
+        bail!("invalid size {text:?}");
+    }
+    Ok((value * unit as f64) as i64)
+}
+
+/// `KEY=VALUE` stays; a bare `KEY` takes the value `lookup` gives, or is dropped.
+fn env_entry(entry: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    if entry.contains('=') {
+        return Some(entry.to_string());
+    }
+    lookup(entry).map(|v| format!("{entry}={v}"))
+}
+
+/// The entries of an env file.
+fn env_file_entries(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
+}
+
+fn parse_volume(spec: &str) -> Result<Volume> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, container, read_only) = match parts.as_slice() {
+        [h, c] => (*h, *c, false),
+        [h, c, "ro"] => (*h, *c, true),
+        [h, c, "rw"] => (*h, *c, false),
+        _ => bail!("invalid volume {spec:?}: use HOST:CONTAINER[:ro]"),
+    };
+    if !host.starts_with('/') {
+        bail!("invalid volume {spec:?}: the host path must be absolute (named volumes are not supported)");
+    }
+    if !container.starts_with('/') {
+        bail!("invalid volume {spec:?}: the container path must be absolute");
+    }
+    Ok(Volume { host: PathBuf::from(host), container: container.to_string(), read_only })
+}
+
+fn parse_tmpfs(spec: &str) -> Result<Tmpfs> {
+    let (path, options) = spec.split_once(':').unwrap_or((spec, ""));
+    if !path.starts_with('/') {
+        bail!("invalid tmpfs {spec:?}: the path must be absolute");
+    }
+    Ok(Tmpfs { path: path.into(), options: options.split(',').filter(|o| !o.is_empty()).map(String::from).collect() })
+}
+
+/// The program for `--runtime`: none, `berth` or `embedded` mean the embedded runtime; a
+/// name is looked up in `PATH`.
+fn resolve_runtime(name: Option<&str>, path_var: Option<&str>) -> Result<Option<String>> {
+    match name {
+        None | Some("berth" | "embedded" | "") => Ok(None),
+        Some(name) if name.contains('/') => {
+            let path = std::path::absolute(name).with_context(|| format!("runtime {name}"))?;
+            if !path.is_file() {
+                bail!("OCI runtime {} does not exist", path.display());
+            }
+            Ok(Some(path.to_string_lossy().into_owned()))
+        }
+        Some(name) => path_var
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .split(':')
+            .map(|dir| Path::new(dir).join(name))
+            .find(|p| p.is_file())
+            .map(|p| Some(p.to_string_lossy().into_owned()))
+            .ok_or_else(|| anyhow!("OCI runtime {name:?} is not installed (not found in PATH)")),
+    }
+}
+
+/// Turns the flags into options, reading env files and the environment as Docker does.
+pub fn options(args: &Args) -> Result<RunOptions> {
+    let lookup = |k: &str| std::env::var(k).ok();
+    let mut env = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read env file {}", file.display()))?;
+        env.extend(env_file_entries(&text).iter().filter_map(|e| env_entry(e, &lookup)));
+    }
+    env.extend(args.env.iter().filter_map(|e| env_entry(e, &lookup)));
+    let network = match args.network.as_str() {
+        "none" => Network::None,
+        "host" => Network::Host,
+        other => bail!("network {other:?} is not supported: use none or host"),
+    };
+    let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>>>()?;
+    for v in &volumes {
+        // Docker creates a missing host directory for a bind mount.
+        if !v.host.exists() {
+            std::fs::create_dir_all(&v.host).with_context(|| format!("cannot create {}", v.host.display()))?;
+        }
+    }
+    Ok(RunOptions {
+        name: args.name.clone(),
+        command: args.command.clone(),
+        entrypoint: args.entrypoint.clone(),
+        env,
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        volumes,
+        read_only: args.read_only,
+        tmpfs: args.tmpfs.iter().map(|t| parse_tmpfs(t)).collect::<Result<Vec<_>>>()?,
+        hostname: args.hostname.clone(),
+        network,
+        memory: args.memory.as_deref().map(parse_bytes).transpose()?,
+        cpus: args.cpus,
+        pids_limit: args.pids_limit,
+        interactive: args.interactive,
+        tty: args.tty,
+        detach: args.detach,
+        remove: args.rm,
+        runtime: resolve_runtime(args.runtime.as_deref(), std::env::var("PATH").ok().as_deref())?,
+    })
+}
+
+/// The image in the store, pulled first when missing.
+fn find_or_pull(store: &Store, image: &str, plain_http: bool) -> Result<ImageRecord> {
+    if let Some(found) = store.find(image).context("cannot read the image index")?.into_iter().next() {
+        return Ok(found);
+    }
+    let reference: ImageRef = image.parse()?;
+    eprintln!("Unable to find image '{}' locally", reference.familiar());
+    let config = ClientConfig { plain_http, ..ClientConfig::default() };
+    let credentials = Arc::new(super::login::docker_config()?);
+    let client = Client::new(config, credentials).context("cannot set up the registry client")?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let stderr = std::io::stderr();
+    let tty = stderr.is_terminal();
+    let progress = TerminalProgress::new(stderr, tty);
+    let record = tokio
+        .block_on(store.pull(&client, &reference, &PullOptions::default(), &progress))
+        .with_context(|| format!("cannot pull {}", reference.familiar()))?;
+    tokio.shutdown_background();
+    Ok(record)
+}
+
+/// Whether this process has one thread (so it may create containers itself).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Threads:", "1"]))
+}
+
+/// Runs `berth run` against the store at `root`; the exit code is the container's.
+pub fn run(root: &Path, args: Args) -> ExitCode {
+    match start(root, args) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::from(EXIT_START_FAILED as u8)
+        }
+    }
+}
+
+/// Logs warnings (or the filter in `BERTH_LOG`) to standard error.
+fn init_logging() {
+    let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn,libcgroups=error,libcontainer=error".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+fn start(root: &Path, args: Args) -> Result<i32> {
+    init_logging();
+    let options = options(&args)?;
+    let store = super::open_store(root)?;
+    let image = find_or_pull(&store, &args.image, args.plain_http)?;
+    let containers = Containers::at(root);
+    let record = containers
+        .create(&args.image, &image.reference, &image.manifest, &options)
+        .context("cannot create the container")?;
+    drop(store);
+    let exe = std::env::current_exe().context("cannot find the berth binary")?;
+    if options.detach {
+        shim::spawn_detached(|fd| {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.arg("--root").arg(root).arg("container-shim").arg("--detach").arg("--ready-fd").arg(fd.to_string());
+            cmd.arg(&record.id);
+            cmd
+        })
+        .with_context(|| format!("cannot start container {}", record.short_id()))?;
+        println!("{}", record.id);
+        return Ok(0);
+    }
+    if single_threaded() {
+        return Ok(shim::run(ShimArgs { root: root.to_path_buf(), id: record.id, ready: None }));
+    }
+    // Threads were started (to pull): the embedded runtime needs a fresh process.
+    let err = std::process::Command::new(&exe).arg("--root").arg(root).arg("container-shim").arg(&record.id).exec();
+    Err(anyhow!(err).context("cannot run the container supervisor"))
+}
+
+/// Runs the hidden `berth container-shim`.
+pub fn shim_main(root: &Path, flags: ShimFlags) -> ExitCode {
+    init_logging();
+    if flags.detach {
+        if let Err(e) = shim::detach() {
+            eprintln!("berth: {e}");
+            return ExitCode::from(EXIT_START_FAILED as u8);
+        }
+    }
+    // SAFETY: the CLI passes the descriptor number of the pipe it left open for us.
+    let ready = flags.ready_fd.map(|fd| unsafe { shim::take_fd(fd) });
+    let code = shim::run(ShimArgs { root: root.to_path_buf(), id: flags.id, ready });
+    ExitCode::from(u8::try_from(code).unwrap_or(255))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512kb").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("1.5g").unwrap(), 3 << 29);
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn volumes_tmpfs_and_env() {
+        let v = parse_volume("/data:/mnt:ro").unwrap();
+        assert_eq!((v.host.as_path(), v.container.as_str(), v.read_only), (Path::new("/data"), "/mnt", true));
+        assert!(!parse_volume("/data:/mnt").unwrap().read_only);
+        assert!(parse_volume("data:/mnt").is_err());
+        assert!(parse_volume("/data").is_err());
+        assert!(parse_volume("/a:/b:zz").is_err());
+        let t = parse_tmpfs("/run:size=1m,mode=700").unwrap();
+        assert_eq!(t.options, ["size=1m", "mode=700"]);
+        assert!(parse_tmpfs("run").is_err());
+        let lookup = |k: &str| (k == "HOME").then(|| "/home/me".to_string());
+        assert_eq!(env_entry("A=1", &lookup).as_deref(), Some("A=1"));
+        assert_eq!(env_entry("HOME", &lookup).as_deref(), Some("HOME=/home/me"));
+        assert_eq!(env_entry("UNSET", &lookup), None);
+        assert_eq!(env_file_entries("# c\nA=1\n\n  B=2 \nC\n"), ["A=1", "B=2", "C"]);
+    }
+
+    #[test]
+    fn runtimes_resolve() {
+        assert_eq!(resolve_runtime(None, None).unwrap(), None);
+        assert_eq!(resolve_runtime(Some("berth"), None).unwrap(), None);
+        assert_eq!(resolve_runtime(Some("sh"), Some("/nonexistent:/bin")).unwrap().as_deref(), Some("/bin/sh"));
+        assert!(resolve_runtime(Some("no-such-runtime"), Some("/bin")).is_err());
+        assert!(resolve_runtime(Some("/no/such/runc"), None).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! The `berth` binary: parses the command line and hands each subcommand to its module in
+//! [`commands`], which calls the library crates. Nothing here knows OCI.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+/// Build, serve and run OCI container images.
+#[derive(Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+struct Cli {
+    /// Folder of the local image store and containers [default: /var/lib/berth].
+    #[arg(long, env = "BERTH_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry server (OCI distribution API).
+    Serve(commands::serve::Args),
+    /// Build an image from a Dockerfile.
+    Build(Box<commands::build::Args>),
+    /// Pull an image from a registry into the local store.
+    Pull(commands::pull::Args),
+    /// Log in to a registry (credentials kept in Docker's config.json).
+    Login(commands::login::Args),
+    /// Log out of a registry.
+    Logout(commands::login::LogoutArgs),
+    /// Manage the registry's robot accounts (for CI).
+    Robot(commands::robot::Args),
+    /// List the images in the local store.
+    Images(commands::images::Args),
+    /// Remove images from the local store, and the content no other image uses.
+    Rmi(commands::rmi::Args),
+    /// Run a command in a new container.
+    Run(Box<commands::run::Args>),
+    /// List containers.
+    Ps(commands::ps::Args),
+    /// Print a detached container's output.
+    Logs(commands::logs::Args),
+    /// Stop running containers.
+    Stop(commands::stop::Args),
+    /// Remove containers.
+    Rm(commands::rm::Args),
+    /// Supervise one container (started by `berth run`).
+    #[command(hide = true)]
+    ContainerShim(commands::run::ShimFlags),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let root = cli.root.unwrap_or_else(|| PathBuf::from(runtime::DEFAULT_ROOT));
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Build(args) => commands::build::run(&root, *args),
+        Command::Pull(args) => commands::pull::run(&root, args),
+        Command::Login(args) => commands::login::run(args),
+        Command::Logout(args) => commands::login::logout(args),
+        Command::Robot(args) => commands::robot::run(args),
+        Command::Images(args) => commands::images::run(&root, args),
+        Command::Rmi(args) => commands::rmi::run(&root, args),
+        Command::Run(args) => return commands::run::run(&root, *args),
+        Command::Ps(args) => commands::ps::run(&root, args),
+        Command::Logs(args) => commands::logs::run(&root, args),
+        Command::Stop(args) => commands::stop::run(&root, args),
+        Command::Rm(args) => commands::rm::run(&root, args),
+        Command::ContainerShim(flags) => return commands::run::shim_main(&root, flags),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `GET`, `HEAD`, `PUT` and `DELETE /v2/<name>/manifests/<reference>` (spec.md, "Pulling
+//! manifests", "Pushing manifests", "Deleting tags", "Deleting manifests").
+//!
+//! Manifests are served exactly as pushed. `Accept` negotiation: when a client that accepts
+//! only single-image manifest types asks for an index or manifest list, it gets the entry for
+//! linux/amd64 (or the first entry) instead, as distribution does for old Docker clients.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use shared::manifest::Manifest;
+use shared::{media_type, NameError, Reference, RepoName};
+
+use super::{digest_error, method_not_allowed, repo_name, Req};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::store::{StoreError, StoredManifest};
+
+fn parse_reference(s: &str) -> ApiResult<Reference> {
+    s.parse().map_err(|e| match e {
+        NameError::Digest(d) => digest_error(d),
+        other => ApiError::new(Code::TagInvalid).detail(other),
+    })
+}
+
+/// True when the `Accept` header lists types and accepts none of the index types.
+fn refuses_indexes(headers: &HeaderMap) -> bool {
+    let mut any = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for t in value.split(',') {
+            let t = t.split(';').next().unwrap_or("").trim();
+            if t.is_empty() {
+                continue;
+            }
+            any = true;
+            if media_type::is_index(t) || t == "*/*" || t == "application/*" || t == "application/json" {
+                return false;
+            }
+        }
+    }
+    any
+}
+
+/// For a client that takes no indexes, the platform entry it most likely wants.
+async fn negotiate(req: &Req, repo: &RepoName, m: Arc<StoredManifest>) -> ApiResult<Arc<StoredManifest>> {
+    if !media_type::is_index(&m.media_type) || !refuses_indexes(&req.headers) {
+        return Ok(m);
+    }
+    let Ok(index) = Manifest::parse(&m.body, Some(&m.media_type)) else { return Ok(m) };
+    let pick = index
+        .manifests
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == "amd64"))
+        .or(index.manifests.first());
+    match pick {
+        Some(d) => match req.state.store.get_manifest(repo, &Reference::Digest(d.digest.clone())).await {
+            Ok(child) => Ok(child),
+            Err(StoreError::ManifestUnknown) => Ok(m),
+            Err(e) => Err(e.into()),
+        },
+        None => Ok(m),
+    }
+}
+
+pub(crate) async fn handle(req: Req, body: axum::body::Body, name: &str, reference: &str) -> ApiResult<Response> {
+    let repo = repo_name(name)?;
+    let reference = parse_reference(reference)?;
+    let store = req.state.store.clone();
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let m = store.get_manifest(&repo, &reference).await?;
+            let m = negotiate(&req, &repo, m).await?;
+            let etag = format!("\"{}\"", m.digest);
+            let builder = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, &m.media_type)
+                .header(header::CONTENT_LENGTH, m.body.len())
+                .header(header::ETAG, etag)
+                .header("docker-content-digest", m.digest.to_string());
+            let body = if req.method == Method::HEAD { axum::body::Body::empty() } else { m.body.clone().into() };
+            builder.body(body).map_err(|e| ApiError::internal(&e))
+        }
+        Method::PUT => {
+            let limit = req.state.config.limits.max_manifest_bytes;
+            let declared = req.header(header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
+            if declared.is_some_and(|l| l > limit as u64) {
+                super::drain(body.into_data_stream(), limit).await;
+                return Err(ApiError::new(Code::SizeInvalid)
+                    .status(StatusCode::PAYLOAD_TOO_LARGE)
+                    .detail(format!("manifest larger than the limit of {limit} bytes")));
+            }
+            let content_type = req.header(header::CONTENT_TYPE).map(str::to_string);
+            let body = Req::body_bytes(body, limit).await?;
+            let pushed = store.put_manifest(&repo, &reference, content_type.as_deref(), body).await?;
+            let mut resp = (
+                StatusCode::CREATED,
+                [
+                    (header::LOCATION, format!("/v2/{repo}/manifests/{}", pushed.digest)),
+                    (header::CONTENT_LENGTH, "0".to_string()),
+                ],
+            )
+                .into_response();
+            let h = resp.headers_mut();
+            h.insert("docker-content-digest", pushed.digest.to_string().parse().map_err(|e| ApiError::internal(&e))?);
+            if let Some(subject) = pushed.subject {
+                h.insert("oci-subject", subject.to_string().parse().map_err(|e| ApiError::internal(&e))?);
+            }
+            Ok(resp)
+        }
+        Method::DELETE => {
+            store.delete_manifest(&repo, &reference).await?;
+            Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+        }
+        _ => method_not_allowed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_refusal() {
+        let mut h = HeaderMap::new();
+        assert!(!refuses_indexes(&h));
+        h.insert(header::ACCEPT, media_type::DOCKER_MANIFEST.parse().unwrap());
+        assert!(refuses_indexes(&h));
+        h.append(header::ACCEPT, media_type::OCI_INDEX.parse().unwrap());
+        assert!(!refuses_indexes(&h));
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, "*/*".parse().unwrap());
+        assert!(!refuses_indexes(&h));
+    }
+}

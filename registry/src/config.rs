@@ -1,0 +1,574 @@
+//! The registry's configuration: one serde struct whose defaults are what `berth serve` runs
+//! with when given nothing.
+//!
+//! The binary fills it from the TOML file, then `BERTH_*` variables, then flags; this crate
+//! never reads the environment. [`Config::validate`] runs at start-up so a bad setting stops
+//! the server with a message instead of failing a request later.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `berth serve` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:5000`.
+    pub addr: SocketAddr,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a `tracing` filter
+    /// directive). Default `info`.
+    pub log_level: String,
+    /// Where content is stored.
+    pub storage: StorageConfig,
+    /// Limits on what clients may send.
+    pub limits: Limits,
+    /// Upload session housekeeping.
+    pub uploads: Uploads,
+    /// Access control: accounts, tokens and permissions. Without it every request is allowed,
+    /// anonymously.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+    /// HTTPS. Without it the server speaks plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            log_level: "info".into(),
+            storage: StorageConfig::default(),
+            limits: Limits::default(),
+            uploads: Uploads::default(),
+            auth: None,
+            tls: None,
+        }
+    }
+}
+
+/// Storage settings: the filesystem driver unless an `[storage.s3]` section is given.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The filesystem driver (the default back end).
+    pub filesystem: Filesystem,
+    /// The S3 driver; when present it is used instead of the filesystem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Config>,
+}
+
+/// S3 driver settings.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket (required).
+    pub bucket: String,
+    /// A key prefix under which everything is stored, so one bucket can hold several
+    /// registries. Default empty.
+    pub prefix: String,
+    /// The region. Default `us-east-1`.
+    pub region: String,
+    /// The endpoint URL, for S3-compatible servers (`http://127.0.0.1:9000`). Default: AWS.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most S3-compatible servers need.
+    /// Default `false`.
+    pub path_style: bool,
+    /// Static access key id; without it (and the secret) the SDK's usual credential chain
+    /// applies (environment, profile, instance metadata).
+    pub access_key_id: Option<String>,
+    /// Static secret access key.
+    pub secret_access_key: Option<String>,
+    /// Answer blob GETs with a redirect to a presigned S3 URL, so bytes go straight from S3 to
+    /// the client. Default `false`.
+    pub redirect: bool,
+    /// How long a presigned URL stays valid, in seconds. Default 1200.
+    pub redirect_expiry_secs: u64,
+    /// Size of the multipart parts, in MiB (at least 5). Default 16.
+    pub part_size_mib: usize,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: "us-east-1".into(),
+            endpoint: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            redirect: false,
+            redirect_expiry_secs: 1200,
+            part_size_mib: 16,
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    /// Like the derived one, without the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("redirect", &self.redirect)
+            .field("redirect_expiry_secs", &self.redirect_expiry_secs)
+            .field("part_size_mib", &self.part_size_mib)
+            .finish()
+    }
+}
+
+/// Filesystem driver settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filesystem {
+    /// The folder holding all content. Default `./berth-data`.
+    pub root: PathBuf,
+    /// Flush data to disk before it becomes visible, so a crash never leaves a visible but
+    /// empty file. Default `true`.
+    pub fsync: bool,
+}
+
+impl Default for Filesystem {
+    fn default() -> Self {
+        Filesystem { root: PathBuf::from("./berth-data"), fsync: true }
+    }
+}
+
+/// Limits on requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest manifest accepted, in bytes (the spec asks registries to take at least
+    /// 4 MiB). Default 4 MiB.
+    pub max_manifest_bytes: usize,
+    /// The chunk size clients are asked to use at least, sent as `OCI-Chunk-Min-Length` when
+    /// an upload starts; 0 sends nothing. Default 0.
+    pub chunk_min_length: u64,
+    /// Largest page a tags or catalog listing returns when the client asks for more (or
+    /// gives no `n`). Default 10000.
+    pub max_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_manifest_bytes: 4 * 1024 * 1024, chunk_min_length: 0, max_page: 10_000 }
+    }
+}
+
+/// Upload session housekeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Uploads {
+    /// Sessions idle for longer than this many seconds are deleted. Default 86400 (a day).
+    pub purge_after_secs: u64,
+    /// How often, in seconds, to look for such sessions; 0 never purges. Default 3600.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Uploads { purge_after_secs: 86_400, purge_interval_secs: 3_600 }
+    }
+}
+
+/// Access control (`[auth]`): who may pull, push and delete what, and how callers prove who
+/// they are (see [`crate::auth`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The name of this registry as a token audience: the `service` of challenges and the
+    /// `aud` of tokens. Default `berth`.
+    pub service: String,
+    /// The `iss` of the tokens berth issues. Default `berth`.
+    pub issuer: String,
+    /// The token endpoint sent in challenges. Default: `/token` on the host and scheme the
+    /// request came to (`http://127.0.0.1:5000/token`). Set it to send clients to an external
+    /// token server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realm: Option<String>,
+    /// An htpasswd file of users with bcrypt passwords (`htpasswd -B`), re-read when it
+    /// changes. Default: no users.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub htpasswd: Option<PathBuf>,
+    /// A PEM private key (EC P-256, RSA or Ed25519) that signs tokens. Default: a P-256 key
+    /// generated once and kept in storage, so every replica signs with the same key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<PathBuf>,
+    /// How long an access token lives, in seconds (at least 60). Default 300.
+    pub token_ttl_secs: u64,
+    /// How long a refresh token (`docker login`'s identity token) lives, in seconds.
+    /// Default 2592000 (30 days).
+    pub refresh_token_ttl_secs: u64,
+    /// How long a robot account read from storage is trusted before it is read again, in
+    /// seconds: a revocation reaches every replica within this time. Default 10.
+    pub robot_cache_secs: u64,
+    /// How long a verified user password is remembered, in seconds, so basic authentication on
+    /// every request does not run bcrypt every time. Default 60.
+    pub password_cache_secs: u64,
+    /// Failed logins allowed from one client address per window before it gets 429
+    /// `TOOMANYREQUESTS`; 0 means no limit. Default 10.
+    pub max_failed_logins: u32,
+    /// The window of `max_failed_logins`, in seconds. Default 60.
+    pub failed_login_window_secs: u64,
+    /// Take the client address from the last `X-Forwarded-For` entry (set this behind a
+    /// reverse proxy that appends it). Default `false`.
+    pub trust_forwarded_for: bool,
+    /// Named groups of subjects (`user:NAME`, `robot:NAME`).
+    pub groups: BTreeMap<String, Vec<Subject>>,
+    /// Permission rules; a caller may do what any rule naming it grants.
+    pub rules: Vec<Rule>,
+    /// Also trust tokens signed by another token server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalTokens>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            service: "berth".into(),
+            issuer: "berth".into(),
+            realm: None,
+            htpasswd: None,
+            signing_key: None,
+            token_ttl_secs: 300,
+            refresh_token_ttl_secs: 30 * 86_400,
+            robot_cache_secs: 10,
+            password_cache_secs: 60,
+            max_failed_logins: 10,
+            failed_login_window_secs: 60,
+            trust_forwarded_for: false,
+            groups: BTreeMap::new(),
+            rules: Vec::new(),
+            external: None,
+        }
+    }
+}
+
+/// One permission rule: `who` may do `actions` on repositories matching `repositories`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Repository patterns: `*` matches any run of characters, slashes included
+    /// (`team-a/*`, `*`).
+    pub repositories: Vec<String>,
+    /// What is granted.
+    pub actions: Vec<Action>,
+    /// To whom.
+    pub who: Vec<Subject>,
+}
+
+/// What a rule grants on a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Action {
+    /// Read manifests, blobs, tags and referrers.
+    #[serde(rename = "pull")]
+    Pull,
+    /// Upload blobs and manifests, tag, mount.
+    #[serde(rename = "push")]
+    Push,
+    /// Delete manifests, tags and blobs.
+    #[serde(rename = "delete")]
+    Delete,
+    /// All three.
+    #[serde(rename = "*")]
+    All,
+}
+
+/// Whom a rule names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Subject {
+    /// Everyone, signed in or not (`anonymous`).
+    Anonymous,
+    /// Anyone signed in, user or robot (`authenticated`).
+    Authenticated,
+    /// A user of the htpasswd file (`user:NAME`).
+    User(String),
+    /// A robot account (`robot:NAME`).
+    Robot(String),
+    /// A group of `[auth.groups]` (`group:NAME`).
+    Group(String),
+}
+
+impl TryFrom<String> for Subject {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let named = |kind: &str, name: &str| {
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                Err(format!("{kind}: needs a name, as in {kind}:NAME"))
+            } else {
+                Ok(name.to_string())
+            }
+        };
+        match s.split_once(':') {
+            None if s == "anonymous" => Ok(Subject::Anonymous),
+            None if s == "authenticated" => Ok(Subject::Authenticated),
+            Some(("user", name)) => Ok(Subject::User(named("user", name)?)),
+            Some(("robot", name)) => Ok(Subject::Robot(named("robot", name)?)),
+            Some(("group", name)) => Ok(Subject::Group(named("group", name)?)),
+            _ => Err(format!(
+                "unknown subject {s:?}: expected anonymous, authenticated, user:NAME, robot:NAME or group:NAME"
+            )),
+        }
+    }
+}
+
+impl From<Subject> for String {
+    fn from(s: Subject) -> String {
+        match s {
+            Subject::Anonymous => "anonymous".into(),
+            Subject::Authenticated => "authenticated".into(),
+            Subject::User(n) => format!("user:{n}"),
+            Subject::Robot(n) => format!("robot:{n}"),
+            Subject::Group(n) => format!("group:{n}"),
+        }
+    }
+}
+
+/// Tokens from another token server (distribution's `auth: token`): trusted when signed by
+/// one of these keys, issued by `issuer`, for this registry's `service`; what they grant is
+/// their `access` claim.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExternalTokens {
+    /// The `iss` those tokens carry (required).
+    pub issuer: String,
+    /// PEM files of public keys or certificates whose keys sign the tokens.
+    pub keys: Vec<PathBuf>,
+    /// A JWKS file (`{"keys":[...]}`) of keys that sign the tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<PathBuf>,
+}
+
+/// HTTPS settings (`[tls]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first (required).
+    pub certificate: PathBuf,
+    /// PEM private key of the certificate (required).
+    pub key: PathBuf,
+    /// How often to look for changed certificate or key files, in seconds; a changed pair is
+    /// loaded without a restart. 0 never reloads. Default 10.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig { certificate: PathBuf::new(), key: PathBuf::new(), reload_interval_secs: 10 }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    /// The setting's dotted name.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Config {
+    /// Checks the settings that can be checked before starting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.limits.max_manifest_bytes < 1024 {
+            return Err(ConfigError { setting: "limits.max_manifest_bytes", reason: "must be at least 1024".into() });
+        }
+        if self.limits.max_page == 0 {
+            return Err(ConfigError { setting: "limits.max_page", reason: "must be at least 1".into() });
+        }
+        if self.storage.filesystem.root.as_os_str().is_empty() {
+            return Err(ConfigError { setting: "storage.filesystem.root", reason: "must not be empty".into() });
+        }
+        if let Some(s3) = &self.storage.s3 {
+            if s3.bucket.is_empty() {
+                return Err(ConfigError { setting: "storage.s3.bucket", reason: "must be set".into() });
+            }
+            if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                return Err(ConfigError {
+                    setting: "storage.s3.secret_access_key",
+                    reason: "access_key_id and secret_access_key go together".into(),
+                });
+            }
+            if s3.part_size_mib < 5 || s3.part_size_mib > 5 * 1024 {
+                return Err(ConfigError {
+                    setting: "storage.s3.part_size_mib",
+                    reason: "must be from 5 to 5120".into(),
+                });
+            }
+            if s3.redirect && s3.redirect_expiry_secs == 0 {
+                return Err(ConfigError {
+                    setting: "storage.s3.redirect_expiry_secs",
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.uploads.purge_interval_secs > 0 && self.uploads.purge_after_secs == 0 {
+            return Err(ConfigError { setting: "uploads.purge_after_secs", reason: "must be at least 1".into() });
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
+        }
+        if let Some(tls) = &self.tls {
+            if tls.certificate.as_os_str().is_empty() {
+                return Err(ConfigError { setting: "tls.certificate", reason: "must be set".into() });
+            }
+            if tls.key.as_os_str().is_empty() {
+                return Err(ConfigError { setting: "tls.key", reason: "must be set".into() });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// Checks the `[auth]` settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |setting: &'static str, reason: String| Err(ConfigError { setting, reason });
+        if self.service.is_empty() {
+            return err("auth.service", "must not be empty".into());
+        }
+        if self.issuer.is_empty() {
+            return err("auth.issuer", "must not be empty".into());
+        }
+        if self.token_ttl_secs < 60 {
+            return err("auth.token_ttl_secs", "must be at least 60 (clients expect a minute at least)".into());
+        }
+        if self.refresh_token_ttl_secs < self.token_ttl_secs {
+            return err("auth.refresh_token_ttl_secs", "must be at least auth.token_ttl_secs".into());
+        }
+        if self.max_failed_logins > 0 && self.failed_login_window_secs == 0 {
+            return err("auth.failed_login_window_secs", "must be at least 1".into());
+        }
+        if let Some(realm) = &self.realm {
+            if !(realm.starts_with("http://") || realm.starts_with("https://")) {
+                return err("auth.realm", format!("{realm:?} is not an http:// or https:// URL"));
+            }
+        }
+        for (name, members) in &self.groups {
+            for m in members {
+                if !matches!(m, Subject::User(_) | Subject::Robot(_)) {
+                    return err(
+                        "auth.groups",
+                        format!("group {name}: members are user:NAME or robot:NAME, not {}", String::from(m.clone())),
+                    );
+                }
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.repositories.is_empty() || rule.repositories.iter().any(|p| p.is_empty()) {
+                return err("auth.rules", format!("rule {}: repositories must hold non-empty patterns", i + 1));
+            }
+            if rule.actions.is_empty() || rule.who.is_empty() {
+                return err("auth.rules", format!("rule {}: needs actions and who", i + 1));
+            }
+            for w in &rule.who {
+                if let Subject::Group(g) = w {
+                    if !self.groups.contains_key(g) {
+                        return err("auth.rules", format!("rule {}: group {g} is not defined in [auth.groups]", i + 1));
+                    }
+                }
+            }
+        }
+        if let Some(ext) = &self.external {
+            if ext.issuer.is_empty() {
+                return err("auth.external.issuer", "must be set".into());
+            }
+            if ext.keys.is_empty() && ext.jwks.is_none() {
+                return err("auth.external.keys", "give keys or jwks".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::default();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.storage.filesystem.root, PathBuf::from("./berth-data"));
+        assert_eq!(c.limits.max_manifest_bytes, 4 << 20);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn s3_section_is_checked() {
+        let c: Config = toml::from_str("[storage.s3]\nbucket = \"b\"\nendpoint = \"http://x\"").unwrap();
+        let s3 = c.storage.s3.as_ref().unwrap();
+        assert_eq!((s3.region.as_str(), s3.part_size_mib), ("us-east-1", 16));
+        c.validate().unwrap();
+        let c: Config = toml::from_str("[storage.s3]\naccess_key_id = \"k\"\nbucket = \"b\"").unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "storage.s3.secret_access_key");
+        let c: Config = toml::from_str("[storage.s3]\nregion = \"x\"").unwrap();
+        assert_eq!(c.validate().unwrap_err().setting, "storage.s3.bucket");
+        let c: Config =
+            toml::from_str("[storage.s3]\nbucket = \"b\"\nsecret_access_key = \"hush\"\naccess_key_id = \"k\"")
+                .unwrap();
+        assert!(!format!("{c:?}").contains("hush"));
+    }
+
+    #[test]
+    fn auth_section_parses_and_is_checked() {
+        let text = r#"
+[auth]
+htpasswd = "/etc/berth/htpasswd"
+[auth.groups]
+ci = ["robot:builder", "user:alice"]
+[[auth.rules]]
+repositories = ["library/*"]
+actions = ["pull"]
+who = ["anonymous"]
+[[auth.rules]]
+repositories = ["team-a/*", "*"]
+actions = ["pull", "push", "*"]
+who = ["group:ci", "authenticated", "user:bob"]
+"#;
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        let auth = c.auth.as_ref().unwrap();
+        assert_eq!(auth.token_ttl_secs, 300);
+        assert_eq!(auth.rules[1].who[0], Subject::Group("ci".into()));
+        assert_eq!(auth.rules[1].actions[2], Action::All);
+        // It prints back as it was read.
+        let again: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+
+        let bad = |t: &str| {
+            toml::from_str::<Config>(t).map_err(|e| e.to_string()).and_then(|c| c.validate().map_err(|e| e.to_string()))
+        };
+        assert!(bad("[[auth.rules]]\nrepositories=[\"*\"]\nactions=[\"pull\"]\nwho=[\"root\"]")
+            .unwrap_err()
+            .contains("unknown subject"));
+        assert!(bad("[[auth.rules]]\nrepositories=[\"*\"]\nactions=[\"pul\"]\nwho=[\"anonymous\"]").is_err());
+        assert!(bad("[[auth.rules]]\nrepositories=[\"*\"]\nactions=[\"pull\"]\nwho=[\"group:x\"]")
+            .unwrap_err()
+            .contains("not defined"));
+        assert!(bad("[auth]\ntoken_ttl_secs = 5").unwrap_err().contains("token_ttl_secs"));
+        assert!(bad("[auth.external]\nissuer = \"x\"").unwrap_err().contains("auth.external.keys"));
+        assert!(bad("[tls]\nkey = \"k.pem\"").unwrap_err().contains("tls.certificate"));
+        assert!(bad("[auth.groups]\nx = [\"anonymous\"]").unwrap_err().contains("members"));
+        assert!(bad("[auth]\nrealm = \"ftp://x\"").unwrap_err().contains("auth.realm"));
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        assert!(toml::from_str::<Config>("adr = \"1\"").is_err());
+        let c: Config = toml::from_str("[storage.filesystem]\nroot = \"/x\"").unwrap();
+        assert_eq!(c.storage.filesystem.root, PathBuf::from("/x"));
+        assert!(c.storage.filesystem.fsync);
+    }
+}

@@ -1,0 +1,156 @@
+//! The berth registry: an OCI distribution API server (spec v1.1) over pluggable storage.
+//!
+//! `berth serve` (in `cli`) builds a [`Config`] and calls [`serve`]. Tests start a server
+//! in-process with [`serve_on`] on a listener bound to port 0, or drive [`router`] directly
+//! with `tower::ServiceExt::oneshot`. The layers, top to bottom: [`api`] (HTTP handlers),
+//! [`store`] (content logic), [`storage`] (drivers), with [`paths`] drawing the layout.
+//! [`auth`] (accounts, tokens, permissions, audit log) sits in front of the handlers when
+//! `[auth]` is configured, and [`tls`] serves HTTPS when `[tls]` is.
+#![deny(missing_docs)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod paths;
+pub mod storage;
+pub mod store;
+pub mod tls;
+
+pub use config::Config;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The storage root could not be opened.
+    #[error("cannot open storage at {path}: {source}")]
+    Storage {
+        /// The root folder.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The S3 bucket could not be reached.
+    #[error("cannot use the S3 bucket: {0}")]
+    S3(#[source] storage::StorageError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Access control could not start.
+    #[error("access control: {0}")]
+    Auth(#[from] auth::AuthSetupError),
+    /// The TLS certificate could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The server failed while running.
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens the storage the configuration names: S3 when `[storage.s3]` is set, else the
+/// filesystem.
+pub async fn open_storage(config: &Config) -> Result<Arc<dyn storage::Storage>, ServeError> {
+    if let Some(s3) = &config.storage.s3 {
+        let driver = storage::s3::S3Storage::new(s3).await.map_err(ServeError::S3)?;
+        driver.check_bucket().await.map_err(ServeError::S3)?;
+        return Ok(Arc::new(driver));
+    }
+    let fs = &config.storage.filesystem;
+    let driver = storage::fs::FsStorage::new(&fs.root, fs.fsync)
+        .map_err(|source| ServeError::Storage { path: fs.root.clone(), source })?;
+    Ok(Arc::new(driver))
+}
+
+/// Opens the storage the configuration names and builds the application state.
+pub async fn state(config: Config) -> Result<api::AppState, ServeError> {
+    config.validate()?;
+    let driver = open_storage(&config).await?;
+    let auth = match &config.auth {
+        Some(_) => Some(Arc::new(auth::Auth::new(&config, driver.clone()).await?)),
+        None => None,
+    };
+    Ok(api::AppState {
+        store: Arc::new(store::Store::new(driver)),
+        config: Arc::new(config),
+        metrics: Arc::new(metrics::Metrics::default()),
+        auth,
+    })
+}
+
+/// The HTTP application for `config`, for in-process use.
+pub async fn router(config: Config) -> Result<axum::Router, ServeError> {
+    Ok(api::router(state(config).await?))
+}
+
+/// Binds `config.addr` and serves until `shutdown` completes.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let addr = config.addr;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0 and read the address back) until
+/// `shutdown` completes; in-flight requests are finished first.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let tls = config.tls.clone();
+    let state = state(config).await?;
+    let purge = spawn_upload_purge(&state);
+    let addr = listener.local_addr()?;
+    let app = api::router(state);
+    let result = match &tls {
+        Some(tls) => {
+            tracing::info!(%addr, "berth registry listening (HTTPS)");
+            tls::serve(listener, app, tls, shutdown).await.map_err(ServeError::from)
+        }
+        None => {
+            tracing::info!(%addr, "berth registry listening");
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServeError::from)
+        }
+    };
+    if let Some(task) = purge {
+        task.abort();
+    }
+    result
+}
+
+/// Deletes abandoned upload sessions periodically, as configured.
+fn spawn_upload_purge(state: &api::AppState) -> Option<tokio::task::JoinHandle<()>> {
+    let uploads = &state.config.uploads;
+    if uploads.purge_interval_secs == 0 {
+        return None;
+    }
+    let (every, max_age) =
+        (Duration::from_secs(uploads.purge_interval_secs), Duration::from_secs(uploads.purge_after_secs));
+    let store = state.store.clone();
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match store.purge_uploads(max_age).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "abandoned upload sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "purging upload sessions failed"),
+            }
+        }
+    }))
+}

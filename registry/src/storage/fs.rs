@@ -1,0 +1,396 @@
+//! The filesystem driver: objects are files below a root folder.
+//!
+//! Every write goes to a temporary file (`.tmp-*`, never listed) in the target's folder and is
+//! renamed into place, so a reader sees a whole object or none. Create-only writes use a hard
+//! link, which fails atomically if the target exists. A multipart upload is one file that
+//! parts are written into at their offset; `complete` renames it to its destination. Disk
+//! I/O runs on blocking threads so the async workers keep serving; reads and writes stream in
+//! large buffers so a blob never sits in memory whole.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{check_path, ByteStream, Meta, Storage, StorageError};
+
+/// Size of each read when streaming an object out.
+const READ_CHUNK: usize = 512 * 1024;
+/// Size of the buffers handed to the writer thread during uploads.
+const WRITE_BUFFER: usize = 1024 * 1024;
+/// Prefix of temporary files; never a valid path component of ours, never listed.
+const TMP_PREFIX: &str = ".tmp-";
+
+/// A driver storing objects as files below `root`.
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    root: PathBuf,
+    fsync: bool,
+    listings: Arc<ListingCache>,
+}
+
+/// Sorted folder listings, reused while the folder's modification time is unchanged.
+///
+/// A listing is remembered only when the folder's mtime was at least [`SETTLED`] old when it
+/// was read: file times tick coarsely, so a change within the same tick as a fresh listing
+/// could leave the mtime as it was; a change after a settled mtime always moves it.
+#[derive(Debug, Default)]
+struct ListingCache(Mutex<HashMap<PathBuf, Listing>>);
+
+/// A folder's modification time when it was listed, and its sorted entries.
+type Listing = (SystemTime, Arc<Vec<String>>);
+
+/// How old a folder's mtime must be before a listing of it is remembered.
+const SETTLED: Duration = Duration::from_secs(1);
+/// Folders whose listings are remembered at most (the cache is emptied past this).
+const LISTINGS_KEPT: usize = 1024;
+/// Folders with fewer entries than this are cheap to read and are not remembered.
+const LISTING_WORTH_KEEPING: usize = 256;
+
+impl FsStorage {
+    /// Opens (creating if needed) a store at `root`. With `fsync`, data is flushed to disk
+    /// before it becomes visible, so a crash never leaves a visible but empty object.
+    pub fn new(root: impl Into<PathBuf>, fsync: bool) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(FsStorage { root, fsync, listings: Arc::default() })
+    }
+
+    /// The folder this driver stores into.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn full(&self, path: &str) -> Result<PathBuf, StorageError> {
+        check_path(path)?;
+        Ok(self.root.join(path))
+    }
+}
+
+fn io_err(path: &Path, source: io::Error) -> StorageError {
+    if source.kind() == io::ErrorKind::NotFound {
+        StorageError::NotFound(path.display().to_string())
+    } else {
+        StorageError::Io { path: path.display().to_string(), source }
+    }
+}
+
+fn tmp_name(target: &Path) -> PathBuf {
+    let n: u64 = rand::random();
+    target.with_file_name(format!("{TMP_PREFIX}{n:016x}"))
+}
+
+/// Writes `data` to a new temporary file beside `target` and returns its path.
+fn write_tmp(target: &Path, data: &[u8], fsync: bool) -> io::Result<PathBuf> {
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let tmp = tmp_name(target);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        if fsync {
+            f.sync_all()?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    path: PathBuf,
+    f: impl FnOnce(&Path) -> io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(move || f(&path).map_err(|e| io_err(&path, e)))
+        .await
+        .map_err(|e| StorageError::Io { path: String::new(), source: io::Error::other(e) })?
+}
+
+#[async_trait]
+impl Storage for FsStorage {
+    async fn get(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
+        let full = self.full(path)?;
+        let (tx, rx) = mpsc::channel::<Result<Bytes, StorageError>>(4);
+        let mut file = blocking(full.clone(), |p| File::open(p)).await?;
+        tokio::task::spawn_blocking(move || {
+            let (start, mut left) = match &range {
+                Some(r) => (r.start, r.end.saturating_sub(r.start)),
+                None => (0, u64::MAX),
+            };
+            if start > 0 {
+                if let Err(e) = file.seek(SeekFrom::Start(start)) {
+                    let _ = tx.blocking_send(Err(io_err(&full, e)));
+                    return;
+                }
+            }
+            while left > 0 {
+                let want = left.min(READ_CHUNK as u64) as usize;
+                let mut buf = BytesMut::zeroed(want);
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        left -= n as u64;
+                        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                            return; // the reader went away
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(io_err(&full, e)));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
+    }
+
+    async fn read(&self, path: &str) -> Result<Bytes, StorageError> {
+        let full = self.full(path)?;
+        blocking(full, |p| fs::read(p).map(Bytes::from)).await
+    }
+
+    async fn stat(&self, path: &str) -> Result<Meta, StorageError> {
+        let full = self.full(path)?;
+        blocking(full, |p| {
+            let m = fs::metadata(p)?;
+            if !m.is_file() {
+                return Err(io::Error::from(io::ErrorKind::NotFound));
+            }
+            Ok(Meta { size: m.len(), modified: m.modified()? })
+        })
+        .await
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), StorageError> {
+        let full = self.full(path)?;
+        let fsync = self.fsync;
+        blocking(full, move |p| {
+            let tmp = write_tmp(p, &data, fsync)?;
+            fs::rename(&tmp, p).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
+        })
+        .await
+    }
+
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, StorageError> {
+        let full = self.full(path)?;
+        let fsync = self.fsync;
+        blocking(full, move |p| {
+            if p.exists() {
+                return Ok(false);
+            }
+            let tmp = write_tmp(p, &data, fsync)?;
+            let linked = fs::hard_link(&tmp, p);
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let full = if prefix.is_empty() { self.root.clone() } else { self.full(prefix.trim_end_matches('/'))? };
+        let cache = self.listings.clone();
+        blocking(full, move |p| {
+            let modified = match fs::metadata(p) {
+                Ok(m) => m.modified()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            if let Some((at, names)) = cache.0.lock().unwrap_or_else(|e| e.into_inner()).get(p) {
+                if *at == modified {
+                    return Ok(names.as_ref().clone());
+                }
+            }
+            let entries = match fs::read_dir(p) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let name = entry?.file_name();
+                if let Some(name) = name.to_str() {
+                    if !name.starts_with(TMP_PREFIX) {
+                        names.push(name.to_string());
+                    }
+                }
+            }
+            names.sort_unstable();
+            let settled = SystemTime::now().duration_since(modified).is_ok_and(|age| age >= SETTLED);
+            if settled && names.len() >= LISTING_WORTH_KEEPING {
+                let mut cache = cache.0.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= LISTINGS_KEPT {
+                    cache.clear();
+                }
+                cache.insert(p.to_path_buf(), (modified, Arc::new(names.clone())));
+            }
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &str) -> Result<bool, StorageError> {
+        let full = self.full(path)?;
+        blocking(full, |p| match fs::remove_file(p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
+        let full = self.full(prefix.trim_end_matches('/'))?;
+        blocking(full, |p| match fs::remove_dir_all(p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    async fn write_part(&self, upload: &str, offset: u64, mut body: ByteStream) -> Result<u64, StorageError> {
+        let full = self.full(upload)?;
+        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+        let writer = tokio::task::spawn_blocking(move || -> Result<u64, StorageError> {
+            let mut run = || -> io::Result<u64> {
+                if let Some(parent) = full.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(&full)?;
+                let len = file.metadata()?.len();
+                if len < offset {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("upload data holds {len} bytes, expected at least {offset}"),
+                    ));
+                }
+                file.set_len(offset)?;
+                file.seek(SeekFrom::Start(offset))?;
+                let mut written = 0u64;
+                while let Some(chunk) = rx.blocking_recv() {
+                    file.write_all(&chunk)?;
+                    written += chunk.len() as u64;
+                }
+                Ok(written)
+            };
+            run().map_err(|e| io_err(&full, e))
+        });
+        // Network chunks are small; hand the writer thread large buffers so the cost per
+        // hand-off (a wake-up of another thread) is paid once per megabyte.
+        let mut failure = None;
+        let mut batch = BytesMut::with_capacity(WRITE_BUFFER);
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) => {
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() >= WRITE_BUFFER {
+                        let full = std::mem::replace(&mut batch, BytesMut::with_capacity(WRITE_BUFFER));
+                        if tx.send(full.freeze()).await.is_err() {
+                            break; // the writer failed; its error is returned below
+                        }
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && !batch.is_empty() {
+            let _ = tx.send(batch.freeze()).await;
+        }
+        drop(tx);
+        let written =
+            writer.await.map_err(|e| StorageError::Io { path: upload.to_string(), source: io::Error::other(e) })?;
+        match failure {
+            Some(e) => Err(e),
+            None => written,
+        }
+    }
+
+    async fn complete(&self, upload: &str, dest: &str) -> Result<(), StorageError> {
+        let from = self.full(upload)?;
+        let to = self.full(dest)?;
+        let fsync = self.fsync;
+        blocking(from, move |from| {
+            if fsync {
+                File::open(from)?.sync_all()?;
+            }
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::rename(from, &to)
+        })
+        .await
+    }
+
+    async fn abort(&self, upload: &str) -> Result<(), StorageError> {
+        self.delete(upload).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn passes_the_driver_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FsStorage::new(dir.path(), false).unwrap();
+        super::super::suite::run(&driver).await;
+        let racing = tempfile::tempdir().unwrap();
+        let racing = FsStorage::new(racing.path(), false).unwrap();
+        super::super::suite::concurrent_create_only(std::sync::Arc::new(racing)).await;
+    }
+
+    #[tokio::test]
+    async fn remembered_listings_follow_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FsStorage::new(dir.path(), false).unwrap();
+        for i in 0..300 {
+            driver.put(&format!("t/{i:04}"), Bytes::new()).await.unwrap();
+        }
+        // Age the folder so its listing is remembered, then change it: the change shows.
+        let old = SystemTime::now() - Duration::from_secs(10);
+        File::open(dir.path().join("t")).unwrap().set_modified(old).unwrap();
+        assert_eq!(driver.list("t").await.unwrap().len(), 300);
+        assert_eq!(driver.listings.0.lock().unwrap().len(), 1);
+        driver.put("t/new", Bytes::new()).await.unwrap();
+        assert_eq!(driver.list("t").await.unwrap().len(), 301);
+        driver.delete("t/0000").await.unwrap();
+        let names = driver.list("t").await.unwrap();
+        assert_eq!(names.len(), 300);
+        assert!(!names.contains(&"0000".to_string()));
+    }
+
+    #[tokio::test]
+    async fn temporary_files_are_never_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FsStorage::new(dir.path(), true).unwrap();
+        fs::create_dir_all(dir.path().join("a")).unwrap();
+        fs::write(dir.path().join("a/.tmp-0123"), b"x").unwrap();
+        driver.put("a/b", Bytes::from_static(b"y")).await.unwrap();
+        assert_eq!(driver.list("a").await.unwrap(), vec!["b".to_string()]);
+    }
+}

@@ -1,0 +1,131 @@
+//! The storage driver interface: a small key/value store of byte objects keyed by
+//! `/`-separated paths, with streamed reads, atomic writes, create-only writes, listing, and
+//! multipart uploads for blob data.
+//!
+//! All OCI logic (what the paths mean, digests, links) lives above this trait, in
+//! [`crate::store`]; a driver only moves bytes. Every driver passes the one test suite in
+//! [`suite`]. Paths given to drivers are built by [`crate::paths`] from validated names and
+//! digests; drivers still refuse `..` and empty components.
+//!
+//! Visibility rules every driver keeps: a `put` or `complete` becomes visible to readers all at
+//! once or not at all, and bytes written by `write_part` are never readable at any path other
+//! than through `complete`.
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+pub mod fs;
+pub mod s3;
+pub mod suite;
+
+/// A stream of bytes read from or written to storage.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
+
+/// What a driver can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Nothing is stored at the path.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The path is not one a driver accepts (empty or `..` components).
+    #[error("invalid storage path {0:?}")]
+    InvalidPath(String),
+    /// A write's body stream failed (the client went away or sent less than it announced);
+    /// nothing of that write is kept.
+    #[error("request body failed: {0}")]
+    Body(String),
+    /// The back end failed.
+    #[error("storage I/O on {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// True when the error means "nothing at that path".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound(_))
+    }
+}
+
+/// The size and age of a stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
+/// A storage back end.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Streams the object at `path`, or the byte range `range` of it (which the caller has
+    /// checked against the object's size).
+    async fn get(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream, StorageError>;
+
+    /// Reads a whole (small) object into memory.
+    async fn read(&self, path: &str) -> Result<Bytes, StorageError>;
+
+    /// The size and modification time of the object at `path`.
+    async fn stat(&self, path: &str) -> Result<Meta, StorageError>;
+
+    /// Writes `data` at `path`, replacing what was there; readers see the old or the new
+    /// object, never a mix.
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), StorageError>;
+
+    /// Writes `data` at `path` only if nothing is there; returns whether it wrote.
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, StorageError>;
+
+    /// The names of the immediate children of the folder `prefix` (objects and folders),
+    /// sorted; empty when there is no such folder.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// Deletes the object at `path`; returns whether there was one.
+    async fn delete(&self, path: &str) -> Result<bool, StorageError>;
+
+    /// Deletes everything below the folder `prefix`.
+    async fn delete_all(&self, prefix: &str) -> Result<(), StorageError>;
+
+    /// Writes `body` into the multipart upload `upload` starting at byte `offset`, which must
+    /// be the upload's current length as recorded by the caller (anything a failed earlier
+    /// write left past it is discarded). Returns the number of bytes written. On error nothing
+    /// of this part counts.
+    async fn write_part(&self, upload: &str, offset: u64, body: ByteStream) -> Result<u64, StorageError>;
+
+    /// Makes the upload's bytes readable at `dest` in one step and forgets the upload.
+    async fn complete(&self, upload: &str, dest: &str) -> Result<(), StorageError>;
+
+    /// Discards an upload's bytes.
+    async fn abort(&self, upload: &str) -> Result<(), StorageError>;
+
+    /// Requests sent to the back end so far, by operation (empty for drivers that send none).
+    fn request_counts(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
+    /// A URL a client may fetch the object at `path` from directly, when the driver is
+    /// configured to hand such URLs out; `None` means "serve it yourself".
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>, StorageError> {
+        let _ = path;
+        Ok(None)
+    }
+}
+
+/// Splits and checks a driver path: no empty, `.` or `..` components.
+pub fn check_path(path: &str) -> Result<(), StorageError> {
+    let bad = path.is_empty() || path.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        Err(StorageError::InvalidPath(path.to_string()))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,672 @@
+//! The S3 driver: objects are S3 objects below an optional key prefix in one bucket.
+//!
+//! Small objects (links, tags, manifests, upload state) are single `PutObject`s, which S3
+//! makes visible atomically; create-only writes use `If-None-Match: *`.
+//!
+//! Multipart uploads map to S3 multipart uploads whose state lives in storage, so any replica
+//! can continue an upload another started:
+//! - `<upload>.mp` (JSON) holds the S3 upload id, the key its object will have, the parts
+//!   uploaded so far, the "tail" and the state before the last write (so a write the caller
+//!   never recorded can be rolled back, see [`Storage::write_part`]).
+//! - The tail is what is left of the bytes after the last full part: fewer than the part size,
+//!   kept as its own small object `<upload>.tail.<n>` (never in a process's memory between
+//!   requests), and sent ahead of the next write's bytes, or as the last part on completion.
+//!
+//! Completing an upload costs a constant number of requests whatever the blob's size: the
+//! tail as the last part, `CompleteMultipartUpload`, and a small *link object* at the
+//! destination path naming the data object (`berth-link` metadata) and its size
+//! (`berth-size`). There is no server-side copy. Reads and stats follow links; links never
+//! change once written, so the driver remembers the ones it has seen.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream as SdkBody;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{check_path, ByteStream, Meta, Storage, StorageError};
+use crate::config::S3Config;
+
+/// S3's smallest part but the last.
+const MIN_PART: usize = 5 * 1024 * 1024;
+/// Parts uploaded at once per write.
+const PARTS_IN_FLIGHT: usize = 3;
+/// Metadata naming the data object a link points to.
+const LINK_META: &str = "berth-link";
+/// Metadata holding the linked object's size.
+const SIZE_META: &str = "berth-size";
+
+/// Counts the HTTP requests the SDK sends, by S3 operation (retries included), for
+/// `/metrics` and for proving how many requests a push costs.
+#[derive(Debug, Default)]
+struct RequestCounter(Mutex<std::collections::BTreeMap<String, u64>>);
+
+#[derive(Debug, Clone)]
+struct CountRequests(std::sync::Arc<RequestCounter>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "berth-request-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(meta) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            let mut counts = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+            *counts.entry(meta.name().to_string()).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A driver storing objects in an S3 bucket.
+pub struct S3Storage {
+    client: Client,
+    requests: std::sync::Arc<RequestCounter>,
+    bucket: String,
+    /// Key prefix with a trailing `/`, or empty.
+    prefix: String,
+    part_size: usize,
+    /// Expiry of presigned blob URLs, when blob GETs are redirected.
+    redirect: Option<Duration>,
+    /// Link key → (data key, size); links are immutable.
+    links: Mutex<HashMap<String, (String, u64)>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Part {
+    n: i32,
+    etag: String,
+    size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tail {
+    key: String,
+    size: u64,
+}
+
+/// Where an upload stood after some write: enough to resume from there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Point {
+    parts: usize,
+    tail: Option<Tail>,
+    total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Multipart {
+    /// The data object's key (without the prefix).
+    key: String,
+    upload_id: String,
+    parts: Vec<Part>,
+    tail: Option<Tail>,
+    total: u64,
+    /// The point before the last write.
+    prev: Option<Point>,
+}
+
+fn backend(path: &str, msg: impl std::fmt::Display) -> StorageError {
+    StorageError::Io { path: path.to_string(), source: std::io::Error::other(msg.to_string()) }
+}
+
+/// Maps an SDK error: 404s and "no such key" become `NotFound`.
+fn sdk_err<E, R>(path: &str, e: SdkError<E, R>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+    R: HttpStatus + std::fmt::Debug,
+    SdkError<E, R>: std::error::Error,
+{
+    let status = e.raw_response().map(|r| r.status_code());
+    let code = e.code().map(str::to_string);
+    if status == Some(404) || matches!(code.as_deref(), Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) {
+        return StorageError::NotFound(path.to_string());
+    }
+    let detail = match (&code, e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.clone(),
+        _ => aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+    };
+    backend(path, detail)
+}
+
+/// The HTTP status of a raw response, whatever its type.
+pub trait HttpStatus {
+    /// The status code.
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn is_precondition_failed<E: ProvideErrorMetadata, R: HttpStatus>(e: &SdkError<E, R>) -> bool {
+    e.raw_response().is_some_and(|r| r.status_code() == 412) || e.code() == Some("PreconditionFailed")
+}
+
+impl S3Storage {
+    /// Connects to the bucket `config` names. Static keys are used when given; otherwise the
+    /// SDK's usual credential chain (environment, profile, instance metadata) applies.
+    pub async fn new(config: &S3Config) -> Result<Self, StorageError> {
+        use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(config.region.clone()));
+        if let Some(endpoint) = &config.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "berth-config",
+            ));
+        }
+        let shared = loader.load().await;
+        let requests = std::sync::Arc::new(RequestCounter::default());
+        let s3 = aws_sdk_s3::config::Builder::from(&shared)
+            .interceptor(CountRequests(requests.clone()))
+            .force_path_style(config.path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        let prefix = config.prefix.trim_matches('/');
+        Ok(S3Storage {
+            client: Client::from_conf(s3),
+            requests,
+            bucket: config.bucket.clone(),
+            prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
+            part_size: config.part_size_mib.max(5) * 1024 * 1024,
+            redirect: config.redirect.then(|| Duration::from_secs(config.redirect_expiry_secs)),
+            links: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Checks that the bucket exists and the credentials can reach it.
+    pub async fn check_bucket(&self) -> Result<(), StorageError> {
+        let path = format!("bucket {}", self.bucket);
+        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| sdk_err(&path, e))?;
+        Ok(())
+    }
+
+    /// The SDK client, for tests and set-up (creating the bucket).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn key(&self, path: &str) -> Result<String, StorageError> {
+        check_path(path)?;
+        Ok(format!("{}{path}", self.prefix))
+    }
+
+    fn mp_key(upload: &str) -> String {
+        format!("{upload}.mp")
+    }
+
+    fn cached_link(&self, key: &str) -> Option<(String, u64)> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    fn remember_link(&self, key: &str, target: &str, size: u64) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if links.len() > 100_000 {
+            links.clear();
+        }
+        links.insert(key.to_string(), (target.to_string(), size));
+    }
+
+    fn link_of(meta: Option<&HashMap<String, String>>) -> Option<(String, u64)> {
+        let meta = meta?;
+        let target = meta.get(LINK_META)?;
+        let size = meta.get(SIZE_META)?.parse().ok()?;
+        Some((target.clone(), size))
+    }
+
+    async fn get_object(
+        &self,
+        path: &str,
+        key: &str,
+        range: Option<&Range<u64>>,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StorageError> {
+        let mut req = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some(r) = range {
+            req = req.range(format!("bytes={}-{}", r.start, r.end.saturating_sub(1)));
+        }
+        req.send().await.map_err(|e| sdk_err(path, e))
+    }
+
+    fn stream(body: SdkBody, path: String) -> ByteStream {
+        futures_util::stream::unfold((body, path), |(mut body, path)| async move {
+            match body.next().await {
+                None => None,
+                Some(Ok(bytes)) => Some((Ok(bytes), (body, path))),
+                Some(Err(e)) => Some((Err(backend(&path, e)), (body, path))),
+            }
+        })
+        .boxed()
+    }
+
+    async fn load_mp(&self, upload: &str) -> Result<Option<Multipart>, StorageError> {
+        match self.read(&Self::mp_key(upload)).await {
+            Ok(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| backend(upload, e)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn save_mp(&self, upload: &str, mp: &Multipart) -> Result<(), StorageError> {
+        let raw = serde_json::to_vec(mp).map_err(|e| backend(upload, e))?;
+        self.put(&Self::mp_key(upload), Bytes::from(raw)).await
+    }
+
+    async fn upload_part(
+        &self,
+        path: &str,
+        mp_key: &str,
+        upload_id: &str,
+        n: i32,
+        data: Bytes,
+    ) -> Result<Part, StorageError> {
+        let size = data.len() as u64;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(mp_key)
+            .upload_id(upload_id)
+            .part_number(n)
+            .body(SdkBody::from(data))
+            .send()
+            .await
+            .map_err(|e| sdk_err(path, e))?;
+        let etag = out.e_tag().ok_or_else(|| backend(path, "UploadPart returned no ETag"))?;
+        Ok(Part { n, etag: etag.to_string(), size })
+    }
+
+    async fn delete_key(&self, path: &str, key: &str) -> Result<(), StorageError> {
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk_err(path, e))?;
+        Ok(())
+    }
+
+    /// Every key below `prefix` (a full key prefix), recursively.
+    async fn list_keys(&self, path: &str, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let out = req.send().await.map_err(|e| sdk_err(path, e))?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            match (out.is_truncated(), out.next_continuation_token()) {
+                (Some(true), Some(t)) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The presigned URL a client can fetch the object at `path` from directly, valid for
+    /// `expires`.
+    pub async fn presigned_get(&self, path: &str, expires: Duration) -> Result<String, StorageError> {
+        let key = self.key(path)?;
+        let target = match self.cached_link(&key) {
+            Some((target, _)) => format!("{}{target}", self.prefix),
+            None => {
+                self.stat(path).await?;
+                match self.cached_link(&key) {
+                    Some((target, _)) => format!("{}{target}", self.prefix),
+                    None => key,
+                }
+            }
+        };
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires).map_err(|e| backend(path, e))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(target)
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_err(path, e))?;
+        Ok(req.uri().to_string())
+    }
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    async fn get(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
+        let key = self.key(path)?;
+        if let Some((target, _)) = self.cached_link(&key) {
+            let out = self.get_object(path, &format!("{}{target}", self.prefix), range.as_ref()).await?;
+            return Ok(Self::stream(out.body, path.to_string()));
+        }
+        let out = self.get_object(path, &key, range.as_ref()).await?;
+        if let Some((target, size)) = Self::link_of(out.metadata()) {
+            self.remember_link(&key, &target, size);
+            let out = self.get_object(path, &format!("{}{target}", self.prefix), range.as_ref()).await?;
+            return Ok(Self::stream(out.body, path.to_string()));
+        }
+        Ok(Self::stream(out.body, path.to_string()))
+    }
+
+    async fn read(&self, path: &str) -> Result<Bytes, StorageError> {
+        let mut out = BytesMut::new();
+        let mut s = self.get(path, None).await?;
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out.freeze())
+    }
+
+    async fn stat(&self, path: &str) -> Result<Meta, StorageError> {
+        let key = self.key(path)?;
+        let out =
+            self.client.head_object().bucket(&self.bucket).key(&key).send().await.map_err(|e| sdk_err(path, e))?;
+        let modified =
+            out.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH);
+        if let Some((target, size)) = Self::link_of(out.metadata()) {
+            self.remember_link(&key, &target, size);
+            return Ok(Meta { size, modified });
+        }
+        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        Ok(Meta { size, modified })
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), StorageError> {
+        let key = self.key(path)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(SdkBody::from(data))
+            .send()
+            .await
+            .map_err(|e| sdk_err(path, e))?;
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, StorageError> {
+        let key = self.key(path)?;
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(SdkBody::from(data))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_precondition_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_err(path, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let folder = prefix.trim_end_matches('/');
+        let full = if folder.is_empty() { self.prefix.clone() } else { format!("{}/", self.key(folder)?) };
+        let mut names = std::collections::BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full).delimiter("/");
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let out = req.send().await.map_err(|e| sdk_err(prefix, e))?;
+            let keys = out.contents().iter().filter_map(|o| o.key());
+            let folders = out.common_prefixes().iter().filter_map(|p| p.prefix());
+            for k in keys.chain(folders) {
+                // A server that ignores the delimiter returns deeper keys: keep the first part.
+                if let Some(rest) = k.strip_prefix(full.as_str()) {
+                    if let Some(first) = rest.split('/').next().filter(|f| !f.is_empty()) {
+                        names.insert(first.to_string());
+                    }
+                }
+            }
+            match (out.is_truncated(), out.next_continuation_token()) {
+                (Some(true), Some(t)) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    async fn delete(&self, path: &str) -> Result<bool, StorageError> {
+        match self.stat(path).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let key = self.key(path)?;
+        self.delete_key(path, &key).await?;
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        Ok(true)
+    }
+
+    async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
+        let folder = format!("{}/", self.key(prefix.trim_end_matches('/'))?);
+        let keys = self.list_keys(prefix, &folder).await?;
+        for batch in keys.chunks(1000) {
+            let ids: Result<Vec<_>, _> = batch.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect();
+            let delete = Delete::builder().set_objects(Some(ids.map_err(|e| backend(prefix, e))?)).quiet(true).build();
+            self.client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete.map_err(|e| backend(prefix, e))?)
+                .send()
+                .await
+                .map_err(|e| sdk_err(prefix, e))?;
+        }
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        links.retain(|k, _| !k.starts_with(&folder));
+        Ok(())
+    }
+
+    async fn write_part(&self, upload: &str, offset: u64, mut body: ByteStream) -> Result<u64, StorageError> {
+        self.key(upload)?;
+        let mut mp = match self.load_mp(upload).await? {
+            Some(mp) => mp,
+            None if offset == 0 => {
+                let key = format!("_data/{:032x}", rand::random::<u128>());
+                let out = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(format!("{}{key}", self.prefix))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err(upload, e))?;
+                let upload_id = out.upload_id().ok_or_else(|| backend(upload, "no upload id"))?.to_string();
+                Multipart { key, upload_id, parts: Vec::new(), tail: None, total: 0, prev: None }
+            }
+            None => return Err(StorageError::NotFound(upload.to_string())),
+        };
+        // Resume from the point the caller recorded: the last write, or the one before it
+        // when the caller never recorded the last one.
+        let base = if mp.total == offset {
+            Point { parts: mp.parts.len(), tail: mp.tail.clone(), total: mp.total }
+        } else {
+            match mp.prev.clone() {
+                Some(p) if p.total == offset => p,
+                _ => return Err(backend(upload, format!("upload holds {} bytes, expected {offset}", mp.total))),
+            }
+        };
+        let mut parts = mp.parts[..base.parts].to_vec();
+        let data_key = format!("{}{}", self.prefix, mp.key);
+        let mut buf = BytesMut::with_capacity(self.part_size);
+        if let Some(tail) = &base.tail {
+            buf.extend_from_slice(&self.read(&tail.key).await?);
+        }
+        let mut written = 0u64;
+        let mut in_flight = futures_util::stream::FuturesOrdered::new();
+        let mut next_n = parts.len() as i32 + 1;
+        loop {
+            let chunk = match body.next().await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => return Err(e),
+                None => break,
+            };
+            written += chunk.len() as u64;
+            buf.extend_from_slice(&chunk);
+            while buf.len() >= self.part_size {
+                let part = buf.split_to(self.part_size).freeze();
+                in_flight.push_back(self.upload_part(upload, &data_key, &mp.upload_id, next_n, part));
+                next_n += 1;
+                if in_flight.len() >= PARTS_IN_FLIGHT {
+                    if let Some(done) = in_flight.next().await {
+                        parts.push(done?);
+                    }
+                }
+            }
+        }
+        if buf.len() >= MIN_PART {
+            in_flight.push_back(self.upload_part(upload, &data_key, &mp.upload_id, next_n, buf.split().freeze()));
+        }
+        while let Some(done) = in_flight.next().await {
+            parts.push(done?);
+        }
+        let tail = if buf.is_empty() {
+            None
+        } else {
+            let key = format!("{upload}.tail.{:016x}", rand::random::<u64>());
+            let size = buf.len() as u64;
+            self.put(&key, buf.freeze()).await?;
+            Some(Tail { key, size })
+        };
+        // Tails no longer reachable from the new state or the one before it.
+        let mut stale: Vec<String> = Vec::new();
+        for t in [mp.tail.as_ref(), mp.prev.as_ref().and_then(|p| p.tail.as_ref())].into_iter().flatten() {
+            if base.tail.as_ref().is_none_or(|b| b.key != t.key) {
+                stale.push(t.key.clone());
+            }
+        }
+        mp.prev = Some(base.clone());
+        mp.parts = parts;
+        mp.tail = tail;
+        mp.total = base.total + written;
+        self.save_mp(upload, &mp).await?;
+        for key in stale {
+            let _ = self.delete(&key).await;
+        }
+        Ok(written)
+    }
+
+    async fn complete(&self, upload: &str, dest: &str) -> Result<(), StorageError> {
+        let dest_key = self.key(dest)?;
+        let mut mp = self.load_mp(upload).await?.ok_or_else(|| StorageError::NotFound(upload.to_string()))?;
+        let data_key = format!("{}{}", self.prefix, mp.key);
+        let last_tail = mp.tail.take();
+        if let Some(tail) = &last_tail {
+            let data = self.read(&tail.key).await?;
+            let part = self.upload_part(upload, &data_key, &mp.upload_id, mp.parts.len() as i32 + 1, data).await?;
+            mp.parts.push(part);
+        }
+        if mp.parts.is_empty() {
+            // S3 needs at least one part: an empty blob is a plain empty object.
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&data_key)
+                .upload_id(&mp.upload_id)
+                .send()
+                .await
+                .map_err(|e| sdk_err(upload, e))?;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&data_key)
+                .body(SdkBody::from(Bytes::new()))
+                .send()
+                .await
+                .map_err(|e| sdk_err(upload, e))?;
+        } else {
+            let parts: Vec<CompletedPart> =
+                mp.parts.iter().map(|p| CompletedPart::builder().part_number(p.n).e_tag(&p.etag).build()).collect();
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&data_key)
+                .upload_id(&mp.upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| sdk_err(upload, e))?;
+        }
+        let size: u64 = mp.parts.iter().map(|p| p.size).sum();
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&dest_key)
+            .metadata(LINK_META, &mp.key)
+            .metadata(SIZE_META, size.to_string())
+            .body(SdkBody::from(Bytes::new()))
+            .send()
+            .await
+            .map_err(|e| sdk_err(dest, e))?;
+        self.remember_link(&dest_key, &mp.key, size);
+        // The upload's own objects: its state and the tail it just sent as the last part.
+        let consumed = [mp.prev.and_then(|p| p.tail), last_tail];
+        self.delete_key(upload, &self.key(&Self::mp_key(upload))?).await?;
+        for tail in consumed.into_iter().flatten() {
+            self.delete_key(upload, &self.key(&tail.key)?).await?;
+        }
+        Ok(())
+    }
+
+    fn request_counts(&self) -> Vec<(String, u64)> {
+        let counts = self.requests.0.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    async fn redirect_url(&self, path: &str) -> Result<Option<String>, StorageError> {
+        match self.redirect {
+            Some(expires) => self.presigned_get(path, expires).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn abort(&self, upload: &str) -> Result<(), StorageError> {
+        let Some(mp) = self.load_mp(upload).await? else { return Ok(()) };
+        let data_key = format!("{}{}", self.prefix, mp.key);
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&data_key)
+            .upload_id(&mp.upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                let e = sdk_err(upload, e);
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        for t in [mp.tail.as_ref(), mp.prev.as_ref().and_then(|p| p.tail.as_ref())].into_iter().flatten() {
+            self.delete(&t.key).await?;
+        }
+        self.delete(&Self::mp_key(upload)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! Manifests, tags and the referrers index (spec.md, "Pushing manifests", "Content
+//! discovery", "Content management").
+//!
+//! A manifest PUT is validated ([`shared::manifest::Manifest::parse`]), every blob and child
+//! manifest it names must already be in the repository with the size the descriptor gives,
+//! and only then is it written: its bytes as a blob, its revision link, its referrer entry
+//! (when it has a `subject`), and last its tag.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::try_join_all;
+use shared::manifest::{Descriptor, Manifest};
+use shared::{media_type, Algorithm, Digest, Hasher, Reference, RepoName, Tag};
+
+use super::{Store, StoreError, StoreResult, MANIFEST_CACHE_BYTES};
+use crate::paths;
+use crate::storage::StorageError;
+
+/// A manifest as stored: its bytes exactly as pushed, with their digest and media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    /// The digest of `body`.
+    pub digest: Digest,
+    /// The media type it was pushed with.
+    pub media_type: String,
+    /// The bytes.
+    pub body: Bytes,
+}
+
+/// What the referrers index holds for one referrer: its subject and its descriptor.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct ReferrerEntry {
+    subject: Digest,
+    descriptor: Descriptor,
+}
+
+/// One page of a repository's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPage {
+    /// The tags, in lexical order.
+    pub tags: Vec<String>,
+    /// True when more tags follow the last one.
+    pub more: bool,
+}
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// The digest of its `subject`, if it has one.
+    pub subject: Option<Digest>,
+}
+
+fn not_found_as(e: StorageError, as_err: StoreError) -> StoreError {
+    if e.is_not_found() {
+        as_err
+    } else {
+        e.into()
+    }
+}
+
+impl Store {
+    /// Validates and stores a manifest pushed to `repo` under `reference`.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> StoreResult<Pushed> {
+        let manifest = Manifest::parse(&body, content_type).map_err(|e| StoreError::ManifestInvalid(e.to_string()))?;
+        let algorithm = match reference {
+            Reference::Digest(d) => d.algorithm(),
+            Reference::Tag(_) => Algorithm::Sha256,
+        };
+        let mut hasher = Hasher::new(algorithm);
+        hasher.update(&body);
+        let digest = hasher.finish();
+        if let Reference::Digest(expected) = reference {
+            if expected != &digest {
+                return Err(StoreError::DigestMismatch { expected: expected.clone(), actual: digest });
+            }
+        }
+        self.check_references(repo, &manifest).await?;
+
+        self.storage.put_if_absent(&paths::blob_data(&digest), body.clone()).await?;
+        // Re-pushing a manifest (a new tag for the same image) leaves its revision as it is.
+        let revision = paths::manifest_revision(repo, &digest);
+        self.storage.put_if_absent(&revision, Bytes::from(manifest.media_type.clone())).await?;
+        if let Some(subject) = &manifest.subject {
+            let entry = ReferrerEntry {
+                subject: subject.digest.clone(),
+                descriptor: Descriptor {
+                    media_type: manifest.media_type.clone(),
+                    digest: digest.clone(),
+                    size: body.len() as u64,
+                    artifact_type: manifest.artifact_type.clone(),
+                    annotations: manifest.annotations.clone(),
+                    platform: None,
+                    urls: None,
+                },
+            };
+            let json = serde_json::to_vec(&entry).map_err(|e| StoreError::ManifestInvalid(e.to_string()))?;
+            self.storage.put(&paths::referrer(repo, &subject.digest, &digest), Bytes::from(json)).await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            self.storage.put(&paths::tag(repo, tag), Bytes::from(digest.to_string())).await?;
+        }
+        self.cache_put(StoredManifest { digest: digest.clone(), media_type: manifest.media_type, body });
+        Ok(Pushed { digest, subject: manifest.subject.map(|s| s.digest) })
+    }
+
+    /// Every blob a manifest names must be in the repository with the declared size, and
+    /// every child manifest of an index must be in the repository.
+    async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> StoreResult<()> {
+        let blobs = manifest
+            .config
+            .iter()
+            .chain(&manifest.layers)
+            .filter(|d| !(media_type::is_non_distributable(&d.media_type) && d.urls.is_some()));
+        let blob_checks = blobs.map(|d| async move {
+            let size = self.blob_size(repo, &d.digest).await.map_err(|e| match e {
+                StoreError::BlobUnknown(d) => StoreError::ManifestBlobUnknown(d),
+                other => other,
+            })?;
+            if size != d.size {
+                return Err(StoreError::ManifestInvalid(format!(
+                    "descriptor of {} gives size {}, the blob has {size} bytes",
+                    d.digest, d.size
+                )));
+            }
+            Ok(())
+        });
+        try_join_all(blob_checks).await?;
+        let child_checks = manifest.manifests.iter().map(|d| async move {
+            let missing = || StoreError::ManifestBlobUnknown(d.digest.clone());
+            self.storage
+                .stat(&paths::manifest_revision(repo, &d.digest))
+                .await
+                .map_err(|e| not_found_as(e, missing()))?;
+            let size =
+                self.storage.stat(&paths::blob_data(&d.digest)).await.map_err(|e| not_found_as(e, missing()))?.size;
+            if size != d.size {
+                return Err(StoreError::ManifestInvalid(format!(
+                    "descriptor of {} gives size {}, the manifest has {size} bytes",
+                    d.digest, d.size
+                )));
+            }
+            Ok(())
+        });
+        try_join_all(child_checks).await?;
+        Ok(())
+    }
+
+    fn cache_get(&self, digest: &Digest) -> Option<Arc<StoredManifest>> {
+        self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner()).1.get(digest).cloned()
+    }
+
+    fn cache_put(&self, m: StoredManifest) -> Arc<StoredManifest> {
+        let m = Arc::new(m);
+        let mut cache = self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0 + m.body.len() > MANIFEST_CACHE_BYTES {
+            cache.1.clear();
+            cache.0 = 0;
+        }
+        if cache.1.insert(m.digest.clone(), m.clone()).is_none() {
+            cache.0 += m.body.len();
+        }
+        m
+    }
+
+    fn cache_evict(&self, digest: &Digest) {
+        let mut cache = self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = cache.1.remove(digest) {
+            cache.0 -= m.body.len();
+        }
+    }
+
+    /// The digest a tag points to.
+    pub async fn resolve_tag(&self, repo: &RepoName, tag: &Tag) -> StoreResult<Digest> {
+        let raw = self
+            .storage
+            .read(&paths::tag(repo, tag))
+            .await
+            .map_err(|e| not_found_as(e, StoreError::ManifestUnknown))?;
+        std::str::from_utf8(&raw).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+            StoreError::Storage(StorageError::Io {
+                path: paths::tag(repo, tag),
+                source: std::io::Error::other("tag link does not hold a digest"),
+            })
+        })
+    }
+
+    /// Fetches a manifest by tag or digest.
+    pub async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> StoreResult<Arc<StoredManifest>> {
+        let digest = match reference {
+            Reference::Tag(tag) => {
+                let digest = self.resolve_tag(repo, tag).await?;
+                // A tag is only ever written after its manifest's revision, and deleting the
+                // manifest deletes the tag: a cached body is this repository's.
+                if let Some(m) = self.cache_get(&digest) {
+                    return Ok(m);
+                }
+                digest
+            }
+            Reference::Digest(d) => d.clone(),
+        };
+        let media_type = self
+            .storage
+            .read(&paths::manifest_revision(repo, &digest))
+            .await
+            .map_err(|e| not_found_as(e, StoreError::ManifestUnknown))?;
+        if let Some(m) = self.cache_get(&digest) {
+            return Ok(m);
+        }
+        let body = self
+            .storage
+            .read(&paths::blob_data(&digest))
+            .await
+            .map_err(|e| not_found_as(e, StoreError::ManifestUnknown))?;
+        Ok(self.cache_put(StoredManifest {
+            digest,
+            media_type: String::from_utf8_lossy(&media_type).into_owned(),
+            body,
+        }))
+    }
+
+    /// Deletes a tag, or a manifest by digest together with the tags pointing to it and its
+    /// referrer entry.
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> StoreResult<()> {
+        let digest = match reference {
+            Reference::Tag(tag) => {
+                return if self.storage.delete(&paths::tag(repo, tag)).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::ManifestUnknown)
+                };
+            }
+            Reference::Digest(d) => d,
+        };
+        let manifest = self.get_manifest(repo, reference).await?;
+        if let Ok(parsed) = Manifest::parse(&manifest.body, Some(&manifest.media_type)) {
+            if let Some(subject) = parsed.subject {
+                self.storage.delete(&paths::referrer(repo, &subject.digest, digest)).await?;
+            }
+        }
+        for tag in self.storage.list(&paths::tags(repo)).await? {
+            let Ok(tag) = tag.parse::<Tag>() else { continue };
+            match self.resolve_tag(repo, &tag).await {
+                Ok(d) if &d == digest => {
+                    self.storage.delete(&paths::tag(repo, &tag)).await?;
+                }
+                _ => {}
+            }
+        }
+        self.storage.delete(&paths::manifest_revision(repo, digest)).await?;
+        self.cache_evict(digest);
+        Ok(())
+    }
+
+    /// A page of the repository's tags: up to `n` of them after `last`.
+    pub async fn tags(&self, repo: &RepoName, n: Option<usize>, last: Option<&str>) -> StoreResult<TagPage> {
+        let all = self.storage.list(&paths::tags(repo)).await?;
+        if all.is_empty() && !self.repo_exists(repo).await? {
+            return Err(StoreError::NameUnknown(repo.clone()));
+        }
+        Ok(page(all, n, last))
+    }
+
+    /// The descriptors of the manifests in `repo` whose subject is `subject`, optionally only
+    /// those of one artifact type.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> StoreResult<Vec<Descriptor>> {
+        let folder = paths::referrers(repo, subject);
+        let names = self.storage.list(&folder).await?;
+        let reads = names.iter().map(|name| self.storage.read_opt(format!("{folder}/{name}")));
+        let mut out = Vec::new();
+        for raw in try_join_all(reads).await?.into_iter().flatten() {
+            let Ok(entry) = serde_json::from_slice::<ReferrerEntry>(&raw) else {
+                tracing::warn!(folder, "unreadable referrer entry skipped");
+                continue;
+            };
+            let d = entry.descriptor;
+            if &entry.subject == subject && artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Cuts a sorted list into the page after `last` of at most `n` entries.
+pub(crate) fn page(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
+    let start = last.map_or(0, |last| all.partition_point(|t| t.as_str() <= last));
+    all.drain(..start);
+    let more = n.is_some_and(|n| all.len() > n);
+    if let Some(n) = n {
+        all.truncate(n);
+    }
+    TagPage { tags: all, more }
+}
+
+impl dyn crate::storage::Storage {
+    /// Reads an object, `None` when it is gone (it may be deleted between list and read).
+    pub(crate) async fn read_opt(&self, path: String) -> Result<Option<Bytes>, StorageError> {
+        match self.read(&path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging() {
+        let all: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(page(all.clone(), Some(2), None), TagPage { tags: vec!["a".into(), "b".into()], more: true });
+        assert_eq!(page(all.clone(), Some(2), Some("b")), TagPage { tags: vec!["c".into(), "d".into()], more: false });
+        assert_eq!(page(all.clone(), None, Some("bb")).tags, vec!["c".to_string(), "d".into()]);
+        assert_eq!(page(all.clone(), Some(0), None), TagPage { tags: vec![], more: true });
+        assert!(page(all, Some(10), Some("z")).tags.is_empty());
+    }
+}

@@ -1,0 +1,177 @@
+//! The registry's content logic above a storage driver: blobs and their membership in
+//! repositories, upload sessions, manifests, tags and the referrers index.
+//!
+//! The HTTP handlers in [`crate::api`] call a [`Store`]; it decides what is valid and in what
+//! order things are written (see [`crate::paths`] for the layout), and the driver only moves
+//! bytes. All state lives in storage, so a restarted server (or another replica on the same
+//! storage) carries on where this one stopped; the only in-memory state is a cache of
+//! immutable manifest bytes and per-process locks that serialise writes to one upload.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use shared::{Digest, RepoName};
+
+use crate::paths;
+use crate::storage::{ByteStream, Storage, StorageError};
+
+mod manifests;
+mod uploads;
+
+pub(crate) use manifests::page;
+pub use manifests::{Pushed, StoredManifest, TagPage};
+pub use uploads::UploadStatus;
+
+/// Why a store operation failed. Every variant but `Storage` is the client's doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The repository does not hold the blob.
+    #[error("blob {0} unknown to repository")]
+    BlobUnknown(Digest),
+    /// No such upload session (or it belongs to another repository).
+    #[error("upload {0} unknown")]
+    UploadUnknown(String),
+    /// A chunk does not start where the upload stands.
+    #[error("chunk starts at {start}, upload holds {current} bytes")]
+    RangeMismatch {
+        /// Where the chunk said it starts.
+        start: u64,
+        /// Bytes received so far.
+        current: u64,
+    },
+    /// The uploaded bytes do not have the digest the client gave.
+    #[error("content has digest {actual}, not {expected}")]
+    DigestMismatch {
+        /// What the client said.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// The upload's body ended early or failed.
+    #[error("upload body failed: {0}")]
+    BodyFailed(String),
+    /// The manifest is not valid.
+    #[error("{0}")]
+    ManifestInvalid(String),
+    /// The manifest refers to content the repository does not hold.
+    #[error("manifest refers to unknown {0}")]
+    ManifestBlobUnknown(Digest),
+    /// The repository holds no such manifest or tag.
+    #[error("manifest unknown")]
+    ManifestUnknown,
+    /// The repository does not exist.
+    #[error("repository {0} unknown")]
+    NameUnknown(RepoName),
+    /// The storage back end failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The result type of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Bytes of manifests kept in memory at most; the cache is emptied when it grows past this.
+const MANIFEST_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The registry content store.
+pub struct Store {
+    storage: Arc<dyn Storage>,
+    /// Manifest bytes and media type by digest (immutable content, so always safe to reuse
+    /// once a revision link has been checked).
+    manifest_cache: Mutex<(usize, HashMap<Digest, Arc<StoredManifest>>)>,
+    /// One lock per upload session being written by this process.
+    upload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Store {
+    /// A store over `storage`.
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        Store { storage, manifest_cache: Mutex::new((0, HashMap::new())), upload_locks: Mutex::new(HashMap::new()) }
+    }
+
+    /// The driver underneath.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The size of a blob the repository holds.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> StoreResult<u64> {
+        let unknown =
+            |e: StorageError| if e.is_not_found() { StoreError::BlobUnknown(digest.clone()) } else { e.into() };
+        self.storage.stat(&paths::layer_link(repo, digest)).await.map_err(unknown)?;
+        Ok(self.storage.stat(&paths::blob_data(digest)).await.map_err(unknown)?.size)
+    }
+
+    /// Streams a blob (or a byte range of it) the caller has checked with [`Store::blob_size`].
+    pub async fn blob_stream(&self, digest: &Digest, range: Option<std::ops::Range<u64>>) -> StoreResult<ByteStream> {
+        self.storage.get(&paths::blob_data(digest), range).await.map_err(|e| {
+            if e.is_not_found() {
+                StoreError::BlobUnknown(digest.clone())
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    /// Where a client may fetch a blob directly, when the driver hands out such URLs.
+    pub async fn blob_redirect(&self, digest: &Digest) -> StoreResult<Option<String>> {
+        Ok(self.storage.redirect_url(&paths::blob_data(digest)).await?)
+    }
+
+    /// Removes a blob from a repository. The bytes stay while other repositories may hold
+    /// them.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> StoreResult<()> {
+        if self.storage.delete(&paths::layer_link(repo, digest)).await? {
+            Ok(())
+        } else {
+            Err(StoreError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    /// Links a blob that `from` holds (or, without `from`, that the registry holds at all)
+    /// into `repo`; returns false when there is nothing to mount.
+    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> StoreResult<bool> {
+        if let Some(from) = from {
+            match self.storage.stat(&paths::layer_link(from, digest)).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.storage.stat(&paths::blob_data(digest)).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        self.storage.put(&paths::layer_link(repo, digest), Bytes::new()).await?;
+        Ok(true)
+    }
+
+    /// Every repository name, sorted.
+    pub async fn repositories(&self) -> StoreResult<Vec<String>> {
+        let mut found = Vec::new();
+        let mut pending = vec![String::new()];
+        while let Some(name) = pending.pop() {
+            let folder = if name.is_empty() {
+                paths::REPOSITORIES.to_string()
+            } else {
+                format!("{}/{name}", paths::REPOSITORIES)
+            };
+            let children = self.storage.list(&folder).await?;
+            if !name.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
+                found.push(name.clone());
+            }
+            for child in children.into_iter().filter(|c| !c.starts_with('_')) {
+                pending.push(if name.is_empty() { child } else { format!("{name}/{child}") });
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// True when the repository holds anything.
+    pub async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool> {
+        Ok(!self.storage.list(&paths::repo(repo)).await?.is_empty())
+    }
+}

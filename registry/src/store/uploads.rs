@@ -1,0 +1,365 @@
+//! Blob upload sessions (spec.md, "Pushing blobs"): start, append chunks, report status,
+//! finish with digest verification, cancel, and purge abandoned sessions.
+//!
+//! A session's state (repository, bytes received, the hasher's saved state) is an object in
+//! storage, rewritten after every accepted chunk, so the session survives a restart and can be
+//! continued by another process without re-reading its bytes. Bytes are hashed as they stream
+//! to the driver; a chunk that fails half-way changes nothing. A blob becomes readable only
+//! after its digest has been checked.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use shared::{Algorithm, Digest, Hasher, RepoName};
+
+use super::{Store, StoreError, StoreResult};
+use crate::paths;
+use crate::storage::{ByteStream, StorageError};
+
+/// Where an upload stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// The session id.
+    pub id: String,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    repo: String,
+    offset: u64,
+    /// `Hasher::save` output, hex-encoded.
+    hash: String,
+    /// Seconds since the epoch when the session started.
+    started: u64,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// What finishing an upload did with its bytes.
+enum Committed {
+    /// The driver made them the blob; the upload's data is gone.
+    Completed,
+    /// The blob was already stored; the upload's data is still to be discarded.
+    AlreadyStored,
+}
+
+/// Session ids are 32 lowercase hex characters; anything else is unknown (and never a path).
+fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Wraps a body so every chunk is hashed as it passes to the driver.
+fn hashing(body: ByteStream, hasher: Arc<Mutex<Hasher>>) -> ByteStream {
+    body.map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            if let Ok(mut h) = hasher.lock() {
+                h.update(bytes);
+            }
+        }
+        chunk
+    })
+    .boxed()
+}
+
+impl Store {
+    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.upload_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    fn forget_lock(&self, id: &str) {
+        self.upload_locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    async fn load(&self, repo: &RepoName, id: &str) -> StoreResult<State> {
+        let unknown = || StoreError::UploadUnknown(id.to_string());
+        if !valid_id(id) {
+            return Err(unknown());
+        }
+        let raw = match self.storage.read(&paths::upload_state(id)).await {
+            Ok(raw) => raw,
+            Err(e) if e.is_not_found() => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        };
+        let state: State = serde_json::from_slice(&raw).map_err(|e| {
+            StoreError::Storage(StorageError::Io { path: paths::upload_state(id), source: std::io::Error::other(e) })
+        })?;
+        if state.repo != repo.as_str() {
+            return Err(unknown());
+        }
+        Ok(state)
+    }
+
+    async fn save(&self, id: &str, state: &State) -> StoreResult<()> {
+        let body = serde_json::to_vec(state).map_err(|e| StorageError::Io { path: id.into(), source: e.into() })?;
+        Ok(self.storage.put(&paths::upload_state(id), Bytes::from(body)).await?)
+    }
+
+    /// Starts an upload session in `repo`, hashing with `algorithm`.
+    pub async fn start_upload(&self, repo: &RepoName, algorithm: Algorithm) -> StoreResult<UploadStatus> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        let state = State {
+            repo: repo.to_string(),
+            offset: 0,
+            hash: hex::encode(Hasher::new(algorithm).save()),
+            started: now_secs(),
+        };
+        self.save(&id, &state).await?;
+        Ok(UploadStatus { id, offset: 0 })
+    }
+
+    /// Where the session stands.
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> StoreResult<UploadStatus> {
+        let state = self.load(repo, id).await?;
+        Ok(UploadStatus { id: id.to_string(), offset: state.offset })
+    }
+
+    /// Appends `body` to the session. `start`, when the client gave a `Content-Range`, must
+    /// equal the bytes received so far.
+    pub async fn append(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> StoreResult<UploadStatus> {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        let mut state = self.load(repo, id).await?;
+        self.append_locked(id, &mut state, start, body).await?;
+        Ok(UploadStatus { id: id.to_string(), offset: state.offset })
+    }
+
+    async fn append_locked(
+        &self,
+        id: &str,
+        state: &mut State,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> StoreResult<()> {
+        if let Some(start) = start {
+            if start != state.offset {
+                return Err(StoreError::RangeMismatch { start, current: state.offset });
+            }
+        }
+        let saved = hex::decode(&state.hash).ok().and_then(|b| Hasher::restore(&b));
+        let hasher = saved.ok_or_else(|| StorageError::Io {
+            path: paths::upload_state(id),
+            source: std::io::Error::other("corrupt hash state"),
+        })?;
+        let hasher = Arc::new(Mutex::new(hasher));
+        let written = self
+            .storage
+            .write_part(&paths::upload_data(id), state.offset, hashing(body, hasher.clone()))
+            .await
+            .map_err(|e| match e {
+                StorageError::Body(msg) => StoreError::BodyFailed(msg),
+                other => other.into(),
+            })?;
+        let hasher = hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        state.offset += written;
+        state.hash = hex::encode(hasher.save());
+        self.save(id, state).await
+    }
+
+    /// Appends the final `body` (possibly empty), checks the whole upload against `digest`,
+    /// and makes the blob readable in `repo`. On a digest mismatch the session is discarded
+    /// and nothing becomes readable.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> StoreResult<()> {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        let mut state = self.load(repo, id).await?;
+        // Most clients finish with an empty body: then there is nothing to append or record
+        // (unless nothing was ever written, when the driver's upload must still be created).
+        let mut body = body.peekable();
+        if state.offset == 0 || std::pin::Pin::new(&mut body).peek().await.is_some() {
+            self.append_locked(id, &mut state, start, body.boxed()).await?;
+        } else if let Some(start) = start {
+            if start != state.offset {
+                return Err(StoreError::RangeMismatch { start, current: state.offset });
+            }
+        }
+        let hasher = hex::decode(&state.hash).ok().and_then(|b| Hasher::restore(&b)).ok_or_else(|| {
+            StorageError::Io { path: paths::upload_state(id), source: std::io::Error::other("corrupt hash state") }
+        })?;
+        let result = if hasher.algorithm() == digest.algorithm() {
+            self.commit(repo, id, digest, hasher.finish()).await
+        } else {
+            self.commit_rehashed(repo, id, digest).await
+        };
+        match result {
+            // The driver consumed the upload; only the session's own objects are left.
+            Ok(Committed::Completed) => {
+                self.storage.delete_all(&paths::upload(id)).await?;
+                self.forget_lock(id);
+                Ok(())
+            }
+            Ok(Committed::AlreadyStored) => self.discard(id).await,
+            Err(e) => {
+                self.discard(id).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn commit(&self, repo: &RepoName, id: &str, expected: &Digest, actual: Digest) -> StoreResult<Committed> {
+        if &actual != expected {
+            return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
+        }
+        let dest = paths::blob_data(expected);
+        let outcome = match self.storage.stat(&dest).await {
+            Ok(_) => Committed::AlreadyStored,
+            Err(e) if e.is_not_found() => {
+                self.storage.complete(&paths::upload_data(id), &dest).await?;
+                Committed::Completed
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.storage.put(&paths::layer_link(repo, expected), Bytes::new()).await?;
+        Ok(outcome)
+    }
+
+    /// The client finished with a digest of another algorithm than the session hashed with:
+    /// stage the bytes, hash them again, and only then store them under that digest.
+    async fn commit_rehashed(&self, repo: &RepoName, id: &str, expected: &Digest) -> StoreResult<Committed> {
+        let staged = format!("{}/staged", paths::upload(id));
+        self.storage.complete(&paths::upload_data(id), &staged).await?;
+        let mut hasher = Hasher::new(expected.algorithm());
+        let mut bytes = self.storage.get(&staged, None).await?;
+        while let Some(chunk) = bytes.next().await {
+            hasher.update(&chunk?);
+        }
+        let actual = hasher.finish();
+        if &actual != expected {
+            return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
+        }
+        let copy = format!("{}/copy", paths::upload(id));
+        let body = self.storage.get(&staged, None).await?;
+        self.storage.write_part(&copy, 0, body).await?;
+        let dest = paths::blob_data(expected);
+        self.storage.complete(&copy, &dest).await?;
+        self.storage.put(&paths::layer_link(repo, expected), Bytes::new()).await?;
+        Ok(Committed::Completed)
+    }
+
+    async fn discard(&self, id: &str) -> StoreResult<()> {
+        self.storage.abort(&paths::upload_data(id)).await?;
+        self.storage.delete_all(&paths::upload(id)).await?;
+        self.forget_lock(id);
+        Ok(())
+    }
+
+    /// Cancels a session and drops its bytes.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> StoreResult<()> {
+        let lock = self.upload_lock(id);
+        let _guard = lock.lock().await;
+        self.load(repo, id).await?;
+        self.discard(id).await
+    }
+
+    /// Removes sessions that have not received anything for `max_age`; returns how many.
+    pub async fn purge_uploads(&self, max_age: Duration) -> StoreResult<usize> {
+        let mut purged = 0;
+        let now = SystemTime::now();
+        for id in self.storage.list(paths::UPLOADS).await? {
+            if !valid_id(&id) {
+                continue;
+            }
+            let stale = match self.storage.stat(&paths::upload_state(&id)).await {
+                Ok(meta) => now.duration_since(meta.modified).unwrap_or_default() > max_age,
+                Err(e) if e.is_not_found() => true, // a folder without state is debris
+                Err(e) => return Err(e.into()),
+            };
+            if stale {
+                let lock = self.upload_lock(&id);
+                let _guard = lock.lock().await;
+                self.discard(&id).await?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::fs::FsStorage;
+
+    fn body(data: &'static [u8]) -> ByteStream {
+        futures_util::stream::iter(vec![Ok(Bytes::from_static(data))]).boxed()
+    }
+
+    #[tokio::test]
+    async fn chunks_survive_a_new_store_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo: RepoName = "r".parse().unwrap();
+        let s1 = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
+        let up = s1.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+        s1.append(&repo, &up.id, Some(0), body(b"hello ")).await.unwrap();
+        // A second store on the same storage (a restart) continues the session.
+        let s2 = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
+        assert_eq!(s2.upload_status(&repo, &up.id).await.unwrap().offset, 6);
+        let err = s2.append(&repo, &up.id, Some(3), body(b"x")).await.unwrap_err();
+        assert!(matches!(err, StoreError::RangeMismatch { start: 3, current: 6 }));
+        let digest = Digest::sha256_of(b"hello world");
+        s2.finish_upload(&repo, &up.id, &digest, None, body(b"world")).await.unwrap();
+        assert_eq!(s2.blob_size(&repo, &digest).await.unwrap(), 11);
+        assert!(s2.upload_status(&repo, &up.id).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn wrong_digest_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo: RepoName = "r".parse().unwrap();
+        let s = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
+        let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+        let claimed = Digest::sha256_of(b"something else");
+        let err = s.finish_upload(&repo, &up.id, &claimed, None, body(b"data")).await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }));
+        assert!(s.blob_size(&repo, &claimed).await.is_err());
+        assert!(s.blob_size(&repo, &Digest::sha256_of(b"data")).await.is_err());
+        assert!(s.storage.list(paths::UPLOADS).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sha512_finish_of_a_sha256_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo: RepoName = "r".parse().unwrap();
+        let s = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
+        let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+        let digest = Digest::of(Algorithm::Sha512, b"data");
+        s.finish_upload(&repo, &up.id, &digest, None, body(b"data")).await.unwrap();
+        assert_eq!(s.blob_size(&repo, &digest).await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn purges_stale_sessions_and_rejects_foreign_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo: RepoName = "r".parse().unwrap();
+        let s = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
+        let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+        assert_eq!(s.purge_uploads(Duration::from_secs(3600)).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(s.purge_uploads(Duration::from_millis(1)).await.unwrap(), 1);
+        assert!(matches!(s.upload_status(&repo, &up.id).await, Err(StoreError::UploadUnknown(_))));
+        assert!(matches!(s.upload_status(&repo, "../../etc").await, Err(StoreError::UploadUnknown(_))));
+        let other: RepoName = "other".parse().unwrap();
+        let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+        assert!(matches!(s.upload_status(&other, &up.id).await, Err(StoreError::UploadUnknown(_))));
+    }
+}

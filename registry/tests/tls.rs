@@ -1,0 +1,124 @@
+//! HTTPS: a registry with `[tls]` serves the API over TLS with the configured certificate,
+//! and picks up a replaced certificate and key without a restart. Certificates are made with
+//! the openssl command-line tool.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Writes a self-signed P-256 certificate for 127.0.0.1 and localhost, named `cn`.
+fn self_signed(dir: &Path, cn: &str) -> (Vec<u8>, Vec<u8>) {
+    let (cert, key) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", &format!("/CN={cn}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl (apt-get install openssl)");
+    assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
+    (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
+}
+
+/// The DER of the first certificate of a PEM file.
+fn der(pem: &[u8]) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem).unwrap().to_vec()
+}
+
+/// A client that trusts only `cert`, and the certificate the server presented.
+async fn fetch(url: &str, cert: &[u8]) -> Result<(u16, Vec<u8>), reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert)?])
+        .tls_info(true)
+        .no_proxy()
+        .build()?;
+    let resp = client.get(url).send().await?;
+    let presented = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    Ok((resp.status().as_u16(), presented))
+}
+
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_and_reloads_a_replaced_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_a, key_a) = self_signed(dir.path(), "first");
+    let (cert_b, key_b) = self_signed(dir.path(), "second");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &cert_a).unwrap();
+    std::fs::write(&key, &key_a).unwrap();
+
+    let mut config = registry::Config::default();
+    config.storage.filesystem.root = dir.path().join("data");
+    config.tls =
+        Some(registry::config::TlsConfig { certificate: cert.clone(), key: key.clone(), reload_interval_secs: 1 });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(registry::serve_on(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let url = format!("https://127.0.0.1:{}/v2/", addr.port());
+
+    let (status, presented) = fetch(&url, &cert_a).await.expect("HTTPS with the first certificate");
+    assert_eq!(status, 200);
+    assert_eq!(presented, der(&cert_a));
+    assert!(fetch(&url, &cert_b).await.is_err(), "a client trusting only the second certificate connected");
+    // Plain HTTP is not served on that port.
+    let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/v2/", addr.port())).send().await;
+    assert!(plain.map(|r| r.status().as_u16() != 200).unwrap_or(true));
+
+    // A half-replaced pair (new key, old certificate) keeps the old pair in use.
+    replace(&key, &key_b);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(fetch(&url, &cert_a).await.expect("the old pair stays").1, der(&cert_a));
+    // The whole new pair is picked up without a restart.
+    replace(&cert, &cert_b);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match fetch(&url, &cert_b).await {
+            Ok((200, presented)) if presented == der(&cert_b) => break,
+            other if Instant::now() > deadline => panic!("the new certificate was not served: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert!(fetch(&url, &cert_a).await.is_err(), "the first certificate is still served");
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the server stops").unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_or_mismatched_certificate_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_a, _) = self_signed(dir.path(), "a");
+    let (_, key_b) = self_signed(dir.path(), "b");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let mut config = registry::Config::default();
+    config.storage.filesystem.root = dir.path().join("data");
+    config.tls =
+        Some(registry::config::TlsConfig { certificate: cert.clone(), key: key.clone(), reload_interval_secs: 0 });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = registry::serve_on(listener, config.clone(), std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.contains("tls.crt"), "{err}");
+    std::fs::write(&cert, cert_a).unwrap();
+    std::fs::write(&key, key_b).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = registry::serve_on(listener, config, std::future::pending()).await.unwrap_err().to_string();
+    assert!(err.contains("tls.key"), "{err}");
+}

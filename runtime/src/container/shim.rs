@@ -1,0 +1,598 @@
+//! The supervisor of one container, run in a fresh single-threaded process (the berth
+//! binary re-executed as `berth container-shim ID`): prepares the bundle, starts the
+//! container, forwards signals to it, relays a terminal, waits, records the exit status,
+//! and cleans up.
+//!
+//! In the foreground the CLI becomes the supervisor (it `exec`s itself), so the terminal's
+//! Ctrl-C and a SIGTERM sent to `berth run` reach it and are passed on, and its exit status
+//! is the container's. For `-d`, [`spawn_detached`] starts it with a pipe on which it
+//! reports the start; the supervisor then forks again in a new session ([`detach`]) and
+//! outlives the CLI, writing the container's output to its log file.
+//!
+//! Signals are caught with handlers that only note the signal and write a byte to a pipe
+//! (handlers, unlike a blocked mask, are reset by `exec`, so the container gets default
+//! dispositions); the loop polls that pipe and the terminal, forwards, and reaps. The
+//! supervisor is a child subreaper, because the embedded runtime makes the container's
+//! first process a grandchild.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::termios;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::image::ImageConfiguration;
+
+use super::oci::{ContainerStdio, OciError, OciRuntime, Started};
+use super::rootfs::{self, RootfsError};
+use super::spec::{self, HostFacts, Network, SpecError, SpecInput};
+use super::user::{self, UserError};
+use super::{cgroups, now, ContainerError, ContainerRecord, Containers, Status};
+use crate::store::{Store, StoreError};
+
+/// The exit code of a container that could not be started (Docker's).
+pub const EXIT_START_FAILED: i32 = 125;
+/// The exit code when the command is not found in the image (Docker's).
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Why supervising failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    /// The record could not be read or written.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    /// The image store failed.
+    #[error(transparent)]
+    Store(Box<StoreError>),
+    /// The image of the container is gone.
+    #[error("image {0} is no longer in the store")]
+    ImageGone(String),
+    /// The image config is unreadable.
+    #[error("the image config of {image} is not valid")]
+    ImageConfig {
+        /// The image.
+        image: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The root could not be made.
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// The user is not in the image.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// The configuration could not be built.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The command is not in the image.
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+    /// The OCI runtime failed.
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    /// A file, pipe or terminal could not be used.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The supervisor did not report the start.
+    #[error("the container supervisor exited without reporting a start")]
+    NoReport,
+    /// The supervisor reported a failure.
+    #[error("{0}")]
+    Reported(String),
+}
+
+impl From<StoreError> for ShimError {
+    fn from(e: StoreError) -> Self {
+        ShimError::Store(Box::new(e))
+    }
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ShimError {
+    let what = what.into();
+    move |source| ShimError::Io { what, source }
+}
+
+fn errno(what: &str) -> impl FnOnce(nix::Error) -> ShimError + '_ {
+    move |e| ShimError::Io { what: what.to_string(), source: io::Error::from_raw_os_error(e as i32) }
+}
+
+/// Where the supervisor came from.
+#[derive(Debug)]
+pub struct ShimArgs {
+    /// The store root.
+    pub root: PathBuf,
+    /// The container's full ID.
+    pub id: String,
+    /// The pipe on which to report the start to a waiting CLI (`-d`).
+    pub ready: Option<OwnedFd>,
+}
+
+/// Starts a detached supervisor with `command(fd)` (the CLI's command line for
+/// `container-shim`, told to report on fd `fd`) and waits for it to report that the
+/// container runs; errors that happened before are returned.
+pub fn spawn_detached(command: impl FnOnce(RawFd) -> Command) -> Result<(), ShimError> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("creating a pipe"))?;
+    // The write end is inherited by the supervisor: clear close-on-exec on it only.
+    nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+        .map_err(errno("preparing a pipe"))?;
+    let mut cmd = command(write.as_raw_fd());
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().map_err(io_err("starting the container supervisor"))?;
+    drop(write);
+    let mut report = String::new();
+    File::from(read).read_to_string(&mut report).map_err(io_err("reading the supervisor's report"))?;
+    // The first supervisor process forks the real one and exits at once.
+    let _ = child.wait();
+    match report.strip_prefix("ok") {
+        Some(_) => Ok(()),
+        None if report.is_empty() => Err(ShimError::NoReport),
+        None => Err(ShimError::Reported(report.trim().to_string())),
+    }
+}
+
+/// Leaves the caller's session and process: a new session, then a fork whose parent exits,
+/// so the supervisor is nobody's child and can never regain a terminal. Returns in the
+/// grandchild only.
+pub fn detach() -> Result<(), ShimError> {
+    nix::unistd::setsid().map_err(errno("setsid"))?;
+    // SAFETY: the supervisor is single-threaded here (fresh process, no threads started).
+    match unsafe { nix::unistd::fork() }.map_err(errno("fork"))? {
+        nix::unistd::ForkResult::Parent { .. } => std::process::exit(0),
+        nix::unistd::ForkResult::Child => Ok(()),
+    }
+}
+
+/// Runs the container to its end and returns the exit code for the supervisor process:
+/// the container's (128 + signal when killed), 125 when it could not start, 127 when its
+/// command is not in the image. Errors are recorded, reported on `ready`, and printed.
+pub fn run(args: ShimArgs) -> i32 {
+    let ShimArgs { root, id, ready } = args;
+    let containers = Containers::at(&root);
+    let mut ready = ready.map(File::from);
+    let mut shim = Shim { containers: containers.clone(), root, id: id.clone(), tty: None };
+    let outcome = shim.supervise(&mut ready);
+    let code = match &outcome {
+        Ok(code) => *code,
+        Err(e) => {
+            let message = error_chain(e);
+            if let Some(mut r) = ready.take() {
+                let _ = r.write_all(message.as_bytes());
+            }
+            eprintln!("berth: {message}");
+            let code = if matches!(e, ShimError::NotFound(_)) { EXIT_NOT_FOUND } else { EXIT_START_FAILED };
+            let _ = containers.update(&id, |r| {
+                r.status = Status::Exited;
+                r.error = Some(message.clone());
+                r.exit_code = Some(code);
+                r.pid = None;
+                r.finished = Some(now());
+            });
+            code
+        }
+    };
+    shim.finish();
+    code
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+struct Tty {
+    master: OwnedFd,
+    saved: Option<termios::Termios>,
+}
+
+struct Shim {
+    containers: Containers,
+    root: PathBuf,
+    id: String,
+    tty: Option<Tty>,
+}
+
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+static PENDING: [AtomicBool; 65] = [const { AtomicBool::new(false) }; 65];
+
+extern "C" fn on_signal(sig: nix::libc::c_int) {
+    if let Some(flag) = usize::try_from(sig).ok().and_then(|s| PENDING.get(s)) {
+        flag.store(true, Ordering::SeqCst);
+    }
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; the buffer is valid for one byte.
+        unsafe { nix::libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    }
+}
+
+/// Signals passed on to the container.
+const FORWARDED: [Signal; 6] =
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// Installs the handlers; returns the pipe's read end.
+fn catch_signals() -> Result<OwnedFd, ShimError> {
+    use nix::fcntl::OFlag;
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(errno("creating a pipe"))?;
+    WAKE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
+    std::mem::forget(write);
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in FORWARDED.iter().chain(&[Signal::SIGCHLD, Signal::SIGWINCH]) {
+        // SAFETY: the handler only stores to atomics and calls write(2).
+        unsafe { signal::sigaction(*sig, &action) }.map_err(errno("installing signal handlers"))?;
+    }
+    Ok(read)
+}
+
+fn open_null(write: bool) -> Result<OwnedFd, ShimError> {
+    let file = OpenOptions::new().read(!write).write(write).open("/dev/null").map_err(io_err("opening /dev/null"))?;
+    Ok(file.into())
+}
+
+fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, ShimError> {
+    fd.try_clone_to_owned().map_err(io_err("duplicating a standard stream"))
+}
+
+impl Shim {
+    fn supervise(&mut self, ready: &mut Option<File>) -> Result<i32, ShimError> {
+        let paths = self.containers.paths().clone();
+        let record = self.containers.update(&self.id, |r| r.shim_pid = Some(std::process::id() as i32))?;
+        let wake = catch_signals()?;
+        nix::sys::prctl::set_child_subreaper(true).map_err(errno("becoming a child subreaper"))?;
+
+        let store = Store::open(&self.root)?;
+        let image = store
+            .images()?
+            .into_iter()
+            .find(|i| i.manifest == record.image_manifest && i.reference == record.image_reference)
+            .or_else(|| store.images().ok()?.into_iter().find(|i| i.manifest == record.image_manifest))
+            .ok_or_else(|| ShimError::ImageGone(record.image.clone()))?;
+        let config_body = store.content().read(&image.config).map_err(|e| ShimError::from(StoreError::from(e)))?;
+        let config: ImageConfiguration = serde_json::from_slice(&config_body)
+            .map_err(|source| ShimError::ImageConfig { image: record.image.clone(), source })?;
+        let image_config = config.config().as_ref();
+
+        let rootfs = paths.container_rootfs(&self.id);
+        let kind =
+            rootfs::mount(&store, &image, &rootfs, &paths.container_upper(&self.id), &paths.container_work(&self.id))?;
+        self.containers.update(&self.id, |r| r.rootfs = Some(kind))?;
+
+        let options = &record.options;
+        let user_spec =
+            options.user.clone().or_else(|| image_config.and_then(|c| c.user().clone())).unwrap_or_default();
+        let passwd = rootfs::read_in_root(&rootfs, "etc/passwd")?.unwrap_or_default();
+        let group = rootfs::read_in_root(&rootfs, "etc/group")?.unwrap_or_default();
+        let user = user::resolve(&user_spec, &passwd, &group)?;
+
+        let hostname = spec::hostname(options, &self.id);
+        let etc_files = self.write_etc_files(&hostname, options.network)?;
+        let cgroups =
+            cgroups::Cgroups::detect().map_err(|e| io_err("reading the cgroup mounts")(io::Error::other(e)))?;
+        let input = SpecInput {
+            id: &self.id,
+            image: image_config,
+            options,
+            user: &user,
+            cgroups_path: record.cgroups_path().into(),
+            etc_files,
+            host: HostFacts {
+                swap_limit: cgroups.swap_limit(),
+                nofile_max: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(0),
+            },
+        };
+        let oci_spec = spec::build(&input)?;
+        let args = oci_spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+        let env = oci_spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
+        let cwd = spec::working_dir(image_config, options)?;
+        rootfs::mkdir_in_root(&rootfs, &cwd)?;
+        if !find_executable(&rootfs, &args[0], &env, &cwd) {
+            return Err(ShimError::NotFound(args[0].clone()));
+        }
+        let config_path = paths.container_config(&self.id);
+        oci_spec
+            .save(&config_path)
+            .map_err(|e| io_err(format!("writing {}", config_path.display()))(io::Error::other(e)))?;
+        self.containers.update(&self.id, |r| r.command = args.clone())?;
+
+        let stdio = self.stdio(&record)?;
+        let runtime = match &options.runtime {
+            None => OciRuntime::Embedded,
+            Some(path) => OciRuntime::External(PathBuf::from(path)),
+        };
+        let bundle = paths.container(&self.id);
+        let state = paths.container_runtime_state(&self.id);
+        let started = runtime.start(&self.id, &bundle, &state, stdio)?;
+        self.containers.update(&self.id, |r| {
+            r.status = Status::Running;
+            r.pid = Some(started.pid);
+            r.started = Some(now());
+        })?;
+        if let Some(mut r) = ready.take() {
+            let _ = r.write_all(b"ok\n");
+        }
+        let code = self.wait(&started, &wake, &record)?;
+        self.containers.update(&self.id, |r| {
+            r.status = Status::Exited;
+            r.exit_code = Some(code);
+            r.pid = None;
+            r.finished = Some(now());
+        })?;
+        if let Err(e) = runtime.delete(&self.id, &state) {
+            tracing::warn!(error = %error_chain(&e), "the runtime could not delete the container");
+        }
+        Ok(code)
+    }
+
+    /// Writes `/etc/hostname` and `/etc/hosts` (and, on the host network, the host's
+    /// `/etc/resolv.conf`) for the container; returns (container path, file) pairs.
+    fn write_etc_files(&self, hostname: &str, network: Network) -> Result<Vec<(String, PathBuf)>, ShimError> {
+        let dir = self.containers.paths().container(&self.id);
+        let mut files = Vec::new();
+        let hosts = match network {
+            Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            Network::None => {
+                format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+            }
+        };
+        let mut write = |name: &str, body: &str, target: &str| -> Result<(), ShimError> {
+            let path = dir.join(name);
+            fs::write(&path, body).map_err(io_err(format!("writing {}", path.display())))?;
+            files.push((target.to_string(), path));
+            Ok(())
+        };
+        write("hostname", &format!("{hostname}\n"), "/etc/hostname")?;
+        write("hosts", &hosts, "/etc/hosts")?;
+        if network == Network::Host {
+            if let Ok(resolv) = fs::read_to_string("/etc/resolv.conf") {
+                write("resolv.conf", &resolv, "/etc/resolv.conf")?;
+            }
+        }
+        Ok(files)
+    }
+
+    /// The container's standard streams: a new terminal (`-t`), the log file (`-d`), or
+    /// the supervisor's own (standard input only with `-i`).
+    fn stdio(&mut self, record: &ContainerRecord) -> Result<ContainerStdio, ShimError> {
+        let options = &record.options;
+        if options.tty {
+            let pty = nix::pty::openpty(None, None).map_err(errno("opening a terminal"))?;
+            nix::fcntl::fcntl(pty.master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+                .map_err(errno("preparing the terminal"))?;
+            let stdin = io::stdin();
+            let saved = if options.interactive && !options.detach {
+                termios::tcgetattr(stdin.as_fd()).ok().inspect(|saved| {
+                    let mut raw = saved.clone();
+                    termios::cfmakeraw(&mut raw);
+                    let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &raw);
+                })
+            } else {
+                None
+            };
+            let slave = pty.slave;
+            let stdio = ContainerStdio { stdin: dup(slave.as_fd())?, stdout: dup(slave.as_fd())?, stderr: slave };
+            self.tty = Some(Tty { master: pty.master, saved });
+            self.resize_tty();
+            return Ok(stdio);
+        }
+        if options.detach {
+            let log = self.open_log()?;
+            return Ok(ContainerStdio { stdin: open_null(false)?, stdout: dup(log.as_fd())?, stderr: log });
+        }
+        let stdin = if options.interactive { dup(io::stdin().as_fd())? } else { open_null(false)? };
+        Ok(ContainerStdio { stdin, stdout: dup(io::stdout().as_fd())?, stderr: dup(io::stderr().as_fd())? })
+    }
+
+    fn open_log(&self) -> Result<OwnedFd, ShimError> {
+        let path = self.containers.paths().container_log(&self.id);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&path)
+            .map_err(io_err(format!("opening {}", path.display())))?;
+        Ok(file.into())
+    }
+
+    fn resize_tty(&self) {
+        let Some(tty) = &self.tty else { return };
+        let mut size = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write one winsize through a valid pointer.
+        unsafe {
+            if nix::libc::ioctl(io::stdin().as_raw_fd(), nix::libc::TIOCGWINSZ, &mut size) == 0 {
+                nix::libc::ioctl(tty.master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
+            }
+        }
+    }
+
+    /// Forwards signals, relays the terminal and reaps children until the container ends.
+    fn wait(&mut self, started: &Started, wake: &OwnedFd, record: &ContainerRecord) -> Result<i32, ShimError> {
+        let target = Pid::from_raw(started.waited);
+        let mut out: Option<File> = match (&self.tty, record.options.detach) {
+            (Some(_), true) => Some(File::from(self.open_log()?)),
+            (Some(_), false) => Some(File::from(dup(io::stdout().as_fd())?)),
+            (None, _) => None,
+        };
+        let mut stdin_open = self.tty.is_some() && record.options.interactive && !record.options.detach;
+        let mut exit = started.exited;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if exit.is_none() {
+                exit = reap(target);
+            }
+            if let Some(code) = exit {
+                if let (Some(tty), Some(out)) = (&self.tty, out.as_mut()) {
+                    relay(tty.master.as_fd(), out, &mut buf);
+                }
+                return Ok(code);
+            }
+            let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            let stdin = io::stdin();
+            if let Some(tty) = &self.tty {
+                fds.push(PollFd::new(tty.master.as_fd(), PollFlags::POLLIN));
+                if stdin_open {
+                    fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(e) => return Err(errno("waiting for the container")(e)),
+            }
+            let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+            drop(fds);
+            if ready[0] {
+                let mut drain = [0u8; 64];
+                while nix::unistd::read(wake.as_raw_fd(), &mut drain).is_ok_and(|n| n > 0) {}
+                for sig in FORWARDED {
+                    if PENDING[sig as usize].swap(false, Ordering::SeqCst) {
+                        let _ = signal::kill(target, sig);
+                    }
+                }
+                if PENDING[Signal::SIGWINCH as usize].swap(false, Ordering::SeqCst) {
+                    self.resize_tty();
+                }
+                PENDING[Signal::SIGCHLD as usize].store(false, Ordering::SeqCst);
+            }
+            if let Some(tty) = &self.tty {
+                if ready.get(1).copied().unwrap_or(false) {
+                    if let Some(out) = out.as_mut() {
+                        relay(tty.master.as_fd(), out, &mut buf);
+                    }
+                }
+                if stdin_open && ready.get(2).copied().unwrap_or(false) {
+                    match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
+                        Ok(0) | Err(_) => stdin_open = false,
+                        Ok(n) => {
+                            let _ = File::from(dup(tty.master.as_fd())?).write_all(&buf[..n]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restores the terminal, removes the mount and cgroups, and, for `--rm`, the container.
+    fn finish(&mut self) {
+        if let Some(tty) = self.tty.take() {
+            if let Some(saved) = &tty.saved {
+                let _ = termios::tcsetattr(io::stdin().as_fd(), termios::SetArg::TCSANOW, saved);
+            }
+        }
+        let Ok(record) = self.containers.load(&self.id) else { return };
+        if let Err(e) = self.containers.cleanup(&record) {
+            eprintln!("berth: cleaning up container {}: {}", record.short_id(), error_chain(&e));
+        }
+        if record.options.remove {
+            let dir = self.containers.paths().container(&self.id);
+            if let Err(e) = crate::unpack::remove_tree(&dir) {
+                eprintln!("berth: removing {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+/// Reaps every ended child; returns the exit code when `target` was among them.
+fn reap(target: Pid) -> Option<i32> {
+    let mut code = None;
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, status)) if pid == target => code = Some(status),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == target => code = Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return code,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Copies what the terminal has to `out` until it has nothing more right now.
+fn relay(master: BorrowedFd<'_>, out: &mut File, buf: &mut [u8]) {
+    loop {
+        match nix::unistd::read(master.as_raw_fd(), buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if out.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                let _ = out.flush();
+            }
+        }
+    }
+}
+
+/// Whether `command` names an executable in the container: a path (relative ones from
+/// `cwd`), or a name found in the `PATH` of `env`.
+fn find_executable(rootfs: &Path, command: &str, env: &[String], cwd: &str) -> bool {
+    let candidates: Vec<String> = if command.contains('/') {
+        if command.starts_with('/') {
+            vec![command.to_string()]
+        } else {
+            vec![format!("{}/{command}", cwd.trim_end_matches('/'))]
+        }
+    } else {
+        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(spec::DEFAULT_PATH);
+        path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{}/{command}", d.trim_end_matches('/'))).collect()
+    };
+    candidates.iter().any(|c| rootfs::is_executable_in_root(rootfs, c))
+}
+
+/// A raw descriptor number given on the command line, taken over.
+///
+/// # Safety
+/// `fd` must be an open descriptor that nothing else owns.
+pub unsafe fn take_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller promises the descriptor is open and unowned.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// The path of a container's log, for `berth logs`.
+pub fn log_path(containers: &Containers, record: &ContainerRecord) -> PathBuf {
+    containers.paths().container_log(&record.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_commands_like_a_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::create_dir_all(root.join("srv")).unwrap();
+        fs::write(root.join("bin/tool"), "#!/bin/sh\n").unwrap();
+        fs::write(root.join("srv/data"), "not executable").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        let env = vec!["PATH=/usr/bin:/bin".to_string()];
+        assert!(find_executable(root, "tool", &env, "/"));
+        assert!(find_executable(root, "/bin/tool", &env, "/"));
+        assert!(find_executable(root, "../bin/tool", &env, "/srv"));
+        assert!(!find_executable(root, "missing", &env, "/"));
+        assert!(!find_executable(root, "/srv/data", &env, "/"));
+        assert!(!find_executable(root, "tool", &["PATH=/srv".to_string()], "/"));
+    }
+
+    #[test]
+    fn error_chains_read_like_anyhow() {
+        let e = ShimError::Io { what: "reading x".into(), source: io::Error::other("boom") };
+        assert_eq!(error_chain(&e), "reading x: boom");
+    }
+}

@@ -1,0 +1,27 @@
+//! The container runtime's image side: a local content-addressed store, pulling images into
+//! it, unpacking layers into shared snapshots, and removing images again.
+//!
+//! `berth pull`, `berth images` and `berth rmi` (in `cli`) call [`Store`]; the registry
+//! client is [`shared::client`]. The store's layout on disk is drawn in [`paths`].
+//! `berth run`, `ps`, `logs`, `stop` and `rm` call [`container`]: containers whose roots are
+//! overlays of the snapshots (or [`Store::flatten`]ed copies), run as OCI bundles by an
+//! embedded runtime or by runc/crun.
+//!
+//! Each module has its own error enum; a message names what failed (path, digest, layer
+//! entry) and does not repeat its `source()`, so print the chain (anyhow's `{:#}`).
+#![deny(missing_docs)]
+
+pub mod container;
+pub mod content;
+pub mod images;
+pub mod paths;
+pub mod progress;
+pub mod pull;
+pub mod snapshots;
+pub mod store;
+pub mod unpack;
+
+pub use images::{ImageRecord, LayerRecord};
+pub use progress::{NoProgress, Progress, PullEvent, TerminalProgress};
+pub use pull::{PullError, PullOptions};
+pub use store::{Collected, Removed, Store, StoreError, DEFAULT_ROOT};

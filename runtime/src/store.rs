@@ -1,0 +1,252 @@
+//! The local image store: content, snapshots and the image index under one root (drawn
+//! in [`crate::paths`]), and the operations `berth pull`, `berth images` and `berth rmi`
+//! need: pull (in [`crate::pull`]), list, find, remove with garbage collection, and flatten.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+
+use shared::Digest;
+
+use crate::content::{ContentError, ContentStore};
+use crate::images::{FileLock, ImageIndex, ImageRecord, IndexError};
+use crate::paths::Paths;
+use crate::snapshots::{SnapshotError, SnapshotStore};
+use crate::unpack::{self, remove_tree, UnpackError, UnpackMode};
+
+/// The default root of the store.
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A directory of the store could not be created or used.
+    #[error("{path}")]
+    Io {
+        /// The directory or file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The image index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The content store failed.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// The snapshot store failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// No image has this reference or digest.
+    #[error("no such image: {0}")]
+    NotFound(String),
+    /// A container (running or not) was made from the image.
+    #[error("image {image} is used by container {container} (remove it first with `berth rm`)")]
+    InUse {
+        /// The image's reference.
+        image: String,
+        /// The container's name.
+        container: String,
+    },
+    /// The containers could not be listed.
+    #[error("cannot list the containers")]
+    Containers(#[source] Box<crate::container::ContainerError>),
+    /// The flatten destination exists.
+    #[error("{0} already exists; flattening needs a new directory")]
+    DestinationExists(PathBuf),
+    /// A layer could not be applied while flattening.
+    #[error("flattening layer {digest} into {dest}")]
+    Flatten {
+        /// The destination.
+        dest: PathBuf,
+        /// The layer blob.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: UnpackError,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// What [`Store::remove`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// The references removed from the index.
+    pub references: Vec<String>,
+    /// What garbage collection removed after that.
+    pub collected: Collected,
+}
+
+/// What garbage collection removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Blobs no image uses any more.
+    pub blobs: Vec<Digest>,
+    /// Snapshots no image uses any more.
+    pub snapshots: Vec<Digest>,
+}
+
+/// A local image store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) paths: Paths,
+    pub(crate) content: ContentStore,
+    pub(crate) snapshots: SnapshotStore,
+    pub(crate) index: ImageIndex,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`. When nobody else is using it, left-
+    /// overs of interrupted work in `tmp/` are removed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let paths = Paths::new(root);
+        for dir in [paths.root().to_path_buf(), paths.blobs(), paths.snapshots(), paths.tmp()] {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        let lock_path = paths.lock();
+        if let Some(_lock) = FileLock::try_exclusive(&lock_path).map_err(io_err(&lock_path))? {
+            clean_dir(&paths.tmp())?;
+        }
+        Ok(Store {
+            content: ContentStore::new(paths.clone()),
+            snapshots: SnapshotStore::new(paths.clone()),
+            index: ImageIndex::new(paths.clone()),
+            paths,
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        self.paths.root()
+    }
+
+    /// The content store.
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// The snapshot store.
+    pub fn snapshots(&self) -> &SnapshotStore {
+        &self.snapshots
+    }
+
+    /// Every image, sorted by reference.
+    pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        Ok(self.index.load()?)
+    }
+
+    /// The images `name` means: the image of that reference (`busybox` is
+    /// `docker.io/library/busybox:latest`), else every image whose manifest digest is
+    /// `name` or starts with it (`sha256:` optional, at least 4 hex digits).
+    pub fn find(&self, name: &str) -> Result<Vec<ImageRecord>, StoreError> {
+        let images = self.index.load()?;
+        if let Ok(reference) = name.parse::<shared::ImageRef>() {
+            let canonical = reference.to_string();
+            if let Some(found) = images.iter().find(|r| r.reference == canonical) {
+                return Ok(vec![found.clone()]);
+            }
+        }
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Ok(images.into_iter().filter(|r| r.manifest.hex().starts_with(hex)).collect());
+        }
+        Ok(Vec::new())
+    }
+
+    /// Removes the images `names` mean (see [`Store::find`]) from the index, then the
+    /// blobs and snapshots no remaining image uses. Nothing is removed unless every name
+    /// is found, nor when a container was made from one of them. Waits for running pulls
+    /// to finish.
+    pub fn remove(&self, names: &[String]) -> Result<Removed, StoreError> {
+        let lock_path = self.paths.lock();
+        let _lock = FileLock::exclusive(&lock_path).map_err(io_err(&lock_path))?;
+        let mut doomed = BTreeSet::new();
+        for name in names {
+            let found = self.find(name)?;
+            if found.is_empty() {
+                return Err(StoreError::NotFound(name.clone()));
+            }
+            doomed.extend(found.into_iter().map(|r| r.reference));
+        }
+        let containers = crate::container::Containers::new(self.paths.clone())
+            .list()
+            .map_err(|e| StoreError::Containers(Box::new(e)))?;
+        if let Some(c) = containers.iter().find(|c| doomed.contains(&c.image_reference)) {
+            return Err(StoreError::InUse { image: c.image_reference.clone(), container: c.name.clone() });
+        }
+        self.index.update(|images| images.retain(|r| !doomed.contains(&r.reference)))?;
+        let collected = self.collect_locked()?;
+        Ok(Removed { references: doomed.into_iter().collect(), collected })
+    }
+
+    /// Removes blobs and snapshots that no image uses. Waits for running pulls to finish.
+    pub fn collect_garbage(&self) -> Result<Collected, StoreError> {
+        let lock_path = self.paths.lock();
+        let _lock = FileLock::exclusive(&lock_path).map_err(io_err(&lock_path))?;
+        self.collect_locked()
+    }
+
+    fn collect_locked(&self) -> Result<Collected, StoreError> {
+        let images = self.index.load()?;
+        let live_blobs: BTreeSet<&Digest> = images.iter().flat_map(ImageRecord::blobs).collect();
+        let live_snapshots: BTreeSet<&Digest> =
+            images.iter().flat_map(|r| r.layers.iter().map(|l| &l.diff_id)).collect();
+        let mut collected = Collected::default();
+        for digest in self.content.list()? {
+            if !live_blobs.contains(&digest) && self.content.remove(&digest)? {
+                collected.blobs.push(digest);
+            }
+        }
+        for diff_id in self.snapshots.list()? {
+            if !live_snapshots.contains(&diff_id) && self.snapshots.remove(&diff_id)? {
+                collected.snapshots.push(diff_id);
+            }
+        }
+        // Nobody else works in the store while the lock is held.
+        clean_dir(&self.paths.tmp())?;
+        Ok(collected)
+    }
+
+    /// Writes the image's root file system into the new directory `dest` as one plain tree:
+    /// the layers applied in order, whiteouts applied, with the same containment checks as
+    /// snapshots (a symbolic link from one layer cannot be written through by a later one).
+    /// For hosts where overlayfs is not available. On failure `dest` is removed.
+    pub fn flatten(&self, image: &ImageRecord, dest: &Path) -> Result<(), StoreError> {
+        if dest.symlink_metadata().is_ok() {
+            return Err(StoreError::DestinationExists(dest.to_path_buf()));
+        }
+        fs::create_dir_all(dest).map_err(io_err(dest))?;
+        let result = image.layers.iter().try_for_each(|layer| {
+            let blob = self.content.open(&layer.digest)?;
+            unpack::unpack(BufReader::new(blob), dest, UnpackMode::Flatten, Some(&layer.diff_id)).map(drop).map_err(
+                |source| StoreError::Flatten { dest: dest.to_path_buf(), digest: layer.digest.clone(), source },
+            )
+        });
+        if result.is_err() {
+            if let Err(e) = remove_tree(dest) {
+                tracing::warn!(path = %dest.display(), error = %e, "cannot remove a partly flattened tree");
+            }
+        }
+        result
+    }
+}
+
+/// Removes everything inside `dir`.
+fn clean_dir(dir: &Path) -> Result<(), StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        remove_tree(&path).map_err(io_err(&path))?;
+    }
+    Ok(())
+}

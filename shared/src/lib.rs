@@ -1,0 +1,23 @@
+//! The OCI content model that every berth crate shares.
+//!
+//! `registry`, `builder`, `runtime` and `cli` all speak in these types: a [`Digest`] names
+//! content, a [`RepoName`] and a [`Tag`] name where it lives, a [`Reference`] is what a
+//! manifest URL points at, and [`manifest`] reads the manifests a client sends. An
+//! [`ImageRef`] is what a person types (`busybox`, `ghcr.io/org/app:v1`), [`platform`]
+//! picks an index entry for a machine, and [`client`] talks to registries. This crate
+//! knows nothing of HTTP servers or storage back ends.
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod digest;
+pub mod image_ref;
+pub mod layer;
+pub mod layout;
+pub mod manifest;
+pub mod media_type;
+pub mod name;
+pub mod platform;
+
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use image_ref::{ImageRef, ImageRefError};
+pub use name::{NameError, Reference, RepoName, Tag};

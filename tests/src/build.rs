@@ -1,0 +1,199 @@
+//! Helpers for the builder's end-to-end tests (`tests/tests/build.rs`, `build_buildah.rs`):
+//! a busybox base image pushed into an in-process berth registry, the `berth` binary run
+//! with a private store root, images read back from OCI layouts or skopeo/buildah `dir:`
+//! copies and flattened into plain trees, and trees compared file by file.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::BufReader;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use runtime::unpack::{self, UnpackMode};
+use shared::client::Client;
+use shared::layout::Layout;
+use shared::manifest::{Descriptor, Manifest};
+use shared::{Digest, ImageRef};
+
+use crate::{run, BusyboxImage, Registry};
+
+/// A registry with the busybox image pushed as `<host>/e2e/busybox:v1`.
+#[derive(Debug)]
+pub struct BaseRegistry {
+    /// The registry.
+    pub registry: Registry,
+    /// `<host>/e2e/busybox:v1`.
+    pub base: String,
+    _work: tempfile::TempDir,
+}
+
+impl BaseRegistry {
+    /// Starts a registry and pushes the busybox image into it.
+    pub async fn start() -> Result<BaseRegistry> {
+        let work = tempfile::tempdir()?;
+        let image = BusyboxImage::build(work.path())?;
+        let registry = Registry::start().await?;
+        let base = format!("{}/e2e/busybox:v1", registry.host());
+        let target: ImageRef = base.parse()?;
+        let client = Client::anonymous()?;
+        let body = image.layout.read_blob(&image.image.digest)?;
+        let manifest = Manifest::parse(&body, Some(&image.image.media_type))?;
+        for blob in manifest.config.iter().chain(&manifest.layers) {
+            let file = tokio::fs::File::open(image.layout.blob_path(&blob.digest)).await?;
+            client.push_blob(&target, &blob.digest, blob.size, file, None).await?;
+        }
+        client.push_manifest(&target, &target.reference(), &image.image.media_type, body.into()).await?;
+        Ok(BaseRegistry { registry, base, _work: work })
+    }
+}
+
+/// The `berth` binary next to the test executable (`target/<profile>/berth`).
+pub fn berth_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent directory")?;
+    let bin = dir.join("berth");
+    ensure!(bin.is_file(), "{} is missing; build it with `cargo build -p berth-cli`", bin.display());
+    Ok(bin)
+}
+
+/// What a `berth` run did.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit status was 0.
+    pub ok: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (where build progress goes).
+    pub stderr: String,
+}
+
+/// Runs `berth --root ROOT ARGS…`.
+pub async fn berth(root: &Path, args: &[&str]) -> Result<Ran> {
+    let bin = berth_binary()?;
+    let mut all = vec!["--root", root.to_str().context("root path is not UTF-8")?];
+    all.extend_from_slice(args);
+    let output = run(bin.to_str().context("binary path is not UTF-8")?, &all).await?;
+    Ok(Ran {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Runs `berth --root ROOT ARGS…` and fails with its output unless it succeeds.
+pub async fn berth_ok(root: &Path, args: &[&str]) -> Result<Ran> {
+    let ran = berth(root, args).await?;
+    if !ran.ok {
+        bail!("`berth {}` failed\n--- stdout ---\n{}\n--- stderr ---\n{}", args.join(" "), ran.stdout, ran.stderr);
+    }
+    Ok(ran)
+}
+
+/// An image read back: its config (JSON) and its layer blobs on disk, bottom first.
+#[derive(Debug, Clone)]
+pub struct ImageFiles {
+    /// The manifest's digest.
+    pub manifest: Digest,
+    /// The config.
+    pub config: serde_json::Value,
+    /// The layer descriptors.
+    pub layers: Vec<Descriptor>,
+    /// The layer blobs.
+    pub blobs: Vec<PathBuf>,
+}
+
+/// Reads the image named `name` from the OCI layout at `dir`.
+pub fn read_layout(dir: &Path, name: &str) -> Result<ImageFiles> {
+    let layout = Layout::open(dir)?;
+    let desc = layout.resolve(name)?;
+    let body = layout.read_blob(&desc.digest)?;
+    let manifest = Manifest::parse(&body, Some(&desc.media_type))?;
+    let config_desc = manifest.config.context("no config")?;
+    let config = serde_json::from_slice(&layout.read_blob(&config_desc.digest)?)?;
+    let blobs = manifest.layers.iter().map(|l| layout.blob_path(&l.digest)).collect();
+    Ok(ImageFiles { manifest: desc.digest, config, layers: manifest.layers, blobs })
+}
+
+/// Reads an image from a `dir:` copy (skopeo's and buildah's directory transport).
+pub fn read_dir_transport(dir: &Path) -> Result<ImageFiles> {
+    let body = fs::read(dir.join("manifest.json"))?;
+    let manifest = Manifest::parse(&body, None)?;
+    let config_desc = manifest.config.context("no config")?;
+    let config = serde_json::from_slice(&fs::read(dir.join(config_desc.digest.hex()))?)?;
+    let blobs = manifest.layers.iter().map(|l| dir.join(l.digest.hex())).collect();
+    Ok(ImageFiles { manifest: Digest::sha256_of(&body), config, layers: manifest.layers, blobs })
+}
+
+/// Applies the image's layers in order into the new directory `dest`.
+pub fn flatten(image: &ImageFiles, dest: &Path) -> Result<()> {
+    fs::create_dir_all(dest)?;
+    for blob in &image.blobs {
+        let file = fs::File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
+        unpack::unpack(BufReader::new(file), dest, UnpackMode::Flatten, None)
+            .with_context(|| format!("applying {}", blob.display()))?;
+    }
+    Ok(())
+}
+
+/// What a tree holds at one path: type, mode, owners, and content or link target.
+pub type TreeListing = BTreeMap<String, String>;
+
+/// Lists a tree: for each path, `kind mode uid:gid` and the content's digest or the
+/// link's target. Modification times are left out (reproducible builds set them all).
+pub fn list_tree(root: &Path) -> Result<TreeListing> {
+    let mut out = BTreeMap::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        for item in fs::read_dir(root.join(&rel))? {
+            let item = item?;
+            let child = rel.join(item.file_name());
+            let path = root.join(&child);
+            let meta = fs::symlink_metadata(&path)?;
+            let t = meta.file_type();
+            let what = if t.is_dir() {
+                pending.push(child.clone());
+                "dir".to_string()
+            } else if t.is_symlink() {
+                format!("link -> {}", fs::read_link(&path)?.display())
+            } else if t.is_file() {
+                format!("file {}", Digest::sha256_of(&fs::read(&path)?))
+            } else {
+                "special".to_string()
+            };
+            let mode = if t.is_symlink() { 0o777 } else { meta.mode() & 0o7777 };
+            out.insert(child.to_string_lossy().into_owned(), format!("{what} {mode:o} {}:{}", meta.uid(), meta.gid()));
+        }
+    }
+    Ok(out)
+}
+
+/// The differences between two listings, one line each (empty when equal).
+pub fn tree_differences(a: &TreeListing, b: &TreeListing) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (path, what) in a {
+        match b.get(path) {
+            None => diffs.push(format!("only in berth's: {path} ({what})")),
+            Some(other) if other != what => diffs.push(format!("{path}: berth {what} / other {other}")),
+            Some(_) => {}
+        }
+    }
+    for (path, what) in b {
+        if !a.contains_key(path) {
+            diffs.push(format!("only in the other: {path} ({what})"));
+        }
+    }
+    diffs
+}
+
+/// Writes `files` (path, content) under `dir`, creating directories.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
+    for (path, content) in files {
+        let p = dir.join(path);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&p, content)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! `berth build` end to end, through the binary: a build from the busybox image in an
+//! in-process berth registry, pushed back, pulled and run; the OCI layout, OCI tar and
+//! docker-archive outputs; reproducibility across directories, times and stores; the cache
+//! (warm builds, one changed file, export and import through a registry); and bad input,
+//! each a clear error that leaves no image, cache entry or temporary file behind. With a
+//! Docker engine, `docker load` of the archive and `docker pull` + `docker run` of the
+//! pushed image (SKIP without an engine, failure under `CI=true`).
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, ensure, Context, Result};
+use e2e::build::{berth, berth_ok, flatten, list_tree, read_layout, write_files, BaseRegistry};
+use e2e::{require_tools, run, run_ok};
+
+const APP_DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE
+FROM ${BASE} AS build
+WORKDIR /src
+COPY src/ ./
+RUN mkdir -p /out && cat *.txt > /out/all.txt && echo built > /out/marker
+
+FROM ${BASE}
+ARG GREETING=hello
+ENV APP_HOME=/app \
+    MODE=prod
+WORKDIR $APP_HOME
+COPY --from=build /out/ ./
+COPY --chown=1000:1000 --chmod=0640 config.ini ./conf/
+COPY <<EOF /app/motd
+$GREETING from $MODE
+EOF
+RUN echo "$GREETING" > greeting && rm -f marker && mkdir -p /var/lib/app
+LABEL org.example.name=app
+EXPOSE 8080/tcp
+VOLUME /data
+USER 1000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --retries=3 CMD ["cat", "/app/greeting"]
+CMD ["cat", "/app/greeting", "/app/all.txt"]
+"#;
+
+fn app_context(dir: &Path) -> Result<()> {
+    write_files(
+        dir,
+        &[
+            ("Dockerfile", APP_DOCKERFILE),
+            ("src/a.txt", "alpha\n"),
+            ("src/b.txt", "beta\n"),
+            ("src/notes.md", "ignored\n"),
+            ("config.ini", "[app]\nport=8080\n"),
+            (".dockerignore", "**/*.md\n"),
+        ],
+    )
+}
+
+/// Sets every file's modification time under `dir` to `secs` past the epoch.
+fn touch_all(dir: &Path, secs: u64) -> Result<()> {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            touch_all(&path, secs)?;
+        }
+        fs::File::open(&path)?.set_modified(t)?;
+    }
+    Ok(())
+}
+
+fn steps_cached(stderr: &str) -> usize {
+    stderr.lines().filter(|l| l.starts_with('#') && l.ends_with("CACHED") || l.contains(" CACHED ")).count()
+}
+
+/// Fails unless a store's build cache has no temporary files left.
+fn assert_no_debris(root: &Path) -> Result<()> {
+    let tmp = root.join("build/tmp");
+    if tmp.is_dir() {
+        let left: Vec<_> = fs::read_dir(&tmp)?.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+        ensure!(left.is_empty(), "temporary files left in {}: {left:?}", tmp.display());
+    }
+    Ok(())
+}
+
+fn key_count(root: &Path) -> Result<usize> {
+    let keys = root.join("build/keys");
+    Ok(if keys.is_dir() { fs::read_dir(keys)?.count() } else { 0 })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_pushes_writes_every_output_and_runs() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    app_context(&ctx)?;
+    let root = work.path().join("root");
+    let tag = format!("{}/e2e/app:v1", base.registry.host());
+    let oci = work.path().join("oci");
+    let oci_tar = work.path().join("image.tar");
+    let docker_tar = work.path().join("docker.tar");
+    let base_arg = format!("BASE={}", base.base);
+    let ran = berth_ok(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--build-arg",
+            &base_arg,
+            "-t",
+            &tag,
+            "--push",
+            "--output",
+            &format!("type=oci,dest={}", oci.display()),
+            "--output",
+            &format!("type=oci,dest={}", oci_tar.display()),
+            "--output",
+            &format!("type=docker,dest={}", docker_tar.display()),
+            "--iidfile",
+            &work.path().join("iid").display().to_string(),
+            ctx.to_str().context("utf-8")?,
+        ],
+    )
+    .await?;
+    // BuildKit-style progress: numbered steps with DONE and a duration.
+    ensure!(ran.stderr.contains("#1 [build 1/4] FROM"), "{}", ran.stderr);
+    ensure!(ran.stderr.lines().any(|l| l.contains(" DONE ") && l.ends_with('B')), "{}", ran.stderr);
+    assert_no_debris(&root)?;
+
+    // The layout holds the image under its tag; its config is what the Dockerfile says.
+    let image = read_layout(&oci, "v1")?;
+    let iid = fs::read_to_string(work.path().join("iid"))?;
+    ensure!(image.manifest.to_string() == iid, "layout {} vs iidfile {iid}", image.manifest);
+    let c = &image.config["config"];
+    ensure!(c["WorkingDir"] == "/app" && c["User"] == "1000" && c["StopSignal"] == "SIGTERM", "{c}");
+    ensure!(
+        c["Env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|v| v == "APP_HOME=/app") && e.iter().any(|v| v == "MODE=prod")),
+        "{c}"
+    );
+    ensure!(c["ExposedPorts"]["8080/tcp"].is_object() && c["Volumes"]["/data"].is_object(), "{c}");
+    ensure!(c["Labels"]["org.example.name"] == "app", "{c}");
+    ensure!(c["Healthcheck"]["Test"] == serde_json::json!(["CMD", "cat", "/app/greeting"]), "{c}");
+    ensure!(c["Healthcheck"]["Interval"] == 30_000_000_000u64 && c["Healthcheck"]["Retries"] == 3, "{c}");
+    ensure!(image.config["created"] == "1970-01-01T00:00:00Z", "{}", image.config);
+
+    // The root file system.
+    let flat = work.path().join("flat");
+    flatten(&image, &flat)?;
+    let tree = list_tree(&flat)?;
+    let get = |p: &str| tree.get(p).cloned().unwrap_or_default();
+    ensure!(fs::read_to_string(flat.join("app/all.txt"))? == "alpha\nbeta\n");
+    ensure!(fs::read_to_string(flat.join("app/greeting"))? == "hello\n");
+    ensure!(fs::read_to_string(flat.join("app/motd"))? == "hello from prod\n");
+    ensure!(!flat.join("app/marker").exists(), "the RUN's rm did not stick");
+    ensure!(get("app/conf/config.ini").ends_with(" 640 1000:1000"), "{}", get("app/conf/config.ini"));
+    ensure!(get("app/conf").starts_with("dir 755 1000:1000"), "{}", get("app/conf"));
+    ensure!(flat.join("var/lib/app").is_dir());
+    // Nothing of the build container leaked.
+    for leak in ["etc/hosts", "etc/resolv.conf", "etc/hostname", "run", "proc/self", "src/notes.md"] {
+        ensure!(!flat.join(leak).exists(), "{leak} leaked into the image");
+    }
+    ensure!(!tree.keys().any(|p| p.ends_with(".md")), ".dockerignore was not applied");
+
+    // The OCI tar has the same manifest.
+    let unpacked = work.path().join("oci-from-tar");
+    fs::create_dir_all(&unpacked)?;
+    run_ok("tar", &["-xf", oci_tar.to_str().context("utf-8")?, "-C", unpacked.to_str().context("utf-8")?]).await?;
+    ensure!(read_layout(&unpacked, "v1")?.manifest == image.manifest);
+
+    // The registry has it: berth pulls it into another store.
+    let other = work.path().join("other");
+    berth_ok(&other, &["pull", "-q", &tag]).await?;
+    let images = berth_ok(&other, &["images", "--no-trunc"]).await?;
+    ensure!(images.stdout.contains(&image.manifest.to_string()), "{}", images.stdout);
+
+    // And runs it.
+    let ran = berth(&other, &["run", "--rm", &tag]).await?;
+    if ran.ok {
+        ensure!(ran.stdout == "hello\nalpha\nbeta\n", "berth run printed {:?}", ran.stdout);
+    } else {
+        bail!("berth run of the built image failed:\n{}\n{}", ran.stdout, ran.stderr);
+    }
+
+    // With a Docker engine: docker load of the archive, docker pull + run of the pushed image.
+    if e2e::docker_available("builds_pushes_writes_every_output_and_runs").await? {
+        let loaded = run_ok("docker", &["load", "-i", docker_tar.to_str().context("utf-8")?]).await?;
+        ensure!(loaded.contains(&tag) || loaded.contains("Loaded image"), "docker load printed {loaded:?}");
+        let out = run_ok("docker", &["run", "--rm", &tag]).await?;
+        ensure!(out == "hello\nalpha\nbeta\n", "docker run of the loaded image printed {out:?}");
+        run_ok("docker", &["rmi", "-f", &tag]).await?;
+        run_ok("docker", &["pull", &tag]).await?;
+        let out = run_ok("docker", &["run", "--rm", &tag]).await?;
+        ensure!(out == "hello\nalpha\nbeta\n", "docker run of the pulled image printed {out:?}");
+        let _ = run("docker", &["rmi", "-f", &tag]).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_context_anywhere_anytime_gives_the_same_digest() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let base_arg = format!("BASE={}", base.base);
+    let mut digests = Vec::new();
+    for (i, mtime) in [(0, 1_000_000_000u64), (1, 1_700_000_000)] {
+        let ctx = work.path().join(format!("ctx-{i}"));
+        app_context(&ctx)?;
+        touch_all(&ctx, mtime)?;
+        let root = work.path().join(format!("root-{i}"));
+        let iid = work.path().join(format!("iid-{i}"));
+        berth_ok(
+            &root,
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--build-arg",
+                &base_arg,
+                "--iidfile",
+                iid.to_str().context("utf-8")?,
+                ctx.to_str().context("utf-8")?,
+            ],
+        )
+        .await?;
+        digests.push(fs::read_to_string(iid)?);
+    }
+    ensure!(digests[0] == digests[1], "two builds of the same context differ: {digests:?}");
+
+    // SOURCE_DATE_EPOCH changes the digest (the config's created time follows it).
+    let root = work.path().join("root-epoch");
+    let iid = work.path().join("iid-epoch");
+    let ctx = work.path().join("ctx-0");
+    berth_ok(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "quiet",
+            "--source-date-epoch",
+            "1700000000",
+            "--build-arg",
+            &base_arg,
+            "--iidfile",
+            iid.to_str().context("utf-8")?,
+            ctx.to_str().context("utf-8")?,
+        ],
+    )
+    .await?;
+    ensure!(fs::read_to_string(iid)? != digests[0]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_builds_hit_and_one_change_redoes_only_later_layers() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let dockerfile = format!(
+        "FROM {}\nCOPY one.txt /one.txt\nRUN echo first > /first\nCOPY two.txt /two.txt\nRUN cat /two.txt > /copy\nCMD [\"sh\"]\n",
+        base.base
+    );
+    write_files(&ctx, &[("Dockerfile", &dockerfile), ("one.txt", "1\n"), ("two.txt", "2\n")])?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let build = |dest: &str| {
+        vec![
+            "build".to_string(),
+            "--progress".into(),
+            "plain".into(),
+            "-t".into(),
+            "local/app:v1".into(),
+            "--output".into(),
+            format!("type=oci,dest={}/{dest}", out.display()),
+            ctx.display().to_string(),
+        ]
+    };
+    let args = build("a");
+    let first = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let a = read_layout(&out.join("a"), "v1")?;
+
+    // Nothing changed (only touched): every step is cached and the image is the same.
+    touch_all(&ctx, 1_600_000_000)?;
+    // Past the stat cache's racy window (a file changed just before it was hashed is hashed
+    // again next time, as git does).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let args = build("b");
+    let warm = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let b = read_layout(&out.join("b"), "v1")?;
+    ensure!(a.manifest == b.manifest, "warm build gave another image");
+    ensure!(steps_cached(&warm.stderr) >= 4, "warm build was not cached:\n{}", warm.stderr);
+    // Touched files are read again once (their stat changed); untouched ones never are.
+    ensure!(first.stderr.contains(" 2 context files read"), "{}", first.stderr);
+    let args = build("b2");
+    let again = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    ensure!(again.stderr.contains(" 0 context files read"), "a warm build read files:\n{}", again.stderr);
+    ensure!(steps_cached(&first.stderr) < steps_cached(&warm.stderr));
+
+    // One changed file: the layers before it are the same, it and those after are redone.
+    fs::write(ctx.join("two.txt"), "2 changed\n")?;
+    let args = build("c");
+    let changed = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let c = read_layout(&out.join("c"), "v1")?;
+    ensure!(a.layers.len() == 5 && c.layers.len() == 5, "{} / {} layers", a.layers.len(), c.layers.len());
+    for i in 0..3 {
+        ensure!(a.layers[i].digest == c.layers[i].digest, "layer {i} changed although its inputs did not");
+    }
+    for i in 3..5 {
+        ensure!(a.layers[i].digest != c.layers[i].digest, "layer {i} did not change");
+    }
+    ensure!(changed.stderr.contains("COPY one.txt /one.txt\n#2 CACHED"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("RUN echo first > /first\n#3 CACHED"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("COPY two.txt /two.txt\n#4 DONE"), "{}", changed.stderr);
+
+    // --no-cache runs everything again and still gives the same image.
+    let mut args = build("d");
+    args.insert(1, "--no-cache".into());
+    let nocache = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    ensure!(read_layout(&out.join("d"), "v1")?.manifest == c.manifest, "--no-cache gave another image");
+    ensure!(steps_cached(&nocache.stderr) <= 1, "{}", nocache.stderr);
+    assert_no_debris(&root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_exports_to_a_registry_and_imports_elsewhere() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let dockerfile = format!("FROM {}\nCOPY a.txt /a.txt\nRUN echo ran > /ran\n", base.base);
+    write_files(&ctx, &[("Dockerfile", &dockerfile), ("a.txt", "a\n")])?;
+    let cache_ref = format!("{}/e2e/cache:build", base.registry.host());
+    let first = work.path().join("first");
+    berth_ok(&first, &["build", "--progress", "plain", "--cache-to", &cache_ref, ctx.to_str().context("utf-8")?])
+        .await?;
+    // Another machine (store) with an empty cache imports it and runs nothing.
+    let second = work.path().join("second");
+    let ran = berth_ok(
+        &second,
+        &["build", "--progress", "plain", "--cache-from", &cache_ref, ctx.to_str().context("utf-8")?],
+    )
+    .await?;
+    ensure!(ran.stderr.contains("#2 CACHED") && ran.stderr.contains("#3 CACHED"), "{}", ran.stderr);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_clear_error_and_leaves_nothing() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let root = work.path().join("root");
+    let cases: Vec<(&str, String, Vec<&str>, &str)> = vec![
+        ("missing base", format!("FROM {}/e2e/nothing:here\nRUN true\n", base.registry.host()), vec![], "nothing"),
+        (
+            "missing COPY source",
+            format!("FROM {}\nCOPY nope.txt /\n", base.base),
+            vec![],
+            "nope.txt\": not found in the build context",
+        ),
+        (
+            "escaping the context",
+            format!("FROM {}\nCOPY ../secret /\n", base.base),
+            vec![],
+            "outside the build context",
+        ),
+        (
+            "failing RUN",
+            format!("FROM {}\nRUN echo about to fail && exit 3\n", base.base),
+            vec![],
+            "exited with code 3",
+        ),
+        (
+            "syntax error",
+            format!("FROM {}\nCOPY --bogus=1 a b\n", base.base),
+            vec![],
+            "Dockerfile:2:6: unknown flag: --bogus",
+        ),
+        ("invalid reference", format!("FROM {}\n", base.base), vec!["-t", "Not/A:Valid:Ref"], "invalid tag"),
+        ("invalid base reference", "FROM busybox@sha256:abc\n".to_string(), vec![], "invalid image reference"),
+    ];
+    for (what, dockerfile, extra, expected) in cases {
+        let ctx = work.path().join(what.replace(' ', "-"));
+        write_files(&ctx, &[("Dockerfile", &dockerfile), ("present.txt", "x")])?;
+        let keys_before = key_count(&root)?;
+        let mut args = vec!["build", "--progress", "plain"];
+        args.extend(extra);
+        args.push(ctx.to_str().context("utf-8")?);
+        let ran = berth(&root, &args).await?;
+        ensure!(!ran.ok, "{what}: the build succeeded");
+        ensure!(ran.stderr.contains(expected), "{what}: expected {expected:?} in:\n{}", ran.stderr);
+        if what == "failing RUN" {
+            ensure!(ran.stderr.contains("about to fail"), "{what}: the command's output is not shown:\n{}", ran.stderr);
+        }
+        ensure!(key_count(&root)? == keys_before, "{what}: a cache entry was written");
+        assert_no_debris(&root)?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_mounts_network_and_heredocs() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let dockerfile = format!(
+        r#"FROM {base} AS tools
+RUN mkdir -p /opt && echo tool > /opt/tool
+ONBUILD RUN echo triggered > /onbuilt
+FROM tools
+ADD --checksum=sha256:2689367b205c16ce32ed4200942b8b8b1e262dfc70d9bc9fbc77c49699a4f1df http://{host}/healthz /fetched/
+RUN --mount=type=cache,target=/cache,id=counter sh -c 'echo x >> /cache/runs; wc -l < /cache/runs > /runs-seen'
+RUN --mount=type=bind,source=src,target=/mnt/src cat /mnt/src/input.txt > /from-bind
+RUN --mount=type=bind,from=tools,source=/opt,target=/mnt/tools cat /mnt/tools/tool > /from-stage
+RUN --mount=type=secret,id=token cat /run/secrets/token | wc -c > /secret-length
+RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && cat /scratch/t > /from-tmpfs'
+RUN --network=none sh -c 'ls /sys/class/net | sort | tr "\n" " " > /interfaces'
+RUN <<EOT
+echo "heredoc script" > /heredoc
+EOT
+RUN cat <<EOT > /heredoc-cat
+piped
+EOT
+"#,
+        base = base.base,
+        host = base.registry.host()
+    );
+    write_files(&ctx, &[("Dockerfile", &dockerfile), ("src/input.txt", "from the context\n")])?;
+    let secret = work.path().join("token");
+    fs::write(&secret, "s3cret")?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let secret_arg = format!("id=token,src={}", secret.display());
+    let dest = format!("type=oci,dest={}", out.display());
+    berth_ok(
+        &root,
+        &["build", "--progress", "plain", "--secret", &secret_arg, "--output", &dest, ctx.to_str().context("utf-8")?],
+    )
+    .await?;
+    let image = read_layout(&out, "latest")?;
+    let flat = work.path().join("flat");
+    flatten(&image, &flat)?;
+    let read = |p: &str| fs::read_to_string(flat.join(p)).unwrap_or_else(|e| format!("<{e}>"));
+    ensure!(read("runs-seen").trim() == "1", "cache mount: {}", read("runs-seen"));
+    ensure!(read("from-bind") == "from the context\n", "bind mount: {}", read("from-bind"));
+    ensure!(read("from-stage") == "tool\n", "bind from a stage: {}", read("from-stage"));
+    ensure!(read("secret-length").trim() == "6", "secret: {}", read("secret-length"));
+    ensure!(read("from-tmpfs") == "t\n", "tmpfs: {}", read("from-tmpfs"));
+    ensure!(read("interfaces").trim() == "lo", "--network=none: {}", read("interfaces"));
+    ensure!(read("heredoc") == "heredoc script\n", "RUN heredoc: {}", read("heredoc"));
+    ensure!(read("heredoc-cat") == "piped\n", "RUN with a heredoc: {}", read("heredoc-cat"));
+    ensure!(read("onbuilt") == "triggered\n", "ONBUILD trigger: {}", read("onbuilt"));
+    ensure!(image.config["config"]["OnBuild"].is_null(), "ONBUILD triggers are not inherited: {}", image.config);
+    ensure!(read("fetched/healthz") == "ok", "ADD of a URL: {}", read("fetched/healthz"));
+    ensure!(list_tree(&flat)?["fetched/healthz"].ends_with(" 600 0:0"), "ADD of a URL is mode 600");
+    // No mount point, secret or cache content leaked into the image.
+    let tree = list_tree(&flat)?;
+    for leak in ["cache", "mnt", "run", "scratch", "etc/hosts"] {
+        ensure!(!tree.contains_key(leak), "{leak} leaked into the image");
+    }
+    // The cache mount persists: a --no-cache build sees the earlier run.
+    berth_ok(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--secret",
+            &secret_arg,
+            "--output",
+            &dest,
+            ctx.to_str().context("utf-8")?,
+        ],
+    )
+    .await?;
+    let image = read_layout(&out, "latest")?;
+    let flat2 = work.path().join("flat2");
+    flatten(&image, &flat2)?;
+    ensure!(fs::read_to_string(flat2.join("runs-seen"))?.trim() == "2");
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! Differential tests of `berth build` against Debian's buildah (`buildah bud --layers
+//! --timestamp 0 --isolation chroot`): the same Dockerfiles, from the same busybox image in
+//! an in-process berth registry, must give the same root file system (paths, types, modes,
+//! owners, contents, link targets) and the same image config (Env, Cmd, Entrypoint,
+//! WorkingDir, User, ExposedPorts, Labels, Volumes, StopSignal, Healthcheck).
+//!
+//! buildah 1.28 has no heredocs, so these Dockerfiles use none. buildah adds the label
+//! `io.buildah.version`, and its RUN steps leave empty `/etc/hostname`, `/etc/hosts`,
+//! `/etc/resolv.conf` and `/run` behind in the image: those are left out of buildah's side of
+//! the comparison, and berth's image must not have them. It also ignores `SHELL` for the
+//! shell form of `CMD` (Docker and BuildKit do not), so no case has `CMD` after `SHELL`. Needs `buildah`
+//! (`apt-get install -y buildah`), which the test command installs.
+
+use anyhow::{ensure, Result};
+use e2e::build::{
+    berth_ok, flatten, list_tree, read_dir_transport, read_layout, tree_differences, write_files, BaseRegistry,
+};
+use e2e::{require_tools, run, run_ok};
+use std::fs;
+
+struct Case {
+    name: &'static str,
+    dockerfile: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    build_args: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "files-and-metadata",
+        dockerfile: r#"ARG BASE
+FROM ${BASE}
+ENV A=1 B="two words"
+ENV C=${A}-x
+WORKDIR /app
+COPY . .
+COPY --chown=1000:1000 data/ /data/
+COPY --chmod=0755 script.sh /usr/local/bin/
+COPY a.txt b.txt /multi/
+COPY a.txt /renamed.txt
+COPY link /followed
+COPY data/x/*.txt /globbed/
+ADD archive.tar.gz /extracted/
+ADD plain.txt /added/
+RUN mkdir -p /var/made && echo "$A $B $C" > /app/env.txt && chmod 600 /app/env.txt && ln -s /app/env.txt /app/link-to-env
+RUN rm /app/a.txt && chown 1000:1000 /app/b.txt
+USER 1000:1000
+EXPOSE 80 443/tcp 53/udp
+VOLUME ["/data", "/logs"]
+LABEL a=b "c d"="e f"
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=10s --timeout=3s --retries=2 CMD ["true"]
+ENTRYPOINT ["sh", "-c"]
+CMD ["echo hi"]
+"#,
+        files: &[
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("data/x/y.txt", "y\n"),
+            ("data/x/z.txt", "z\n"),
+            ("data/top", "top\n"),
+            ("script.sh", "#!/bin/sh\necho script\n"),
+            ("keep.log", "kept\n"),
+            ("drop.log", "dropped\n"),
+            (".dockerignore", "*.log\n!keep.log\n"),
+        ],
+        build_args: &[],
+    },
+    Case {
+        name: "stages-and-args",
+        dockerfile: r#"ARG BASE
+ARG V=1
+FROM ${BASE} AS build
+ARG V
+RUN mkdir -p /out/sub && echo "v=$V" > /out/v.txt && touch /out/sub/empty
+FROM ${BASE} AS unused
+RUN echo never > /never
+FROM ${BASE}
+COPY --from=build /out /copied
+COPY --from=build /out/v.txt /single.txt
+ARG LATE=late
+ENV FROM_ENV=env
+RUN echo "$LATE $FROM_ENV" > /late.txt
+CMD pwd
+SHELL ["/bin/sh", "-e", "-c"]
+RUN echo shell > /shell.txt
+WORKDIR rel
+WORKDIR more
+RUN pwd > /pwd.txt
+"#,
+        files: &[],
+        build_args: &["V=2"],
+    },
+    Case {
+        name: "deletions-and-replacements",
+        dockerfile: r#"ARG BASE
+FROM ${BASE}
+RUN mkdir -p /a/b/c && echo 1 > /a/b/c/f && echo 2 > /a/file && ln -s /a/file /a/link
+RUN rm -rf /a/b && rm /a/file && mkdir /a/file && echo new > /a/file/inside && rm /bin/wc
+RUN rm -rf /root && mkdir -m 0700 /root && touch /root/.profile
+COPY sub/ /a/
+"#,
+        files: &[("sub/added", "added\n"), ("sub/deep/er", "er\n")],
+        build_args: &[],
+    },
+];
+
+/// What buildah's RUN steps leave in images (see the module docs).
+const BUILDAH_LEAKS: &[&str] = &["etc/hostname", "etc/hosts", "etc/resolv.conf", "run"];
+
+/// The config fields the comparison covers, with buildah's own label removed.
+fn config_view(config: &serde_json::Value) -> serde_json::Value {
+    let c = &config["config"];
+    let mut labels = c["Labels"].clone();
+    if let Some(map) = labels.as_object_mut() {
+        map.remove("io.buildah.version");
+        if map.is_empty() {
+            labels = serde_json::Value::Null;
+        }
+    }
+    // An empty list or map is the same as none.
+    let or_null = |v: &serde_json::Value| match v {
+        serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
+        serde_json::Value::Object(o) if o.is_empty() => serde_json::Value::Null,
+        other => other.clone(),
+    };
+    serde_json::json!({
+        "Env": or_null(&c["Env"]),
+        "Cmd": or_null(&c["Cmd"]),
+        "Entrypoint": or_null(&c["Entrypoint"]),
+        "WorkingDir": c["WorkingDir"].as_str().unwrap_or(""),
+        "User": c["User"].as_str().unwrap_or(""),
+        "ExposedPorts": or_null(&c["ExposedPorts"]),
+        "Labels": labels,
+        "Volumes": or_null(&c["Volumes"]),
+        "StopSignal": c["StopSignal"].as_str().unwrap_or(""),
+        "Healthcheck": or_null(&c["Healthcheck"]),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_and_buildah_build_the_same_images() -> Result<()> {
+    require_tools(&["buildah"])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let root = work.path().join("root");
+    let mut failures = Vec::new();
+    for case in CASES {
+        let ctx = work.path().join(case.name);
+        write_files(&ctx, &[("Dockerfile", case.dockerfile)])?;
+        write_files(&ctx, case.files)?;
+        if case.name == "files-and-metadata" {
+            std::os::unix::fs::symlink("a.txt", ctx.join("link"))?;
+            write_files(&ctx.join("arch"), &[("inner/one", "1\n"), ("two", "2\n")])?;
+            write_files(&ctx, &[("plain.txt", "plain\n")])?;
+            let archive = ctx.join("archive.tar.gz");
+            run_ok("tar", &["-czf", &archive.to_string_lossy(), "-C", &ctx.join("arch").to_string_lossy(), "."])
+                .await?;
+        }
+        let base_arg = format!("BASE={}", base.base);
+        let mut args: Vec<String> = vec!["--build-arg".into(), base_arg.clone()];
+        for a in case.build_args {
+            args.push("--build-arg".into());
+            args.push(a.to_string());
+        }
+
+        // berth
+        let oci = work.path().join(format!("{}-berth", case.name));
+        let mut berth_args: Vec<String> = vec!["build".into(), "--progress".into(), "plain".into()];
+        berth_args.extend(args.iter().cloned());
+        berth_args.extend(["--output".into(), format!("type=oci,dest={}", oci.display()), ctx.display().to_string()]);
+        berth_ok(&root, &berth_args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        let ours = read_layout(&oci, "latest")?;
+
+        // buildah
+        let name = format!("localhost/berth-diff-{}", case.name);
+        let mut bud: Vec<String> = [
+            "bud",
+            "--layers",
+            "--timestamp",
+            "0",
+            "--isolation",
+            "chroot",
+            "--format",
+            "docker",
+            "--tls-verify=false",
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        bud.extend(args.iter().cloned());
+        bud.extend(["-t".into(), name.clone(), ctx.display().to_string()]);
+        run_ok("buildah", &bud.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        let dir = work.path().join(format!("{}-buildah", case.name));
+        let pushed = run_ok("buildah", &["push", "-q", &name, &format!("dir:{}", dir.display())]).await;
+        let _ = run("buildah", &["rmi", "-f", &name]).await;
+        pushed?;
+        let theirs = read_dir_transport(&dir)?;
+
+        let (a, b) = (
+            work.path().join(format!("{}-flat-berth", case.name)),
+            work.path().join(format!("{}-flat-buildah", case.name)),
+        );
+        flatten(&ours, &a)?;
+        flatten(&theirs, &b)?;
+        let ours_tree = list_tree(&a)?;
+        let mut theirs_tree = list_tree(&b)?;
+        for leak in BUILDAH_LEAKS {
+            if ours_tree.contains_key(*leak) {
+                failures.push(format!("{}: berth's image has {leak}", case.name));
+            }
+            theirs_tree.remove(*leak);
+        }
+        let diffs = tree_differences(&ours_tree, &theirs_tree);
+        if !diffs.is_empty() {
+            failures.push(format!("{}: root file systems differ:\n  {}", case.name, diffs.join("\n  ")));
+        }
+        let (ca, cb) = (config_view(&ours.config), config_view(&theirs.config));
+        if ca != cb {
+            failures.push(format!("{}: configs differ:\n  berth   {ca}\n  buildah {cb}", case.name));
+        }
+        let _ = fs::remove_dir_all(&a);
+        let _ = fs::remove_dir_all(&b);
+    }
+    // buildah pulled the base into its own storage: leave nothing behind.
+    let _ = run("buildah", &["rmi", "-f", &base.base]).await;
+    ensure!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}

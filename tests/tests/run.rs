@@ -1,0 +1,309 @@
+//! `berth run`, `ps`, `logs`, `stop` and `rm` end to end, in real namespaces: the busybox
+//! image is pushed (by skopeo) to berth's own registry, in process, and `berth run` pulls it
+//! into a temporary store and runs it, with the embedded runtime and with runc.
+//!
+//! These tests need root (namespaces, mounts, cgroups); without it each prints a SKIP line
+//! and passes. Every container a test makes is killed and removed when the test ends,
+//! however it ends ([`Root`]'s `Drop`), so no mount, cgroup or process is left behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use e2e::{describe_failure, require_tools, run, run_ok, skopeo, BusyboxImage, Registry, IMAGE_REF};
+use runtime::container::Containers;
+
+/// Debian's runc, which the tests compare the embedded runtime with.
+const RUNC: &str = "/usr/sbin/runc";
+
+/// True when containers can be made here; else prints a SKIP line for `test`.
+fn permitted(test: &str) -> bool {
+    let root = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false);
+    if !root {
+        println!("SKIP {test}: running containers needs root (namespaces, mounts, cgroups)");
+    }
+    root
+}
+
+/// The `berth` binary next to this test's executable (`target/<profile>/berth`).
+fn berth_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent directory")?;
+    let bin = dir.join("berth");
+    ensure!(bin.is_file(), "{} is missing; build it with `cargo build -p berth-cli`", bin.display());
+    Ok(bin)
+}
+
+/// A temporary store with the busybox image in a registry, and the clean-up of every
+/// container made in it.
+struct Root {
+    dir: tempfile::TempDir,
+    image: String,
+    _registry: Registry,
+    _work: tempfile::TempDir,
+}
+
+impl Root {
+    /// Builds the image, pushes it to a fresh berth registry; the store starts empty.
+    async fn new() -> Result<Root> {
+        require_tools(&["skopeo"])?;
+        let work = tempfile::tempdir()?;
+        let image = BusyboxImage::build(work.path())?;
+        let registry = Registry::start().await?;
+        let reference = format!("{}/e2e/busybox:{IMAGE_REF}", registry.host());
+        let src = format!("oci:{}:{IMAGE_REF}", image.layout.root().display());
+        skopeo(&["copy", "--dest-tls-verify=false", &src, &format!("docker://{reference}")]).await?;
+        Ok(Root { dir: tempfile::tempdir()?, image: reference, _registry: registry, _work: work })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `berth --root ROOT ARGS...` and returns what it did.
+    async fn berth(&self, args: &[&str]) -> Result<Output> {
+        let bin = berth_binary()?;
+        let mut all = vec!["--root", self.path().to_str().context("root path is not UTF-8")?];
+        all.extend_from_slice(args);
+        run(bin.to_str().context("binary path is not UTF-8")?, &all).await
+    }
+
+    /// Like [`Root::berth`], but fails unless it exits 0; returns standard output.
+    async fn berth_ok(&self, args: &[&str]) -> Result<String> {
+        let output = self.berth(args).await?;
+        if !output.status.success() {
+            bail!("{}", describe_failure("berth", args, &output));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// `berth run --rm [RUNTIME] FLAGS... IMAGE COMMAND...`: (exit code, stdout, stderr).
+    async fn run(&self, runtime: Option<&str>, flags: &[&str], command: &[&str]) -> Result<(i32, String, String)> {
+        let mut args = vec!["run", "--rm"];
+        if let Some(r) = runtime {
+            args.extend(["--runtime", r]);
+        }
+        args.extend_from_slice(flags);
+        args.push(&self.image);
+        args.extend_from_slice(command);
+        let out = self.berth(&args).await?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok((out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr)))
+    }
+
+    /// Fails unless the store has no container folder and nothing is mounted under it.
+    fn assert_clean(&self) -> Result<()> {
+        let containers = self.path().join("containers");
+        if containers.exists() {
+            let left: Vec<_> = fs::read_dir(&containers)?.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+            ensure!(left.is_empty(), "container folders left: {left:?}");
+        }
+        let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+        let root = self.path().to_string_lossy().into_owned();
+        ensure!(!mounts.contains(&root), "mounts left under {root}:\n{mounts}");
+        Ok(())
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let containers = Containers::at(self.path());
+        for record in containers.list().unwrap_or_default() {
+            if let Err(e) = containers.remove(&record.id, true) {
+                eprintln!("cleaning up container {}: {e}", record.id);
+            }
+        }
+    }
+}
+
+/// The container's cgroup ID from `/proc/self/cgroup` as it printed it (`…:/berth/<id>`).
+fn cgroup_id(printed: &str) -> Option<String> {
+    printed.lines().find_map(|l| l.split_once(":/berth/").map(|(_, id)| id.trim().to_string()))
+}
+
+/// Fails when any cgroup hierarchy still has the container's cgroup.
+fn assert_no_cgroup(id: &str) -> Result<()> {
+    let cgroups = runtime::container::cgroups::Cgroups::detect()?;
+    let path = format!("{}/{id}", runtime::container::CGROUP_PARENT);
+    ensure!(!cgroups.exists(&path), "cgroup {path} was left: {:?}", cgroups.dirs(&path));
+    Ok(())
+}
+
+/// Everything a container is asked for, with one runtime (`None`: the embedded one).
+async fn check_runtime(root: &Root, runtime: Option<&str>) -> Result<()> {
+    let name = runtime.unwrap_or("embedded");
+    // Exit codes: 0, 7, and 127 for a command the image lacks.
+    let (code, out, err) = root.run(runtime, &[], &["echo", "hello"]).await?;
+    ensure!(code == 0 && out == "hello\n", "{name}: echo: {code} {out:?} {err}");
+    let (code, _, err) = root.run(runtime, &[], &["sh", "-c", "exit 7"]).await?;
+    ensure!(code == 7, "{name}: exit 7 gave {code}: {err}");
+    let (code, _, err) = root.run(runtime, &[], &["no-such-command"]).await?;
+    ensure!(code == 127 && err.contains("executable file not found"), "{name}: missing command gave {code}: {err}");
+
+    // Environment, working directory, user, host name, network, PID 1.
+    let script = "echo \"$GREETING\"; pwd; busybox id -u; busybox id -g; busybox id -G; busybox hostname; \
+                  cat /etc/hostname; echo $$; ls /sys/class/net";
+    let flags = ["-e", "GREETING=hi there", "-w", "/srv/app", "-u", "app", "--hostname", "boxy"];
+    let (code, out, err) = root.run(runtime, &flags, &["sh", "-c", script]).await?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(code == 0, "{name}: {code}: {err}");
+    ensure!(
+        lines == ["hi there", "/srv/app", "1000", "1000", "1000 10", "boxy", "boxy", "1", "lo"],
+        "{name}: the container saw {lines:?}"
+    );
+    let (_, out, _) = root.run(runtime, &["-u", "4242:77"], &["busybox", "id"]).await?;
+    ensure!(out.trim() == "uid=4242 gid=77", "{name}: -u 4242:77 gave {out:?}");
+    let (code, _, err) = root.run(runtime, &["-u", "nobody"], &["true"]).await?;
+    ensure!(code == 125 && err.contains("unable to find user nobody"), "{name}: unknown user gave {code}: {err}");
+
+    // A read-only root refuses writes; a tmpfs on it does not.
+    let (code, _, err) = root.run(runtime, &["--read-only"], &["sh", "-c", "echo x > /file"]).await?;
+    ensure!(code != 0 && err.contains("Read-only file system"), "{name}: --read-only: {code}: {err}");
+    let (code, _, err) =
+        root.run(runtime, &["--read-only", "--tmpfs", "/scratch"], &["sh", "-c", "echo x > /scratch/f"]).await?;
+    ensure!(code == 0, "{name}: --tmpfs on a read-only root: {code}: {err}");
+
+    // A bind volume written inside is read outside; a read-only one refuses writes.
+    let volume = tempfile::tempdir()?;
+    let bind = format!("{}:/data", volume.path().display());
+    let (code, _, err) = root.run(runtime, &["-v", &bind], &["sh", "-c", "echo from-inside > /data/note"]).await?;
+    ensure!(code == 0, "{name}: volume: {code}: {err}");
+    ensure!(fs::read_to_string(volume.path().join("note"))? == "from-inside\n", "{name}: the volume file differs");
+    let ro = format!("{bind}:ro");
+    let (code, _, _) = root.run(runtime, &["-v", &ro], &["sh", "-c", "echo x > /data/other"]).await?;
+    ensure!(code != 0 && !volume.path().join("other").exists(), "{name}: a read-only volume was written");
+
+    // The pids limit stops forks; the memory limit kills (137) without leaving anything.
+    let (code, _, err) = root
+        .run(runtime, &["--pids-limit", "4"], &["sh", "-c", "for i in 1 2 3 4 5 6; do sleep 2 & done; wait"])
+        .await?;
+    ensure!(code != 0 && err.contains("can't fork"), "{name}: --pids-limit 4: {code}: {err}");
+    let (code, _, err) =
+        root.run(runtime, &["--memory", "16m"], &["sh", "-c", "busybox head -c 100m /dev/zero | busybox tail"]).await?;
+    ensure!(code == 137, "{name}: out of memory under --memory 16m gave {code}, not 137: {err}");
+
+    // --rm leaves no folder, mount or cgroup.
+    let (code, out, err) = root.run(runtime, &[], &["cat", "/proc/self/cgroup"]).await?;
+    ensure!(code == 0, "{name}: {err}");
+    let id = cgroup_id(&out).with_context(|| format!("{name}: no berth cgroup in {out}"))?;
+    assert_no_cgroup(&id)?;
+    root.assert_clean()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_busybox_with_the_embedded_runtime() -> Result<()> {
+    if !permitted("runs_busybox_with_the_embedded_runtime") {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    // The first run pulls the image.
+    let (code, _, err) = root.run(None, &[], &["true"]).await?;
+    ensure!(code == 0 && err.contains("Unable to find image"), "first run: {code}: {err}");
+    check_runtime(&root, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_the_same_bundle_with_runc() -> Result<()> {
+    if !permitted("runs_the_same_bundle_with_runc") {
+        return Ok(());
+    }
+    if !Path::new(RUNC).is_file() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            bail!("CI=true but {RUNC} is missing (apt-get install -y runc)");
+        }
+        println!("SKIP runs_the_same_bundle_with_runc: {RUNC} is not installed");
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    check_runtime(&root, Some(RUNC)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_containers_log_stop_and_are_removed() -> Result<()> {
+    if !permitted("detached_containers_log_stop_and_are_removed") {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let script = "echo started; echo to-stderr >&2; trap 'echo got TERM; exit 3' TERM; while true; do sleep 0.1; done";
+    let id = root.berth_ok(&["run", "-d", "--name", "web", &root.image, "sh", "-c", script]).await?;
+    let id = id.trim().to_string();
+    ensure!(id.len() == 64, "run -d printed {id:?}, not an ID");
+
+    // The name is taken while it exists.
+    let taken = root.berth(&["run", "-d", "--name", "web", &root.image, "true"]).await?;
+    ensure!(!taken.status.success() && String::from_utf8_lossy(&taken.stderr).contains("already in use"));
+
+    // Its output reaches the log; ps lists it as up.
+    let mut logs = String::new();
+    for _ in 0..100 {
+        logs = root.berth_ok(&["logs", "web"]).await?;
+        if logs.contains("to-stderr") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(logs.contains("started\n") && logs.contains("to-stderr\n"), "logs printed {logs:?}");
+    let ps = root.berth_ok(&["ps"]).await?;
+    let lines: Vec<&str> = ps.lines().collect();
+    ensure!(lines.len() == 2 && lines[0].starts_with("CONTAINER ID"), "ps printed:\n{ps}");
+    ensure!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains("Up ") && lines[1].ends_with("web"),
+        "ps printed:\n{ps}"
+    );
+    let removed = root.berth(&["rm", "web"]).await?;
+    ensure!(!removed.status.success(), "rm removed a running container");
+    let rmi = root.berth(&["rmi", &root.image]).await?;
+    let rmi_err = String::from_utf8_lossy(&rmi.stderr);
+    ensure!(!rmi.status.success() && rmi_err.contains("used by container web"), "rmi of an image in use: {rmi_err}");
+
+    // stop sends SIGTERM: the trap runs and the exit code is recorded.
+    ensure!(root.berth_ok(&["stop", "web"]).await? == "web\n");
+    let ps = root.berth_ok(&["ps"]).await?;
+    ensure!(ps.lines().count() == 1, "ps still lists a stopped container:\n{ps}");
+    let all = root.berth_ok(&["ps", "-a"]).await?;
+    ensure!(all.contains("Exited (3)"), "ps -a printed:\n{all}");
+    ensure!(root.berth_ok(&["logs", &id[..12]]).await?.contains("got TERM"), "the trap's output is not in the log");
+    assert_no_cgroup(&id)?;
+
+    // rm removes it entirely.
+    ensure!(root.berth_ok(&["rm", "web"]).await? == "web\n");
+    ensure!(root.berth_ok(&["ps", "-a"]).await?.lines().count() == 1);
+    root.assert_clean()?;
+
+    // A container that ignores SIGTERM is killed after the grace time; rm -f kills a
+    // running one.
+    root.berth_ok(&["run", "-d", "--name", "stubborn", &root.image, "sleep", "600"]).await?;
+    root.berth_ok(&["stop", "-t", "1", "stubborn"]).await?;
+    ensure!(root.berth_ok(&["ps", "-a"]).await?.contains("Exited (137)"));
+    root.berth_ok(&["run", "-d", "--name", "doomed", &root.image, "sleep", "600"]).await?;
+    root.berth_ok(&["rm", "-f", "doomed", "stubborn"]).await?;
+    root.assert_clean()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_an_image_pushed_by_docker() -> Result<()> {
+    if !permitted("runs_an_image_pushed_by_docker") || !e2e::docker_available("runs_an_image_pushed_by_docker").await? {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    let work = tempfile::tempdir()?;
+    let image = BusyboxImage::build(work.path())?;
+    let host = root.image.split('/').next().context("no registry host")?.to_string();
+    let tag = format!("{host}/e2e/from-docker:v1");
+    let layer = image.layer_file.to_string_lossy().into_owned();
+    run_ok("docker", &["import", "--change", r#"CMD ["sh"]"#, "--change", "ENV FROM=docker", &layer, &tag]).await?;
+    let pushed = run_ok("docker", &["push", &tag]).await;
+    let _ = run("docker", &["rmi", &tag]).await;
+    pushed?;
+    let out = root.berth_ok(&["run", "--rm", &tag, "sh", "-c", "echo $FROM; cat /bin/busybox | wc -c"]).await?;
+    let size = fs::metadata(e2e::BUSYBOX)?.len();
+    ensure!(out == format!("docker\n{size}\n"), "the docker-pushed image printed {out:?}");
+    root.assert_clean()
+}
