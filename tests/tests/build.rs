@@ -1,5 +1,6 @@
 //! `berth build` end to end, through the binary: a build from the busybox image in an
-//! in-process berth registry, pushed back, pulled and run; the OCI layout, OCI tar and
+//! in-process berth registry, run from the local store right after the build, pushed back,
+//! pulled and run; the OCI layout, OCI tar and
 //! docker-archive outputs; reproducibility across directories, times and stores; the cache
 //! (warm builds, one changed file, export and import through a registry); and bad input,
 //! each a clear error that leaves no image, cache entry or temporary file behind. RUN steps
@@ -167,6 +168,13 @@ async fn builds_pushes_writes_every_output_and_runs() -> Result<()> {
         ensure!(!flat.join(leak).exists(), "{leak} leaked into the image");
     }
     ensure!(!tree.keys().any(|p| p.ends_with(".md")), ".dockerignore was not applied");
+
+    // `-t` also named it in the local store: it is listed and runs without a pull.
+    let images = berth_ok(&root, &["images", "--no-trunc"]).await?;
+    ensure!(images.stdout.contains(&image.manifest.to_string()), "{}", images.stdout);
+    let ran = berth_ok(&root, &["run", "--rm", &tag]).await?;
+    ensure!(ran.stdout == "hello\nalpha\nbeta\n", "berth run after the build printed {:?}", ran.stdout);
+    ensure!(!ran.stderr.contains("Unable to find image"), "berth run pulled the image:\n{}", ran.stderr);
 
     // The OCI tar has the same manifest.
     let unpacked = work.path().join("oci-from-tar");

@@ -2,7 +2,8 @@
 //! [--push] [--output type=oci|docker|registry[,dest=PATH]]... [--cache-from REF]...
 //! [--cache-to REF]... [--platform P] [--progress auto|plain|tty|quiet] [--runtime PATH] CONTEXT`:
 //! parses the flags and calls `builder::Builder::build`, then `builder::output` for each
-//! destination. RUN steps run through this binary's `berth oci-runtime` (the embedded
+//! destination; with `-t`, the image is also recorded in the local image store
+//! (`runtime::Store::import`). RUN steps run through this binary's `berth oci-runtime` (the embedded
 //! runtime) unless `--runtime` names another. SIGINT or SIGTERM cancels the build (its RUN
 //! containers are killed and cleaned up; exit status 130 or 143); a second one exits at once.
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use builder::progress::{Mode, Progress};
 use builder::{output, Builder, Cancel, Compression, Options, RuntimeCommand};
+use runtime::{LayerRecord, LocalImage};
 use shared::client::{Client, ClientConfig};
 use shared::manifest::Platform;
 use shared::ImageRef;
@@ -194,7 +196,7 @@ fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
     let config = ClientConfig { plain_http: args.plain_http, ..ClientConfig::default() };
     let credentials = Arc::new(super::login::docker_config()?);
     let client = Arc::new(Client::new(config, credentials).context("cannot set up the registry client")?);
-    let builder = Builder::new(store, Arc::clone(&client)).context("cannot open the build cache")?;
+    let builder = Builder::new(store.clone(), Arc::clone(&client)).context("cannot open the build cache")?;
     let oci_runtime = match &args.oci_runtime {
         Some(path) => RuntimeCommand::external(path),
         None => RuntimeCommand::embedded(std::env::current_exe().context("cannot find the berth binary")?),
@@ -244,6 +246,34 @@ fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
         layout
             .add_manifest(shared::media_type::OCI_MANIFEST, &built.manifest, Some(&tag.to_string()))
             .context("cannot record the image name")?;
+    }
+    // Record it in the local image store too, so `berth run NAME` runs it (as `docker build`).
+    if !tags.is_empty() {
+        let layers = built
+            .layers
+            .iter()
+            .map(|l| {
+                let record = LayerRecord {
+                    digest: l.layer.digest.clone(),
+                    media_type: builder::build::oci_layer_type(&l.layer.media_type).to_string(),
+                    size: l.layer.size,
+                    diff_id: l.layer.diff_id.clone(),
+                };
+                (record, l.blob.clone())
+            })
+            .collect();
+        let image = LocalImage {
+            manifest: &built.manifest,
+            manifest_digest: &built.manifest_digest,
+            media_type: shared::media_type::OCI_MANIFEST,
+            config: &built.config,
+            config_digest: &built.config_digest,
+            layers,
+        };
+        store.import(&image, &tags).context("cannot record the image in the local store")?;
+        for t in &tags {
+            progress.note(&format!("naming to {}", t.familiar()));
+        }
     }
     if push {
         tokio.block_on(output::push(&client, &built, &tags)).context("push failed")?;
