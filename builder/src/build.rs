@@ -55,7 +55,7 @@ use crate::ignore::{has_glob, Ignore, IgnoreError};
 use crate::instructions::{self, Command, Copy, Instruction, MountKind, NetworkMode, Run, Source, Step};
 use crate::plan::{Base, Plan, PlanError, PROXY_ARGS};
 use crate::progress::{Outcome, Progress};
-use crate::run::{self as runner, Request, RunError, Sandbox, Snapshot};
+use crate::run::{self as runner, Cancel, Request, RunError, RuntimeCommand, Sandbox, Snapshot};
 use crate::syntax::{Pos, SyntaxError};
 use crate::tarball::{self, Compression, Content, Entry, Kind, TarError, WriteOptions};
 
@@ -82,8 +82,11 @@ pub struct Options {
     pub compression: Compression,
     /// `--compression-level` for gzip (0–9). Default [`tarball::DEFAULT_GZIP_LEVEL`].
     pub compression_level: u32,
-    /// The OCI runtime binary for RUN steps. Default `runc`.
-    pub oci_runtime: PathBuf,
+    /// The OCI runtime command for RUN steps. Default `runc`; `berth build` passes
+    /// [`RuntimeCommand::embedded`] with its own binary unless `--runtime` names one.
+    pub oci_runtime: RuntimeCommand,
+    /// Cancels the build (the CLI sets it on SIGINT or SIGTERM). Default: never.
+    pub cancel: Cancel,
     /// `--secret id=ID,src=PATH`: files for `RUN --mount=type=secret`.
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--cache-from`.
@@ -104,7 +107,8 @@ impl Options {
             keep_timestamps: false,
             compression: Compression::Gzip,
             compression_level: tarball::DEFAULT_GZIP_LEVEL,
-            oci_runtime: PathBuf::from("runc"),
+            oci_runtime: RuntimeCommand::external("runc"),
+            cancel: Cancel::default(),
             secrets: BTreeMap::new(),
             cache_from: Vec::new(),
         }
@@ -703,6 +707,9 @@ impl Exec<'_> {
     }
 
     fn step(&self, st: &mut StageState, step: &Step) -> Result<(), BuildError> {
+        if self.options.cancel.is_cancelled() {
+            return Err(self.fail(step, StepError::Run(RunError::Cancelled)));
+        }
         let title = self.title(st, step);
         let id = self.progress.start(&title);
         self.steps.fetch_add(1, Ordering::Relaxed);
@@ -1555,6 +1562,7 @@ impl Exec<'_> {
                 std::process::id(),
                 RUNS.fetch_add(1, Ordering::Relaxed)
             ),
+            cancel: self.options.cancel.clone(),
         };
         let progress = self.progress;
         let started = Instant::now();

@@ -34,4 +34,5 @@ pub mod syntax;
 pub mod tarball;
 
 pub use build::{BuildError, Builder, Built, Options};
+pub use run::{Cancel, RuntimeCommand};
 pub use tarball::Compression;

@@ -4,9 +4,14 @@
 //! ([`runtime::container::spec::build`], with the user resolved by
 //! [`runtime::container::user::resolve`]): Docker's namespaces, mounts, masked paths and
 //! capabilities, on the host network unless `--network=none`. The container is run by an
-//! external OCI runtime binary, `runc run` in the foreground (the runtime crate's embedded
-//! runtime must be driven from a single-threaded process, which a build is not), with its
-//! output streamed to the progress display.
+//! OCI runtime command with runc's foreground contract ([`RuntimeCommand`]): by default the
+//! berth binary's hidden `berth oci-runtime`, a fresh single-threaded process that drives the
+//! runtime crate's embedded runtime (which a build, with its threads, cannot do itself;
+//! [`runtime::container::foreground`]), or runc, crun or another binary (`--runtime`). Its
+//! output is streamed to the progress display. The runtime runs in a process group of its
+//! own, so a terminal's Ctrl-C reaches only `berth build`, which cancels ([`Cancel`]): the
+//! container's first process is killed (it is named by `--pid-file`; its PID namespace goes
+//! with it), and the runtime then removes the container's state and cgroups and exits.
 //!
 //! The root is a plain directory holding the stage's layers. [`Snapshot::take`] records
 //! every path's type, mode, owners, size, times, inode and link target before the step and
@@ -20,9 +25,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use runtime::container::spec::{self, HostFacts, RunOptions, SpecInput, Tmpfs, Volume};
 use runtime::container::user;
@@ -53,15 +61,67 @@ pub enum RunError {
     /// The runtime configuration could not be built.
     #[error("building the container configuration")]
     Spec(#[source] spec::SpecError),
-    /// The OCI runtime could not be started.
-    #[error("cannot run {runtime} (install runc, or name another OCI runtime with --runtime)")]
+    /// The OCI runtime could not be started or waited for.
+    #[error("cannot run the OCI runtime {runtime}")]
     Spawn {
-        /// The runtime binary.
-        runtime: PathBuf,
+        /// The runtime's command line.
+        runtime: String,
         /// The cause.
         #[source]
         source: io::Error,
     },
+    /// The build was cancelled while the step ran; its container was killed.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// The OCI runtime command that runs RUN containers: a program and the arguments that come
+/// before runc's own (`--root STATE run --bundle DIR --pid-file FILE ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeCommand {
+    /// The program.
+    pub program: PathBuf,
+    /// Its leading arguments.
+    pub args: Vec<String>,
+}
+
+impl RuntimeCommand {
+    /// An OCI runtime binary with runc's command line (runc, crun, a path).
+    pub fn external(program: impl Into<PathBuf>) -> RuntimeCommand {
+        RuntimeCommand { program: program.into(), args: Vec::new() }
+    }
+
+    /// The embedded runtime, through the berth binary `berth_exe` (`berth oci-runtime`).
+    pub fn embedded(berth_exe: impl Into<PathBuf>) -> RuntimeCommand {
+        RuntimeCommand { program: berth_exe.into(), args: vec!["oci-runtime".into()] }
+    }
+}
+
+impl std::fmt::Display for RuntimeCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.program.display())?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Cancels a build from another thread (the CLI's signal handling): RUN containers that run
+/// are killed, and no further step starts. Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Cancels.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RunError + '_ {
@@ -90,18 +150,20 @@ pub struct Request {
 /// Where to run it.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
-    /// The OCI runtime binary (runc's command line).
-    pub runtime: PathBuf,
+    /// The OCI runtime command.
+    pub runtime: RuntimeCommand,
     /// The step's root (changed in place).
     pub rootfs: PathBuf,
     /// A private directory for the bundle, the runtime's state and the /etc files.
     pub work: PathBuf,
     /// The container's ID.
     pub id: String,
+    /// Kills the container when the build is cancelled.
+    pub cancel: Cancel,
 }
 
 /// Runs `request` in `sandbox`, passing each output line to `output`; returns the exit code
-/// and the last lines of output.
+/// and the last lines of output ([`RunError::Cancelled`] when the build was cancelled).
 pub fn run(
     request: &Request,
     sandbox: &Sandbox,
@@ -159,22 +221,30 @@ pub fn run(
     fs::write(&config_path, body).map_err(io_err(&config_path))?;
 
     let state = sandbox.work.join("state");
-    let mut child = Command::new(&sandbox.runtime)
+    let pid_file = sandbox.work.join("pid");
+    let runtime = &sandbox.runtime;
+    let spawn_err = |source| RunError::Spawn { runtime: runtime.to_string(), source };
+    let mut child = Command::new(&runtime.program)
+        .args(&runtime.args)
         .arg("--root")
         .arg(&state)
         .arg("run")
         .arg("--bundle")
         .arg(&bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
         .arg(&sandbox.id)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Out of the terminal's process group: Ctrl-C is for `berth build`, which cancels.
+        .process_group(0)
         .spawn()
-        .map_err(|source| RunError::Spawn { runtime: sandbox.runtime.clone(), source })?;
+        .map_err(spawn_err)?;
     let tail = std::sync::Mutex::new(std::collections::VecDeque::<String>::new());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    std::thread::scope(|s| {
+    let waited = std::thread::scope(|s| {
         let pump = |stream: Box<dyn io::Read + Send>| {
             let tail = &tail;
             move || {
@@ -196,11 +266,36 @@ pub fn run(
         if let Some(e) = stderr {
             s.spawn(pump(Box::new(e)));
         }
+        wait(&mut child, &pid_file, &sandbox.cancel)
     });
-    let status = child.wait().map_err(|source| RunError::Spawn { runtime: sandbox.runtime.clone(), source })?;
+    let (status, killed) = waited.map_err(spawn_err)?;
+    if killed {
+        return Err(RunError::Cancelled);
+    }
     let code = runtime::container::oci::exit_code(status);
     let tail = tail.into_inner().map(Vec::from).unwrap_or_default();
     Ok((code, tail))
+}
+
+/// Waits for the runtime process; once `cancel` is set, kills the container's first process
+/// (from `pid_file`, as soon as the runtime wrote it). Returns the runtime's status and
+/// whether the container was killed.
+fn wait(child: &mut Child, pid_file: &Path, cancel: &Cancel) -> io::Result<(ExitStatus, bool)> {
+    let mut killed = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok((status, killed));
+        }
+        if cancel.is_cancelled() && !killed {
+            let pid = fs::read_to_string(pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|p| *p > 0) {
+                // The runtime still runs, so it has not reaped the process: the PID is its.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                killed = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// This process's hard limit of open files (0 when unknown): containers cannot get more.

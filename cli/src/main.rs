@@ -49,14 +49,21 @@ enum Command {
     /// Supervise one container (started by `berth run`).
     #[command(hide = true)]
     ContainerShim(commands::run::ShimFlags),
+    /// Run an OCI bundle with the embedded runtime, as `runc run` would (for RUN steps).
+    #[command(hide = true)]
+    OciRuntime(commands::oci_runtime::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let root = cli.root.unwrap_or_else(|| PathBuf::from(runtime::DEFAULT_ROOT));
     let result = match cli.command {
+        // Nothing before these arms starts a thread or a tokio runtime: both drive the
+        // embedded runtime, which forks and so needs a single-threaded process.
+        Command::ContainerShim(flags) => return commands::run::shim_main(&root, flags),
+        Command::OciRuntime(args) => return commands::oci_runtime::main(args),
         Command::Serve(args) => commands::serve::run(args),
-        Command::Build(args) => commands::build::run(&root, *args),
+        Command::Build(args) => return commands::build::main(&root, *args),
         Command::Pull(args) => commands::pull::run(&root, args),
         Command::Login(args) => commands::login::run(args),
         Command::Logout(args) => commands::login::logout(args),
@@ -68,7 +75,6 @@ fn main() -> std::process::ExitCode {
         Command::Logs(args) => commands::logs::run(&root, args),
         Command::Stop(args) => commands::stop::run(&root, args),
         Command::Rm(args) => commands::rm::run(&root, args),
-        Command::ContainerShim(flags) => return commands::run::shim_main(&root, flags),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

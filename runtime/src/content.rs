@@ -3,7 +3,8 @@
 //! Content is written to a temporary file in `tmp/`, hashed and counted on the way in,
 //! synced, and renamed into place only when digest and size match, so a blob path always
 //! holds the content its name promises. The image store writes manifests and configs with
-//! [`ContentStore::put`] and streams layers through a [`BlobWriter`].
+//! [`ContentStore::put`] and streams layers through a [`BlobWriter`] (pulls) or copies them
+//! with [`ContentStore::put_file`] (built images, [`crate::import`]).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -110,6 +111,40 @@ impl ContentStore {
             let mut file = File::create(&temp.0).map_err(io_err(&temp.0))?;
             file.write_all(bytes).map_err(io_err(&temp.0))?;
             file.sync_all().map_err(io_err(&temp.0))?;
+        }
+        temp.persist(&self.path(digest))
+    }
+
+    /// Copies the file `src` in as blob `digest` of `size` bytes, unless the blob is there;
+    /// refused unless what was read has that digest and size. Blocking.
+    pub fn put_file(&self, digest: &Digest, size: u64, src: &Path) -> Result<(), ContentError> {
+        if self.has(digest) {
+            return Ok(());
+        }
+        let mut input = File::open(src).map_err(io_err(src))?;
+        let temp = self.temp_file()?;
+        let mut hasher = Hasher::new(digest.algorithm());
+        let mut written = 0u64;
+        {
+            let mut file = File::create(&temp.0).map_err(io_err(&temp.0))?;
+            let mut buf = vec![0u8; 1024 * 1024];
+            loop {
+                let n = io::Read::read(&mut input, &mut buf).map_err(io_err(src))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                written += n as u64;
+                file.write_all(&buf[..n]).map_err(io_err(&temp.0))?;
+            }
+            file.sync_all().map_err(io_err(&temp.0))?;
+        }
+        if written != size {
+            return Err(ContentError::SizeMismatch { digest: digest.clone(), expected: size, actual: written });
+        }
+        let actual = hasher.finish();
+        if actual != *digest {
+            return Err(ContentError::DigestMismatch { expected: digest.clone(), actual });
         }
         temp.persist(&self.path(digest))
     }

@@ -1,8 +1,8 @@
 //! The container runtime's image side: a local content-addressed store, pulling images into
 //! it, unpacking layers into shared snapshots, and removing images again.
 //!
-//! `berth pull`, `berth images` and `berth rmi` (in `cli`) call [`Store`]; the registry
-//! client is [`shared::client`]. The store's layout on disk is drawn in [`paths`].
+//! `berth pull`, `berth images` and `berth rmi` (in `cli`) call [`Store`], and `berth build -t`
+//! records what it built with [`Store::import`]; the registry client is [`shared::client`]. The store's layout on disk is drawn in [`paths`].
 //! `berth run`, `ps`, `logs`, `stop` and `rm` call [`container`]: containers whose roots are
 //! overlays of the snapshots (or [`Store::flatten`]ed copies), run as OCI bundles by an
 //! embedded runtime or by runc/crun.
@@ -14,6 +14,7 @@
 pub mod container;
 pub mod content;
 pub mod images;
+pub mod import;
 pub mod paths;
 pub mod progress;
 pub mod pull;
@@ -22,6 +23,7 @@ pub mod store;
 pub mod unpack;
 
 pub use images::{ImageRecord, LayerRecord};
+pub use import::{ImportError, LocalImage};
 pub use progress::{NoProgress, Progress, PullEvent, TerminalProgress};
 pub use pull::{PullError, PullOptions};
 pub use store::{Collected, Removed, Store, StoreError, DEFAULT_ROOT};

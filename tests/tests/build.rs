@@ -1,8 +1,12 @@
 //! `berth build` end to end, through the binary: a build from the busybox image in an
-//! in-process berth registry, pushed back, pulled and run; the OCI layout, OCI tar and
+//! in-process berth registry, run from the local store right after the build, pushed back,
+//! pulled and run; the OCI layout, OCI tar and
 //! docker-archive outputs; reproducibility across directories, times and stores; the cache
 //! (warm builds, one changed file, export and import through a registry); and bad input,
-//! each a clear error that leaves no image, cache entry or temporary file behind. With a
+//! each a clear error that leaves no image, cache entry or temporary file behind. RUN steps
+//! run with the embedded runtime (`berth oci-runtime`) unless a test names another: the same
+//! RUN-bearing build under runc gives the same layers, and SIGINT or SIGTERM during a RUN
+//! leaves no container, state, mount, cgroup or process behind, under either runtime. With a
 //! Docker engine, `docker load` of the archive and `docker pull` + `docker run` of the
 //! pushed image (SKIP without an engine, failure under `CI=true`).
 
@@ -11,8 +15,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::build::{berth, berth_ok, flatten, list_tree, read_layout, write_files, BaseRegistry};
-use e2e::{require_tools, run, run_ok};
+use e2e::build::{berth, berth_binary, berth_ok, flatten, list_tree, read_layout, write_files, BaseRegistry};
+use e2e::{describe_failure, require_tools, run, run_ok};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const APP_DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
 ARG BASE
@@ -163,6 +168,13 @@ async fn builds_pushes_writes_every_output_and_runs() -> Result<()> {
         ensure!(!flat.join(leak).exists(), "{leak} leaked into the image");
     }
     ensure!(!tree.keys().any(|p| p.ends_with(".md")), ".dockerignore was not applied");
+
+    // `-t` also named it in the local store: it is listed and runs without a pull.
+    let images = berth_ok(&root, &["images", "--no-trunc"]).await?;
+    ensure!(images.stdout.contains(&image.manifest.to_string()), "{}", images.stdout);
+    let ran = berth_ok(&root, &["run", "--rm", &tag]).await?;
+    ensure!(ran.stdout == "hello\nalpha\nbeta\n", "berth run after the build printed {:?}", ran.stdout);
+    ensure!(!ran.stderr.contains("Unable to find image"), "berth run pulled the image:\n{}", ran.stderr);
 
     // The OCI tar has the same manifest.
     let unpacked = work.path().join("oci-from-tar");
@@ -483,5 +495,159 @@ EOT
     let flat2 = work.path().join("flat2");
     flatten(&image, &flat2)?;
     ensure!(fs::read_to_string(flat2.join("runs-seen"))?.trim() == "2");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_and_runc_runtimes_build_the_same_layers() -> Result<()> {
+    require_tools(&["runc"])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    app_context(&ctx)?;
+    let base_arg = format!("BASE={}", base.base);
+    let bin = berth_binary()?;
+    let bin = bin.to_str().context("utf-8")?;
+
+    // The default needs no runtime binary: with runc out of PATH, the RUN steps still run
+    // (through `berth oci-runtime`, the embedded runtime).
+    let embedded = work.path().join("embedded");
+    let root = work.path().join("root-embedded");
+    let dest = format!("type=oci,dest={}", embedded.display());
+    let args = [
+        "PATH=/nonexistent",
+        bin,
+        "--root",
+        root.to_str().context("utf-8")?,
+        "build",
+        "--progress",
+        "plain",
+        "--build-arg",
+        &base_arg,
+        "--output",
+        &dest,
+        ctx.to_str().context("utf-8")?,
+    ];
+    let output = run("env", &args).await?;
+    ensure!(output.status.success(), "{}", describe_failure("env", &args, &output));
+
+    let external = work.path().join("runc");
+    let root = work.path().join("root-runc");
+    let dest = format!("type=oci,dest={}", external.display());
+    berth_ok(
+        &root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--runtime",
+            "runc",
+            "--build-arg",
+            &base_arg,
+            "--output",
+            &dest,
+            ctx.to_str().context("utf-8")?,
+        ],
+    )
+    .await?;
+
+    let (a, b) = (read_layout(&embedded, "latest")?, read_layout(&external, "latest")?);
+    let digests = |i: &e2e::build::ImageFiles| i.layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>();
+    ensure!(digests(&a) == digests(&b), "layers differ:\n  embedded {:?}\n  runc     {:?}", digests(&a), digests(&b));
+    ensure!(a.manifest == b.manifest, "manifests differ: {} / {}", a.manifest, b.manifest);
+    Ok(())
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(marker) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+/// Cgroups of RUN containers a `berth build` with process ID `pid` made, in any hierarchy.
+fn build_cgroups(pid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let parent = hierarchy.path().join("berth-build");
+        for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("berth-build-") && name.contains(&format!("-{pid}-")) {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_during_a_run_cancel_and_leave_nothing_behind() -> Result<()> {
+    require_tools(&["runc"])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let bin = berth_binary()?;
+    // (runtime flag, signal, to the whole process group as a terminal's Ctrl-C does)
+    let cases: [(Option<&str>, &str, bool); 3] =
+        [(None, "INT", true), (None, "TERM", false), (Some("runc"), "TERM", false)];
+    for (i, (runtime, signal, group)) in cases.into_iter().enumerate() {
+        let what = format!("{} SIG{signal}{}", runtime.unwrap_or("embedded"), if group { " (group)" } else { "" });
+        // A marker unique to this case, to find the container's process.
+        let marker = format!("{}", 7_000_000 + std::process::id() * 10 + i as u32);
+        let ctx = work.path().join(format!("ctx-{i}"));
+        let dockerfile = format!("FROM {}\nRUN echo started && sleep {marker}\n", base.base);
+        write_files(&ctx, &[("Dockerfile", &dockerfile)])?;
+        let root = work.path().join(format!("root-{i}"));
+        let mut command = tokio::process::Command::new(&bin);
+        command.arg("--root").arg(&root).args(["build", "--progress", "plain"]);
+        if let Some(r) = runtime {
+            command.args(["--runtime", r]);
+        }
+        command.arg(&ctx).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        command.process_group(0).kill_on_drop(true);
+        let mut child = command.spawn()?;
+        let pid = child.id().context("no pid")?;
+        let mut lines = BufReader::new(child.stderr.take().context("no stderr")?).lines();
+        let mut seen = Vec::new();
+        let started = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                let done = line.ends_with(" started");
+                seen.push(line);
+                if done {
+                    return Ok(true);
+                }
+            }
+            anyhow::Ok(false)
+        })
+        .await;
+        ensure!(matches!(started, Ok(Ok(true))), "{what}: the RUN step did not start:\n{}", seen.join("\n"));
+        ensure!(!processes_with(&marker).is_empty(), "{what}: the container's process is not running");
+        ensure!(!build_cgroups(pid).is_empty(), "{what}: the container has no cgroup");
+
+        let target = if group { format!("-{pid}") } else { pid.to_string() };
+        run_ok("kill", &[&format!("-{signal}"), "--", &target]).await?;
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.context("no exit")??;
+        while let Some(line) = lines.next_line().await? {
+            seen.push(line);
+        }
+        let expected = if signal == "INT" { 130 } else { 143 };
+        ensure!(status.code() == Some(expected), "{what}: exit status {status}:\n{}", seen.join("\n"));
+        ensure!(seen.iter().any(|l| l == "berth: build cancelled"), "{what}:\n{}", seen.join("\n"));
+
+        let left = processes_with(&marker);
+        ensure!(left.is_empty(), "{what}: processes left: {left:?}");
+        let left = build_cgroups(pid);
+        ensure!(left.is_empty(), "{what}: cgroups left: {left:?}");
+        let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+        let root_text = root.to_str().context("utf-8")?;
+        ensure!(!mounts.contains(root_text), "{what}: mounts left under {root_text}");
+        assert_no_debris(&root)?;
+    }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! --timestamp 0 --isolation chroot`): the same Dockerfiles, from the same busybox image in
 //! an in-process berth registry, must give the same root file system (paths, types, modes,
 //! owners, contents, link targets) and the same image config (Env, Cmd, Entrypoint,
-//! WorkingDir, User, ExposedPorts, Labels, Volumes, StopSignal, Healthcheck).
+//! WorkingDir, User, ExposedPorts, Labels, Volumes, StopSignal, Healthcheck). berth runs the
+//! RUN steps with its default, the embedded runtime (`berth oci-runtime`).
 //!
 //! buildah 1.28 has no heredocs, so these Dockerfiles use none. buildah adds the label
 //! `io.buildah.version`, and its RUN steps leave empty `/etc/hostname`, `/etc/hosts`,

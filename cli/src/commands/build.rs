@@ -1,16 +1,23 @@
 //! `berth build [-t REF]... [-f Dockerfile] [--build-arg K=V]... [--target STAGE] [--no-cache]
 //! [--push] [--output type=oci|docker|registry[,dest=PATH]]... [--cache-from REF]...
-//! [--cache-to REF]... [--platform P] [--progress auto|plain|tty|quiet] CONTEXT`: parses the
-//! flags and calls `builder::Builder::build`, then `builder::output` for each destination.
+//! [--cache-to REF]... [--platform P] [--progress auto|plain|tty|quiet] [--runtime PATH] CONTEXT`:
+//! parses the flags and calls `builder::Builder::build`, then `builder::output` for each
+//! destination; with `-t`, the image is also recorded in the local image store
+//! (`runtime::Store::import`). RUN steps run through this binary's `berth oci-runtime` (the embedded
+//! runtime) unless `--runtime` names another. SIGINT or SIGTERM cancels the build (its RUN
+//! containers are killed and cleaned up; exit status 130 or 143); a second one exits at once.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use builder::progress::{Mode, Progress};
-use builder::{output, Builder, Compression, Options};
+use builder::{output, Builder, Cancel, Compression, Options, RuntimeCommand};
+use runtime::{LayerRecord, LocalImage};
 use shared::client::{Client, ClientConfig};
 use shared::manifest::Platform;
 use shared::ImageRef;
@@ -64,9 +71,10 @@ pub struct Args {
     /// Timestamps in the image are clamped to this many seconds since 1970 [default: 0].
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
-    /// The OCI runtime binary that runs RUN steps.
-    #[arg(long = "runtime", default_value = "runc", value_name = "PATH")]
-    pub oci_runtime: PathBuf,
+    /// Run RUN steps with this OCI runtime binary (runc, crun, a path) instead of the
+    /// embedded runtime.
+    #[arg(long = "runtime", value_name = "PATH")]
+    pub oci_runtime: Option<PathBuf>,
     /// A secret for RUN --mount=type=secret: id=ID,src=PATH.
     #[arg(long, value_name = "id=ID,src=PATH")]
     pub secret: Vec<String>,
@@ -110,8 +118,46 @@ fn parse_refs(refs: &[String], what: &str) -> Result<Vec<ImageRef>> {
     refs.iter().map(|r| r.parse::<ImageRef>().with_context(|| format!("invalid {what} {r:?}"))).collect()
 }
 
-/// Runs `berth build` with the store at `root`.
-pub fn run(root: &Path, args: Args) -> Result<()> {
+/// Runs `berth build` with the store at `root`; returns the exit status.
+pub fn main(root: &Path, args: Args) -> ExitCode {
+    let cancelled = Arc::new(AtomicU8::new(0));
+    match run(root, args, &cancelled) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) if cancelled.load(Ordering::SeqCst) != 0 => {
+            eprintln!("berth: build cancelled");
+            ExitCode::from(cancelled.load(Ordering::SeqCst))
+        }
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Cancels `cancel` on the first SIGINT or SIGTERM, noting 128 + the signal in `code`;
+/// exits at once on the second.
+fn cancel_on_signals(tokio: &tokio::runtime::Runtime, cancel: Cancel, code: Arc<AtomicU8>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _entered = tokio.enter();
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    tokio.spawn(async move {
+        loop {
+            let signal = tokio::select! {
+                _ = interrupt.recv() => 130,
+                _ = terminate.recv() => 143,
+            };
+            if cancel.is_cancelled() {
+                std::process::exit(i32::from(signal));
+            }
+            code.store(signal, Ordering::SeqCst);
+            cancel.cancel();
+        }
+    });
+    Ok(())
+}
+
+fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
     let tags = parse_refs(&args.tags, "tag")?;
     let outputs: Vec<Output> = args.outputs.iter().map(|o| parse_output(o)).collect::<Result<_>>()?;
     let push = args.push || outputs.contains(&Output::Registry);
@@ -150,7 +196,12 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     let config = ClientConfig { plain_http: args.plain_http, ..ClientConfig::default() };
     let credentials = Arc::new(super::login::docker_config()?);
     let client = Arc::new(Client::new(config, credentials).context("cannot set up the registry client")?);
-    let builder = Builder::new(store, Arc::clone(&client)).context("cannot open the build cache")?;
+    let builder = Builder::new(store.clone(), Arc::clone(&client)).context("cannot open the build cache")?;
+    let oci_runtime = match &args.oci_runtime {
+        Some(path) => RuntimeCommand::external(path),
+        None => RuntimeCommand::embedded(std::env::current_exe().context("cannot find the berth binary")?),
+    };
+    let cancel = Cancel::default();
     let options = Options {
         dockerfile: args.file.clone(),
         build_args,
@@ -161,14 +212,19 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         keep_timestamps: args.keep_timestamps,
         compression: args.compression,
         compression_level: args.compression_level.unwrap_or(builder::tarball::DEFAULT_GZIP_LEVEL),
-        oci_runtime: args.oci_runtime.clone(),
+        oci_runtime,
+        cancel: cancel.clone(),
         secrets,
         cache_from,
         ..Options::new(&args.context)
     };
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    cancel_on_signals(&tokio, cancel.clone(), Arc::clone(cancelled))?;
     let progress = Progress::new(mode, Box::new(std::io::stderr()));
     let built = builder.build(&options, &progress, tokio.handle()).context("build failed")?;
+    if cancel.is_cancelled() {
+        bail!("cancelled");
+    }
 
     for output in &outputs {
         match output {
@@ -190,6 +246,34 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         layout
             .add_manifest(shared::media_type::OCI_MANIFEST, &built.manifest, Some(&tag.to_string()))
             .context("cannot record the image name")?;
+    }
+    // Record it in the local image store too, so `berth run NAME` runs it (as `docker build`).
+    if !tags.is_empty() {
+        let layers = built
+            .layers
+            .iter()
+            .map(|l| {
+                let record = LayerRecord {
+                    digest: l.layer.digest.clone(),
+                    media_type: builder::build::oci_layer_type(&l.layer.media_type).to_string(),
+                    size: l.layer.size,
+                    diff_id: l.layer.diff_id.clone(),
+                };
+                (record, l.blob.clone())
+            })
+            .collect();
+        let image = LocalImage {
+            manifest: &built.manifest,
+            manifest_digest: &built.manifest_digest,
+            media_type: shared::media_type::OCI_MANIFEST,
+            config: &built.config,
+            config_digest: &built.config_digest,
+            layers,
+        };
+        store.import(&image, &tags).context("cannot record the image in the local store")?;
+        for t in &tags {
+            progress.note(&format!("naming to {}", t.familiar()));
+        }
     }
     if push {
         tokio.block_on(output::push(&client, &built, &tags)).context("push failed")?;

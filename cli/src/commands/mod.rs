@@ -4,6 +4,7 @@ pub mod build;
 pub mod images;
 pub mod login;
 pub mod logs;
+pub mod oci_runtime;
 pub mod ps;
 pub mod pull;
 pub mod rm;

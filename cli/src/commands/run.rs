@@ -262,7 +262,8 @@ pub fn run(root: &Path, args: Args) -> ExitCode {
 }
 
 /// Logs warnings (or the filter in `BERTH_LOG`) to standard error.
-fn init_logging() {
+/// Logs to standard error, warnings and up (`BERTH_LOG` to change the filter).
+pub fn init_logging() {
     let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn,libcgroups=error,libcontainer=error".to_string());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

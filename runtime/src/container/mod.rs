@@ -10,12 +10,17 @@
 //! in every hierarchy ([`cgroups`]), and the whole folder for `--rm`). A detached
 //! container's supervisor is double-forked into its own session, so the record stays
 //! true after the CLI exits. `berth ps`, `logs`, `stop` and `rm` read and act on records.
+//! Both that supervisor and [`foreground`] (the hidden `berth oci-runtime`, which runs the
+//! builder's RUN containers with the embedded runtime as `runc run` would) forward signals
+//! and reap with [`supervise`].
 
 pub mod cgroups;
+pub mod foreground;
 pub mod oci;
 pub mod rootfs;
 pub mod shim;
 pub mod spec;
+pub mod supervise;
 pub mod user;
 
 use std::fs::{self, File};

@@ -214,6 +214,22 @@ pub fn is_executable_in_root(rootfs: &Path, path: &str) -> bool {
     })
 }
 
+/// Whether `command` names an executable in the container: a path (relative ones from
+/// `cwd`), or a name found in the `PATH` of `env`.
+pub fn find_executable(rootfs: &Path, command: &str, env: &[String], cwd: &str) -> bool {
+    let candidates: Vec<String> = if command.contains('/') {
+        if command.starts_with('/') {
+            vec![command.to_string()]
+        } else {
+            vec![format!("{}/{command}", cwd.trim_end_matches('/'))]
+        }
+    } else {
+        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::spec::DEFAULT_PATH);
+        path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{}/{command}", d.trim_end_matches('/'))).collect()
+    };
+    candidates.iter().any(|c| is_executable_in_root(rootfs, c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +258,24 @@ mod tests {
         assert!(root.join("srv/app").is_dir());
         mkdir_in_root(&root, "/srv/app").unwrap();
         assert!(!is_mounted(&root));
+    }
+
+    #[test]
+    fn finds_commands_like_a_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::create_dir_all(root.join("srv")).unwrap();
+        fs::write(root.join("bin/tool"), "#!/bin/sh\n").unwrap();
+        fs::write(root.join("srv/data"), "not executable").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        let env = vec!["PATH=/usr/bin:/bin".to_string()];
+        assert!(find_executable(root, "tool", &env, "/"));
+        assert!(find_executable(root, "/bin/tool", &env, "/"));
+        assert!(find_executable(root, "../bin/tool", &env, "/srv"));
+        assert!(!find_executable(root, "missing", &env, "/"));
+        assert!(!find_executable(root, "/srv/data", &env, "/"));
+        assert!(!find_executable(root, "tool", &["PATH=/srv".to_string()], "/"));
     }
 }

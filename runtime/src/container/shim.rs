@@ -9,30 +9,27 @@
 //! reports the start; the supervisor then forks again in a new session ([`detach`]) and
 //! outlives the CLI, writing the container's output to its log file.
 //!
-//! Signals are caught with handlers that only note the signal and write a byte to a pipe
-//! (handlers, unlike a blocked mask, are reset by `exec`, so the container gets default
-//! dispositions); the loop polls that pipe and the terminal, forwards, and reaps. The
-//! supervisor is a child subreaper, because the embedded runtime makes the container's
-//! first process a grandchild.
+//! Signals are caught, forwarded and children reaped with [`super::supervise`] (shared with
+//! `berth oci-runtime`); the loop here polls its pipe and the terminal. The supervisor is a
+//! child subreaper, because the embedded runtime makes the container's first process a
+//! grandchild.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::termios;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::image::ImageConfiguration;
 
 use super::oci::{ContainerStdio, OciError, OciRuntime, Started};
 use super::rootfs::{self, RootfsError};
 use super::spec::{self, HostFacts, Network, SpecError, SpecInput};
+use super::supervise::{self, Signals};
 use super::user::{self, UserError};
 use super::{cgroups, now, ContainerError, ContainerRecord, Containers, Status};
 use crate::store::{Store, StoreError};
@@ -188,7 +185,8 @@ pub fn run(args: ShimArgs) -> i32 {
     code
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// The message of `e` followed by those of its sources, as anyhow's `{:#}` prints them.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -211,38 +209,6 @@ struct Shim {
     tty: Option<Tty>,
 }
 
-static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-static PENDING: [AtomicBool; 65] = [const { AtomicBool::new(false) }; 65];
-
-extern "C" fn on_signal(sig: nix::libc::c_int) {
-    if let Some(flag) = usize::try_from(sig).ok().and_then(|s| PENDING.get(s)) {
-        flag.store(true, Ordering::SeqCst);
-    }
-    let fd = WAKE_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: write(2) is async-signal-safe; the buffer is valid for one byte.
-        unsafe { nix::libc::write(fd, [1u8].as_ptr().cast(), 1) };
-    }
-}
-
-/// Signals passed on to the container.
-const FORWARDED: [Signal; 6] =
-    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
-
-/// Installs the handlers; returns the pipe's read end.
-fn catch_signals() -> Result<OwnedFd, ShimError> {
-    use nix::fcntl::OFlag;
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(errno("creating a pipe"))?;
-    WAKE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
-    std::mem::forget(write);
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
-    for sig in FORWARDED.iter().chain(&[Signal::SIGCHLD, Signal::SIGWINCH]) {
-        // SAFETY: the handler only stores to atomics and calls write(2).
-        unsafe { signal::sigaction(*sig, &action) }.map_err(errno("installing signal handlers"))?;
-    }
-    Ok(read)
-}
-
 fn open_null(write: bool) -> Result<OwnedFd, ShimError> {
     let file = OpenOptions::new().read(!write).write(write).open("/dev/null").map_err(io_err("opening /dev/null"))?;
     Ok(file.into())
@@ -256,8 +222,8 @@ impl Shim {
     fn supervise(&mut self, ready: &mut Option<File>) -> Result<i32, ShimError> {
         let paths = self.containers.paths().clone();
         let record = self.containers.update(&self.id, |r| r.shim_pid = Some(std::process::id() as i32))?;
-        let wake = catch_signals()?;
-        nix::sys::prctl::set_child_subreaper(true).map_err(errno("becoming a child subreaper"))?;
+        let signals = Signals::catch().map_err(io_err("installing signal handlers"))?;
+        supervise::become_subreaper().map_err(io_err("becoming a child subreaper"))?;
 
         let store = Store::open(&self.root)?;
         let image = store
@@ -304,7 +270,7 @@ impl Shim {
         let env = oci_spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
         let cwd = spec::working_dir(image_config, options)?;
         rootfs::mkdir_in_root(&rootfs, &cwd)?;
-        if !find_executable(&rootfs, &args[0], &env, &cwd) {
+        if !rootfs::find_executable(&rootfs, &args[0], &env, &cwd) {
             return Err(ShimError::NotFound(args[0].clone()));
         }
         let config_path = paths.container_config(&self.id);
@@ -329,7 +295,7 @@ impl Shim {
         if let Some(mut r) = ready.take() {
             let _ = r.write_all(b"ok\n");
         }
-        let code = self.wait(&started, &wake, &record)?;
+        let code = self.wait(&started, &signals, &record)?;
         self.containers.update(&self.id, |r| {
             r.status = Status::Exited;
             r.exit_code = Some(code);
@@ -424,7 +390,7 @@ impl Shim {
     }
 
     /// Forwards signals, relays the terminal and reaps children until the container ends.
-    fn wait(&mut self, started: &Started, wake: &OwnedFd, record: &ContainerRecord) -> Result<i32, ShimError> {
+    fn wait(&mut self, started: &Started, signals: &Signals, record: &ContainerRecord) -> Result<i32, ShimError> {
         let target = Pid::from_raw(started.waited);
         let mut out: Option<File> = match (&self.tty, record.options.detach) {
             (Some(_), true) => Some(File::from(self.open_log()?)),
@@ -436,7 +402,7 @@ impl Shim {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             if exit.is_none() {
-                exit = reap(target);
+                exit = supervise::reap(target);
             }
             if let Some(code) = exit {
                 if let (Some(tty), Some(out)) = (&self.tty, out.as_mut()) {
@@ -444,7 +410,7 @@ impl Shim {
                 }
                 return Ok(code);
             }
-            let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
             let stdin = io::stdin();
             if let Some(tty) = &self.tty {
                 fds.push(PollFd::new(tty.master.as_fd(), PollFlags::POLLIN));
@@ -458,18 +424,8 @@ impl Shim {
             }
             let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
             drop(fds);
-            if ready[0] {
-                let mut drain = [0u8; 64];
-                while nix::unistd::read(wake.as_raw_fd(), &mut drain).is_ok_and(|n| n > 0) {}
-                for sig in FORWARDED {
-                    if PENDING[sig as usize].swap(false, Ordering::SeqCst) {
-                        let _ = signal::kill(target, sig);
-                    }
-                }
-                if PENDING[Signal::SIGWINCH as usize].swap(false, Ordering::SeqCst) {
-                    self.resize_tty();
-                }
-                PENDING[Signal::SIGCHLD as usize].store(false, Ordering::SeqCst);
+            if ready[0] && signals.forward(target).resized {
+                self.resize_tty();
             }
             if let Some(tty) = &self.tty {
                 if ready.get(1).copied().unwrap_or(false) {
@@ -509,19 +465,6 @@ impl Shim {
     }
 }
 
-/// Reaps every ended child; returns the exit code when `target` was among them.
-fn reap(target: Pid) -> Option<i32> {
-    let mut code = None;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, status)) if pid == target => code = Some(status),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == target => code = Some(128 + sig as i32),
-            Ok(WaitStatus::StillAlive) | Err(_) => return code,
-            Ok(_) => {}
-        }
-    }
-}
-
 /// Copies what the terminal has to `out` until it has nothing more right now.
 fn relay(master: BorrowedFd<'_>, out: &mut File, buf: &mut [u8]) {
     loop {
@@ -535,22 +478,6 @@ fn relay(master: BorrowedFd<'_>, out: &mut File, buf: &mut [u8]) {
             }
         }
     }
-}
-
-/// Whether `command` names an executable in the container: a path (relative ones from
-/// `cwd`), or a name found in the `PATH` of `env`.
-fn find_executable(rootfs: &Path, command: &str, env: &[String], cwd: &str) -> bool {
-    let candidates: Vec<String> = if command.contains('/') {
-        if command.starts_with('/') {
-            vec![command.to_string()]
-        } else {
-            vec![format!("{}/{command}", cwd.trim_end_matches('/'))]
-        }
-    } else {
-        let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(spec::DEFAULT_PATH);
-        path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{}/{command}", d.trim_end_matches('/'))).collect()
-    };
-    candidates.iter().any(|c| rootfs::is_executable_in_root(rootfs, c))
 }
 
 /// A raw descriptor number given on the command line, taken over.
@@ -570,25 +497,6 @@ pub fn log_path(containers: &Containers, record: &ContainerRecord) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_commands_like_a_shell() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("bin")).unwrap();
-        fs::create_dir_all(root.join("srv")).unwrap();
-        fs::write(root.join("bin/tool"), "#!/bin/sh\n").unwrap();
-        fs::write(root.join("srv/data"), "not executable").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(root.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
-        let env = vec!["PATH=/usr/bin:/bin".to_string()];
-        assert!(find_executable(root, "tool", &env, "/"));
-        assert!(find_executable(root, "/bin/tool", &env, "/"));
-        assert!(find_executable(root, "../bin/tool", &env, "/srv"));
-        assert!(!find_executable(root, "missing", &env, "/"));
-        assert!(!find_executable(root, "/srv/data", &env, "/"));
-        assert!(!find_executable(root, "tool", &["PATH=/srv".to_string()], "/"));
-    }
 
     #[test]
     fn error_chains_read_like_anyhow() {
