@@ -382,7 +382,7 @@ impl Builder {
         exec.cleanup();
         let image = result?;
         if let Err(e) = exec.stat.save() {
-            tracing::warn!(error = %e, "cannot save the stat cache");
+            tracing::warn!(error = %shared::error_chain(&e), "cannot save the stat cache");
         }
         let used = exec.used_args.lock().map(|u| u.clone()).unwrap_or_default();
         let unused: Vec<&String> =
@@ -502,7 +502,7 @@ impl Exec<'_> {
         let temps = self.temps.lock().map(|t| t.clone()).unwrap_or_default();
         for t in temps.iter().filter(|t| t.exists()) {
             if let Err(e) = unpack::remove_tree(t) {
-                tracing::warn!(path = %t.display(), error = %e, "cannot remove a build directory");
+                tracing::warn!(path = %t.display(), error = %shared::error_chain(&e), "cannot remove a build directory");
             }
         }
     }

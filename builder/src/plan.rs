@@ -44,7 +44,7 @@ pub const PROXY_ARGS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// A word did not expand.
-    #[error("{}:{pos}: {source}", file.display())]
+    #[error("{}:{pos}", file.display())]
     Expand {
         /// The Dockerfile.
         file: PathBuf,

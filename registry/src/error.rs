@@ -146,8 +146,8 @@ impl ApiError {
     }
 
     /// An internal fault: logs the cause and returns a generic 500.
-    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %shared::error_chain(cause), "internal error");
         ApiError::new(Code::Unknown)
     }
 }
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn internal_errors_are_generic() {
-        let e = ApiError::internal(&"disk /secret/path failed");
+        let e = ApiError::internal(&std::io::Error::other("disk /secret/path failed"));
         assert_eq!(e.http_status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(e.0.detail.is_none());
     }

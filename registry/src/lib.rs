@@ -31,7 +31,7 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     /// The storage root could not be opened.
-    #[error("cannot open storage at {path}: {source}")]
+    #[error("cannot open storage at {path}")]
     Storage {
         /// The root folder.
         path: std::path::PathBuf,
@@ -40,10 +40,10 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// The S3 bucket could not be reached.
-    #[error("cannot use the S3 bucket: {0}")]
+    #[error("cannot use the S3 bucket")]
     S3(#[source] storage::StorageError),
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
@@ -52,13 +52,13 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// Access control could not start.
-    #[error("access control: {0}")]
+    #[error("access control")]
     Auth(#[from] auth::AuthSetupError),
     /// The TLS certificate could not be used.
-    #[error("TLS: {0}")]
+    #[error("TLS")]
     Tls(#[from] tls::TlsError),
     /// The server failed while running.
-    #[error("server failed: {0}")]
+    #[error("server failed")]
     Io(#[from] std::io::Error),
 }
 
@@ -149,7 +149,7 @@ fn spawn_upload_purge(state: &api::AppState) -> Option<tokio::task::JoinHandle<(
             match store.purge_uploads(max_age).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "abandoned upload sessions removed"),
-                Err(e) => tracing::warn!(error = %e, "purging upload sessions failed"),
+                Err(e) => tracing::warn!(error = %shared::error_chain(&e), "purging upload sessions failed"),
             }
         }
     }))

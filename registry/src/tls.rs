@@ -35,7 +35,7 @@ pub enum TlsError {
         reason: String,
     },
     /// rustls refused the pair (a key that does not match the certificate, say).
-    #[error("certificate {cert} with key {key}: {source}")]
+    #[error("certificate {cert} with key {key}")]
     Pair {
         /// The certificate file.
         cert: PathBuf,
@@ -118,7 +118,7 @@ pub fn server_config(tls: &TlsConfig) -> Result<(rustls::ServerConfig, Option<to
                         tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "changed TLS certificate not loaded; the previous one stays in use")
+                        tracing::warn!(error = %shared::error_chain(&e), "changed TLS certificate not loaded; the previous one stays in use")
                     }
                 }
             }
@@ -146,7 +146,7 @@ pub async fn serve(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %shared::error_chain(&e), "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -161,7 +161,7 @@ pub async fn serve(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    tracing::debug!(%peer, error = %shared::error_chain(&e), "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
@@ -178,7 +178,7 @@ pub async fn serve(
             ));
             let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                tracing::debug!(%peer, error = %shared::error_chain(&*e), "connection ended with an error");
             }
         });
     }

@@ -715,7 +715,7 @@ async fn a_configured_signing_key_signs_and_replicas_share_the_stored_one() {
     // A bad key file stops the start with its name.
     std::fs::write(&file, "not a key").unwrap();
     let Err(err) = registry::state(toml::from_str(&text).unwrap()).await else { panic!("a bad key file was accepted") };
-    let err = err.to_string();
+    let err = shared::error_chain(&err);
     assert!(err.contains("key.pem"), "{err}");
 }
 

@@ -114,11 +114,13 @@ async fn a_missing_or_mismatched_certificate_stops_the_start() {
     config.tls =
         Some(registry::config::TlsConfig { certificate: cert.clone(), key: key.clone(), reload_interval_secs: 0 });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = registry::serve_on(listener, config.clone(), std::future::pending()).await.unwrap_err().to_string();
+    let err = registry::serve_on(listener, config.clone(), std::future::pending()).await.unwrap_err();
+    let err = shared::error_chain(&err);
     assert!(err.contains("tls.crt"), "{err}");
     std::fs::write(&cert, cert_a).unwrap();
     std::fs::write(&key, key_b).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = registry::serve_on(listener, config, std::future::pending()).await.unwrap_err().to_string();
+    let err = registry::serve_on(listener, config, std::future::pending()).await.unwrap_err();
+    let err = shared::error_chain(&err);
     assert!(err.contains("tls.key"), "{err}");
 }

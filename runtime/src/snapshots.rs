@@ -102,7 +102,7 @@ impl SnapshotStore {
         let result = self.create_in(&temp, diff_id, blob);
         if result.is_err() {
             if let Err(e) = remove_tree(&temp) {
-                tracing::warn!(path = %temp.display(), error = %e, "cannot remove a partial snapshot");
+                tracing::warn!(path = %temp.display(), error = %shared::error_chain(&e), "cannot remove a partial snapshot");
             }
         }
         result

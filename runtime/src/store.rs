@@ -229,7 +229,7 @@ impl Store {
         });
         if result.is_err() {
             if let Err(e) = remove_tree(dest) {
-                tracing::warn!(path = %dest.display(), error = %e, "cannot remove a partly flattened tree");
+                tracing::warn!(path = %dest.display(), error = %shared::error_chain(&e), "cannot remove a partly flattened tree");
             }
         }
         result

@@ -588,7 +588,7 @@ impl Extractor {
             match rfs::fsetxattr(fd, name.as_str(), value, XattrFlags::empty()) {
                 Ok(()) => {}
                 Err(e @ (Errno::PERM | Errno::NOTSUP | Errno::ACCESS)) => {
-                    tracing::warn!(entry, xattr = %name, error = %e, "extended attribute not set");
+                    tracing::warn!(entry, xattr = %name, error = %shared::error_chain(&e), "extended attribute not set");
                 }
                 Err(e) => return Err(Self::entry_err(entry)(e)),
             }

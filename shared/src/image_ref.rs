@@ -41,7 +41,7 @@ pub enum ImageRefError {
     #[error("invalid image reference {0:?}: repository names must be lowercase")]
     Uppercase(String),
     /// The repository, tag or digest breaks its grammar.
-    #[error("invalid image reference {input:?}: {source}")]
+    #[error("invalid image reference {input:?}")]
     Name {
         /// The whole reference.
         input: String,

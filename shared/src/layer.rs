@@ -79,7 +79,7 @@ impl Layer {
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     /// A file or directory in the tree could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file or directory on disk.
         path: PathBuf,
@@ -94,7 +94,7 @@ pub enum LayerError {
         path: PathBuf,
     },
     /// An entry could not be added to the archive (encoding its header or writing it out).
-    #[error("cannot add {path} to the layer: {source}")]
+    #[error("cannot add {path} to the layer")]
     Entry {
         /// The entry's path inside the layer.
         path: PathBuf,
@@ -103,7 +103,7 @@ pub enum LayerError {
         source: io::Error,
     },
     /// The layer could not be written to its destination.
-    #[error("cannot write the layer{}: {source}", dest.as_ref().map(|p| format!(" to {}", p.display())).unwrap_or_default())]
+    #[error("cannot write the layer{}", dest.as_ref().map(|p| format!(" to {}", p.display())).unwrap_or_default())]
     Write {
         /// The destination file, when writing to one.
         dest: Option<PathBuf>,

@@ -82,7 +82,7 @@ pub fn ref_name(descriptor: &Descriptor) -> Option<&str> {
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     /// Reading or writing a file of the layout failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -91,7 +91,7 @@ pub enum LayoutError {
         source: io::Error,
     },
     /// `oci-layout` or `index.json` is not the JSON it should be.
-    #[error("{path} is not valid: {source}")]
+    #[error("{path} is not valid")]
     Json {
         /// The file.
         path: PathBuf,

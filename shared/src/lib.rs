@@ -19,5 +19,19 @@ pub mod name;
 pub mod platform;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
+
+/// An error and its causes on one line, `outer: cause: root cause`, as anyhow's `{:#}`
+/// prints them. Error messages in berth never repeat their `source()`, so a log line or a
+/// message that shows only `{}` would lose the cause; this shows all of it.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
 pub use image_ref::{ImageRef, ImageRefError};
 pub use name::{NameError, Reference, RepoName, Tag};

@@ -35,6 +35,7 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
     let config = ClientConfig { plain_http: args.plain_http, ..ClientConfig::default() };

@@ -34,7 +34,7 @@ pub const ROBOT_PREFIX: &str = "robot$";
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     /// The htpasswd file could not be read.
-    #[error("cannot read the htpasswd file {path}: {source}")]
+    #[error("cannot read the htpasswd file {path}")]
     Htpasswd {
         /// The file.
         path: PathBuf,
@@ -159,7 +159,7 @@ impl Htpasswd {
                 state.users = users;
                 state.stamp = Some(stamp);
             }
-            Err(e) => tracing::warn!(error = %e, "keeping the users read before"),
+            Err(e) => tracing::warn!(error = %shared::error_chain(&e), "keeping the users read before"),
         }
     }
 

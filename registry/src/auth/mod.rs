@@ -81,7 +81,7 @@ pub enum AuthSetupError {
     #[error(transparent)]
     Accounts(#[from] AccountError),
     /// The storage failed.
-    #[error("storage: {0}")]
+    #[error("storage")]
     Storage(#[from] StorageError),
 }
 

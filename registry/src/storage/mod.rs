@@ -39,7 +39,7 @@ pub enum StorageError {
     #[error("request body failed: {0}")]
     Body(String),
     /// The back end failed.
-    #[error("storage I/O on {path}: {source}")]
+    #[error("storage I/O on {path}")]
     Io {
         /// The path involved.
         path: String,

@@ -90,9 +90,9 @@ pub fn run(args: &RunArgs) -> i32 {
     match run_bundle(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("berth oci-runtime: {}", super::shim::error_chain(&e));
+            eprintln!("berth oci-runtime: {}", shared::error_chain(&e));
             if let Err(e) = delete(&args.state, &args.id, Some(&args.bundle)) {
-                eprintln!("berth oci-runtime: {}", super::shim::error_chain(&e));
+                eprintln!("berth oci-runtime: {}", shared::error_chain(&e));
             }
             if matches!(e, ForegroundError::NotFound(_)) {
                 EXIT_NOT_FOUND
@@ -126,7 +126,7 @@ fn run_bundle(args: &RunArgs) -> Result<i32, ForegroundError> {
     let code =
         signals.wait(Pid::from_raw(started.waited), started.exited).map_err(io_err("waiting for the container"))?;
     if let Err(e) = delete(&args.state, &args.id, Some(&args.bundle)) {
-        eprintln!("berth oci-runtime: {}", super::shim::error_chain(&e));
+        eprintln!("berth oci-runtime: {}", shared::error_chain(&e));
     }
     Ok(code)
 }

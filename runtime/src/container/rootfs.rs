@@ -96,7 +96,7 @@ pub fn mount(
         match mount_overlay(store, image, rootfs, upper, work) {
             Ok(()) => return Ok(RootfsKind::Overlay),
             Err(e) => {
-                tracing::warn!(error = %e, "overlayfs is not usable here; copying the image instead");
+                tracing::warn!(error = %shared::error_chain(&e), "overlayfs is not usable here; copying the image instead");
                 fs::remove_dir(rootfs).map_err(io_err(rootfs))?;
             }
         }

@@ -33,6 +33,7 @@ use super::supervise::{self, Signals};
 use super::user::{self, UserError};
 use super::{cgroups, now, ContainerError, ContainerRecord, Containers, Status};
 use crate::store::{Store, StoreError};
+use shared::error_chain;
 
 /// The exit code of a container that could not be started (Docker's).
 pub const EXIT_START_FAILED: i32 = 125;
@@ -183,18 +184,6 @@ pub fn run(args: ShimArgs) -> i32 {
     };
     shim.finish();
     code
-}
-
-/// The message of `e` followed by those of its sources, as anyhow's `{:#}` prints them.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 struct Tty {

@@ -37,7 +37,7 @@ const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 #[derive(Debug, thiserror::Error)]
 pub enum DockerConfigError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -302,7 +302,7 @@ impl CredentialProvider for DockerConfig {
         match self.lookup(registry) {
             Ok(found) => Ok(found),
             Err(e @ DockerConfigError::Helper { .. }) => {
-                tracing::warn!(registry, error = %e, "no credentials from the credential helper; trying anonymously");
+                tracing::warn!(registry, error = %crate::error_chain(&e), "no credentials from the credential helper; trying anonymously");
                 Ok(None)
             }
             Err(e) => Err(CredentialError { registry: registry.to_string(), source: Box::new(e) }),
