@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use runtime::{PullError, PullOptions, TerminalProgress};
-use shared::client::{Client, ClientConfig, ClientError};
+use shared::client::{is_loopback, Client, ClientConfig, ClientError};
 use shared::manifest::Platform;
 use shared::ImageRef;
 
@@ -62,7 +62,7 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
 /// Adds what to do to the errors a user can act on.
 fn explain(e: PullError, image: &ImageRef, plain_http: bool) -> anyhow::Error {
     let hint = match &e {
-        PullError::Client(ClientError::Transport { source, .. }) if source.is_connect() && !plain_http => Some(format!(
+        PullError::Client(ClientError::Transport { source, .. }) if source.is_connect() && !plain_http && !is_loopback(image.api_host()) => Some(format!(
             "cannot connect to {}: check the name and the network; if the registry serves plain HTTP, pass --plain-http",
             image.api_host()
         )),
