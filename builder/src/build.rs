@@ -7,7 +7,7 @@
 //!   hash exactly those (through the stat cache), and write the layer straight from the
 //!   files: no container. Owners are 0:0 unless `--chown`; `--chmod` sets modes; parent
 //!   directories the image lacks are created. ADD extracts local tar archives (plain, gzip,
-//!   zstd) and downloads URLs (checked against `--checksum`).
+//!   bzip2, xz, zstd: [`crate::archive`]) and downloads URLs (checked against `--checksum`).
 //! - **RUN** runs in a container over the stage's root ([`crate::run`]); its layer is the
 //!   difference. **WORKDIR** creates its directory when the image lacks it.
 //! - The other instructions change the image config only.
@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read};
+use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,7 @@ use shared::manifest::Platform;
 use shared::{media_type, Algorithm, Digest, Hasher, ImageRef};
 use tokio::runtime::Handle;
 
+use crate::archive;
 use crate::cache::{Cache, CacheError, Entry as CacheEntry, LayerRef};
 use crate::config::{rfc3339, Empty, Health, History, ImageConfig};
 use crate::context::{ContextError, Pick, PickKind, Select, StatCache, Tree};
@@ -243,6 +244,15 @@ pub enum StepError {
     Unpack {
         /// The layer.
         digest: Digest,
+        /// The cause.
+        #[source]
+        source: unpack::UnpackError,
+    },
+    /// An archive ADD extracts could not be.
+    #[error("extracting {path}")]
+    Extract {
+        /// The archive.
+        path: PathBuf,
         /// The cause.
         #[source]
         source: unpack::UnpackError,
@@ -1153,7 +1163,7 @@ impl Exec<'_> {
                 feed(&p.meta.mtime().to_le_bytes());
             }
             if c.add && p.kind == PickKind::File {
-                let is_archive = is_archive(&p.source).map_err(step_io(&p.source))?;
+                let is_archive = archive::is_archive(&p.source).map_err(step_io(&p.source))?;
                 if is_archive {
                     archives.insert(p.source.clone());
                 }
@@ -1218,7 +1228,7 @@ impl Exec<'_> {
                 continue;
             }
             if archives.contains(&p.source) {
-                let extracted = self.extract_archive(&p.source)?;
+                let (extracted, root) = self.extract_archive(&p.source)?;
                 let dir = parent_dir_for_archive(&p.target, dest_is_dir, &dest_abs);
                 let t = Tree::new(&extracted, Ignore::default(), "archive")?;
                 let all = vec![".".to_string()];
@@ -1236,6 +1246,15 @@ impl Exec<'_> {
                     }
                     targets.push(q.target.clone());
                     entries.push(pick_entry(&q, q.meta.uid().into(), q.meta.gid().into(), q.meta.mode() & 0o7777));
+                }
+                // Last, over any entry of the same path: the archive's `./` gives its owner and
+                // mode to the directory it extracts into (Docker's untar merges it), never `/`.
+                if let (Some(r), false) = (root, dir.is_empty()) {
+                    entries.retain(|e| e.path != dir);
+                    targets.push(dir.clone());
+                    let mut e = Entry::dir(dir.clone(), r.mode, r.uid, r.gid);
+                    e.mtime = i64::try_from(r.mtime).unwrap_or(i64::MAX);
+                    entries.push(e);
                 }
                 continue;
             }
@@ -1282,14 +1301,16 @@ impl Exec<'_> {
         Ok((Outcome::Done, size))
     }
 
-    fn extract_archive(&self, path: &Path) -> Result<PathBuf, StepError> {
+    /// Extracts the archive at `path` into a fresh directory; returns it and the archive's
+    /// `./` entry.
+    fn extract_archive(&self, path: &Path) -> Result<(PathBuf, Option<archive::RootDir>), StepError> {
         let dir = self.temp_dir("archive")?;
-        let file = File::open(path).map_err(step_io(path))?;
-        unpack::unpack(BufReader::new(file), &dir, UnpackMode::Flatten, None).map_err(|source| StepError::Unpack {
-            digest: Digest::sha256_of(path.to_string_lossy().as_bytes()),
-            source,
-        })?;
-        Ok(dir)
+        let Some(opened) = archive::open(path).map_err(step_io(path))? else {
+            return Err(StepError::Invalid(format!("{} is no longer an archive", path.display())));
+        };
+        unpack::unpack(opened.stream, &dir, UnpackMode::Flatten, None)
+            .map_err(|source| StepError::Extract { path: path.to_path_buf(), source })?;
+        Ok((dir, opened.root))
     }
 
     fn download(&self, url: &str, checksum: Option<&str>) -> Result<Vec<u8>, StepError> {
@@ -1662,39 +1683,6 @@ fn parent_dir_for_archive(target: &str, dest_is_dir: bool, dest_abs: &str) -> St
     } else {
         fsindex::normalise(dest_abs)
     }
-}
-
-/// True for tar archives ADD extracts: plain tar, gzip or zstd.
-fn is_archive(path: &Path) -> io::Result<bool> {
-    let mut head = [0u8; 512];
-    let mut file = File::open(path)?;
-    let mut n = 0;
-    while n < head.len() {
-        let m = file.read(&mut head[n..])?;
-        if m == 0 {
-            break;
-        }
-        n += m;
-    }
-    if n >= 4 && (head[..2] == [0x1f, 0x8b] || head[..4] == [0x28, 0xb5, 0x2f, 0xfd]) {
-        // Compressed: an archive only when what is inside is a tar.
-        let file = File::open(path)?;
-        let mut inner = unpack::decompress(BufReader::new(file))?;
-        let mut block = [0u8; 512];
-        let mut got = 0;
-        while got < block.len() {
-            let m = match inner.read(&mut block[got..]) {
-                Ok(m) => m,
-                Err(_) => return Ok(false),
-            };
-            if m == 0 {
-                break;
-            }
-            got += m;
-        }
-        return Ok(got == 512 && &block[257..262] == b"ustar");
-    }
-    Ok(n == 512 && &head[257..262] == b"ustar")
 }
 
 /// `target` made absolute against `base` and cleaned (`/` for the root).

@@ -7,6 +7,7 @@
 //!   [`ignore`] reads `.dockerignore`.
 //! - [`plan`] groups the steps into stages, resolves `ARG` scoping and the stage graph.
 //! - [`build`] executes the stages: [`context`] selects and hashes COPY sources,
+//!   [`archive`] decides which ADD sources are archives and decompresses them,
 //!   [`tarball`] writes reproducible layers compressed on every core, [`run`] runs RUN
 //!   steps in a container and diffs their root, [`fsindex`] knows the image's paths,
 //!   [`config`] is the image config, and [`cache`] maps step keys to layers.
@@ -18,6 +19,7 @@
 //! `source()`, so print the chain (anyhow's `{:#}`).
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod config;

@@ -6,7 +6,8 @@
 //! each a clear error that leaves no image, cache entry or temporary file behind. RUN steps
 //! run with the embedded runtime (`berth oci-runtime`) unless a test names another: the same
 //! RUN-bearing build under runc gives the same layers, and SIGINT or SIGTERM during a RUN
-//! leaves no container, state, mount, cgroup or process behind, under either runtime. With a
+//! leaves no container, state, mount, cgroup or process behind, under either runtime. ADD
+//! extracts bzip2 and xz archives made by the system's `tar`, by content, not name. With a
 //! Docker engine, `docker load` of the archive and `docker pull` + `docker run` of the
 //! pushed image (SKIP without an engine, failure under `CI=true`).
 
@@ -412,6 +413,52 @@ async fn bad_input_is_a_clear_error_and_leaves_nothing() -> Result<()> {
         assert_no_debris(&root)?;
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_extracts_bzip2_and_xz_archives_by_content() -> Result<()> {
+    require_tools(&[])?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let dockerfile =
+        "FROM scratch\nADD a.tar.bz2 /bz/\nADD a.tar.xz /xz/\nADD data.bin /renamed/\nADD notar.tar.xz /copied/\n";
+    write_files(&ctx, &[("Dockerfile", dockerfile)])?;
+    let src = work.path().join("src");
+    write_files(&src, &[("hello.txt", "hello\n"), ("d/f", "inner\n")])?;
+    let src_arg = src.to_str().context("utf-8")?;
+    let in_ctx = |name: &str| ctx.join(name).to_string_lossy().into_owned();
+    for (flag, name) in [("-cjf", "a.tar.bz2"), ("-cJf", "a.tar.xz")] {
+        let archive = in_ctx(name);
+        run_ok("tar", &[flag, &archive, "--owner=1234", "--group=5678", "--numeric-owner", "-C", src_arg, "."]).await?;
+    }
+    // A bzip2 tar under a name that says nothing, and an xz file that holds no tar.
+    fs::copy(ctx.join("a.tar.bz2"), ctx.join("data.bin"))?;
+    fs::write(work.path().join("notar.tar"), "not a tar\n")?;
+    run_ok("xz", &["-k", &work.path().join("notar.tar").to_string_lossy()]).await?;
+    fs::rename(work.path().join("notar.tar.xz"), ctx.join("notar.tar.xz"))?;
+
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let dest = format!("type=oci,dest={}", out.display());
+    berth_ok(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await?;
+    let flat = work.path().join("flat");
+    flatten(&read_layout(&out, "latest")?, &flat)?;
+    let tree = list_tree(&flat)?;
+    for dir in ["bz", "xz", "renamed"] {
+        for (path, content) in [("hello.txt", "hello\n"), ("d/f", "inner\n")] {
+            let want = format!("file {} 644 1234:5678", shared::Digest::sha256_of(content.as_bytes()));
+            let got = tree.get(&format!("{dir}/{path}"));
+            ensure!(got == Some(&want), "{dir}/{path}: {got:?}, want {want}\n{tree:#?}");
+        }
+        ensure!(tree.get(&format!("{dir}/d")).is_some_and(|d| d.starts_with("dir ")), "{dir}/d:\n{tree:#?}");
+        // The archive's `./` entry gives the directory extracted into its owner.
+        ensure!(tree[dir].starts_with("dir 755 1234:5678"), "{dir}: {}", tree[dir]);
+    }
+    let copied = fs::read(ctx.join("notar.tar.xz"))?;
+    let want = format!("file {} 644 0:0", shared::Digest::sha256_of(&copied));
+    ensure!(tree.get("copied/notar.tar.xz") == Some(&want), "an xz file without a tar is copied:\n{tree:#?}");
+    ensure!(!tree.contains_key("renamed/data.bin"), "an archive named data.bin was copied, not extracted");
+    assert_no_debris(&root)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
