@@ -18,7 +18,11 @@
 //! arguments and every selected path's name, type, mode, link target and content digest
 //! (plus modification times with `--keep-timestamps`); for RUN the command, environment,
 //! user, working directory, network and mounts (a bind mount of the context hashes the files
-//! it exposes). A COPY `--from` another stage hashes that stage's layer key. Metadata steps
+//! it exposes). A COPY `--from` another stage hashes that stage's layer key. A `COPY --link`
+//! (or `ADD --link`) step's key leaves the parent out: its layer is made as on an empty root
+//! (parent directories created, nothing of the image read, `--chown` numeric), so a change
+//! before it reuses the cached layer, blob for blob; the stage's layer key after it still
+//! hashes the parent's with it. Metadata steps
 //! do not change the layer key, so a changed LABEL or CMD re-runs nothing. A hit reuses the
 //! stored layer without running anything; `--no-cache` skips lookups (results are still
 //! stored).
@@ -952,28 +956,31 @@ impl Exec<'_> {
             &self.entry_key(key),
             &CacheEntry { layer: Some(layer.clone()), created_by: created_by.to_string() },
         )?;
-        // The index learns the new paths without reading the blob back.
-        for e in &entries {
-            match &e.kind {
-                Kind::File { .. } if e.path.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")) => {}
-                _ => st.index.insert(
-                    &e.path,
-                    Node {
-                        dir: e.kind == Kind::Dir,
-                        link: match &e.kind {
-                            Kind::Symlink(t) => Some(t.to_string_lossy().into_owned()),
-                            _ => None,
-                        },
-                        mode: e.mode,
-                        uid: e.uid,
-                        gid: e.gid,
+        // An index that was current learns the new paths without reading the blob back. One
+        // that lags (RUN and `--link` steps do not bring it up to date), or a layer with
+        // whiteouts (paths to forget), is read from the blobs when next needed.
+        let whiteouts = entries.iter().any(|e| e.path.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")));
+        let current = st.index.applied == st.image.layers.len() && !whiteouts;
+        for e in entries.iter().filter(|_| current) {
+            st.index.insert(
+                &e.path,
+                Node {
+                    dir: e.kind == Kind::Dir,
+                    link: match &e.kind {
+                        Kind::Symlink(t) => Some(t.to_string_lossy().into_owned()),
+                        _ => None,
                     },
-                ),
-            }
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                },
+            );
         }
         let size = layer.size;
         self.add_layer(st, key, Some(layer), created_by);
-        st.index.applied = st.image.layers.len();
+        if current {
+            st.index.applied = st.image.layers.len();
+        }
         Ok(Some(size))
     }
 
@@ -1000,20 +1007,20 @@ impl Exec<'_> {
         }
         self.index(st)?;
         // An existing directory makes no layer (the entry records that).
-        let entries = self.missing_dirs(st, &[fsindex::normalise(&dir)], 0, 0);
+        let entries = self.missing_dirs(&st.index, &[fsindex::normalise(&dir)], 0, 0);
         let size = self.commit(st, &key, entries, &created_by)?;
         Ok((Outcome::Done, size))
     }
 
     /// Directory entries for every ancestor of `paths` (and the paths themselves) missing
     /// from the image.
-    fn missing_dirs(&self, st: &StageState, paths: &[String], uid: u64, gid: u64) -> Vec<Entry> {
+    fn missing_dirs(&self, index: &FsIndex, paths: &[String], uid: u64, gid: u64) -> Vec<Entry> {
         let mut out: BTreeMap<String, Entry> = BTreeMap::new();
         for p in paths {
             let mut cur = String::new();
             for part in p.split('/').filter(|s| !s.is_empty()) {
                 cur = if cur.is_empty() { part.to_string() } else { format!("{cur}/{part}") };
-                if !st.index.is_dir(&cur) && !out.contains_key(&cur) {
+                if !index.is_dir(&cur) && !out.contains_key(&cur) {
                     let mut e = Entry::dir(cur.clone(), 0o755, uid, gid);
                     e.mtime = self.epoch;
                     out.insert(cur.clone(), e);
@@ -1109,6 +1116,10 @@ impl Exec<'_> {
         };
         let tree_key = source_image.as_ref().map(|i| i.layer_key.clone());
         let key_dest_is_dir = trailing || many;
+        // `--link` (BuildKit's semantics): the layer is made as on an empty root, so neither
+        // its content nor its cache key depends on the layers below; only the stage's layer
+        // key, which later steps build on, chains it onto the parent's.
+        let parent_key = st.image.layer_key.clone();
         let sel = Select {
             what,
             sources: &paths,
@@ -1125,7 +1136,11 @@ impl Exec<'_> {
             h.update(&(b.len() as u64).to_le_bytes());
             h.update(b);
         };
-        feed(st.image.layer_key.to_string().as_bytes());
+        if c.link {
+            feed(b"--link");
+        } else {
+            feed(parent_key.to_string().as_bytes());
+        }
         feed(what.as_bytes());
         feed(dest_abs.as_bytes());
         feed(&[
@@ -1191,16 +1206,29 @@ impl Exec<'_> {
             downloads.push((name, bytes));
         }
         let key = h.finish();
+        let layer_key = if c.link {
+            key_of(&[parent_key.to_string().as_bytes(), b"--link", key.to_string().as_bytes()])
+        } else {
+            key.clone()
+        };
         let created_by = format!("{text} # buildkit");
         if let Some(size) = self.lookup(st, &key, &created_by)? {
+            st.image.layer_key = layer_key;
             return Ok((Outcome::Cached, size));
         }
 
-        // A miss: look at the image, then write the layer straight from the files.
-        self.index(st)?;
-        let dest_is_dir = key_dest_is_dir || st.index.is_dir(&dest_abs);
+        // A miss: look at the image (an empty one for --link), then write the layer straight
+        // from the files.
+        let empty = FsIndex::default();
+        let index = if c.link {
+            &empty
+        } else {
+            self.index(st)?;
+            &st.index
+        };
+        let dest_is_dir = key_dest_is_dir || index.is_dir(&dest_abs);
         let (uid, gid) = match &chown {
-            Some(spec) => resolve_chown(spec, &st.index)?,
+            Some(spec) => resolve_chown(spec, (!c.link).then_some(index))?,
             None => (0, 0),
         };
         let picks = match (&source_image, &from) {
@@ -1223,7 +1251,7 @@ impl Exec<'_> {
             use std::os::unix::fs::MetadataExt;
             let mode = p.meta.mode() & 0o7777;
             let mtime = p.meta.mtime();
-            if p.kind == PickKind::Dir && st.index.is_dir(&p.target) {
+            if p.kind == PickKind::Dir && index.is_dir(&p.target) {
                 // An existing directory keeps its metadata.
                 continue;
             }
@@ -1241,7 +1269,7 @@ impl Exec<'_> {
                     parents: false,
                 })?;
                 for q in inner {
-                    if q.kind == PickKind::Dir && st.index.is_dir(&q.target) {
+                    if q.kind == PickKind::Dir && index.is_dir(&q.target) {
                         continue;
                     }
                     targets.push(q.target.clone());
@@ -1292,12 +1320,13 @@ impl Exec<'_> {
         let parents: Vec<String> =
             targets.iter().filter_map(|t| t.rsplit_once('/').map(|(d, _)| d.to_string())).collect();
         let existing: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
-        for d in self.missing_dirs(st, &parents, uid, gid) {
+        for d in self.missing_dirs(index, &parents, uid, gid) {
             if !existing.contains(&d.path) {
                 entries.push(d);
             }
         }
         let size = self.commit(st, &key, entries, &created_by)?;
+        st.image.layer_key = layer_key;
         Ok((Outcome::Done, size))
     }
 
@@ -1702,8 +1731,9 @@ fn join_rel(dir_abs: &str, name: &str) -> String {
 }
 
 /// `--chown` to numeric ids: numbers, or names from the image's `/etc/passwd` and
-/// `/etc/group`. A user without a group uses the uid as gid (Docker's rule).
-fn resolve_chown(spec: &str, index: &FsIndex) -> Result<(u64, u64), StepError> {
+/// `/etc/group`. A user without a group uses the uid as gid (Docker's rule). Without an
+/// image to read (`COPY --link`), only numbers and `root` (BuildKit's rule).
+fn resolve_chown(spec: &str, index: Option<&FsIndex>) -> Result<(u64, u64), StepError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -1711,6 +1741,14 @@ fn resolve_chown(spec: &str, index: &FsIndex) -> Result<(u64, u64), StepError> {
     let lookup = |name: &str, file: Option<&str>, what: &str| -> Result<u64, StepError> {
         if let Ok(n) = name.parse::<u64>() {
             return Ok(n);
+        }
+        if index.is_none() {
+            return match name {
+                "root" => Ok(0),
+                _ => Err(StepError::Invalid(format!(
+                    "--chown {what} {name:?} with --link: a --link layer cannot read the image's users and groups; use numeric ids"
+                ))),
+            };
         }
         let text = file.unwrap_or("");
         text.lines()
@@ -1721,9 +1759,9 @@ fn resolve_chown(spec: &str, index: &FsIndex) -> Result<(u64, u64), StepError> {
             .next()
             .ok_or_else(|| StepError::Invalid(format!("--chown: unable to find {what} {name:?} in the image")))
     };
-    let uid = lookup(user, index.passwd(), "user")?;
+    let uid = lookup(user, index.and_then(FsIndex::passwd), "user")?;
     let gid = match group {
-        Some(g) => lookup(g, index.group(), "group")?,
+        Some(g) => lookup(g, index.and_then(FsIndex::group), "group")?,
         None => uid,
     };
     Ok((uid, gid))
@@ -1785,10 +1823,15 @@ mod tests {
             b.append(&h, body.as_bytes()).unwrap();
         }
         ix.apply_tar(b.into_inner().unwrap().as_slice()).unwrap();
-        assert_eq!(resolve_chown("1:2", &ix).unwrap(), (1, 2));
-        assert_eq!(resolve_chown("7", &ix).unwrap(), (7, 7));
-        assert_eq!(resolve_chown("app:staff", &ix).unwrap(), (1000, 50));
-        assert!(resolve_chown("nobody", &ix).is_err());
+        assert_eq!(resolve_chown("1:2", Some(&ix)).unwrap(), (1, 2));
+        assert_eq!(resolve_chown("7", Some(&ix)).unwrap(), (7, 7));
+        assert_eq!(resolve_chown("app:staff", Some(&ix)).unwrap(), (1000, 50));
+        assert!(resolve_chown("nobody", Some(&ix)).is_err());
+        // --link reads no image: numbers and root only.
+        assert_eq!(resolve_chown("1:2", None).unwrap(), (1, 2));
+        assert_eq!(resolve_chown("root:root", None).unwrap(), (0, 0));
+        let err = resolve_chown("app:staff", None).unwrap_err().to_string();
+        assert!(err.contains("--link") && err.contains("numeric"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! in-process berth registry, run from the local store right after the build, pushed back,
 //! pulled and run; the OCI layout, OCI tar and
 //! docker-archive outputs; reproducibility across directories, times and stores; the cache
-//! (warm builds, one changed file, export and import through a registry); and bad input,
+//! (warm builds, one changed file, `COPY --link` layers that survive a change before them,
+//! export and import through a registry); and bad input,
 //! each a clear error that leaves no image, cache entry or temporary file behind. RUN steps
 //! run with the embedded runtime (`berth oci-runtime`) unless a test names another: the same
 //! RUN-bearing build under runc gives the same layers, and SIGINT or SIGTERM during a RUN
@@ -335,6 +336,114 @@ async fn warm_builds_hit_and_one_change_redoes_only_later_layers() -> Result<()>
     let nocache = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     ensure!(read_layout(&out.join("d"), "v1")?.manifest == c.manifest, "--no-cache gave another image");
     ensure!(steps_cached(&nocache.stderr) <= 1, "{}", nocache.stderr);
+    assert_no_debris(&root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_link_layers_do_not_depend_on_earlier_steps() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let link_steps = "COPY --link two.txt /etc/app/two.txt\nCOPY --link --chown=1000:1000 data/ /srv/data/\n";
+    let dockerfile = format!(
+        "FROM {}\nCOPY one.txt /one.txt\nRUN echo ran > /ran\n{link_steps}COPY --chown=app:app three.txt /home/three.txt\n",
+        base.base
+    );
+    write_files(
+        &ctx,
+        &[("Dockerfile", &dockerfile), ("one.txt", "1\n"), ("two.txt", "2\n"), ("three.txt", "3\n"), ("data/d", "d\n")],
+    )?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let build = |ctx: &Path, dest: &str| {
+        vec![
+            "build".to_string(),
+            "--progress".into(),
+            "plain".into(),
+            "--output".into(),
+            format!("type=oci,dest={}/{dest}", out.display()),
+            ctx.display().to_string(),
+        ]
+    };
+    let args = build(&ctx, "a");
+    berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let a = read_layout(&out.join("a"), "latest")?;
+    let base_layers = a.layers.len() - 5;
+
+    // The --link layers hold only what they copy, and the parents they need, as on an empty
+    // root; a later plain COPY still resolves names in the image (after a RUN).
+    let only = |image: &e2e::build::ImageFiles, i: usize, dir: &str| -> Result<_> {
+        let mut one = image.clone();
+        one.layers = vec![image.layers[i].clone()];
+        one.blobs = vec![image.blobs[i].clone()];
+        let flat = work.path().join(dir);
+        flatten(&one, &flat)?;
+        list_tree(&flat)
+    };
+    let two = only(&a, base_layers + 2, "two")?;
+    let keys: Vec<&String> = two.keys().collect();
+    // /etc is in the base image: a plain COPY would leave it out of its layer.
+    ensure!(keys == ["etc", "etc/app", "etc/app/two.txt"], "COPY --link layer: {two:#?}");
+    ensure!(two["etc"].starts_with("dir 755 0:0"), "{two:#?}");
+    let data = only(&a, base_layers + 3, "data")?;
+    ensure!(data["srv"].starts_with("dir 755 1000:1000") && data["srv/data/d"].ends_with("644 1000:1000"), "{data:#?}");
+    let three = only(&a, base_layers + 4, "three")?;
+    ensure!(three["home/three.txt"].ends_with("644 1000:1000"), "COPY --chown=app after a RUN: {three:#?}");
+
+    // An earlier step changes: the steps after it that depend on it run again, the --link
+    // ones are cached, and their blobs are the very same.
+    fs::write(ctx.join("one.txt"), "1 changed\n")?;
+    let args = build(&ctx, "b");
+    let changed = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let b = read_layout(&out.join("b"), "latest")?;
+    ensure!(changed.stderr.contains("COPY one.txt /one.txt\n#2 DONE"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("RUN echo ran > /ran\n#3 DONE"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("COPY --link two.txt /etc/app/two.txt\n#4 CACHED"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("data/ /srv/data/\n#5 CACHED"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("three.txt /home/three.txt\n#6 DONE"), "{}", changed.stderr);
+    ensure!(a.layers[base_layers].digest != b.layers[base_layers].digest, "the changed COPY layer did not change");
+    for i in base_layers + 2..base_layers + 4 {
+        ensure!(a.layers[i].digest == b.layers[i].digest, "--link layer {i} changed with an earlier step");
+    }
+    ensure!(a.manifest != b.manifest);
+
+    // The same --link steps on another base (scratch) give the same blobs.
+    let other = work.path().join("other");
+    write_files(
+        &other,
+        &[("Dockerfile", &format!("FROM scratch\n{link_steps}")), ("two.txt", "2\n"), ("data/d", "d\n")],
+    )?;
+    let args = build(&other, "c");
+    let fresh = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let c = read_layout(&out.join("c"), "latest")?;
+    ensure!(fresh.stderr.contains("two.txt /etc/app/two.txt\n#2 CACHED"), "--link on another base:\n{}", fresh.stderr);
+    ensure!(fresh.stderr.contains("data/ /srv/data/\n#3 CACHED"), "--link on another base:\n{}", fresh.stderr);
+    ensure!(
+        c.layers[0].digest == a.layers[base_layers + 2].digest
+            && c.layers[1].digest == a.layers[base_layers + 3].digest
+    );
+
+    // A RUN first, then a COPY naming a user: the path index (not read by the RUN) is read
+    // from the layers then, /etc/passwd included.
+    let run_first = work.path().join("run-first");
+    let df = format!("FROM {}\nRUN echo ran > /ran\nCOPY --chown=app:app two.txt /two.txt\n", base.base);
+    write_files(&run_first, &[("Dockerfile", &df), ("two.txt", "2\n")])?;
+    let args = build(&run_first, "e");
+    berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let e = read_layout(&out.join("e"), "latest")?;
+    let last = only(&e, e.layers.len() - 1, "e-last")?;
+    ensure!(last["two.txt"].ends_with("644 1000:1000"), "COPY --chown=app right after a RUN: {last:#?}");
+
+    // --link reads no image, so --chown takes no names.
+    let bad = work.path().join("bad");
+    write_files(
+        &bad,
+        &[("Dockerfile", &format!("FROM {}\nCOPY --link --chown=app two.txt /\n", base.base)), ("two.txt", "2\n")],
+    )?;
+    let args = build(&bad, "d");
+    let failed = berth(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    ensure!(!failed.ok && failed.stderr.contains("numeric ids"), "{}", failed.stderr);
     assert_no_debris(&root)
 }
 
