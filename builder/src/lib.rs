@@ -13,6 +13,7 @@
 //!   [`config`] is the image config, and [`cache`] maps step keys to layers.
 //! - [`output`] writes the result as an OCI layout, a docker-archive, or pushes it.
 //! - [`progress`] shows it all, BuildKit-style.
+//! - [`prune`] removes unused cache entries and their layers (`berth build prune`).
 //!
 //! `cli`'s `berth build` calls [`build::Builder::build`] and [`output`]. Each module has its
 //! own error enum; messages name the file, step or path involved and do not repeat their
@@ -31,6 +32,7 @@ pub mod instructions;
 pub mod output;
 pub mod plan;
 pub mod progress;
+pub mod prune;
 pub mod run;
 pub mod syntax;
 pub mod tarball;

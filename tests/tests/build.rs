@@ -3,7 +3,7 @@
 //! pulled and run; the OCI layout, OCI tar and
 //! docker-archive outputs; reproducibility across directories, times and stores; the cache
 //! (warm builds, one changed file, `COPY --link` layers that survive a change before them,
-//! export and import through a registry); and bad input,
+//! export and import through a registry, `berth build prune`); and bad input,
 //! each a clear error that leaves no image, cache entry or temporary file behind. RUN steps
 //! run with the embedded runtime (`berth oci-runtime`) unless a test names another: the same
 //! RUN-bearing build under runc gives the same layers, and SIGINT or SIGTERM during a RUN
@@ -444,6 +444,56 @@ async fn copy_link_layers_do_not_depend_on_earlier_steps() -> Result<()> {
     let args = build(&bad, "d");
     let failed = berth(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     ensure!(!failed.ok && failed.stderr.contains("numeric ids"), "{}", failed.stderr);
+    assert_no_debris(&root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_prune_removes_unused_cache() -> Result<()> {
+    require_tools(&[])?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    // 100 kB that gzip cannot shrink much: a chain of SHA-256 hex digests.
+    let mut big = String::new();
+    let mut d = shared::Digest::sha256_of(b"seed");
+    while big.len() < 100_000 {
+        big.push_str(d.hex());
+        d = shared::Digest::sha256_of(d.hex().as_bytes());
+    }
+    write_files(
+        &ctx,
+        &[("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\nCOPY big /big\n"), ("a.txt", "a\n"), ("big", &big)],
+    )?;
+    let root = work.path().join("root");
+    let ctx_arg = ctx.to_str().context("utf-8")?;
+    berth_ok(&root, &["build", "--progress", "plain", ctx_arg]).await?;
+    ensure!(key_count(&root)? == 2);
+
+    // Nothing is older than an hour, and a roomy --keep-storage keeps everything.
+    let kept = berth_ok(&root, &["build", "prune", "--filter", "until=1h"]).await?;
+    ensure!(kept.stdout.starts_with("Total reclaimed space: 0B"), "{}", kept.stdout);
+    let kept = berth_ok(&root, &["build", "prune", "--keep-storage", "1GB"]).await?;
+    ensure!(kept.stdout.starts_with("Total reclaimed space: 0B") && key_count(&root)? == 2, "{}", kept.stdout);
+
+    // A prune removes both entries, their layers and the build's config and manifest.
+    let pruned = berth_ok(&root, &["build", "prune", "-f"]).await?;
+    ensure!(
+        pruned.stdout.contains("COPY big /big") && pruned.stdout.contains("COPY a.txt /a.txt"),
+        "{}",
+        pruned.stdout
+    );
+    ensure!(pruned.stdout.lines().filter(|l| l.starts_with("deleted")).count() == 4, "{}", pruned.stdout);
+    let total = pruned.stdout.lines().last().and_then(|l| l.strip_prefix("Total reclaimed space: ")).unwrap_or("");
+    let kb: f64 = total.split_once("kB").map_or("0", |(n, _)| n).parse()?;
+    ensure!(kb > 40.0, "some 50 kB of gzip: {}", pruned.stdout);
+    ensure!(key_count(&root)? == 0);
+    let blobs = fs::read_dir(root.join("build/blobs/sha256"))?.count();
+    ensure!(blobs == 0, "{blobs} blobs left");
+
+    // The next build runs every step again and gives the same image.
+    let again = berth_ok(&root, &["build", "--progress", "plain", ctx_arg]).await?;
+    ensure!(again.stderr.contains("#2 DONE") && again.stderr.contains("#3 DONE"), "{}", again.stderr);
+    let quiet = berth_ok(&root, &["build", "prune", "--all", "-q"]).await?;
+    ensure!(quiet.stdout.trim().parse::<u64>()? > 100, "{}", quiet.stdout);
     assert_no_debris(&root)
 }
 
