@@ -7,7 +7,7 @@
 //!   hash exactly those (through the stat cache), and write the layer straight from the
 //!   files: no container. Owners are 0:0 unless `--chown`; `--chmod` sets modes; parent
 //!   directories the image lacks are created. ADD extracts local tar archives (plain, gzip,
-//!   zstd) and downloads URLs (checked against `--checksum`).
+//!   bzip2, xz, zstd: [`crate::archive`]) and downloads URLs (checked against `--checksum`).
 //! - **RUN** runs in a container over the stage's root ([`crate::run`]); its layer is the
 //!   difference. **WORKDIR** creates its directory when the image lacks it.
 //! - The other instructions change the image config only.
@@ -18,7 +18,11 @@
 //! arguments and every selected path's name, type, mode, link target and content digest
 //! (plus modification times with `--keep-timestamps`); for RUN the command, environment,
 //! user, working directory, network and mounts (a bind mount of the context hashes the files
-//! it exposes). A COPY `--from` another stage hashes that stage's layer key. Metadata steps
+//! it exposes). A COPY `--from` another stage hashes that stage's layer key. A `COPY --link`
+//! (or `ADD --link`) step's key leaves the parent out: its layer is made as on an empty root
+//! (parent directories created, nothing of the image read, `--chown` numeric), so a change
+//! before it reuses the cached layer, blob for blob; the stage's layer key after it still
+//! hashes the parent's with it. Metadata steps
 //! do not change the layer key, so a changed LABEL or CMD re-runs nothing. A hit reuses the
 //! stored layer without running anything; `--no-cache` skips lookups (results are still
 //! stored).
@@ -32,7 +36,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read};
+use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +50,7 @@ use shared::manifest::Platform;
 use shared::{media_type, Algorithm, Digest, Hasher, ImageRef};
 use tokio::runtime::Handle;
 
+use crate::archive;
 use crate::cache::{Cache, CacheError, Entry as CacheEntry, LayerRef};
 use crate::config::{rfc3339, Empty, Health, History, ImageConfig};
 use crate::context::{ContextError, Pick, PickKind, Select, StatCache, Tree};
@@ -243,6 +248,15 @@ pub enum StepError {
     Unpack {
         /// The layer.
         digest: Digest,
+        /// The cause.
+        #[source]
+        source: unpack::UnpackError,
+    },
+    /// An archive ADD extracts could not be.
+    #[error("extracting {path}")]
+    Extract {
+        /// The archive.
+        path: PathBuf,
         /// The cause.
         #[source]
         source: unpack::UnpackError,
@@ -942,28 +956,31 @@ impl Exec<'_> {
             &self.entry_key(key),
             &CacheEntry { layer: Some(layer.clone()), created_by: created_by.to_string() },
         )?;
-        // The index learns the new paths without reading the blob back.
-        for e in &entries {
-            match &e.kind {
-                Kind::File { .. } if e.path.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")) => {}
-                _ => st.index.insert(
-                    &e.path,
-                    Node {
-                        dir: e.kind == Kind::Dir,
-                        link: match &e.kind {
-                            Kind::Symlink(t) => Some(t.to_string_lossy().into_owned()),
-                            _ => None,
-                        },
-                        mode: e.mode,
-                        uid: e.uid,
-                        gid: e.gid,
+        // An index that was current learns the new paths without reading the blob back. One
+        // that lags (RUN and `--link` steps do not bring it up to date), or a layer with
+        // whiteouts (paths to forget), is read from the blobs when next needed.
+        let whiteouts = entries.iter().any(|e| e.path.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")));
+        let current = st.index.applied == st.image.layers.len() && !whiteouts;
+        for e in entries.iter().filter(|_| current) {
+            st.index.insert(
+                &e.path,
+                Node {
+                    dir: e.kind == Kind::Dir,
+                    link: match &e.kind {
+                        Kind::Symlink(t) => Some(t.to_string_lossy().into_owned()),
+                        _ => None,
                     },
-                ),
-            }
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                },
+            );
         }
         let size = layer.size;
         self.add_layer(st, key, Some(layer), created_by);
-        st.index.applied = st.image.layers.len();
+        if current {
+            st.index.applied = st.image.layers.len();
+        }
         Ok(Some(size))
     }
 
@@ -990,20 +1007,20 @@ impl Exec<'_> {
         }
         self.index(st)?;
         // An existing directory makes no layer (the entry records that).
-        let entries = self.missing_dirs(st, &[fsindex::normalise(&dir)], 0, 0);
+        let entries = self.missing_dirs(&st.index, &[fsindex::normalise(&dir)], 0, 0);
         let size = self.commit(st, &key, entries, &created_by)?;
         Ok((Outcome::Done, size))
     }
 
     /// Directory entries for every ancestor of `paths` (and the paths themselves) missing
     /// from the image.
-    fn missing_dirs(&self, st: &StageState, paths: &[String], uid: u64, gid: u64) -> Vec<Entry> {
+    fn missing_dirs(&self, index: &FsIndex, paths: &[String], uid: u64, gid: u64) -> Vec<Entry> {
         let mut out: BTreeMap<String, Entry> = BTreeMap::new();
         for p in paths {
             let mut cur = String::new();
             for part in p.split('/').filter(|s| !s.is_empty()) {
                 cur = if cur.is_empty() { part.to_string() } else { format!("{cur}/{part}") };
-                if !st.index.is_dir(&cur) && !out.contains_key(&cur) {
+                if !index.is_dir(&cur) && !out.contains_key(&cur) {
                     let mut e = Entry::dir(cur.clone(), 0o755, uid, gid);
                     e.mtime = self.epoch;
                     out.insert(cur.clone(), e);
@@ -1099,6 +1116,10 @@ impl Exec<'_> {
         };
         let tree_key = source_image.as_ref().map(|i| i.layer_key.clone());
         let key_dest_is_dir = trailing || many;
+        // `--link` (BuildKit's semantics): the layer is made as on an empty root, so neither
+        // its content nor its cache key depends on the layers below; only the stage's layer
+        // key, which later steps build on, chains it onto the parent's.
+        let parent_key = st.image.layer_key.clone();
         let sel = Select {
             what,
             sources: &paths,
@@ -1115,7 +1136,11 @@ impl Exec<'_> {
             h.update(&(b.len() as u64).to_le_bytes());
             h.update(b);
         };
-        feed(st.image.layer_key.to_string().as_bytes());
+        if c.link {
+            feed(b"--link");
+        } else {
+            feed(parent_key.to_string().as_bytes());
+        }
         feed(what.as_bytes());
         feed(dest_abs.as_bytes());
         feed(&[
@@ -1153,7 +1178,7 @@ impl Exec<'_> {
                 feed(&p.meta.mtime().to_le_bytes());
             }
             if c.add && p.kind == PickKind::File {
-                let is_archive = is_archive(&p.source).map_err(step_io(&p.source))?;
+                let is_archive = archive::is_archive(&p.source).map_err(step_io(&p.source))?;
                 if is_archive {
                     archives.insert(p.source.clone());
                 }
@@ -1181,16 +1206,29 @@ impl Exec<'_> {
             downloads.push((name, bytes));
         }
         let key = h.finish();
+        let layer_key = if c.link {
+            key_of(&[parent_key.to_string().as_bytes(), b"--link", key.to_string().as_bytes()])
+        } else {
+            key.clone()
+        };
         let created_by = format!("{text} # buildkit");
         if let Some(size) = self.lookup(st, &key, &created_by)? {
+            st.image.layer_key = layer_key;
             return Ok((Outcome::Cached, size));
         }
 
-        // A miss: look at the image, then write the layer straight from the files.
-        self.index(st)?;
-        let dest_is_dir = key_dest_is_dir || st.index.is_dir(&dest_abs);
+        // A miss: look at the image (an empty one for --link), then write the layer straight
+        // from the files.
+        let empty = FsIndex::default();
+        let index = if c.link {
+            &empty
+        } else {
+            self.index(st)?;
+            &st.index
+        };
+        let dest_is_dir = key_dest_is_dir || index.is_dir(&dest_abs);
         let (uid, gid) = match &chown {
-            Some(spec) => resolve_chown(spec, &st.index)?,
+            Some(spec) => resolve_chown(spec, (!c.link).then_some(index))?,
             None => (0, 0),
         };
         let picks = match (&source_image, &from) {
@@ -1213,12 +1251,12 @@ impl Exec<'_> {
             use std::os::unix::fs::MetadataExt;
             let mode = p.meta.mode() & 0o7777;
             let mtime = p.meta.mtime();
-            if p.kind == PickKind::Dir && st.index.is_dir(&p.target) {
+            if p.kind == PickKind::Dir && index.is_dir(&p.target) {
                 // An existing directory keeps its metadata.
                 continue;
             }
             if archives.contains(&p.source) {
-                let extracted = self.extract_archive(&p.source)?;
+                let (extracted, root) = self.extract_archive(&p.source)?;
                 let dir = parent_dir_for_archive(&p.target, dest_is_dir, &dest_abs);
                 let t = Tree::new(&extracted, Ignore::default(), "archive")?;
                 let all = vec![".".to_string()];
@@ -1231,11 +1269,20 @@ impl Exec<'_> {
                     parents: false,
                 })?;
                 for q in inner {
-                    if q.kind == PickKind::Dir && st.index.is_dir(&q.target) {
+                    if q.kind == PickKind::Dir && index.is_dir(&q.target) {
                         continue;
                     }
                     targets.push(q.target.clone());
                     entries.push(pick_entry(&q, q.meta.uid().into(), q.meta.gid().into(), q.meta.mode() & 0o7777));
+                }
+                // Last, over any entry of the same path: the archive's `./` gives its owner and
+                // mode to the directory it extracts into (Docker's untar merges it), never `/`.
+                if let (Some(r), false) = (root, dir.is_empty()) {
+                    entries.retain(|e| e.path != dir);
+                    targets.push(dir.clone());
+                    let mut e = Entry::dir(dir.clone(), r.mode, r.uid, r.gid);
+                    e.mtime = i64::try_from(r.mtime).unwrap_or(i64::MAX);
+                    entries.push(e);
                 }
                 continue;
             }
@@ -1273,23 +1320,26 @@ impl Exec<'_> {
         let parents: Vec<String> =
             targets.iter().filter_map(|t| t.rsplit_once('/').map(|(d, _)| d.to_string())).collect();
         let existing: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
-        for d in self.missing_dirs(st, &parents, uid, gid) {
+        for d in self.missing_dirs(index, &parents, uid, gid) {
             if !existing.contains(&d.path) {
                 entries.push(d);
             }
         }
         let size = self.commit(st, &key, entries, &created_by)?;
+        st.image.layer_key = layer_key;
         Ok((Outcome::Done, size))
     }
 
-    fn extract_archive(&self, path: &Path) -> Result<PathBuf, StepError> {
+    /// Extracts the archive at `path` into a fresh directory; returns it and the archive's
+    /// `./` entry.
+    fn extract_archive(&self, path: &Path) -> Result<(PathBuf, Option<archive::RootDir>), StepError> {
         let dir = self.temp_dir("archive")?;
-        let file = File::open(path).map_err(step_io(path))?;
-        unpack::unpack(BufReader::new(file), &dir, UnpackMode::Flatten, None).map_err(|source| StepError::Unpack {
-            digest: Digest::sha256_of(path.to_string_lossy().as_bytes()),
-            source,
-        })?;
-        Ok(dir)
+        let Some(opened) = archive::open(path).map_err(step_io(path))? else {
+            return Err(StepError::Invalid(format!("{} is no longer an archive", path.display())));
+        };
+        unpack::unpack(opened.stream, &dir, UnpackMode::Flatten, None)
+            .map_err(|source| StepError::Extract { path: path.to_path_buf(), source })?;
+        Ok((dir, opened.root))
     }
 
     fn download(&self, url: &str, checksum: Option<&str>) -> Result<Vec<u8>, StepError> {
@@ -1664,39 +1714,6 @@ fn parent_dir_for_archive(target: &str, dest_is_dir: bool, dest_abs: &str) -> St
     }
 }
 
-/// True for tar archives ADD extracts: plain tar, gzip or zstd.
-fn is_archive(path: &Path) -> io::Result<bool> {
-    let mut head = [0u8; 512];
-    let mut file = File::open(path)?;
-    let mut n = 0;
-    while n < head.len() {
-        let m = file.read(&mut head[n..])?;
-        if m == 0 {
-            break;
-        }
-        n += m;
-    }
-    if n >= 4 && (head[..2] == [0x1f, 0x8b] || head[..4] == [0x28, 0xb5, 0x2f, 0xfd]) {
-        // Compressed: an archive only when what is inside is a tar.
-        let file = File::open(path)?;
-        let mut inner = unpack::decompress(BufReader::new(file))?;
-        let mut block = [0u8; 512];
-        let mut got = 0;
-        while got < block.len() {
-            let m = match inner.read(&mut block[got..]) {
-                Ok(m) => m,
-                Err(_) => return Ok(false),
-            };
-            if m == 0 {
-                break;
-            }
-            got += m;
-        }
-        return Ok(got == 512 && &block[257..262] == b"ustar");
-    }
-    Ok(n == 512 && &head[257..262] == b"ustar")
-}
-
 /// `target` made absolute against `base` and cleaned (`/` for the root).
 pub fn absolute(base: &str, target: &str) -> String {
     let joined = if target.starts_with('/') { target.to_string() } else { format!("{base}/{target}") };
@@ -1714,8 +1731,9 @@ fn join_rel(dir_abs: &str, name: &str) -> String {
 }
 
 /// `--chown` to numeric ids: numbers, or names from the image's `/etc/passwd` and
-/// `/etc/group`. A user without a group uses the uid as gid (Docker's rule).
-fn resolve_chown(spec: &str, index: &FsIndex) -> Result<(u64, u64), StepError> {
+/// `/etc/group`. A user without a group uses the uid as gid (Docker's rule). Without an
+/// image to read (`COPY --link`), only numbers and `root` (BuildKit's rule).
+fn resolve_chown(spec: &str, index: Option<&FsIndex>) -> Result<(u64, u64), StepError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -1723,6 +1741,14 @@ fn resolve_chown(spec: &str, index: &FsIndex) -> Result<(u64, u64), StepError> {
     let lookup = |name: &str, file: Option<&str>, what: &str| -> Result<u64, StepError> {
         if let Ok(n) = name.parse::<u64>() {
             return Ok(n);
+        }
+        if index.is_none() {
+            return match name {
+                "root" => Ok(0),
+                _ => Err(StepError::Invalid(format!(
+                    "--chown {what} {name:?} with --link: a --link layer cannot read the image's users and groups; use numeric ids"
+                ))),
+            };
         }
         let text = file.unwrap_or("");
         text.lines()
@@ -1733,9 +1759,9 @@ fn resolve_chown(spec: &str, index: &FsIndex) -> Result<(u64, u64), StepError> {
             .next()
             .ok_or_else(|| StepError::Invalid(format!("--chown: unable to find {what} {name:?} in the image")))
     };
-    let uid = lookup(user, index.passwd(), "user")?;
+    let uid = lookup(user, index.and_then(FsIndex::passwd), "user")?;
     let gid = match group {
-        Some(g) => lookup(g, index.group(), "group")?,
+        Some(g) => lookup(g, index.and_then(FsIndex::group), "group")?,
         None => uid,
     };
     Ok((uid, gid))
@@ -1797,10 +1823,15 @@ mod tests {
             b.append(&h, body.as_bytes()).unwrap();
         }
         ix.apply_tar(b.into_inner().unwrap().as_slice()).unwrap();
-        assert_eq!(resolve_chown("1:2", &ix).unwrap(), (1, 2));
-        assert_eq!(resolve_chown("7", &ix).unwrap(), (7, 7));
-        assert_eq!(resolve_chown("app:staff", &ix).unwrap(), (1000, 50));
-        assert!(resolve_chown("nobody", &ix).is_err());
+        assert_eq!(resolve_chown("1:2", Some(&ix)).unwrap(), (1, 2));
+        assert_eq!(resolve_chown("7", Some(&ix)).unwrap(), (7, 7));
+        assert_eq!(resolve_chown("app:staff", Some(&ix)).unwrap(), (1000, 50));
+        assert!(resolve_chown("nobody", Some(&ix)).is_err());
+        // --link reads no image: numbers and root only.
+        assert_eq!(resolve_chown("1:2", None).unwrap(), (1, 2));
+        assert_eq!(resolve_chown("root:root", None).unwrap(), (0, 0));
+        let err = resolve_chown("app:staff", None).unwrap_err().to_string();
+        assert!(err.contains("--link") && err.contains("numeric"), "{err}");
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //!
 //! ```text
 //! <store root>/build/             (the store root is `berth --root`, default /var/lib/berth)
+//!   lock                          flock: shared while a build runs, exclusive while a
+//!                                 prune does ([`crate::prune`])
 //!   oci-layout, index.json        an OCI image layout ([`shared::layout::Layout`])…
 //!   blobs/sha256/<hex>            …holding the layers, configs and manifests of builds
-//!   keys/<hex>.json               one cache entry: step key → the layer it made
+//!                                 (index.json names those built with `-t`)
+//!   keys/<hex>.json               one cache entry: step key → the layer it made; its
+//!                                 modification time is its last use (write or hit)
 //!   stat-cache.json               content digests of context files by stat ([`crate::context::StatCache`])
 //!   mounts/<id>/                  RUN --mount=type=cache directories, kept between builds
 //!   tmp/                          work in progress: layers being written, step roots
@@ -27,6 +31,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::SystemTime;
+
+use nix::fcntl::{Flock, FlockArg};
 
 use serde::{Deserialize, Serialize};
 use shared::client::{Client, ClientError};
@@ -120,23 +127,39 @@ struct Exported {
     entries: BTreeMap<String, Entry>,
 }
 
-/// The build cache of one store.
+/// The build cache of one store. It holds the cache's lock while it lives.
 #[derive(Debug)]
 pub struct Cache {
     root: PathBuf,
     layout: Layout,
     imported: Mutex<BTreeMap<String, (Entry, ImageRef)>>,
     used: Mutex<BTreeMap<String, Entry>>,
+    _lock: Flock<File>,
 }
 
 impl Cache {
-    /// Opens (creating) the cache at `root`.
+    /// Opens (creating) the cache at `root` for a build: holds its lock shared, waiting
+    /// while a prune runs.
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
+        Cache::open_with(root, FlockArg::LockShared)
+    }
+
+    /// Opens (creating) the cache at `root` for a prune: holds its lock exclusively,
+    /// waiting while builds run.
+    pub fn open_exclusive(root: &Path) -> Result<Cache, CacheError> {
+        Cache::open_with(root, FlockArg::LockExclusive)
+    }
+
+    fn open_with(root: &Path, how: FlockArg) -> Result<Cache, CacheError> {
+        fs::create_dir_all(root).map_err(io_err(root))?;
+        let path = root.join("lock");
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        let lock = Flock::lock(file, how).map_err(|(_, errno)| io_err(&path)(errno.into()))?;
         for dir in [root.join("keys"), root.join("tmp"), root.join("mounts")] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         let layout = Layout::create(root)?;
-        Ok(Cache { root: root.to_path_buf(), layout, imported: Mutex::default(), used: Mutex::default() })
+        Ok(Cache { root: root.to_path_buf(), layout, imported: Mutex::default(), used: Mutex::default(), _lock: lock })
     }
 
     /// The cache's layout (its blobs).
@@ -173,14 +196,19 @@ impl Cache {
         self.root.join("keys").join(format!("{}.json", key.hex()))
     }
 
-    /// The entry for `key`, if it and its layer blob are present locally.
+    /// The entry for `key`, if it and its layer blob are present locally. A hit marks the
+    /// entry used now (for `berth build prune`).
     pub fn get_local(&self, key: &Digest) -> Option<Entry> {
-        let body = fs::read(self.key_path(key)).ok()?;
+        let path = self.key_path(key);
+        let body = fs::read(&path).ok()?;
         let entry: Entry = serde_json::from_slice(&body).ok()?;
         if let Some(layer) = &entry.layer {
             if !self.layout.has_blob(&layer.digest) {
                 return None;
             }
+        }
+        if let Ok(file) = File::options().write(true).open(&path) {
+            let _ = file.set_modified(SystemTime::now());
         }
         Some(entry)
     }

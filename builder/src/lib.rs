@@ -7,17 +7,20 @@
 //!   [`ignore`] reads `.dockerignore`.
 //! - [`plan`] groups the steps into stages, resolves `ARG` scoping and the stage graph.
 //! - [`build`] executes the stages: [`context`] selects and hashes COPY sources,
+//!   [`archive`] decides which ADD sources are archives and decompresses them,
 //!   [`tarball`] writes reproducible layers compressed on every core, [`run`] runs RUN
 //!   steps in a container and diffs their root, [`fsindex`] knows the image's paths,
 //!   [`config`] is the image config, and [`cache`] maps step keys to layers.
 //! - [`output`] writes the result as an OCI layout, a docker-archive, or pushes it.
 //! - [`progress`] shows it all, BuildKit-style.
+//! - [`prune`] removes unused cache entries and their layers (`berth build prune`).
 //!
 //! `cli`'s `berth build` calls [`build::Builder::build`] and [`output`]. Each module has its
 //! own error enum; messages name the file, step or path involved and do not repeat their
 //! `source()`, so print the chain (anyhow's `{:#}`).
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod config;
@@ -29,6 +32,7 @@ pub mod instructions;
 pub mod output;
 pub mod plan;
 pub mod progress;
+pub mod prune;
 pub mod run;
 pub mod syntax;
 pub mod tarball;

@@ -2,11 +2,13 @@
 //! in-process berth registry, run from the local store right after the build, pushed back,
 //! pulled and run; the OCI layout, OCI tar and
 //! docker-archive outputs; reproducibility across directories, times and stores; the cache
-//! (warm builds, one changed file, export and import through a registry); and bad input,
+//! (warm builds, one changed file, `COPY --link` layers that survive a change before them,
+//! export and import through a registry, `berth build prune`); and bad input,
 //! each a clear error that leaves no image, cache entry or temporary file behind. RUN steps
 //! run with the embedded runtime (`berth oci-runtime`) unless a test names another: the same
 //! RUN-bearing build under runc gives the same layers, and SIGINT or SIGTERM during a RUN
-//! leaves no container, state, mount, cgroup or process behind, under either runtime. With a
+//! leaves no container, state, mount, cgroup or process behind, under either runtime. ADD
+//! extracts bzip2 and xz archives made by the system's `tar`, by content, not name. With a
 //! Docker engine, `docker load` of the archive and `docker pull` + `docker run` of the
 //! pushed image (SKIP without an engine, failure under `CI=true`).
 
@@ -338,6 +340,164 @@ async fn warm_builds_hit_and_one_change_redoes_only_later_layers() -> Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_link_layers_do_not_depend_on_earlier_steps() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let link_steps = "COPY --link two.txt /etc/app/two.txt\nCOPY --link --chown=1000:1000 data/ /srv/data/\n";
+    let dockerfile = format!(
+        "FROM {}\nCOPY one.txt /one.txt\nRUN echo ran > /ran\n{link_steps}COPY --chown=app:app three.txt /home/three.txt\n",
+        base.base
+    );
+    write_files(
+        &ctx,
+        &[("Dockerfile", &dockerfile), ("one.txt", "1\n"), ("two.txt", "2\n"), ("three.txt", "3\n"), ("data/d", "d\n")],
+    )?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let build = |ctx: &Path, dest: &str| {
+        vec![
+            "build".to_string(),
+            "--progress".into(),
+            "plain".into(),
+            "--output".into(),
+            format!("type=oci,dest={}/{dest}", out.display()),
+            ctx.display().to_string(),
+        ]
+    };
+    let args = build(&ctx, "a");
+    berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let a = read_layout(&out.join("a"), "latest")?;
+    let base_layers = a.layers.len() - 5;
+
+    // The --link layers hold only what they copy, and the parents they need, as on an empty
+    // root; a later plain COPY still resolves names in the image (after a RUN).
+    let only = |image: &e2e::build::ImageFiles, i: usize, dir: &str| -> Result<_> {
+        let mut one = image.clone();
+        one.layers = vec![image.layers[i].clone()];
+        one.blobs = vec![image.blobs[i].clone()];
+        let flat = work.path().join(dir);
+        flatten(&one, &flat)?;
+        list_tree(&flat)
+    };
+    let two = only(&a, base_layers + 2, "two")?;
+    let keys: Vec<&String> = two.keys().collect();
+    // /etc is in the base image: a plain COPY would leave it out of its layer.
+    ensure!(keys == ["etc", "etc/app", "etc/app/two.txt"], "COPY --link layer: {two:#?}");
+    ensure!(two["etc"].starts_with("dir 755 0:0"), "{two:#?}");
+    let data = only(&a, base_layers + 3, "data")?;
+    ensure!(data["srv"].starts_with("dir 755 1000:1000") && data["srv/data/d"].ends_with("644 1000:1000"), "{data:#?}");
+    let three = only(&a, base_layers + 4, "three")?;
+    ensure!(three["home/three.txt"].ends_with("644 1000:1000"), "COPY --chown=app after a RUN: {three:#?}");
+
+    // An earlier step changes: the steps after it that depend on it run again, the --link
+    // ones are cached, and their blobs are the very same.
+    fs::write(ctx.join("one.txt"), "1 changed\n")?;
+    let args = build(&ctx, "b");
+    let changed = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let b = read_layout(&out.join("b"), "latest")?;
+    ensure!(changed.stderr.contains("COPY one.txt /one.txt\n#2 DONE"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("RUN echo ran > /ran\n#3 DONE"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("COPY --link two.txt /etc/app/two.txt\n#4 CACHED"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("data/ /srv/data/\n#5 CACHED"), "{}", changed.stderr);
+    ensure!(changed.stderr.contains("three.txt /home/three.txt\n#6 DONE"), "{}", changed.stderr);
+    ensure!(a.layers[base_layers].digest != b.layers[base_layers].digest, "the changed COPY layer did not change");
+    for i in base_layers + 2..base_layers + 4 {
+        ensure!(a.layers[i].digest == b.layers[i].digest, "--link layer {i} changed with an earlier step");
+    }
+    ensure!(a.manifest != b.manifest);
+
+    // The same --link steps on another base (scratch) give the same blobs.
+    let other = work.path().join("other");
+    write_files(
+        &other,
+        &[("Dockerfile", &format!("FROM scratch\n{link_steps}")), ("two.txt", "2\n"), ("data/d", "d\n")],
+    )?;
+    let args = build(&other, "c");
+    let fresh = berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let c = read_layout(&out.join("c"), "latest")?;
+    ensure!(fresh.stderr.contains("two.txt /etc/app/two.txt\n#2 CACHED"), "--link on another base:\n{}", fresh.stderr);
+    ensure!(fresh.stderr.contains("data/ /srv/data/\n#3 CACHED"), "--link on another base:\n{}", fresh.stderr);
+    ensure!(
+        c.layers[0].digest == a.layers[base_layers + 2].digest
+            && c.layers[1].digest == a.layers[base_layers + 3].digest
+    );
+
+    // A RUN first, then a COPY naming a user: the path index (not read by the RUN) is read
+    // from the layers then, /etc/passwd included.
+    let run_first = work.path().join("run-first");
+    let df = format!("FROM {}\nRUN echo ran > /ran\nCOPY --chown=app:app two.txt /two.txt\n", base.base);
+    write_files(&run_first, &[("Dockerfile", &df), ("two.txt", "2\n")])?;
+    let args = build(&run_first, "e");
+    berth_ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let e = read_layout(&out.join("e"), "latest")?;
+    let last = only(&e, e.layers.len() - 1, "e-last")?;
+    ensure!(last["two.txt"].ends_with("644 1000:1000"), "COPY --chown=app right after a RUN: {last:#?}");
+
+    // --link reads no image, so --chown takes no names.
+    let bad = work.path().join("bad");
+    write_files(
+        &bad,
+        &[("Dockerfile", &format!("FROM {}\nCOPY --link --chown=app two.txt /\n", base.base)), ("two.txt", "2\n")],
+    )?;
+    let args = build(&bad, "d");
+    let failed = berth(&root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    ensure!(!failed.ok && failed.stderr.contains("numeric ids"), "{}", failed.stderr);
+    assert_no_debris(&root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_prune_removes_unused_cache() -> Result<()> {
+    require_tools(&[])?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    // 100 kB that gzip cannot shrink much: a chain of SHA-256 hex digests.
+    let mut big = String::new();
+    let mut d = shared::Digest::sha256_of(b"seed");
+    while big.len() < 100_000 {
+        big.push_str(d.hex());
+        d = shared::Digest::sha256_of(d.hex().as_bytes());
+    }
+    write_files(
+        &ctx,
+        &[("Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\nCOPY big /big\n"), ("a.txt", "a\n"), ("big", &big)],
+    )?;
+    let root = work.path().join("root");
+    let ctx_arg = ctx.to_str().context("utf-8")?;
+    berth_ok(&root, &["build", "--progress", "plain", ctx_arg]).await?;
+    ensure!(key_count(&root)? == 2);
+
+    // Nothing is older than an hour, and a roomy --keep-storage keeps everything.
+    let kept = berth_ok(&root, &["build", "prune", "--filter", "until=1h"]).await?;
+    ensure!(kept.stdout.starts_with("Total reclaimed space: 0B"), "{}", kept.stdout);
+    let kept = berth_ok(&root, &["build", "prune", "--keep-storage", "1GB"]).await?;
+    ensure!(kept.stdout.starts_with("Total reclaimed space: 0B") && key_count(&root)? == 2, "{}", kept.stdout);
+
+    // A prune removes both entries, their layers and the build's config and manifest.
+    let pruned = berth_ok(&root, &["build", "prune", "-f"]).await?;
+    ensure!(
+        pruned.stdout.contains("COPY big /big") && pruned.stdout.contains("COPY a.txt /a.txt"),
+        "{}",
+        pruned.stdout
+    );
+    ensure!(pruned.stdout.lines().filter(|l| l.starts_with("deleted")).count() == 4, "{}", pruned.stdout);
+    let total = pruned.stdout.lines().last().and_then(|l| l.strip_prefix("Total reclaimed space: ")).unwrap_or("");
+    let kb: f64 = total.split_once("kB").map_or("0", |(n, _)| n).parse()?;
+    ensure!(kb > 40.0, "some 50 kB of gzip: {}", pruned.stdout);
+    ensure!(key_count(&root)? == 0);
+    let blobs = fs::read_dir(root.join("build/blobs/sha256"))?.count();
+    ensure!(blobs == 0, "{blobs} blobs left");
+
+    // The next build runs every step again and gives the same image.
+    let again = berth_ok(&root, &["build", "--progress", "plain", ctx_arg]).await?;
+    ensure!(again.stderr.contains("#2 DONE") && again.stderr.contains("#3 DONE"), "{}", again.stderr);
+    let quiet = berth_ok(&root, &["build", "prune", "--all", "-q"]).await?;
+    ensure!(quiet.stdout.trim().parse::<u64>()? > 100, "{}", quiet.stdout);
+    assert_no_debris(&root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_exports_to_a_registry_and_imports_elsewhere() -> Result<()> {
     require_tools(&[])?;
     let base = BaseRegistry::start().await?;
@@ -412,6 +572,52 @@ async fn bad_input_is_a_clear_error_and_leaves_nothing() -> Result<()> {
         assert_no_debris(&root)?;
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_extracts_bzip2_and_xz_archives_by_content() -> Result<()> {
+    require_tools(&[])?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let dockerfile =
+        "FROM scratch\nADD a.tar.bz2 /bz/\nADD a.tar.xz /xz/\nADD data.bin /renamed/\nADD notar.tar.xz /copied/\n";
+    write_files(&ctx, &[("Dockerfile", dockerfile)])?;
+    let src = work.path().join("src");
+    write_files(&src, &[("hello.txt", "hello\n"), ("d/f", "inner\n")])?;
+    let src_arg = src.to_str().context("utf-8")?;
+    let in_ctx = |name: &str| ctx.join(name).to_string_lossy().into_owned();
+    for (flag, name) in [("-cjf", "a.tar.bz2"), ("-cJf", "a.tar.xz")] {
+        let archive = in_ctx(name);
+        run_ok("tar", &[flag, &archive, "--owner=1234", "--group=5678", "--numeric-owner", "-C", src_arg, "."]).await?;
+    }
+    // A bzip2 tar under a name that says nothing, and an xz file that holds no tar.
+    fs::copy(ctx.join("a.tar.bz2"), ctx.join("data.bin"))?;
+    fs::write(work.path().join("notar.tar"), "not a tar\n")?;
+    run_ok("xz", &["-k", &work.path().join("notar.tar").to_string_lossy()]).await?;
+    fs::rename(work.path().join("notar.tar.xz"), ctx.join("notar.tar.xz"))?;
+
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let dest = format!("type=oci,dest={}", out.display());
+    berth_ok(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await?;
+    let flat = work.path().join("flat");
+    flatten(&read_layout(&out, "latest")?, &flat)?;
+    let tree = list_tree(&flat)?;
+    for dir in ["bz", "xz", "renamed"] {
+        for (path, content) in [("hello.txt", "hello\n"), ("d/f", "inner\n")] {
+            let want = format!("file {} 644 1234:5678", shared::Digest::sha256_of(content.as_bytes()));
+            let got = tree.get(&format!("{dir}/{path}"));
+            ensure!(got == Some(&want), "{dir}/{path}: {got:?}, want {want}\n{tree:#?}");
+        }
+        ensure!(tree.get(&format!("{dir}/d")).is_some_and(|d| d.starts_with("dir ")), "{dir}/d:\n{tree:#?}");
+        // The archive's `./` entry gives the directory extracted into its owner.
+        ensure!(tree[dir].starts_with("dir 755 1234:5678"), "{dir}: {}", tree[dir]);
+    }
+    let copied = fs::read(ctx.join("notar.tar.xz"))?;
+    let want = format!("file {} 644 0:0", shared::Digest::sha256_of(&copied));
+    ensure!(tree.get("copied/notar.tar.xz") == Some(&want), "an xz file without a tar is copied:\n{tree:#?}");
+    ensure!(!tree.contains_key("renamed/data.bin"), "an archive named data.bin was copied, not extracted");
+    assert_no_debris(&root)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,9 @@ COPY a.txt /renamed.txt
 COPY link /followed
 COPY data/x/*.txt /globbed/
 ADD archive.tar.gz /extracted/
+ADD archive.tar.bz2 /extracted-bz2/
+ADD archive.tar.xz /extracted-xz/
+ADD notar.xz /copied-xz/
 ADD plain.txt /added/
 RUN mkdir -p /var/made && echo "$A $B $C" > /app/env.txt && chmod 600 /app/env.txt && ln -s /app/env.txt /app/link-to-env
 RUN rm /app/a.txt && chown 1000:1000 /app/b.txt
@@ -154,9 +157,15 @@ async fn berth_and_buildah_build_the_same_images() -> Result<()> {
             std::os::unix::fs::symlink("a.txt", ctx.join("link"))?;
             write_files(&ctx.join("arch"), &[("inner/one", "1\n"), ("two", "2\n")])?;
             write_files(&ctx, &[("plain.txt", "plain\n")])?;
-            let archive = ctx.join("archive.tar.gz");
-            run_ok("tar", &["-czf", &archive.to_string_lossy(), "-C", &ctx.join("arch").to_string_lossy(), "."])
-                .await?;
+            let arch = ctx.join("arch").to_string_lossy().into_owned();
+            for (flag, name) in [("-czf", "archive.tar.gz"), ("-cjf", "archive.tar.bz2"), ("-cJf", "archive.tar.xz")] {
+                let archive = ctx.join(name).to_string_lossy().into_owned();
+                run_ok("tar", &[flag, &archive, "--owner=1234", "--group=5678", "--numeric-owner", "-C", &arch, "."])
+                    .await?;
+            }
+            // xz holding no tar: copied as it is.
+            write_files(&ctx, &[("notar", "not a tar\n")])?;
+            run_ok("xz", &[&ctx.join("notar").to_string_lossy()]).await?;
         }
         let base_arg = format!("BASE={}", base.base);
         let mut args: Vec<String> = vec!["--build-arg".into(), base_arg.clone()];

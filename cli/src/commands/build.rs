@@ -6,6 +6,9 @@
 //! (`runtime::Store::import`). RUN steps run through this binary's `berth oci-runtime` (the embedded
 //! runtime) unless `--runtime` names another. SIGINT or SIGTERM cancels the build (its RUN
 //! containers are killed and cleaned up; exit status 130 or 143); a second one exits at once.
+//!
+//! `berth build prune [--all] [--keep-storage SIZE] [--filter until=DURATION]`: removes
+//! unused build cache (`builder::prune`) and prints what it freed.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -24,7 +27,11 @@ use shared::ImageRef;
 
 /// Flags of `berth build`.
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    /// `berth build prune`.
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
     /// Name the image (repeatable): [HOST[:PORT]/]NAME[:TAG].
     #[arg(short = 't', long = "tag", value_name = "REF")]
     pub tags: Vec<String>,
@@ -85,7 +92,36 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub iidfile: Option<PathBuf>,
     /// The build context directory.
-    pub context: PathBuf,
+    #[arg(required = true)]
+    pub context: Option<PathBuf>,
+}
+
+/// What `berth build` does besides building.
+#[derive(clap::Subcommand, Debug)]
+pub enum Subcommand {
+    /// Remove unused build cache (as `docker builder prune`); waits for running builds.
+    Prune(PruneArgs),
+}
+
+/// Flags of `berth build prune`.
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// Also remove the cache of images built with -t, their names in the cache, RUN cache
+    /// mounts and the stat cache.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Keep this much cache, removing the least recently used first (bytes, or 512MB, 10GB…).
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Only what was last used longer ago than DURATION: until=24h, until=1h30m.
+    #[arg(long, value_name = "until=DURATION")]
+    pub filter: Vec<String>,
+    /// Accepted for `docker builder prune -f`: berth never asks.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Print only the total freed, in bytes.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// A parsed `--output`.
@@ -120,6 +156,15 @@ fn parse_refs(refs: &[String], what: &str) -> Result<Vec<ImageRef>> {
 
 /// Runs `berth build` with the store at `root`; returns the exit status.
 pub fn main(root: &Path, args: Args) -> ExitCode {
+    if let Some(Subcommand::Prune(prune_args)) = &args.command {
+        return match prune(root, prune_args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cancelled = Arc::new(AtomicU8::new(0));
     match run(root, args, &cancelled) {
         Ok(()) => ExitCode::SUCCESS,
@@ -157,7 +202,60 @@ fn cancel_on_signals(tokio: &tokio::runtime::Runtime, cancel: Cancel, code: Arc<
     Ok(())
 }
 
+/// `berth build prune`: one line per removed entry (and other removed thing), then the total.
+fn prune(root: &Path, args: &PruneArgs) -> Result<()> {
+    let mut until = None;
+    for f in &args.filter {
+        until = Some(builder::prune::parse_filter(f)?);
+    }
+    let options = builder::prune::PruneOptions {
+        all: args.all,
+        keep_storage: args.keep_storage.as_deref().map(builder::prune::parse_size).transpose()?,
+        until,
+    };
+    let cache = root.join("build");
+    let pruned = builder::prune::prune(&cache, &options)
+        .with_context(|| format!("cannot prune the build cache in {}", cache.display()))?;
+    if args.quiet {
+        println!("{}", pruned.freed);
+        return Ok(());
+    }
+    for r in &pruned.removed {
+        let what = match &r.created_by {
+            // `entry <64 hex>`: the first 12, as Docker shows IDs.
+            Some(step) => format!("{:<18} {step}", r.what.get(..18).unwrap_or(&r.what)),
+            None => r.what.clone(),
+        };
+        println!("deleted {:>10}  {what}", human(r.size));
+    }
+    println!("Total reclaimed space: {} ({} kept)", human(pruned.freed), human(pruned.remaining));
+    Ok(())
+}
+
+/// Bytes as Docker prints them (4 significant digits, powers of 1000): `0B`, `512B`,
+/// `1.5kB`, `12.35MB`.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let decimals = if value >= 100.0 {
+        1
+    } else if value >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let text = format!("{value:.decimals$}");
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+    format!("{text}{}", UNITS[unit])
+}
+
 fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
+    let Some(context) = args.context.clone() else { bail!("berth build needs a context directory") };
     let tags = parse_refs(&args.tags, "tag")?;
     let outputs: Vec<Output> = args.outputs.iter().map(|o| parse_output(o)).collect::<Result<_>>()?;
     let push = args.push || outputs.contains(&Output::Registry);
@@ -181,8 +279,8 @@ fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
             fields.get("src").or(fields.get("source")).with_context(|| format!("--secret {s:?}: src= is required"))?;
         secrets.insert(id.to_string(), PathBuf::from(src));
     }
-    if !args.context.is_dir() {
-        bail!("the build context {} is not a directory", args.context.display());
+    if !context.is_dir() {
+        bail!("the build context {} is not a directory", context.display());
     }
     let mode = match args.progress.as_str() {
         "auto" if std::io::stderr().is_terminal() => Mode::Tty,
@@ -216,7 +314,7 @@ fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
         cancel: cancel.clone(),
         secrets,
         cache_from,
-        ..Options::new(&args.context)
+        ..Options::new(&context)
     };
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     cancel_on_signals(&tokio, cancel.clone(), Arc::clone(cancelled))?;
@@ -308,6 +406,32 @@ fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prints_sizes_as_docker() {
+        assert_eq!(human(0), "0B");
+        assert_eq!(human(999), "999B");
+        assert_eq!(human(1500), "1.5kB");
+        assert_eq!(human(12_345_678), "12.35MB");
+        assert_eq!(human(3_000_000_000), "3GB");
+    }
+
+    #[test]
+    fn prune_is_a_subcommand_and_context_stays_required() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let cli =
+            Cli::try_parse_from(["build", "prune", "--all", "--keep-storage", "1GB", "--filter", "until=24h"]).unwrap();
+        let Some(Subcommand::Prune(p)) = cli.args.command else { panic!("not prune") };
+        assert!(p.all && p.keep_storage.as_deref() == Some("1GB") && p.filter == ["until=24h"]);
+        let cli = Cli::try_parse_from(["build", "-t", "app", "."]).unwrap();
+        assert!(cli.args.command.is_none() && cli.args.context == Some(".".into()));
+        assert!(Cli::try_parse_from(["build", "-t", "app"]).is_err());
+    }
 
     #[test]
     fn parses_outputs() {
