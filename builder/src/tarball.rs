@@ -23,13 +23,14 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 
 use flate2::{Compress, Compression as Level, FlushCompress};
+use shared::layer::{append_entry, set_link, set_path, ExactReader, PaxRecords};
 use shared::{media_type, Algorithm, Digest, Hasher};
 use tar::{EntryType, Header};
 
@@ -246,23 +247,23 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>
     };
     header.set_mtime(u64::try_from(mtime).unwrap_or(0));
     header.set_size(0);
-    let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut pax = PaxRecords::new();
     let path = match entry.kind {
         Kind::Dir => format!("{}/", entry.path),
         _ => entry.path.clone(),
     };
-    set_path(&mut header, &path, &mut pax);
+    set_path(&mut header, path.as_bytes(), &mut pax);
     match &entry.kind {
         Kind::File { content, size } => {
             header.set_entry_type(EntryType::Regular);
             header.set_size(*size);
             match content {
-                Content::Bytes(bytes) => write_entry(tar, &header, &pax, bytes.as_slice()).map_err(werr)?,
+                Content::Bytes(bytes) => append_entry(tar, &header, &pax, bytes.as_slice()).map_err(werr)?,
                 Content::Disk(src) => {
                     let file = File::open(src).map_err(|source| TarError::Read { path: src.clone(), source })?;
-                    let mut reader = ExactReader { inner: file, remaining: *size, changed: false };
-                    let result = write_entry(tar, &header, &pax, &mut reader);
-                    if reader.changed {
+                    let mut reader = ExactReader::new(file, *size);
+                    let result = append_entry(tar, &header, &pax, &mut reader);
+                    if reader.changed() {
                         return Err(TarError::Changed(src.clone()));
                     }
                     result.map_err(werr)?;
@@ -290,104 +291,7 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, clamp: Option<i64>
             header.set_device_minor(*minor).map_err(werr)?;
         }
     }
-    write_entry(tar, &header, &pax, io::empty()).map_err(werr)
-}
-
-fn write_entry<W: Write>(
-    tar: &mut tar::Builder<W>,
-    header: &Header,
-    pax: &[(&str, Vec<u8>)],
-    data: impl Read,
-) -> io::Result<()> {
-    if !pax.is_empty() {
-        let records: Vec<u8> = pax.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
-        let mut h = Header::new_ustar();
-        h.set_entry_type(EntryType::XHeader);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_size(records.len() as u64);
-        h.set_path("PaxHeader")?;
-        h.set_cksum();
-        tar.append(&h, records.as_slice())?;
-    }
-    let mut header = header.clone();
-    header.set_cksum();
-    tar.append(&header, data)
-}
-
-fn set_path(header: &mut Header, path: &str, pax: &mut Vec<(&'static str, Vec<u8>)>) {
-    // `set_path` would drop a trailing slash and refuses `..`; write the bytes ourselves.
-    let bytes = path.as_bytes();
-    let Some(ustar) = header.as_ustar_mut() else { return };
-    ustar.prefix.fill(0);
-    ustar.name.fill(0);
-    if bytes.len() <= ustar.name.len() {
-        ustar.name[..bytes.len()].copy_from_slice(bytes);
-        return;
-    }
-    // Split into prefix (≤155) and name (≤100) at a slash, as ustar allows.
-    let split = (1..bytes.len()).rev().find(|&i| {
-        bytes[i] == b'/' && i <= ustar.prefix.len() && bytes.len() - i - 1 <= ustar.name.len() && i + 1 < bytes.len()
-    });
-    match split {
-        Some(i) => {
-            ustar.prefix[..i].copy_from_slice(&bytes[..i]);
-            ustar.name[..bytes.len() - i - 1].copy_from_slice(&bytes[i + 1..]);
-        }
-        None => {
-            let n = ustar.name.len();
-            ustar.name.copy_from_slice(&bytes[..n]);
-            pax.push(("path", bytes.to_vec()));
-        }
-    }
-}
-
-fn set_link(header: &mut Header, target: &[u8], pax: &mut Vec<(&'static str, Vec<u8>)>) {
-    let linkname = &mut header.as_old_mut().linkname;
-    linkname.fill(0);
-    let n = target.len().min(linkname.len());
-    linkname[..n].copy_from_slice(&target[..n]);
-    if target.len() > linkname.len() {
-        pax.push(("linkpath", target.to_vec()));
-    }
-}
-
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let rest = key.len() + value.len() + 3;
-    let mut len = rest + 1;
-    while rest + len.to_string().len() != len {
-        len = rest + len.to_string().len();
-    }
-    let mut record = format!("{len} {key}=").into_bytes();
-    record.extend_from_slice(value);
-    record.push(b'\n');
-    record
-}
-
-struct ExactReader<R> {
-    inner: R,
-    remaining: u64,
-    changed: bool,
-}
-
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            if self.inner.read(&mut [0u8])? != 0 {
-                self.changed = true;
-                return Err(io::Error::other("file grew while being archived"));
-            }
-            return Ok(0);
-        }
-        let max = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            self.changed = true;
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being archived"));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
+    append_entry(tar, &header, &pax, io::empty()).map_err(werr)
 }
 
 /// A job for a compression worker: a chunk and where to send its compressed form.
@@ -605,6 +509,7 @@ fn finish_deflate() -> io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use flate2::read::GzDecoder;
+    use std::io::Read;
 
     fn file(path: &str, data: &[u8]) -> Entry {
         Entry {

@@ -127,7 +127,7 @@ pub fn write_layer<W: Write>(root: &Path, options: &LayerOptions, out: W) -> Res
 
     let mut first_name: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for (rel, meta) in &entries {
-        append_entry(&mut tar, root, rel, meta, options, &mut first_name)?;
+        append_file(&mut tar, root, rel, meta, options, &mut first_name)?;
     }
 
     let uncompressed = tar.into_inner().map_err(write_err)?;
@@ -178,9 +178,9 @@ fn walk(root: &Path) -> Result<Vec<(PathBuf, Metadata)>, LayerError> {
     Ok(found)
 }
 
-/// Appends one entry. `first_name` maps (device, inode) of multiply-linked files to the
+/// Appends one file of the tree. `first_name` maps (device, inode) of multiply-linked files to the
 /// first name they were archived under, so later names become hard links.
-fn append_entry<W: Write>(
+fn append_file<W: Write>(
     tar: &mut tar::Builder<W>,
     root: &Path,
     rel: &Path,
@@ -198,27 +198,27 @@ fn append_entry<W: Write>(
     header.set_gid(options.gid.unwrap_or(u64::from(meta.gid())));
     header.set_mtime(clamp_mtime(meta.mtime(), options.mtime_epoch));
     header.set_size(0);
-    let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut pax = PaxRecords::new();
 
     if !file_type.is_dir() && meta.nlink() > 1 {
         let key = (meta.dev(), meta.ino());
         if let Some(target) = first_name.get(&key) {
             header.set_entry_type(EntryType::Link);
-            set_link_name(&mut header, target, &mut pax);
-            set_path(&mut header, rel, &mut pax);
-            return append(tar, &header, &pax, io::empty()).map_err(entry_err);
+            set_link(&mut header, target.as_os_str().as_bytes(), &mut pax);
+            set_path(&mut header, rel.as_os_str().as_bytes(), &mut pax);
+            return append_entry(tar, &header, &pax, io::empty()).map_err(entry_err);
         }
         first_name.insert(key, rel.to_path_buf());
     }
-    set_path(&mut header, rel, &mut pax);
+    set_path(&mut header, rel.as_os_str().as_bytes(), &mut pax);
 
     if file_type.is_file() {
         header.set_entry_type(EntryType::Regular);
         header.set_size(meta.len());
         let file = File::open(&abs).map_err(|source| LayerError::Read { path: abs.clone(), source })?;
-        let mut reader = ExactReader { inner: file, remaining: meta.len(), changed: false };
-        let result = append(tar, &header, &pax, &mut reader);
-        if reader.changed {
+        let mut reader = ExactReader::new(file, meta.len());
+        let result = append_entry(tar, &header, &pax, &mut reader);
+        if reader.changed() {
             return Err(LayerError::Changed { path: abs });
         }
         return result.map_err(entry_err);
@@ -229,7 +229,7 @@ fn append_entry<W: Write>(
     } else if file_type.is_symlink() {
         header.set_entry_type(EntryType::Symlink);
         let target = fs::read_link(&abs).map_err(|source| LayerError::Read { path: abs.clone(), source })?;
-        set_link_name(&mut header, &target, &mut pax);
+        set_link(&mut header, target.as_os_str().as_bytes(), &mut pax);
     } else if file_type.is_fifo() {
         header.set_entry_type(EntryType::Fifo);
     } else if file_type.is_char_device() || file_type.is_block_device() {
@@ -238,14 +238,20 @@ fn append_entry<W: Write>(
         header.set_device_major(major).map_err(entry_err)?;
         header.set_device_minor(minor).map_err(entry_err)?;
     }
-    append(tar, &header, &pax, io::empty()).map_err(entry_err)
+    append_entry(tar, &header, &pax, io::empty()).map_err(entry_err)
 }
 
-/// Writes the PAX extended header (when there are records) and then the entry itself.
-fn append<W: Write>(
+/// PAX records of one entry, written as an extended header before it: `path` and
+/// `linkpath` when ustar's fields are too short for them.
+pub type PaxRecords = Vec<(&'static str, Vec<u8>)>;
+
+/// Appends one entry to `tar`: the PAX extended header first when there are records, then
+/// the header (its checksum set here) and `data`. The builder's entry writer uses it too, so
+/// both kinds of layer encode entries alike.
+pub fn append_entry<W: Write>(
     tar: &mut tar::Builder<W>,
     header: &Header,
-    pax: &[(&str, Vec<u8>)],
+    pax: &[(&'static str, Vec<u8>)],
     data: impl Read,
 ) -> io::Result<()> {
     if !pax.is_empty() {
@@ -264,31 +270,43 @@ fn append<W: Write>(
     tar.append(&header, data)
 }
 
-/// Sets the header's path, or, when ustar cannot hold it, a truncated stand-in plus a PAX
-/// `path` record.
-fn set_path(header: &mut Header, path: &Path, pax: &mut Vec<(&'static str, Vec<u8>)>) {
-    if header.set_path(path).is_err() {
-        let bytes = path.as_os_str().as_bytes();
-        if let Some(ustar) = header.as_ustar_mut() {
-            ustar.prefix.fill(0);
-            ustar.name.fill(0);
-            let n = bytes.len().min(ustar.name.len());
-            ustar.name[..n].copy_from_slice(&bytes[..n]);
+/// Sets the header's path byte for byte (a trailing `/` is kept; nothing is normalised),
+/// split into ustar's prefix and name at a `/` when it is longer than 100 bytes, or, when
+/// no split fits, a truncated stand-in plus a PAX `path` record.
+pub fn set_path(header: &mut Header, path: &[u8], pax: &mut PaxRecords) {
+    let Some(ustar) = header.as_ustar_mut() else { return };
+    ustar.prefix.fill(0);
+    ustar.name.fill(0);
+    if path.len() <= ustar.name.len() {
+        ustar.name[..path.len()].copy_from_slice(path);
+        return;
+    }
+    // Prefix (at most 155 bytes) and name (at most 100), split at a slash.
+    let split = (1..path.len()).rev().find(|&i| {
+        path[i] == b'/' && i <= ustar.prefix.len() && path.len() - i - 1 <= ustar.name.len() && i + 1 < path.len()
+    });
+    match split {
+        Some(i) => {
+            ustar.prefix[..i].copy_from_slice(&path[..i]);
+            ustar.name[..path.len() - i - 1].copy_from_slice(&path[i + 1..]);
         }
-        pax.push(("path", bytes.to_vec()));
+        None => {
+            let n = ustar.name.len();
+            ustar.name.copy_from_slice(&path[..n]);
+            pax.push(("path", path.to_vec()));
+        }
     }
 }
 
 /// Sets the header's link target byte for byte (a symlink's target is kept as written), or,
-/// when it is too long, a truncated stand-in plus a PAX `linkpath` record.
-fn set_link_name(header: &mut Header, target: &Path, pax: &mut Vec<(&'static str, Vec<u8>)>) {
-    let bytes = target.as_os_str().as_bytes();
-    if header.set_link_name_literal(bytes).is_err() {
-        let linkname = &mut header.as_old_mut().linkname;
-        linkname.fill(0);
-        let n = bytes.len().min(linkname.len());
-        linkname[..n].copy_from_slice(&bytes[..n]);
-        pax.push(("linkpath", bytes.to_vec()));
+/// when it is longer than 100 bytes, a truncated stand-in plus a PAX `linkpath` record.
+pub fn set_link(header: &mut Header, target: &[u8], pax: &mut PaxRecords) {
+    let linkname = &mut header.as_old_mut().linkname;
+    linkname.fill(0);
+    let n = target.len().min(linkname.len());
+    linkname[..n].copy_from_slice(&target[..n]);
+    if target.len() > linkname.len() {
+        pax.push(("linkpath", target.to_vec()));
     }
 }
 
@@ -318,12 +336,25 @@ fn dev_major_minor(rdev: u64) -> (u32, u32) {
     (major as u32, minor as u32)
 }
 
-/// Reads exactly `remaining` bytes of a file, noting whether it turned out shorter or longer,
-/// so a file that changes underneath never produces an entry whose size lies.
-struct ExactReader<R> {
+/// Reads exactly the size a file had when it was listed, noting whether it turned out
+/// shorter or longer, so a file that changes underneath never produces an entry whose size
+/// lies: the read fails, and [`ExactReader::changed`] tells why.
+pub struct ExactReader<R> {
     inner: R,
     remaining: u64,
     changed: bool,
+}
+
+impl<R> ExactReader<R> {
+    /// Reads `size` bytes of `inner`.
+    pub fn new(inner: R, size: u64) -> Self {
+        ExactReader { inner, remaining: size, changed: false }
+    }
+
+    /// True when the source turned out shorter or longer than its size.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
 }
 
 impl<R: Read> Read for ExactReader<R> {
