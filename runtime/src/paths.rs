@@ -21,7 +21,9 @@
 //!                                 copy (flattened image) where overlayfs is unavailable
 //!     upper/  work/               overlayfs upper and work directories (the container's changes)
 //!     container.log               stdout and stderr of a detached container
-//!     runtime/                    the OCI runtime's own state (libcontainer's, or runc's --root)
+//!     <id>/                       the OCI runtime's own state: this folder is the `--root` of
+//!                                 libcontainer or runc, which keep a folder per container ID in
+//!                                 it (one folder less to create and delete for every run)
 //! ```
 //!
 //! Everything under `blobs/` and `snapshots/` appears by one `rename` from `tmp/` (same
@@ -154,9 +156,10 @@ impl Paths {
         self.container(id).join("container.log")
     }
 
-    /// The OCI runtime's state directory for container `id`.
+    /// The OCI runtime's state directory (its `--root`) for container `id`: the container's
+    /// own folder, in which the runtime makes a folder named by the ID.
     pub fn container_runtime_state(&self, id: &str) -> PathBuf {
-        self.container(id).join("runtime")
+        self.container(id)
     }
 }
 

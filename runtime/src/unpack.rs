@@ -661,7 +661,8 @@ fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     let fd =
         rfs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io_err)?;
     let mut names = Vec::new();
-    for item in rfs::Dir::read_from(&fd).map_err(io_err)? {
+    // `Dir::new` reads through this descriptor; `read_from` would open the directory again.
+    for item in rfs::Dir::new(fd).map_err(io_err)? {
         let item = item.map_err(io_err)?;
         let name = item.file_name().to_bytes();
         if name != b"." && name != b".." {
@@ -672,7 +673,9 @@ fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
 }
 
 /// Removes `name` in `dir` and, for a directory, everything under it, never following
-/// symbolic links. Directories are made writable first, so read-only ones go too.
+/// symbolic links. Directories without full access for their owner are made writable
+/// first, so read-only ones go too (the others are left alone: a change of mode is one more
+/// journalled write, on the path of every `berth run --rm`).
 pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
@@ -682,7 +685,9 @@ pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()>
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
         return rfs::unlinkat(dir, name, AtFlags::empty()).map_err(io_err);
     }
-    let _ = rfs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty());
+    if st.st_mode & 0o700 != 0o700 {
+        let _ = rfs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty());
+    }
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let child = rfs::openat(dir, name, flags, Mode::empty()).map_err(io_err)?;
     for entry in list_dir(child.as_fd())? {

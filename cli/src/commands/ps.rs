@@ -96,7 +96,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let containers = Containers::at(dir.path());
         let mut r = containers
-            .create("busybox", "docker.io/library/busybox:latest", &Digest::sha256_of(b"m"), &RunOptions::default())
+            .create(
+                "busybox",
+                "docker.io/library/busybox:latest",
+                &Digest::sha256_of(b"m"),
+                &RunOptions::default(),
+                None,
+            )
             .unwrap();
         r.status = status;
         r.exit_code = exit_code;

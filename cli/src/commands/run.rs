@@ -261,28 +261,44 @@ pub fn run(root: &Path, args: Args) -> ExitCode {
     }
 }
 
-/// Logs warnings (or the filter in `BERTH_LOG`) to standard error.
-/// Logs to standard error, warnings and up (`BERTH_LOG` to change the filter).
+/// Logs warnings to standard error; with `BERTH_LOG` set, what its filter selects, each line
+/// stamped with the time since the start (to see where a start's milliseconds go).
 pub fn init_logging() {
-    let filter = std::env::var("BERTH_LOG").unwrap_or_else(|_| "warn,libcgroups=error,libcontainer=error".to_string());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
+    match std::env::var("BERTH_LOG") {
+        Ok(filter) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_timer(tracing_subscriber::fmt::time::uptime())
+                .try_init();
+        }
+        Err(_) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn,libcgroups=error,libcontainer=error"))
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .without_time()
+                .try_init();
+        }
+    }
 }
 
 fn start(root: &Path, args: Args) -> Result<i32> {
     init_logging();
+    tracing::debug!("berth run");
     let options = options(&args)?;
     let store = super::open_store(root)?;
     let image = find_or_pull(&store, &args.image, args.plain_http)?;
+    tracing::debug!("image found");
     let containers = Containers::at(root);
+    // In the foreground and without threads (nothing was pulled), this process supervises.
+    let in_process = !options.detach && single_threaded();
+    let shim_pid = in_process.then(|| std::process::id() as i32);
     let record = containers
-        .create(&args.image, &image.reference, &image.manifest, &options)
+        .create(&args.image, &image.reference, &image.manifest, &options, shim_pid)
         .context("cannot create the container")?;
-    drop(store);
+    tracing::debug!(id = %record.id, "container recorded");
     let exe = std::env::current_exe().context("cannot find the berth binary")?;
     if options.detach {
         shim::spawn_detached(|fd| {
@@ -295,9 +311,11 @@ fn start(root: &Path, args: Args) -> Result<i32> {
         println!("{}", record.id);
         return Ok(0);
     }
-    if single_threaded() {
-        return Ok(shim::run(ShimArgs { root: root.to_path_buf(), id: record.id, ready: None }));
+    if in_process {
+        let image = Some((store, image));
+        return Ok(shim::run(ShimArgs { root: root.to_path_buf(), id: record.id, ready: None, image }));
     }
+    drop(store);
     // Threads were started (to pull): the embedded runtime needs a fresh process.
     let err = std::process::Command::new(&exe).arg("--root").arg(root).arg("container-shim").arg(&record.id).exec();
     Err(anyhow!(err).context("cannot run the container supervisor"))
@@ -314,7 +332,7 @@ pub fn shim_main(root: &Path, flags: ShimFlags) -> ExitCode {
     }
     // SAFETY: the CLI passes the descriptor number of the pipe it left open for us.
     let ready = flags.ready_fd.map(|fd| unsafe { shim::take_fd(fd) });
-    let code = shim::run(ShimArgs { root: root.to_path_buf(), id: flags.id, ready });
+    let code = shim::run(ShimArgs { root: root.to_path_buf(), id: flags.id, ready, image: None });
     ExitCode::from(u8::try_from(code).unwrap_or(255))
 }
 

@@ -243,13 +243,15 @@ impl Containers {
     }
 
     /// Records a new container of the image (`image` as given, `reference` and `manifest`
-    /// from the store) and creates its folder. Fails when `options.name` is taken.
+    /// from the store) and creates its folder. `shim_pid` is the supervisor's PID when the
+    /// caller is the supervisor itself (saving it a write). Fails when `options.name` is taken.
     pub fn create(
         &self,
         image: &str,
         reference: &str,
         manifest: &Digest,
         options: &RunOptions,
+        shim_pid: Option<i32>,
     ) -> Result<ContainerRecord, ContainerError> {
         let _lock = self.lock()?;
         let existing = self.list()?;
@@ -289,7 +291,7 @@ impl Containers {
             command: Vec::new(),
             created: now(),
             status: Status::Created,
-            shim_pid: None,
+            shim_pid,
             pid: None,
             started: None,
             finished: None,
@@ -448,8 +450,13 @@ impl Containers {
 
     /// Undoes what a container left on the host: the root's mount, and its cgroups.
     pub fn cleanup(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        self.cleanup_with(record, &cgroups::Cgroups::detect()?)
+    }
+
+    /// [`Self::cleanup`] with the cgroup hierarchies already read.
+    pub fn cleanup_with(&self, record: &ContainerRecord, cgroups: &cgroups::Cgroups) -> Result<(), ContainerError> {
         rootfs::unmount(&self.paths.container_rootfs(&record.id))?;
-        cgroups::Cgroups::detect()?.remove(&record.cgroups_path())?;
+        cgroups.remove(&record.cgroups_path())?;
         Ok(())
     }
 }
@@ -470,13 +477,17 @@ mod tests {
         let containers = Containers::at(dir.path());
         let digest = Digest::sha256_of(b"m");
         let named = RunOptions { name: Some("web".into()), ..RunOptions::default() };
-        let a = containers.create("busybox", "docker.io/library/busybox:latest", &digest, &named).unwrap();
+        let a = containers.create("busybox", "docker.io/library/busybox:latest", &digest, &named, None).unwrap();
         assert_eq!(a.id.len(), 64);
         assert_eq!(a.status, Status::Created);
-        assert!(matches!(containers.create("busybox", "r", &digest, &named), Err(ContainerError::NameInUse { .. })));
+        assert!(matches!(
+            containers.create("busybox", "r", &digest, &named, None),
+            Err(ContainerError::NameInUse { .. })
+        ));
         let bad = RunOptions { name: Some("-x".into()), ..RunOptions::default() };
-        assert!(matches!(containers.create("busybox", "r", &digest, &bad), Err(ContainerError::InvalidName(_))));
-        let b = containers.create("busybox", "r", &digest, &RunOptions::default()).unwrap();
+        assert!(matches!(containers.create("busybox", "r", &digest, &bad, None), Err(ContainerError::InvalidName(_))));
+        let b = containers.create("busybox", "r", &digest, &RunOptions::default(), Some(7)).unwrap();
+        assert_eq!(b.shim_pid, Some(7));
         assert!(b.name.contains('_'), "{}", b.name);
         assert_eq!(containers.list().unwrap().len(), 2);
         assert_eq!(containers.find("web").unwrap().id, a.id);

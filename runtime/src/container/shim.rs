@@ -27,11 +27,12 @@ use nix::unistd::Pid;
 use oci_spec::image::ImageConfiguration;
 
 use super::oci::{ContainerStdio, OciError, OciRuntime, Started};
-use super::rootfs::{self, RootfsError};
+use super::rootfs::{self, RootfsError, RootfsKind};
 use super::spec::{self, HostFacts, Network, SpecError, SpecInput};
 use super::supervise::{self, Signals};
 use super::user::{self, UserError};
 use super::{cgroups, now, ContainerError, ContainerRecord, Containers, Status};
+use crate::images::ImageRecord;
 use crate::store::{Store, StoreError};
 use shared::error_chain;
 
@@ -117,6 +118,9 @@ pub struct ShimArgs {
     pub id: String,
     /// The pipe on which to report the start to a waiting CLI (`-d`).
     pub ready: Option<OwnedFd>,
+    /// The store and the container's image when the caller already has them (the CLI in the
+    /// foreground); otherwise the supervisor opens the store and finds the image itself.
+    pub image: Option<(Store, ImageRecord)>,
 }
 
 /// Starts a detached supervisor with `command(fd)` (the CLI's command line for
@@ -158,11 +162,20 @@ pub fn detach() -> Result<(), ShimError> {
 /// the container's (128 + signal when killed), 125 when it could not start, 127 when its
 /// command is not in the image. Errors are recorded, reported on `ready`, and printed.
 pub fn run(args: ShimArgs) -> i32 {
-    let ShimArgs { root, id, ready } = args;
+    let ShimArgs { root, id, ready, image } = args;
     let containers = Containers::at(&root);
     let mut ready = ready.map(File::from);
-    let mut shim = Shim { containers: containers.clone(), root, id: id.clone(), tty: None };
-    let outcome = shim.supervise(&mut ready);
+    let mut shim = Shim {
+        containers: containers.clone(),
+        root,
+        id: id.clone(),
+        tty: None,
+        cgroups: None,
+        command: Vec::new(),
+        rootfs: None,
+        exit_code: None,
+    };
+    let outcome = shim.supervise(&mut ready, image);
     let code = match &outcome {
         Ok(code) => *code,
         Err(e) => {
@@ -173,6 +186,10 @@ pub fn run(args: ShimArgs) -> i32 {
             eprintln!("berth: {message}");
             let code = if matches!(e, ShimError::NotFound(_)) { EXIT_NOT_FOUND } else { EXIT_START_FAILED };
             let _ = containers.update(&id, |r| {
+                if r.command.is_empty() {
+                    r.command = shim.command.clone();
+                }
+                r.rootfs = r.rootfs.or(shim.rootfs);
                 r.status = Status::Exited;
                 r.error = Some(message.clone());
                 r.exit_code = Some(code);
@@ -196,6 +213,14 @@ struct Shim {
     root: PathBuf,
     id: String,
     tty: Option<Tty>,
+    /// The host's cgroup hierarchies, read once for the spec and reused for the clean-up.
+    cgroups: Option<cgroups::Cgroups>,
+    /// The container's command, once known (recorded with the start, or with an error).
+    command: Vec<String>,
+    /// How the root was made, once it is.
+    rootfs: Option<RootfsKind>,
+    /// The exit code of a `--rm` container, recorded only if removing it fails.
+    exit_code: Option<i32>,
 }
 
 fn open_null(write: bool) -> Result<OwnedFd, ShimError> {
@@ -208,30 +233,45 @@ fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, ShimError> {
 }
 
 impl Shim {
-    fn supervise(&mut self, ready: &mut Option<File>) -> Result<i32, ShimError> {
+    fn supervise(&mut self, ready: &mut Option<File>, image: Option<(Store, ImageRecord)>) -> Result<i32, ShimError> {
         let paths = self.containers.paths().clone();
-        let record = self.containers.update(&self.id, |r| r.shim_pid = Some(std::process::id() as i32))?;
+        let mut record = self.containers.load(&self.id)?;
+        let me = std::process::id() as i32;
+        if record.shim_pid != Some(me) {
+            // A supervisor process of its own (`-d`, or after a pull): known from now on.
+            record.shim_pid = Some(me);
+            self.containers.save(&record)?;
+        }
         let signals = Signals::catch().map_err(io_err("installing signal handlers"))?;
         supervise::become_subreaper().map_err(io_err("becoming a child subreaper"))?;
 
-        let store = Store::open(&self.root)?;
-        let image = store
-            .images()?
-            .into_iter()
-            .find(|i| i.manifest == record.image_manifest && i.reference == record.image_reference)
-            .or_else(|| store.images().ok()?.into_iter().find(|i| i.manifest == record.image_manifest))
-            .ok_or_else(|| ShimError::ImageGone(record.image.clone()))?;
+        let (store, image) = match image {
+            Some((store, image)) if image.manifest == record.image_manifest => (store, image),
+            _ => {
+                let store = Store::open(&self.root)?;
+                let images = store.images()?;
+                let image = images
+                    .iter()
+                    .find(|i| i.manifest == record.image_manifest && i.reference == record.image_reference)
+                    .or_else(|| images.iter().find(|i| i.manifest == record.image_manifest))
+                    .cloned()
+                    .ok_or_else(|| ShimError::ImageGone(record.image.clone()))?;
+                (store, image)
+            }
+        };
         let config_body = store.content().read(&image.config).map_err(|e| ShimError::from(StoreError::from(e)))?;
         let config: ImageConfiguration = serde_json::from_slice(&config_body)
             .map_err(|source| ShimError::ImageConfig { image: record.image.clone(), source })?;
         let image_config = config.config().as_ref();
 
         let rootfs = paths.container_rootfs(&self.id);
+        tracing::debug!("image config read");
         let kind =
             rootfs::mount(&store, &image, &rootfs, &paths.container_upper(&self.id), &paths.container_work(&self.id))?;
-        self.containers.update(&self.id, |r| r.rootfs = Some(kind))?;
+        tracing::debug!(?kind, "root file system ready");
+        self.rootfs = Some(kind);
 
-        let options = &record.options;
+        let options = &record.options.clone();
         let user_spec =
             options.user.clone().or_else(|| image_config.and_then(|c| c.user().clone())).unwrap_or_default();
         let passwd = rootfs::read_in_root(&rootfs, "etc/passwd")?.unwrap_or_default();
@@ -242,6 +282,7 @@ impl Shim {
         let etc_files = self.write_etc_files(&hostname, options.network)?;
         let cgroups =
             cgroups::Cgroups::detect().map_err(|e| io_err("reading the cgroup mounts")(io::Error::other(e)))?;
+        let cgroups = self.cgroups.insert(cgroups);
         let input = SpecInput {
             id: &self.id,
             image: image_config,
@@ -266,7 +307,7 @@ impl Shim {
         oci_spec
             .save(&config_path)
             .map_err(|e| io_err(format!("writing {}", config_path.display()))(io::Error::other(e)))?;
-        self.containers.update(&self.id, |r| r.command = args.clone())?;
+        self.command = args.clone();
 
         let stdio = self.stdio(&record)?;
         let runtime = match &options.runtime {
@@ -275,25 +316,45 @@ impl Shim {
         };
         let bundle = paths.container(&self.id);
         let state = paths.container_runtime_state(&self.id);
+        tracing::debug!("bundle written; starting the container");
         let started = runtime.start(&self.id, &bundle, &state, stdio)?;
-        self.containers.update(&self.id, |r| {
-            r.status = Status::Running;
-            r.pid = Some(started.pid);
-            r.started = Some(now());
-        })?;
+        tracing::debug!(pid = started.pid, "container started");
+        // One write for all the supervisor learnt while preparing and starting (only the
+        // supervisor writes the record while the container exists, so its copy is current).
+        // Every replaced record is a block freed, and so a discard on file systems mounted
+        // with `discard`: the writes are kept few.
+        record.rootfs = Some(kind);
+        record.command = args.clone();
+        record.status = Status::Running;
+        record.pid = Some(started.pid);
+        record.started = Some(now());
+        self.containers.save(&record)?;
         if let Some(mut r) = ready.take() {
             let _ = r.write_all(b"ok\n");
         }
         let code = self.wait(&started, &signals, &record)?;
-        self.containers.update(&self.id, |r| {
-            r.status = Status::Exited;
-            r.exit_code = Some(code);
-            r.pid = None;
-            r.finished = Some(now());
-        })?;
-        if let Err(e) = runtime.delete(&self.id, &state) {
+        tracing::debug!(code, "container exited");
+        if options.remove {
+            // Removed in a moment: the exit is recorded only if that fails.
+            self.exit_code = Some(code);
+        } else {
+            record_exit(&mut record, code);
+            self.containers.save(&record)?;
+        }
+        let deleted = match &runtime {
+            // The container's first process has ended, and with it its PID namespace and
+            // every process in it: nothing is left to kill, and libcontainer's `delete` would
+            // only remove the cgroups (which [`Self::finish`] does, from the hierarchies
+            // already read) and its state folder, after reading the mount table once per
+            // cgroup controller. Removing the folder here is all that remains.
+            OciRuntime::Embedded => crate::unpack::remove_tree(&state.join(&self.id))
+                .map_err(|source| ShimError::Io { what: format!("removing {}", state.display()), source }),
+            OciRuntime::External(_) => runtime.delete(&self.id, &state).map_err(ShimError::from),
+        };
+        if let Err(e) = deleted {
             tracing::warn!(error = %error_chain(&e), "the runtime could not delete the container");
         }
+        tracing::debug!("runtime state deleted");
         Ok(code)
     }
 
@@ -327,7 +388,7 @@ impl Shim {
     /// The container's standard streams: a new terminal (`-t`), the log file (`-d`), or
     /// the supervisor's own (standard input only with `-i`).
     fn stdio(&mut self, record: &ContainerRecord) -> Result<ContainerStdio, ShimError> {
-        let options = &record.options;
+        let options = &record.options.clone();
         if options.tty {
             let pty = nix::pty::openpty(None, None).map_err(errno("opening a terminal"))?;
             nix::fcntl::fcntl(pty.master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
@@ -441,17 +502,38 @@ impl Shim {
                 let _ = termios::tcsetattr(io::stdin().as_fd(), termios::SetArg::TCSANOW, saved);
             }
         }
-        let Ok(record) = self.containers.load(&self.id) else { return };
-        if let Err(e) = self.containers.cleanup(&record) {
-            eprintln!("berth: cleaning up container {}: {}", record.short_id(), error_chain(&e));
+        let Ok(mut record) = self.containers.load(&self.id) else { return };
+        let cleaned = match &self.cgroups {
+            Some(cgroups) => self.containers.cleanup_with(&record, cgroups),
+            None => self.containers.cleanup(&record),
+        };
+        let mut removed = false;
+        if let Err(e) = &cleaned {
+            eprintln!("berth: cleaning up container {}: {}", record.short_id(), error_chain(e));
         }
+        tracing::debug!("mount and cgroups removed");
         if record.options.remove {
             let dir = self.containers.paths().container(&self.id);
-            if let Err(e) = crate::unpack::remove_tree(&dir) {
-                eprintln!("berth: removing {}: {e}", dir.display());
+            match crate::unpack::remove_tree(&dir) {
+                Ok(()) => removed = true,
+                Err(e) => eprintln!("berth: removing {}: {e}", dir.display()),
             }
+            tracing::debug!("container removed");
+        }
+        if let (Some(code), false) = (self.exit_code, removed) {
+            // What is left of a `--rm` container says how it ended.
+            record_exit(&mut record, code);
+            let _ = self.containers.save(&record);
         }
     }
+}
+
+/// Marks `record` as ended with `code`.
+fn record_exit(record: &mut ContainerRecord, code: i32) {
+    record.status = Status::Exited;
+    record.exit_code = Some(code);
+    record.pid = None;
+    record.finished = Some(now());
 }
 
 /// Copies what the terminal has to `out` until it has nothing more right now.
