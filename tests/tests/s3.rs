@@ -160,6 +160,60 @@ async fn multipart_upload_with_small_parts_and_rollback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sized_writes_stream_their_parts_and_fail_cleanly() {
+    use futures_util::StreamExt;
+    let server = S3Server::start().unwrap();
+    let mut config = server.config("sized");
+    config.part_size_mib = 5;
+    let driver = registry::storage::s3::S3Storage::new(&config).await.unwrap();
+    driver.client().create_bucket().bucket("sized").send().await.unwrap();
+    const MIB: usize = 1024 * 1024;
+    let chunks = |b: &[u8]| -> registry::storage::ByteStream {
+        futures_util::stream::iter(b.chunks(MIB / 3).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect::<Vec<_>>())
+            .boxed()
+    };
+    let up = "uploads/x/data";
+    let blob = data(12 * MIB + 3 * MIB + 8 * MIB + 9 * MIB + 6 * MIB, 8);
+    let mut offset = 0;
+    // 12 MiB: parts of 5 and 7 MiB (no tail under S3's 5 MiB minimum); 3 MiB: a tail;
+    // 8 MiB: with the tail, parts of 5 and 6 MiB.
+    let sent = |op: &str| driver.request_counts().iter().find(|(k, _)| k == op).map_or(0, |(_, n)| *n);
+    for (i, size) in [12 * MIB, 3 * MIB, 8 * MIB].into_iter().enumerate() {
+        let body = chunks(&blob[offset..offset + size]);
+        let parts = sent("UploadPart");
+        let n = driver.write_part_sized(up, offset as u64, Some(size as u64), body).await.unwrap();
+        assert_eq!(n as usize, size);
+        assert_eq!(sent("UploadPart") - parts, [2, 0, 2][i], "parts of write {i}");
+        offset += size;
+        let left = driver.list("uploads/x").await.unwrap();
+        // The third write leaves no tail of its own; the second's stays until the next write,
+        // for a rollback of the third.
+        let tails = left.iter().filter(|k| k.contains(".tail.")).count();
+        assert_eq!(tails, [0, 1, 1][i], "after write {i}: {left:?}");
+    }
+    // A body that fails after some of its parts went out counts for nothing; a write of
+    // other bytes from the same offset replaces it.
+    let size = 9 * MIB;
+    let cut = futures_util::stream::iter(vec![
+        Ok(bytes::Bytes::from(vec![0xee; 7 * MIB])),
+        Err(registry::storage::StorageError::Body("client went away".into())),
+    ])
+    .boxed();
+    let err = driver.write_part_sized(up, offset as u64, Some(size as u64), cut).await.unwrap_err();
+    assert!(matches!(err, registry::storage::StorageError::Body(_)), "{err}");
+    let short = chunks(&[0xdd; 2 * MIB]);
+    assert!(driver.write_part_sized(up, offset as u64, Some(size as u64), short).await.is_err());
+    driver.write_part_sized(up, offset as u64, Some(size as u64), chunks(&blob[offset..offset + size])).await.unwrap();
+    offset += size;
+    // A body of unknown length: held a part at a time.
+    driver.write_part_sized(up, offset as u64, None, chunks(&blob[offset..])).await.unwrap();
+    driver.complete(up, "blobs/sized").await.unwrap();
+    assert!(driver.read("blobs/sized").await.unwrap() == blob);
+    let left = driver.list("uploads/x").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chunked_upload_alternating_between_replicas() {
     let server = S3Server::start().unwrap();
     let config = server.registry_config("alternate").await.unwrap();
@@ -301,7 +355,7 @@ async fn abandoned_uploads_are_purged() {
         use futures_util::StreamExt;
         futures_util::stream::iter(vec![Ok(bytes::Bytes::from(data(100_000, 6)))]).boxed()
     };
-    store.append(&repo, &up.id, Some(0), body).await.unwrap();
+    store.append(&repo, &up.id, Some(0), Some(100_000), body).await.unwrap();
     assert_eq!(store.purge_uploads(Duration::from_secs(3600)).await.unwrap(), 0);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(store.purge_uploads(Duration::from_millis(500)).await.unwrap(), 1);

@@ -179,6 +179,12 @@ impl Req {
         body.into_data_stream().map(|r| r.map_err(|e| StorageError::Body(e.to_string()))).boxed()
     }
 
+    /// The body's length when the client announced it (`Content-Length`; `None` for a
+    /// chunked body). The server reads exactly that many bytes or fails the body.
+    pub fn body_len(body: &Body) -> Option<u64> {
+        http_body::Body::size_hint(body).exact()
+    }
+
     /// Reads the whole body, refusing more than `limit` bytes with 413.
     pub async fn body_bytes(body: Body, limit: usize) -> ApiResult<Bytes> {
         let too_big = || {

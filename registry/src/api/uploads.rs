@@ -71,8 +71,9 @@ pub(crate) async fn start(req: Req, body: Body, name: &str) -> ApiResult<Respons
     if let Some(digest) = req.query("digest") {
         let digest: Digest = digest.parse().map_err(digest_error)?;
         let status = store.start_upload(&repo, digest.algorithm()).await?;
+        let len = Req::body_len(&body);
         let body = Req::body_stream(body);
-        if let Err(e) = store.finish_upload(&repo, &status.id, &digest, None, body).await {
+        if let Err(e) = store.finish_upload(&repo, &status.id, &digest, None, len, body).await {
             let _ = store.cancel_upload(&repo, &status.id).await;
             return Err(e.into());
         }
@@ -148,8 +149,9 @@ pub(crate) async fn handle(req: Req, body: Body, name: &str, id: &str) -> ApiRes
         }
         Method::PATCH => {
             let start = chunk_start(&req, &repo, id).await?;
+            let len = Req::body_len(&body);
             let body = Req::body_stream(body);
-            match store.append(&repo, id, start, body).await {
+            match store.append(&repo, id, start, len, body).await {
                 Ok(status) => Ok(in_progress(&repo, &status, StatusCode::ACCEPTED, chunk_min)),
                 Err(e) => Err(refused(&repo, id, e)),
             }
@@ -161,8 +163,9 @@ pub(crate) async fn handle(req: Req, body: Body, name: &str, id: &str) -> ApiRes
                 .parse()
                 .map_err(digest_error)?;
             let start = chunk_start(&req, &repo, id).await?;
+            let len = Req::body_len(&body);
             let body = Req::body_stream(body);
-            match store.finish_upload(&repo, id, &digest, start, body).await {
+            match store.finish_upload(&repo, id, &digest, start, len, body).await {
                 Ok(()) => Ok(created(&repo, &digest)),
                 Err(e) => Err(refused(&repo, id, e)),
             }

@@ -101,6 +101,27 @@ pub trait Storage: Send + Sync + 'static {
     /// of this part counts.
     async fn write_part(&self, upload: &str, offset: u64, body: ByteStream) -> Result<u64, StorageError>;
 
+    /// [`Storage::write_part`] of a body whose length the caller knows before it arrives (a
+    /// request's `Content-Length`), so that a driver can send the bytes on while they arrive
+    /// instead of holding them first. A body of another length than `len` fails with
+    /// [`StorageError::Body`], and nothing of it counts. `None` is [`Storage::write_part`].
+    async fn write_part_sized(
+        &self,
+        upload: &str,
+        offset: u64,
+        len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, StorageError> {
+        let written = self.write_part(upload, offset, body).await?;
+        match len {
+            // Past the recorded offset, so the caller's next write discards it.
+            Some(len) if len != written => {
+                Err(StorageError::Body(format!("{written} bytes, where {len} were announced")))
+            }
+            _ => Ok(written),
+        }
+    }
+
     /// Makes the upload's bytes readable at `dest` in one step and forgets the upload.
     async fn complete(&self, upload: &str, dest: &str) -> Result<(), StorageError>;
 

@@ -8,9 +8,25 @@
 //! - `<upload>.mp` (JSON) holds the S3 upload id, the key its object will have, the parts
 //!   uploaded so far, the "tail" and the state before the last write (so a write the caller
 //!   never recorded can be rolled back, see [`Storage::write_part`]).
-//! - The tail is what is left of the bytes after the last full part: fewer than the part size,
-//!   kept as its own small object `<upload>.tail.<n>` (never in a process's memory between
-//!   requests), and sent ahead of the next write's bytes, or as the last part on completion.
+//! - The tail is what is left of the bytes after the last part: fewer than S3's 5 MiB minimum
+//!   part, kept as its own small object `<upload>.tail.<n>` (never in a process's memory
+//!   between requests), and sent ahead of the next write's bytes, or as the last part on
+//!   completion.
+//!
+//! A write cuts the tail and its body into parts of the configured part size; the bytes left
+//! at the end form one last part when they are at least 5 MiB (a write of one part and a bit
+//! sends them with it, as one larger part), else the new tail. When the body's length is
+//! announced ([`Storage::write_part_sized`]) every part's size is known before its bytes
+//! arrive, so each `UploadPart` goes out as soon as its first bytes do and carries them on as
+//! they come: a write ends shortly after its last byte arrives, instead of a part's upload
+//! time later. A body of unknown length is held a part at a time and each part sent once
+//! complete. Either way each part's request runs on its own task, at most
+//! `PARTS_IN_FLIGHT` (3) at once, and a part's bytes are held until its request is done (a
+//! retry sends them again), so a write holds at most that many parts in memory (and, for a
+//! body of unknown length, the one it is filling). Parts go out as `UNSIGNED-PAYLOAD` (the
+//! SDK hashes only bodies it holds whole, which cost a second SHA-256 of every byte): on an
+//! `https` endpoint TLS protects them on the way, as for the AWS CLI's uploads; on plain
+//! `http` only TCP's checksums do.
 //!
 //! Completing an upload costs a constant number of requests whatever the blob's size: the
 //! tail as the last part, `CompleteMultipartUpload`, and a small *link object* at the
@@ -20,7 +36,9 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -31,6 +49,7 @@ use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
 
 use super::{check_path, ByteStream, Meta, Storage, StorageError};
 use crate::config::S3Config;
@@ -116,6 +135,244 @@ struct Multipart {
     total: u64,
     /// The point before the last write.
     prev: Option<Point>,
+}
+
+/// Where a write's parts go: the upload's path (for errors), its data object's full key and
+/// its S3 upload id.
+struct PartTarget {
+    path: String,
+    key: String,
+    upload_id: String,
+}
+
+/// The bytes of one part as they arrive. The write receiving them appends through a
+/// [`PartFeed`]; the part's `UploadPart` request reads them through a [`PartBody`] (a retry
+/// reads them again from the first). They are held until the request is done, so a part's
+/// memory is its size, whatever the size of the request body it comes from.
+#[derive(Default)]
+struct PartBytes(Mutex<PartState>);
+
+#[derive(Default)]
+struct PartState {
+    chunks: Vec<Bytes>,
+    /// `None` while bytes may still come; `Some(true)` once all have, `Some(false)` when the
+    /// write gave up on the part (its readers then fail rather than wait).
+    end: Option<bool>,
+    wakers: Vec<Waker>,
+}
+
+impl PartBytes {
+    /// A part whose bytes are all there.
+    fn whole(chunks: Vec<Bytes>) -> Arc<PartBytes> {
+        Arc::new(PartBytes(Mutex::new(PartState { chunks, end: Some(true), wakers: Vec::new() })))
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PartState)) {
+        let wakers = {
+            let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut state);
+            std::mem::take(&mut state.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// The receiving end's handle on a part being streamed; dropping it before
+/// [`PartFeed::finish`] fails the part's request.
+struct PartFeed(Arc<PartBytes>);
+
+impl PartFeed {
+    fn push(&self, chunk: Bytes) {
+        self.0.update(|s| s.chunks.push(chunk));
+    }
+
+    fn finish(self) {
+        self.0.update(|s| s.end = Some(true));
+    }
+}
+
+impl Drop for PartFeed {
+    fn drop(&mut self) {
+        self.0.update(|s| {
+            s.end.get_or_insert(false);
+        });
+    }
+}
+
+/// An `UploadPart` request body: the part's bytes from the first, waiting for those not yet
+/// received. Its exact length is known, so it goes out with a `Content-Length`.
+struct PartBody {
+    bytes: Arc<PartBytes>,
+    /// The chunk to send next.
+    next: usize,
+    /// Bytes not yet sent.
+    left: u64,
+}
+
+impl http_body::Body for PartBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let mut state = this.bytes.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(chunk) = state.chunks.get(this.next) {
+            this.next += 1;
+            this.left = this.left.saturating_sub(chunk.len() as u64);
+            return Poll::Ready(Some(Ok(http_body::Frame::data(chunk.clone()))));
+        }
+        match state.end {
+            Some(true) => Poll::Ready(None),
+            Some(false) => Poll::Ready(Some(Err(std::io::Error::other("the part's request body failed")))),
+            None => {
+                if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    state.wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+/// The result of a part's request task.
+fn joined(
+    result: Option<Result<Result<Part, StorageError>, tokio::task::JoinError>>,
+    path: &str,
+) -> Result<Part, StorageError> {
+    match result {
+        Some(Ok(part)) => part,
+        Some(Err(e)) => Err(backend(path, format!("part upload task: {e}"))),
+        None => Err(backend(path, "no part upload task")),
+    }
+}
+
+/// The part a write is filling.
+enum Open {
+    /// Streamed as it fills: its request is already out, with its size declared.
+    Streaming { feed: PartFeed, size: u64, filled: u64 },
+    /// Held until its size is known: a part of a body of unknown length (sent once it holds
+    /// a part's worth, or at the end), or the tail.
+    Held { chunks: Vec<Bytes>, filled: u64 },
+}
+
+/// Cuts one write's bytes (the carried tail, then the body) into parts and sends them: each
+/// part of a body of known length as it arrives, others once complete; at most
+/// [`PARTS_IN_FLIGHT`] at once. What is left under [`MIN_PART`] at the end is the new tail.
+struct PartWriter<'a> {
+    s3: &'a S3Storage,
+    to: &'a PartTarget,
+    next_n: i32,
+    /// Bytes of this write not yet pushed into a part, when the body's length is known.
+    ahead: Option<u64>,
+    open: Option<Open>,
+    tasks: JoinSet<Result<Part, StorageError>>,
+    done: Vec<Part>,
+}
+
+impl PartWriter<'_> {
+    /// Waits until fewer than [`PARTS_IN_FLIGHT`] parts are being sent.
+    async fn slot(&mut self) -> Result<(), StorageError> {
+        while self.tasks.len() >= PARTS_IN_FLIGHT {
+            let part = joined(self.tasks.join_next().await, &self.to.path)?;
+            self.done.push(part);
+        }
+        Ok(())
+    }
+
+    async fn send_held(&mut self, chunks: Vec<Bytes>, size: u64) -> Result<(), StorageError> {
+        self.slot().await?;
+        self.s3.spawn_part(&mut self.tasks, self.to, self.next_n, size, PartBytes::whole(chunks));
+        self.next_n += 1;
+        Ok(())
+    }
+
+    async fn push(&mut self, mut chunk: Bytes) -> Result<(), StorageError> {
+        // A part that failed already fails the write now, not once the body is in.
+        while let Some(result) = self.tasks.try_join_next() {
+            let part = joined(Some(result), &self.to.path)?;
+            self.done.push(part);
+        }
+        let part_size = self.s3.part_size as u64;
+        while !chunk.is_empty() {
+            let open = match self.open.take() {
+                Some(open) => open,
+                None => match self.ahead {
+                    // The bytes left are a part: up to one part and a bit, so that no tail
+                    // smaller than S3's minimum part is left behind.
+                    Some(ahead) if ahead >= MIN_PART as u64 => {
+                        let size = if ahead < part_size + MIN_PART as u64 { ahead } else { part_size };
+                        self.slot().await?;
+                        let bytes = Arc::new(PartBytes::default());
+                        self.s3.spawn_part(&mut self.tasks, self.to, self.next_n, size, bytes.clone());
+                        self.next_n += 1;
+                        Open::Streaming { feed: PartFeed(bytes), size, filled: 0 }
+                    }
+                    _ => Open::Held { chunks: Vec::new(), filled: 0 },
+                },
+            };
+            // Held bytes of a known-length body are the tail: they all go in.
+            let room = match &open {
+                Open::Streaming { size, filled, .. } => size - filled,
+                Open::Held { filled, .. } if self.ahead.is_none() => part_size - filled,
+                Open::Held { .. } => u64::MAX,
+            };
+            let piece = chunk.split_to(room.min(chunk.len() as u64) as usize);
+            let n = piece.len() as u64;
+            if let Some(ahead) = self.ahead.as_mut() {
+                *ahead = ahead.saturating_sub(n);
+            }
+            match open {
+                Open::Streaming { feed, size, filled } => {
+                    feed.push(piece);
+                    if filled + n == size {
+                        feed.finish();
+                    } else {
+                        self.open = Some(Open::Streaming { feed, size, filled: filled + n });
+                    }
+                }
+                Open::Held { mut chunks, filled } => {
+                    chunks.push(piece);
+                    if self.ahead.is_none() && filled + n == part_size {
+                        self.send_held(chunks, part_size).await?;
+                    } else {
+                        self.open = Some(Open::Held { chunks, filled: filled + n });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is held if it is a part, waits for every part, and returns them in order
+    /// with the bytes left for the tail.
+    async fn finish(mut self) -> Result<(Vec<Part>, Bytes), StorageError> {
+        let mut tail = Bytes::new();
+        match self.open.take() {
+            None => {}
+            Some(Open::Streaming { size, filled, .. }) => {
+                return Err(StorageError::Body(format!("the body ended {} bytes into a part of {size}", filled)));
+            }
+            Some(Open::Held { chunks, filled }) if filled >= MIN_PART as u64 => self.send_held(chunks, filled).await?,
+            Some(Open::Held { chunks, filled }) => {
+                let mut buf = BytesMut::with_capacity(filled as usize);
+                chunks.iter().for_each(|c| buf.extend_from_slice(c));
+                tail = buf.freeze();
+            }
+        }
+        while !self.tasks.is_empty() {
+            let part = joined(self.tasks.join_next().await, &self.to.path)?;
+            self.done.push(part);
+        }
+        self.done.sort_by_key(|p| p.n);
+        Ok((std::mem::take(&mut self.done), tail))
+    }
 }
 
 fn backend(path: &str, msg: impl std::fmt::Display) -> StorageError {
@@ -274,28 +531,135 @@ impl S3Storage {
         self.put(&Self::mp_key(upload), Bytes::from(raw)).await
     }
 
-    async fn upload_part(
+    /// Sends the part `n` of `size` bytes, read from `bytes` as they arrive, and returns its
+    /// record. The request runs on its own task, so it makes progress while the caller goes on
+    /// receiving; its body is streamed (and so signed as `UNSIGNED-PAYLOAD`: the SDK hashes
+    /// only bodies it holds whole), and a retry reads the part again from its first byte.
+    fn spawn_part(
         &self,
-        path: &str,
-        mp_key: &str,
-        upload_id: &str,
+        tasks: &mut JoinSet<Result<Part, StorageError>>,
+        to: &PartTarget,
         n: i32,
-        data: Bytes,
-    ) -> Result<Part, StorageError> {
-        let size = data.len() as u64;
-        let out = self
+        size: u64,
+        bytes: Arc<PartBytes>,
+    ) {
+        let body = aws_smithy_types::body::SdkBody::retryable(move || {
+            aws_smithy_types::body::SdkBody::from_body_1_x(PartBody { bytes: bytes.clone(), next: 0, left: size })
+        });
+        let request = self
             .client
             .upload_part()
             .bucket(&self.bucket)
-            .key(mp_key)
-            .upload_id(upload_id)
+            .key(&to.key)
+            .upload_id(&to.upload_id)
             .part_number(n)
-            .body(SdkBody::from(data))
-            .send()
-            .await
-            .map_err(|e| sdk_err(path, e))?;
-        let etag = out.e_tag().ok_or_else(|| backend(path, "UploadPart returned no ETag"))?;
-        Ok(Part { n, etag: etag.to_string(), size })
+            .content_length(size as i64)
+            .body(SdkBody::new(body));
+        let path = to.path.clone();
+        tasks.spawn(async move {
+            let out = request.send().await.map_err(|e| sdk_err(&path, e))?;
+            let etag = out.e_tag().ok_or_else(|| backend(&path, "UploadPart returned no ETag"))?;
+            Ok(Part { n, etag: etag.to_string(), size })
+        });
+    }
+
+    /// Writes `body` (`len` bytes, when known) into the multipart upload `upload` from
+    /// `offset`; see [`Storage::write_part`] and the module's doc.
+    async fn write(
+        &self,
+        upload: &str,
+        offset: u64,
+        len: Option<u64>,
+        mut body: ByteStream,
+    ) -> Result<u64, StorageError> {
+        self.key(upload)?;
+        let mut mp = match self.load_mp(upload).await? {
+            Some(mp) => mp,
+            None if offset == 0 => {
+                let key = format!("_data/{:032x}", rand::random::<u128>());
+                let out = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(format!("{}{key}", self.prefix))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err(upload, e))?;
+                let upload_id = out.upload_id().ok_or_else(|| backend(upload, "no upload id"))?.to_string();
+                Multipart { key, upload_id, parts: Vec::new(), tail: None, total: 0, prev: None }
+            }
+            None => return Err(StorageError::NotFound(upload.to_string())),
+        };
+        // Resume from the point the caller recorded: the last write, or the one before it
+        // when the caller never recorded the last one.
+        let base = if mp.total == offset {
+            Point { parts: mp.parts.len(), tail: mp.tail.clone(), total: mp.total }
+        } else {
+            match mp.prev.clone() {
+                Some(p) if p.total == offset => p,
+                _ => return Err(backend(upload, format!("upload holds {} bytes, expected {offset}", mp.total))),
+            }
+        };
+        let mut parts = mp.parts[..base.parts].to_vec();
+        let carried = match &base.tail {
+            Some(tail) => self.read(&tail.key).await?,
+            None => Bytes::new(),
+        };
+        let to = PartTarget {
+            path: upload.to_string(),
+            key: format!("{}{}", self.prefix, mp.key),
+            upload_id: mp.upload_id.clone(),
+        };
+        let mut writer = PartWriter {
+            s3: self,
+            to: &to,
+            next_n: parts.len() as i32 + 1,
+            ahead: len.map(|l| l + carried.len() as u64),
+            open: None,
+            tasks: JoinSet::new(),
+            done: Vec::new(),
+        };
+        writer.push(carried).await?;
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            written += chunk.len() as u64;
+            if len.is_some_and(|l| written > l) {
+                return Err(StorageError::Body(format!("more than the {} bytes announced", len.unwrap_or(0))));
+            }
+            writer.push(chunk).await?;
+        }
+        if let Some(l) = len.filter(|&l| l != written) {
+            return Err(StorageError::Body(format!("{written} bytes of the {l} announced")));
+        }
+        let (new_parts, held) = writer.finish().await?;
+        parts.extend(new_parts);
+        let tail = if held.is_empty() {
+            None
+        } else {
+            let key = format!("{upload}.tail.{:016x}", rand::random::<u64>());
+            let size = held.len() as u64;
+            self.put(&key, held).await?;
+            Some(Tail { key, size })
+        };
+        // Tails no longer reachable from the new state or the one before it.
+        let mut stale: Vec<String> = Vec::new();
+        for t in [mp.tail.as_ref(), mp.prev.as_ref().and_then(|p| p.tail.as_ref())].into_iter().flatten() {
+            if base.tail.as_ref().is_none_or(|b| b.key != t.key) {
+                stale.push(t.key.clone());
+            }
+        }
+        mp.prev = Some(base.clone());
+        mp.parts = parts;
+        mp.tail = tail;
+        mp.total = base.total + written;
+        self.save_mp(upload, &mp).await?;
+        for key in stale {
+            if let Ok(full) = self.key(&key) {
+                let _ = self.delete_key(&key, &full).await;
+            }
+        }
+        Ok(written)
     }
 
     async fn delete_key(&self, path: &str, key: &str) -> Result<(), StorageError> {
@@ -480,93 +844,18 @@ impl Storage for S3Storage {
         Ok(())
     }
 
-    async fn write_part(&self, upload: &str, offset: u64, mut body: ByteStream) -> Result<u64, StorageError> {
-        self.key(upload)?;
-        let mut mp = match self.load_mp(upload).await? {
-            Some(mp) => mp,
-            None if offset == 0 => {
-                let key = format!("_data/{:032x}", rand::random::<u128>());
-                let out = self
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(format!("{}{key}", self.prefix))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(upload, e))?;
-                let upload_id = out.upload_id().ok_or_else(|| backend(upload, "no upload id"))?.to_string();
-                Multipart { key, upload_id, parts: Vec::new(), tail: None, total: 0, prev: None }
-            }
-            None => return Err(StorageError::NotFound(upload.to_string())),
-        };
-        // Resume from the point the caller recorded: the last write, or the one before it
-        // when the caller never recorded the last one.
-        let base = if mp.total == offset {
-            Point { parts: mp.parts.len(), tail: mp.tail.clone(), total: mp.total }
-        } else {
-            match mp.prev.clone() {
-                Some(p) if p.total == offset => p,
-                _ => return Err(backend(upload, format!("upload holds {} bytes, expected {offset}", mp.total))),
-            }
-        };
-        let mut parts = mp.parts[..base.parts].to_vec();
-        let data_key = format!("{}{}", self.prefix, mp.key);
-        let mut buf = BytesMut::with_capacity(self.part_size);
-        if let Some(tail) = &base.tail {
-            buf.extend_from_slice(&self.read(&tail.key).await?);
-        }
-        let mut written = 0u64;
-        let mut in_flight = futures_util::stream::FuturesOrdered::new();
-        let mut next_n = parts.len() as i32 + 1;
-        loop {
-            let chunk = match body.next().await {
-                Some(Ok(c)) => c,
-                Some(Err(e)) => return Err(e),
-                None => break,
-            };
-            written += chunk.len() as u64;
-            buf.extend_from_slice(&chunk);
-            while buf.len() >= self.part_size {
-                let part = buf.split_to(self.part_size).freeze();
-                in_flight.push_back(self.upload_part(upload, &data_key, &mp.upload_id, next_n, part));
-                next_n += 1;
-                if in_flight.len() >= PARTS_IN_FLIGHT {
-                    if let Some(done) = in_flight.next().await {
-                        parts.push(done?);
-                    }
-                }
-            }
-        }
-        if buf.len() >= MIN_PART {
-            in_flight.push_back(self.upload_part(upload, &data_key, &mp.upload_id, next_n, buf.split().freeze()));
-        }
-        while let Some(done) = in_flight.next().await {
-            parts.push(done?);
-        }
-        let tail = if buf.is_empty() {
-            None
-        } else {
-            let key = format!("{upload}.tail.{:016x}", rand::random::<u64>());
-            let size = buf.len() as u64;
-            self.put(&key, buf.freeze()).await?;
-            Some(Tail { key, size })
-        };
-        // Tails no longer reachable from the new state or the one before it.
-        let mut stale: Vec<String> = Vec::new();
-        for t in [mp.tail.as_ref(), mp.prev.as_ref().and_then(|p| p.tail.as_ref())].into_iter().flatten() {
-            if base.tail.as_ref().is_none_or(|b| b.key != t.key) {
-                stale.push(t.key.clone());
-            }
-        }
-        mp.prev = Some(base.clone());
-        mp.parts = parts;
-        mp.tail = tail;
-        mp.total = base.total + written;
-        self.save_mp(upload, &mp).await?;
-        for key in stale {
-            let _ = self.delete(&key).await;
-        }
-        Ok(written)
+    async fn write_part(&self, upload: &str, offset: u64, body: ByteStream) -> Result<u64, StorageError> {
+        self.write(upload, offset, None, body).await
+    }
+
+    async fn write_part_sized(
+        &self,
+        upload: &str,
+        offset: u64,
+        len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64, StorageError> {
+        self.write(upload, offset, len, body).await
     }
 
     async fn complete(&self, upload: &str, dest: &str) -> Result<(), StorageError> {
@@ -576,8 +865,11 @@ impl Storage for S3Storage {
         let last_tail = mp.tail.take();
         if let Some(tail) = &last_tail {
             let data = self.read(&tail.key).await?;
-            let part = self.upload_part(upload, &data_key, &mp.upload_id, mp.parts.len() as i32 + 1, data).await?;
-            mp.parts.push(part);
+            let to = PartTarget { path: upload.to_string(), key: data_key.clone(), upload_id: mp.upload_id.clone() };
+            let mut tasks = JoinSet::new();
+            let size = data.len() as u64;
+            self.spawn_part(&mut tasks, &to, mp.parts.len() as i32 + 1, size, PartBytes::whole(vec![data]));
+            mp.parts.push(joined(tasks.join_next().await, upload)?);
         }
         if mp.parts.is_empty() {
             // S3 needs at least one part: an empty blob is a plain empty object.

@@ -32,6 +32,7 @@ pub async fn run(driver: &dyn Storage) {
     deleting(driver).await;
     create_only(driver).await;
     multipart(driver).await;
+    sized_writes(driver).await;
     invalid_paths(driver).await;
 }
 
@@ -152,6 +153,24 @@ async fn multipart(d: &dyn Storage) {
     d.write_part(up3, 0, stream_of(vec![])).await.unwrap();
     d.complete(up3, "suite/blobs/empty").await.unwrap();
     assert_eq!(d.stat("suite/blobs/empty").await.unwrap().size, 0);
+}
+
+async fn sized_writes(d: &dyn Storage) {
+    let up = "suite/uploads/sized/data";
+    let chunks = |data: &[u8]| stream_of(data.chunks(30_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect());
+    let (a, b) = (vec![3u8; 400_000], vec![4u8; 250_000]);
+    assert_eq!(d.write_part_sized(up, 0, Some(400_000), chunks(&a)).await.unwrap(), 400_000);
+    // A body shorter or longer than announced fails, and counts for nothing.
+    for wrong in [249_999, 250_001] {
+        let err = d.write_part_sized(up, 400_000, Some(wrong), chunks(&b)).await.unwrap_err();
+        assert!(matches!(err, StorageError::Body(_)), "{wrong}: {err}");
+    }
+    assert_eq!(d.write_part_sized(up, 400_000, Some(250_000), chunks(&b)).await.unwrap(), 250_000);
+    assert_eq!(d.write_part_sized(up, 650_000, None, chunks(&b)).await.unwrap(), 250_000);
+    d.complete(up, "suite/blobs/sized").await.unwrap();
+    let got = d.read("suite/blobs/sized").await.unwrap();
+    assert_eq!(got.len(), 900_000);
+    assert!(got[..400_000] == a[..] && got[400_000..650_000] == b[..] && got[650_000..] == b[..]);
 }
 
 async fn invalid_paths(d: &dyn Storage) {

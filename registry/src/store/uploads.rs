@@ -122,18 +122,20 @@ impl Store {
     }
 
     /// Appends `body` to the session. `start`, when the client gave a `Content-Range`, must
-    /// equal the bytes received so far.
+    /// equal the bytes received so far; `len` is the body's length when the client announced
+    /// it (a body of another length fails).
     pub async fn append(
         &self,
         repo: &RepoName,
         id: &str,
         start: Option<u64>,
+        len: Option<u64>,
         body: ByteStream,
     ) -> StoreResult<UploadStatus> {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
         let mut state = self.load(repo, id).await?;
-        self.append_locked(id, &mut state, start, body).await?;
+        self.append_locked(id, &mut state, start, len, body).await?;
         Ok(UploadStatus { id: id.to_string(), offset: state.offset })
     }
 
@@ -142,6 +144,7 @@ impl Store {
         id: &str,
         state: &mut State,
         start: Option<u64>,
+        len: Option<u64>,
         body: ByteStream,
     ) -> StoreResult<()> {
         if let Some(start) = start {
@@ -157,7 +160,7 @@ impl Store {
         let hasher = Arc::new(Mutex::new(hasher));
         let written = self
             .storage
-            .write_part(&paths::upload_data(id), state.offset, hashing(body, hasher.clone()))
+            .write_part_sized(&paths::upload_data(id), state.offset, len, hashing(body, hasher.clone()))
             .await
             .map_err(|e| match e {
                 StorageError::Body(msg) => StoreError::BodyFailed(msg),
@@ -169,15 +172,16 @@ impl Store {
         self.save(id, state).await
     }
 
-    /// Appends the final `body` (possibly empty), checks the whole upload against `digest`,
-    /// and makes the blob readable in `repo`. On a digest mismatch the session is discarded
-    /// and nothing becomes readable.
+    /// Appends the final `body` (possibly empty; `len` bytes when announced), checks the
+    /// whole upload against `digest`, and makes the blob readable in `repo`. On a digest
+    /// mismatch the session is discarded and nothing becomes readable.
     pub async fn finish_upload(
         &self,
         repo: &RepoName,
         id: &str,
         digest: &Digest,
         start: Option<u64>,
+        len: Option<u64>,
         body: ByteStream,
     ) -> StoreResult<()> {
         let lock = self.upload_lock(id);
@@ -187,7 +191,7 @@ impl Store {
         // (unless nothing was ever written, when the driver's upload must still be created).
         let mut body = body.peekable();
         if state.offset == 0 || std::pin::Pin::new(&mut body).peek().await.is_some() {
-            self.append_locked(id, &mut state, start, body.boxed()).await?;
+            self.append_locked(id, &mut state, start, len, body.boxed()).await?;
         } else if let Some(start) = start {
             if start != state.offset {
                 return Err(StoreError::RangeMismatch { start, current: state.offset });
@@ -310,14 +314,14 @@ mod tests {
         let repo: RepoName = "r".parse().unwrap();
         let s1 = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
         let up = s1.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-        s1.append(&repo, &up.id, Some(0), body(b"hello ")).await.unwrap();
+        s1.append(&repo, &up.id, Some(0), Some(6), body(b"hello ")).await.unwrap();
         // A second store on the same storage (a restart) continues the session.
         let s2 = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
         assert_eq!(s2.upload_status(&repo, &up.id).await.unwrap().offset, 6);
-        let err = s2.append(&repo, &up.id, Some(3), body(b"x")).await.unwrap_err();
+        let err = s2.append(&repo, &up.id, Some(3), None, body(b"x")).await.unwrap_err();
         assert!(matches!(err, StoreError::RangeMismatch { start: 3, current: 6 }));
         let digest = Digest::sha256_of(b"hello world");
-        s2.finish_upload(&repo, &up.id, &digest, None, body(b"world")).await.unwrap();
+        s2.finish_upload(&repo, &up.id, &digest, None, None, body(b"world")).await.unwrap();
         assert_eq!(s2.blob_size(&repo, &digest).await.unwrap(), 11);
         assert!(s2.upload_status(&repo, &up.id).await.is_err());
     }
@@ -329,7 +333,7 @@ mod tests {
         let s = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
         let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
         let claimed = Digest::sha256_of(b"something else");
-        let err = s.finish_upload(&repo, &up.id, &claimed, None, body(b"data")).await.unwrap_err();
+        let err = s.finish_upload(&repo, &up.id, &claimed, None, Some(4), body(b"data")).await.unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
         assert!(s.blob_size(&repo, &claimed).await.is_err());
         assert!(s.blob_size(&repo, &Digest::sha256_of(b"data")).await.is_err());
@@ -343,7 +347,7 @@ mod tests {
         let s = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
         let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
         let digest = Digest::of(Algorithm::Sha512, b"data");
-        s.finish_upload(&repo, &up.id, &digest, None, body(b"data")).await.unwrap();
+        s.finish_upload(&repo, &up.id, &digest, None, None, body(b"data")).await.unwrap();
         assert_eq!(s.blob_size(&repo, &digest).await.unwrap(), 4);
     }
 
