@@ -131,8 +131,10 @@ impl std::fmt::Debug for S3Config {
 pub struct Filesystem {
     /// The folder holding all content. Default `./berth-data`.
     pub root: PathBuf,
-    /// Flush data to disk before it becomes visible, so a crash never leaves a visible but
-    /// empty file. Default `true`.
+    /// Flush data to disk before it becomes visible, and a write (and the folder it lands
+    /// in) before it is acknowledged, so a crash never leaves a visible but empty file nor
+    /// loses an acknowledged one. Upload data is then written with `O_DIRECT` where the
+    /// filesystem allows it. Default `true`.
     pub fsync: bool,
 }
 

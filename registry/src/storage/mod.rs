@@ -78,6 +78,13 @@ pub trait Storage: Send + Sync + 'static {
     /// The size and modification time of the object at `path`.
     async fn stat(&self, path: &str) -> Result<Meta, StorageError>;
 
+    /// [`Storage::stat`] of several objects, answered in order. Drivers for which each call
+    /// has a fixed cost (the filesystem driver's trip to a blocking thread) answer them all in
+    /// one; the default sends the stats concurrently.
+    async fn stat_many(&self, paths: &[String]) -> Vec<Result<Meta, StorageError>> {
+        futures_util::future::join_all(paths.iter().map(|p| self.stat(p))).await
+    }
+
     /// Writes `data` at `path`, replacing what was there; readers see the old or the new
     /// object, never a mix.
     async fn put(&self, path: &str, data: Bytes) -> Result<(), StorageError>;

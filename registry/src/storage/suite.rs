@@ -48,6 +48,14 @@ async fn put_get_stat(d: &dyn Storage) {
     assert_eq!(collect(d.get("suite/a/obj", None).await.unwrap()).await.unwrap(), b"replaced");
     d.put("suite/empty", Bytes::new()).await.unwrap();
     assert_eq!(d.stat("suite/empty").await.unwrap().size, 0);
+
+    let paths = ["suite/a/obj", "suite/missing", "suite/empty", "../x"].map(String::from);
+    let stats = d.stat_many(&paths).await;
+    assert_eq!(stats.len(), 4);
+    assert_eq!(stats[0].as_ref().unwrap().size, 8);
+    assert!(stats[1].as_ref().unwrap_err().is_not_found());
+    assert_eq!(stats[2].as_ref().unwrap().size, 0);
+    assert!(matches!(stats[3], Err(StorageError::InvalidPath(_))));
 }
 
 async fn ranges(d: &dyn Storage) {

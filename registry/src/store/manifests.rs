@@ -53,6 +53,14 @@ pub struct Pushed {
     pub subject: Option<Digest>,
 }
 
+/// Whether a manifest being pushed is already stored.
+struct Stored {
+    /// Its bytes are stored (in any repository).
+    blob: bool,
+    /// The repository holds it.
+    revision: bool,
+}
+
 fn not_found_as(e: StorageError, as_err: StoreError) -> StoreError {
     if e.is_not_found() {
         as_err
@@ -83,12 +91,16 @@ impl Store {
                 return Err(StoreError::DigestMismatch { expected: expected.clone(), actual: digest });
             }
         }
-        self.check_references(repo, &manifest).await?;
+        let stored = self.check_references(repo, &manifest, &digest).await?;
 
-        self.storage.put_if_absent(&paths::blob_data(&digest), body.clone()).await?;
+        if !stored.blob {
+            self.storage.put_if_absent(&paths::blob_data(&digest), body.clone()).await?;
+        }
         // Re-pushing a manifest (a new tag for the same image) leaves its revision as it is.
-        let revision = paths::manifest_revision(repo, &digest);
-        self.storage.put_if_absent(&revision, Bytes::from(manifest.media_type.clone())).await?;
+        if !stored.revision {
+            let revision = paths::manifest_revision(repo, &digest);
+            self.storage.put_if_absent(&revision, Bytes::from(manifest.media_type.clone())).await?;
+        }
         if let Some(subject) = &manifest.subject {
             let entry = ReferrerEntry {
                 subject: subject.digest.clone(),
@@ -113,45 +125,50 @@ impl Store {
     }
 
     /// Every blob a manifest names must be in the repository with the declared size, and
-    /// every child manifest of an index must be in the repository.
-    async fn check_references(&self, repo: &RepoName, manifest: &Manifest) -> StoreResult<()> {
-        let blobs = manifest
+    /// every child manifest of an index must be in the repository. Also says whether the
+    /// manifest `digest` itself is already stored, and in `repo`. All of it is one
+    /// [`Storage::stat_many`](crate::storage::Storage::stat_many).
+    async fn check_references(&self, repo: &RepoName, manifest: &Manifest, digest: &Digest) -> StoreResult<Stored> {
+        let blobs: Vec<&Descriptor> = manifest
             .config
             .iter()
             .chain(&manifest.layers)
-            .filter(|d| !(media_type::is_non_distributable(&d.media_type) && d.urls.is_some()));
-        let blob_checks = blobs.map(|d| async move {
-            let size = self.blob_size(repo, &d.digest).await.map_err(|e| match e {
-                StoreError::BlobUnknown(d) => StoreError::ManifestBlobUnknown(d),
-                other => other,
-            })?;
-            if size != d.size {
-                return Err(StoreError::ManifestInvalid(format!(
-                    "descriptor of {} gives size {}, the blob has {size} bytes",
-                    d.digest, d.size
-                )));
-            }
-            Ok(())
-        });
-        try_join_all(blob_checks).await?;
-        let child_checks = manifest.manifests.iter().map(|d| async move {
+            .filter(|d| !(media_type::is_non_distributable(&d.media_type) && d.urls.is_some()))
+            .collect();
+        // For each blob its link and its data; for each child manifest its revision and its
+        // data; last the manifest's own data and revision.
+        let mut wanted = Vec::with_capacity(2 * (blobs.len() + manifest.manifests.len() + 1));
+        for d in &blobs {
+            wanted.push(paths::layer_link(repo, &d.digest));
+            wanted.push(paths::blob_data(&d.digest));
+        }
+        for d in &manifest.manifests {
+            wanted.push(paths::manifest_revision(repo, &d.digest));
+            wanted.push(paths::blob_data(&d.digest));
+        }
+        wanted.push(paths::blob_data(digest));
+        wanted.push(paths::manifest_revision(repo, digest));
+        let mut stats = self.storage.stat_many(&wanted).await.into_iter();
+        let described = blobs.iter().map(|d| (*d, "blob")).chain(manifest.manifests.iter().map(|d| (d, "manifest")));
+        for (d, what) in described {
             let missing = || StoreError::ManifestBlobUnknown(d.digest.clone());
-            self.storage
-                .stat(&paths::manifest_revision(repo, &d.digest))
-                .await
-                .map_err(|e| not_found_as(e, missing()))?;
-            let size =
-                self.storage.stat(&paths::blob_data(&d.digest)).await.map_err(|e| not_found_as(e, missing()))?.size;
+            let (link, data) = (stats.next(), stats.next());
+            link.ok_or_else(missing)?.map_err(|e| not_found_as(e, missing()))?;
+            let size = data.ok_or_else(missing)?.map_err(|e| not_found_as(e, missing()))?.size;
             if size != d.size {
                 return Err(StoreError::ManifestInvalid(format!(
-                    "descriptor of {} gives size {}, the manifest has {size} bytes",
+                    "descriptor of {} gives size {}, the {what} has {size} bytes",
                     d.digest, d.size
                 )));
             }
-            Ok(())
-        });
-        try_join_all(child_checks).await?;
-        Ok(())
+        }
+        let mut present = || match stats.next() {
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) if e.is_not_found() => Ok(false),
+            Some(Err(e)) => Err(StoreError::from(e)),
+            None => Ok(false),
+        };
+        Ok(Stored { blob: present()?, revision: present()? })
     }
 
     fn cache_get(&self, digest: &Digest) -> Option<Arc<StoredManifest>> {
