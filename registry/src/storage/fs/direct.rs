@@ -71,11 +71,15 @@ pub(super) struct Writer {
     buffers: Mutex<Vec<Aligned>>,
     /// True while the filesystem has not refused `O_DIRECT` (only tried with `fsync`).
     direct: AtomicBool,
+    /// With `fsync`, a part's bytes are flushed before the write returns: the caller then
+    /// records the upload's new length and hash state, and after a crash a resumed upload
+    /// must not build on bytes that never reached the disk.
+    fsync: bool,
 }
 
 impl Writer {
     pub(super) fn new(fsync: bool) -> Self {
-        Writer { buffers: Mutex::new(Vec::new()), direct: AtomicBool::new(fsync) }
+        Writer { buffers: Mutex::new(Vec::new()), direct: AtomicBool::new(fsync), fsync }
     }
 
     fn take(&self) -> Aligned {
@@ -111,6 +115,9 @@ impl Writer {
                     this.give_back(buf);
                     result?;
                     written += n;
+                }
+                if this.fsync {
+                    out.file.sync_data()?;
                 }
                 Ok(written)
             };
