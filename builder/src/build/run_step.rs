@@ -1,0 +1,295 @@
+//! RUN steps of the executor: the stage's workspace (a plain directory holding its layers),
+//! the step's container through [`crate::run`], and the layer of what it changed.
+
+use super::*;
+
+/// Counts RUN containers, so their IDs are unique within the process.
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+impl Exec<'_> {
+    /// Makes sure the stage's workspace holds exactly its layers.
+    pub(super) fn workspace(&self, st: &mut StageState) -> Result<PathBuf, StepError> {
+        let want: Vec<Digest> = st.image.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+        let reuse = st.workspace.as_ref().is_some_and(|w| want.starts_with(&w.applied));
+        if !reuse {
+            if let Some(old) = st.workspace.take() {
+                let _ = unpack::remove_tree(&old.dir);
+            }
+            // Registered for removal at the end of the build, however the build ends.
+            let dir = self.temp_dir("root")?;
+            st.workspace = Some(Workspace { dir, applied: Vec::new() });
+        }
+        let Some(ws) = st.workspace.as_mut() else { return Err(StepError::Invalid("no workspace".into())) };
+        for layer in &st.image.layers[ws.applied.len()..] {
+            apply_layer(&ws.dir, layer)?;
+            ws.applied.push(layer.layer.diff_id.clone());
+        }
+        Ok(ws.dir.clone())
+    }
+
+    pub(super) fn run(&self, st: &mut StageState, r: &Run, id: usize) -> Result<(Outcome, Option<u64>), StepError> {
+        // The command, heredocs included.
+        let args = match (&r.command, r.heredocs.first()) {
+            (Command::Shell(cmd), Some(first)) if only_heredoc_markers(cmd) => {
+                let mut shell =
+                    st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                shell.push(first.content.clone());
+                shell
+            }
+            (Command::Shell(cmd), Some(_)) => {
+                let mut full = cmd.clone();
+                for h in &r.heredocs {
+                    full.push('\n');
+                    full.push_str(&h.content);
+                    full.push_str(&h.name);
+                }
+                let mut shell =
+                    st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                shell.push(full);
+                shell
+            }
+            (c, _) => self.command_args(st, c),
+        };
+        // Declared arguments reach the command's environment, unless ENV has the name.
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let mut arg_env: Vec<String> = Vec::new();
+        for (k, v) in &st.args {
+            if let Some(v) = v {
+                if st.image.config.env(k).is_none() {
+                    env.insert(k.clone(), v.clone());
+                    arg_env.push(format!("{k}={v}"));
+                }
+            }
+        }
+        let config_env: Vec<String> = st.image.config.config.env.clone().unwrap_or_default();
+        let mut full_env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        full_env.extend(config_env.iter().cloned());
+        let proxies: Vec<String> =
+            PROXY_ARGS.iter().filter_map(|p| self.options.build_args.get(*p).map(|v| format!("{p}={v}"))).collect();
+        let user = st.image.config.config.user.clone().unwrap_or_default();
+        let cwd = st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let command_text = args.join(" ");
+        let created_by = if arg_env.is_empty() {
+            format!("RUN {command_text} # buildkit")
+        } else {
+            format!("RUN |{} {} {command_text} # buildkit", arg_env.len(), arg_env.join(" "))
+        };
+
+        // Mounts, and what they add to the key.
+        let mut binds: Vec<Volume> = Vec::new();
+        let mut tmpfs: Vec<Tmpfs> = Vec::new();
+        let mut mount_key: Vec<String> = Vec::new();
+        // Bind mounts from other stages, resolved on a miss: (bind, image, source, read-only).
+        let mut deferred: Vec<(usize, Image, String, bool)> = Vec::new();
+        let stage_index = self.stage_index(st);
+        for m in &r.mounts {
+            let target = m.target.as_ref().map(|t| self.expand(st, t)).transpose()?;
+            match m.kind {
+                MountKind::Cache => {
+                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self.cache().mount_dir(&id);
+                    if !dir.exists() {
+                        fs::create_dir_all(&dir).map_err(step_io(&dir))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode.unwrap_or(0o755)))
+                            .map_err(step_io(&dir))?;
+                        if m.uid.is_some() || m.gid.is_some() {
+                            std::os::unix::fs::chown(&dir, m.uid, m.gid).map_err(step_io(&dir))?;
+                        }
+                    }
+                    binds.push(Volume { host: dir, container: target.clone(), read_only: m.readonly.unwrap_or(false) });
+                    mount_key.push(format!("cache:{id}:{target}"));
+                }
+                MountKind::Tmpfs => {
+                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let mut options = vec!["mode=1777".to_string()];
+                    if let Some(size) = m.size {
+                        options.push(format!("size={size}"));
+                    }
+                    tmpfs.push(Tmpfs { path: target.clone(), options });
+                    mount_key.push(format!("tmpfs:{target}"));
+                }
+                MountKind::Bind => {
+                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let source =
+                        m.source.as_ref().map(|s| self.expand(st, s)).transpose()?.unwrap_or_else(|| ".".into());
+                    let (host, key) = match &m.from {
+                        None => {
+                            let rel = crate::ignore::clean(&source);
+                            if source.split('/').filter(|p| *p == "..").count() > 0 && escapes(&source) {
+                                return Err(ContextError::Escapes {
+                                    what: "RUN --mount".into(),
+                                    path: source,
+                                    tree: "build context".into(),
+                                }
+                                .into());
+                            }
+                            let all = vec![rel.clone()];
+                            let picks = self.context.select(&Select {
+                                what: "RUN --mount",
+                                sources: &all,
+                                dest: "/m",
+                                dest_is_dir: true,
+                                exclude: &[],
+                                parents: false,
+                            })?;
+                            let files: Vec<(&Path, &fs::Metadata)> = picks
+                                .iter()
+                                .filter(|p| p.kind == PickKind::File)
+                                .map(|p| (p.source.as_path(), &p.meta))
+                                .collect();
+                            let digests = self.stat.digest_all(&files)?;
+                            let mut h = Hasher::new(Algorithm::Sha256);
+                            for (p, d) in picks.iter().filter(|p| p.kind == PickKind::File).zip(&digests) {
+                                h.update(p.target.as_bytes());
+                                h.update(d.to_string().as_bytes());
+                            }
+                            (self.context.root().join(&rel), h.finish())
+                        }
+                        Some(from) => {
+                            // Keyed by the stage's (or image's) layer key; unpacked on a miss.
+                            let from = self.expand(st, from)?;
+                            let image = self.source_image(&from, stage_index)?;
+                            let key = image.layer_key.clone();
+                            let read_only = m.readonly.unwrap_or(true);
+                            deferred.push((binds.len(), image, crate::ignore::clean(&source), read_only));
+                            binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
+                            mount_key.push(format!("bind:{target}:{key}:{read_only}"));
+                            continue;
+                        }
+                    };
+                    let read_only = m.readonly.unwrap_or(true);
+                    if !read_only {
+                        // Writes to a rw bind mount are thrown away: give it a copy.
+                        let copy = self.temp_dir("bind")?;
+                        copy_tree(&host, &copy)?;
+                        binds.push(Volume { host: copy, container: target.clone(), read_only: false });
+                    } else {
+                        binds.push(Volume { host, container: target.clone(), read_only: true });
+                    }
+                    mount_key.push(format!("bind:{target}:{key}:{read_only}"));
+                }
+                MountKind::Secret => {
+                    let id_name =
+                        m.id.clone()
+                            .or_else(|| target.as_ref().and_then(|t| t.rsplit('/').next().map(String::from)))
+                            .unwrap_or_default();
+                    let target = target.unwrap_or_else(|| format!("/run/secrets/{id_name}"));
+                    match self.options.secrets.get(&id_name) {
+                        Some(path) => {
+                            binds.push(Volume { host: path.clone(), container: target.clone(), read_only: true });
+                        }
+                        None if m.required => {
+                            return Err(StepError::Invalid(format!(
+                                "secret {id_name} is required but was not given (--secret id={id_name},src=PATH)"
+                            )));
+                        }
+                        None => {}
+                    }
+                    // Secrets stay out of the key, as BuildKit keeps them out.
+                    mount_key.push(format!("secret:{id_name}:{target}"));
+                }
+                MountKind::Ssh => {
+                    if m.required {
+                        return Err(StepError::Invalid("RUN --mount=type=ssh is not supported".into()));
+                    }
+                }
+            }
+        }
+
+        let key_text = serde_json::json!({
+            "args": args, "env": full_env, "user": user, "cwd": cwd,
+            "network": format!("{:?}", r.network), "mounts": mount_key, "security": r.security,
+        })
+        .to_string();
+        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"RUN", key_text.as_bytes()]);
+        if let Some(size) = self.lookup(st, &key, &created_by)? {
+            return Ok((Outcome::Cached, size));
+        }
+
+        for (i, image, source, read_only) in deferred {
+            let host = self.materialise(&image)?.join(source);
+            binds[i].host = if read_only {
+                host
+            } else {
+                let copy = self.temp_dir("bind")?;
+                copy_tree(&host, &copy)?;
+                copy
+            };
+        }
+        let rootfs = self.workspace(st)?;
+        let mut mount_points: Vec<String> =
+            ["/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        mount_points.extend(binds.iter().map(|b| b.container.clone()));
+        mount_points.extend(tmpfs.iter().map(|t| t.path.clone()));
+        let created = runner::missing_mount_points(&rootfs, &mount_points);
+        // The working directory exists for the command, as Docker makes it.
+        let cwd_created = runner::missing_mount_points(&rootfs, std::slice::from_ref(&cwd));
+        for d in &cwd_created {
+            let p = rootfs.join(d);
+            fs::create_dir_all(&p).map_err(step_io(&p))?;
+        }
+        let times = runner::parent_times(&rootfs, &created);
+        let before = Snapshot::take(&rootfs)?;
+        let mut full = full_env.clone();
+        full.extend(proxies);
+        let request = Request {
+            args: args.clone(),
+            env: full,
+            cwd: cwd.clone(),
+            user,
+            no_network: r.network == NetworkMode::None,
+            binds,
+            tmpfs,
+        };
+        let work = self.temp_dir("run")?;
+        let sandbox = Sandbox {
+            runtime: self.options.oci_runtime.clone(),
+            rootfs: rootfs.clone(),
+            work,
+            // Unique even when two stages run the same step at once.
+            id: format!(
+                "berth-build-{}-{}-{}",
+                &key.hex()[..12],
+                std::process::id(),
+                RUNS.fetch_add(1, Ordering::Relaxed)
+            ),
+            cancel: self.options.cancel.clone(),
+        };
+        let progress = self.progress;
+        let started = Instant::now();
+        let (code, tail) = runner::run(&request, &sandbox, &|line| progress.output(id, line))?;
+        runner::remove_mount_points(&rootfs, &created, &times);
+        tracing::debug!(elapsed = ?started.elapsed(), code, "RUN finished");
+        if code != 0 {
+            // The root is now dirty: drop it, so a retry starts clean.
+            if let Some(ws) = st.workspace.take() {
+                let _ = unpack::remove_tree(&ws.dir);
+            }
+            return Err(StepError::Exit {
+                command: serde_json::to_string(&args).unwrap_or_default(),
+                code,
+                output: tail,
+            });
+        }
+        let mut entries = before.diff(&rootfs)?;
+        // The working directory created for the command belongs to the layer (as Docker).
+        let _ = cwd_created;
+        // Overlay whiteouts (character devices 0/0) must never appear; runc does not make
+        // them, but a command could: keep them as devices, as Docker would.
+        entries.retain(|e| !e.path.is_empty());
+        let size = self.commit(st, &key, entries, &created_by)?;
+        if let Some(ws) = st.workspace.as_mut() {
+            if let Some(l) = st.image.layers.last() {
+                if !ws.applied.contains(&l.layer.diff_id) || ws.applied.len() < st.image.layers.len() {
+                    ws.applied = st.image.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+                }
+            }
+        }
+        Ok((Outcome::Done, size))
+    }
+}
