@@ -360,9 +360,8 @@ impl Storage for FsStorage {
         let to = self.full(dest)?;
         let fsync = self.fsync;
         blocking(from, move |from| {
-            if fsync {
-                File::open(from)?.sync_all()?;
-            }
+            // With fsync every write_part flushed its bytes before returning (and the size
+            // with them: fdatasync), so the data is on disk; what remains is the rename.
             if let Some(parent) = to.parent() {
                 create_folders(parent, fsync)?;
             }
