@@ -27,3 +27,27 @@ pub fn open_store(root: &Path) -> Result<runtime::Store> {
         )
     })
 }
+
+/// Logs warnings to standard error (for the commands that are not a server: run, pull,
+/// oci-runtime); with `BERTH_LOG` set, what its filter selects, each line
+/// stamped with the time since the start (to see where a start's milliseconds go).
+pub fn init_logging() {
+    match std::env::var("BERTH_LOG") {
+        Ok(filter) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_timer(tracing_subscriber::fmt::time::uptime())
+                .try_init();
+        }
+        Err(_) => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("warn,libcgroups=error,libcontainer=error"))
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .without_time()
+                .try_init();
+        }
+    }
+}

@@ -44,7 +44,7 @@ pub enum OciCommand {
 
 /// Runs `berth oci-runtime`. Must be called while the process has a single thread.
 pub fn main(args: Args) -> ExitCode {
-    super::run::init_logging();
+    super::init_logging();
     let code = match args.command {
         OciCommand::Run { bundle, pid_file, id } => {
             foreground::run(&RunArgs { state: args.root, bundle, pid_file, id })

@@ -32,12 +32,7 @@ pub struct Args {
 pub fn run(root: &Path, args: Args) -> Result<()> {
     let image: ImageRef = args.image.parse()?;
     let store = super::open_store(root)?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
+    super::init_logging();
     let config = ClientConfig { plain_http: args.plain_http, ..ClientConfig::default() };
     let credentials = Arc::new(super::login::docker_config()?);
     let client = Client::new(config, credentials).context("cannot set up the registry client")?;

@@ -261,31 +261,8 @@ pub fn run(root: &Path, args: Args) -> ExitCode {
     }
 }
 
-/// Logs warnings to standard error; with `BERTH_LOG` set, what its filter selects, each line
-/// stamped with the time since the start (to see where a start's milliseconds go).
-pub fn init_logging() {
-    match std::env::var("BERTH_LOG") {
-        Ok(filter) => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_timer(tracing_subscriber::fmt::time::uptime())
-                .try_init();
-        }
-        Err(_) => {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new("warn,libcgroups=error,libcontainer=error"))
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .without_time()
-                .try_init();
-        }
-    }
-}
-
 fn start(root: &Path, args: Args) -> Result<i32> {
-    init_logging();
+    super::init_logging();
     tracing::debug!("berth run");
     let options = options(&args)?;
     let store = super::open_store(root)?;
@@ -323,7 +300,7 @@ fn start(root: &Path, args: Args) -> Result<i32> {
 
 /// Runs the hidden `berth container-shim`.
 pub fn shim_main(root: &Path, flags: ShimFlags) -> ExitCode {
-    init_logging();
+    super::init_logging();
     if flags.detach {
         if let Err(e) = shim::detach() {
             eprintln!("berth: {e}");
