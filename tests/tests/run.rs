@@ -187,12 +187,70 @@ async fn check_runtime(root: &Root, runtime: Option<&str>) -> Result<()> {
         root.run(runtime, &["--memory", "16m"], &["sh", "-c", "busybox head -c 100m /dev/zero | busybox tail"]).await?;
     ensure!(code == 137, "{name}: out of memory under --memory 16m gave {code}, not 137: {err}");
 
+    check_terminal(root, runtime).await?;
+
     // --rm leaves no folder, mount or cgroup.
     let (code, out, err) = root.run(runtime, &[], &["cat", "/proc/self/cgroup"]).await?;
     ensure!(code == 0, "{name}: {err}");
     let id = cgroup_id(&out).with_context(|| format!("{name}: no berth cgroup in {out}"))?;
     assert_no_cgroup(&id)?;
     root.assert_clean()
+}
+
+/// `-t` gives the container a controlling terminal, as Docker does: `/dev/tty` opens, and a
+/// Ctrl-C typed under `-it` is a SIGINT for the processes in the foreground (the shell and
+/// its `sleep` end, 130), where without a controlling terminal it would be a mere byte.
+async fn check_terminal(root: &Root, runtime: Option<&str>) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = runtime.unwrap_or("embedded");
+    let (code, out, err) = root.run(runtime, &["-t"], &["sh", "-c", "exec 3</dev/tty && echo has-ctty"]).await?;
+    ensure!(code == 0 && out.contains("has-ctty"), "{name}: -t gave no controlling terminal: {code} {out:?} {err}");
+
+    let mut args = vec!["--root", root.path().to_str().context("root path is not UTF-8")?, "run", "--rm", "-i", "-t"];
+    if let Some(r) = runtime {
+        args.extend(["--runtime", r]);
+    }
+    args.extend([root.image.as_str(), "sh", "-c", "echo ready; sleep 60; echo not-interrupted"]);
+    let mut child = tokio::process::Command::new(berth_binary()?)
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    let mut stdout = child.stdout.take().context("no stdout")?;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let ready = tokio::time::timeout(Duration::from_secs(30), async {
+        while !String::from_utf8_lossy(&seen).contains("ready") {
+            let n = stdout.read(&mut buf).await?;
+            ensure!(n > 0, "the output ended");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    })
+    .await;
+    ensure!(matches!(ready, Ok(Ok(()))), "{name}: -it: no \"ready\": {:?}", String::from_utf8_lossy(&seen));
+    // Ctrl-C, again should the first come before the shell started `sleep`.
+    let mut status = None;
+    for _ in 0..5 {
+        stdin.write_all(b"\x03").await?;
+        stdin.flush().await?;
+        if let Ok(s) = tokio::time::timeout(Duration::from_secs(3), child.wait()).await {
+            status = Some(s?);
+            break;
+        }
+    }
+    stdout.read_to_end(&mut seen).await?;
+    let seen = String::from_utf8_lossy(&seen);
+    let status =
+        status.with_context(|| format!("{name}: Ctrl-C under -it did not interrupt the container: {seen:?}"))?;
+    ensure!(
+        status.code() == Some(130) && !seen.contains("not-interrupted"),
+        "{name}: Ctrl-C under -it: {status}, output {seen:?}"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,6 +118,7 @@ fn run_bundle(args: &RunArgs) -> Result<i32, ForegroundError> {
         stdin: dup(io::stdin().as_fd())?,
         stdout: dup(io::stdout().as_fd())?,
         stderr: dup(io::stderr().as_fd())?,
+        console: None,
     };
     let started = OciRuntime::Embedded.start(&args.id, &args.bundle, &args.state, stdio)?;
     if let Some(path) = &args.pid_file {

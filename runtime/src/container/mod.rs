@@ -15,6 +15,7 @@
 //! and reap with [`supervise`].
 
 pub mod cgroups;
+pub mod console;
 pub mod foreground;
 pub mod oci;
 pub mod rootfs;

@@ -34,6 +34,11 @@ pub struct ContainerStdio {
     pub stdout: OwnedFd,
     /// Standard error.
     pub stderr: OwnedFd,
+    /// The embedded runtime only: give the container a terminal of its own, its controlling
+    /// terminal, and send its master end to this console socket (the streams above are then
+    /// unused). An external runtime makes one itself when the spec asks for a terminal, and
+    /// relays it to the streams.
+    pub console: Option<PathBuf>,
 }
 
 /// A started container.
@@ -135,6 +140,7 @@ fn start_embedded(id: &str, bundle: &Path, state: &Path, stdio: ContainerStdio) 
         .with_stdin(stdio.stdin)
         .with_stdout(stdio.stdout)
         .with_stderr(stdio.stderr)
+        .with_console_socket(stdio.console)
         .as_init(bundle)
         .with_systemd(false)
         .with_detach(true)

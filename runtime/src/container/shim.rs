@@ -26,6 +26,7 @@ use nix::sys::termios;
 use nix::unistd::Pid;
 use oci_spec::image::ImageConfiguration;
 
+use super::console::ConsoleSocket;
 use super::oci::{ContainerStdio, OciError, OciRuntime, Started};
 use super::rootfs::{self, RootfsError, RootfsKind};
 use super::spec::{self, HostFacts, Network, SpecError, SpecInput};
@@ -169,7 +170,8 @@ pub fn run(args: ShimArgs) -> i32 {
         containers: containers.clone(),
         root,
         id: id.clone(),
-        tty: None,
+        terminal: None,
+        saved_termios: None,
         cgroups: None,
         command: Vec::new(),
         rootfs: None,
@@ -203,16 +205,14 @@ pub fn run(args: ShimArgs) -> i32 {
     code
 }
 
-struct Tty {
-    master: OwnedFd,
-    saved: Option<termios::Termios>,
-}
-
 struct Shim {
     containers: Containers,
     root: PathBuf,
     id: String,
-    tty: Option<Tty>,
+    /// The master end of the container's terminal (`-t`), once it has one.
+    terminal: Option<OwnedFd>,
+    /// The settings of the user's terminal, put back at the end (`-it` makes it raw).
+    saved_termios: Option<termios::Termios>,
     /// The host's cgroup hierarchies, read once for the spec and reused for the clean-up.
     cgroups: Option<cgroups::Cgroups>,
     /// The container's command, once known (recorded with the start, or with an error).
@@ -309,16 +309,20 @@ impl Shim {
             .map_err(|e| io_err(format!("writing {}", config_path.display()))(io::Error::other(e)))?;
         self.command = args.clone();
 
-        let stdio = self.stdio(&record)?;
         let runtime = match &options.runtime {
             None => OciRuntime::Embedded,
             Some(path) => OciRuntime::External(PathBuf::from(path)),
         };
+        let (stdio, console) = self.stdio(&record, &runtime)?;
         let bundle = paths.container(&self.id);
         let state = paths.container_runtime_state(&self.id);
         tracing::debug!("bundle written; starting the container");
         let started = runtime.start(&self.id, &bundle, &state, stdio)?;
         tracing::debug!(pid = started.pid, "container started");
+        if let Some(console) = console {
+            let master = console.receive().map_err(io_err("receiving the container's terminal"))?;
+            self.set_terminal(master)?;
+        }
         // One write for all the supervisor learnt while preparing and starting (only the
         // supervisor writes the record while the container exists, so its copy is current).
         // Every replaced record is a block freed, and so a discard on file systems mounted
@@ -332,7 +336,8 @@ impl Shim {
         if let Some(mut r) = ready.take() {
             let _ = r.write_all(b"ok\n");
         }
-        let code = self.wait(&started, &signals, &record)?;
+        let resize_runtime = options.tty && matches!(runtime, OciRuntime::External(_));
+        let code = self.wait(&started, &signals, &record, resize_runtime)?;
         tracing::debug!(code, "container exited");
         if options.remove {
             // Removed in a moment: the exit is recorded only if that fails.
@@ -385,36 +390,73 @@ impl Shim {
         Ok(files)
     }
 
-    /// The container's standard streams: a new terminal (`-t`), the log file (`-d`), or
-    /// the supervisor's own (standard input only with `-i`).
-    fn stdio(&mut self, record: &ContainerRecord) -> Result<ContainerStdio, ShimError> {
+    /// The container's standard streams: a terminal (`-t`), the log file (`-d`), or the
+    /// supervisor's own (standard input only with `-i`).
+    ///
+    /// With `-t` the container gets a terminal of its own, its controlling terminal: the
+    /// embedded runtime makes it inside the container and sends its master end over the
+    /// returned console socket (see [`super::console`]); an external runtime (runc, crun),
+    /// run in the foreground, makes one the same way and relays it to its standard streams,
+    /// which are then a terminal made here.
+    fn stdio(
+        &mut self,
+        record: &ContainerRecord,
+        runtime: &OciRuntime,
+    ) -> Result<(ContainerStdio, Option<ConsoleSocket>), ShimError> {
         let options = &record.options.clone();
         if options.tty {
-            let pty = nix::pty::openpty(None, None).map_err(errno("opening a terminal"))?;
-            nix::fcntl::fcntl(pty.master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
-                .map_err(errno("preparing the terminal"))?;
-            let stdin = io::stdin();
-            let saved = if options.interactive && !options.detach {
-                termios::tcgetattr(stdin.as_fd()).ok().inspect(|saved| {
+            if options.interactive && !options.detach {
+                let stdin = io::stdin();
+                self.saved_termios = termios::tcgetattr(stdin.as_fd()).ok().inspect(|saved| {
                     let mut raw = saved.clone();
                     termios::cfmakeraw(&mut raw);
                     let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &raw);
-                })
-            } else {
-                None
-            };
+                });
+            }
+            if *runtime == OciRuntime::Embedded {
+                let dir = self.containers.paths().container(&self.id);
+                let console = ConsoleSocket::bind(&dir).map_err(io_err("making the console socket"))?;
+                let stdio = ContainerStdio {
+                    stdin: open_null(false)?,
+                    stdout: open_null(true)?,
+                    stderr: open_null(true)?,
+                    console: Some(console.path().to_path_buf()),
+                };
+                return Ok((stdio, Some(console)));
+            }
+            let pty = nix::pty::openpty(None, None).map_err(errno("opening a terminal"))?;
             let slave = pty.slave;
-            let stdio = ContainerStdio { stdin: dup(slave.as_fd())?, stdout: dup(slave.as_fd())?, stderr: slave };
-            self.tty = Some(Tty { master: pty.master, saved });
-            self.resize_tty();
-            return Ok(stdio);
+            let stdio = ContainerStdio {
+                stdin: dup(slave.as_fd())?,
+                stdout: dup(slave.as_fd())?,
+                stderr: slave,
+                console: None,
+            };
+            self.set_terminal(pty.master)?;
+            return Ok((stdio, None));
         }
-        if options.detach {
+        let stdio = if options.detach {
             let log = self.open_log()?;
-            return Ok(ContainerStdio { stdin: open_null(false)?, stdout: dup(log.as_fd())?, stderr: log });
-        }
-        let stdin = if options.interactive { dup(io::stdin().as_fd())? } else { open_null(false)? };
-        Ok(ContainerStdio { stdin, stdout: dup(io::stdout().as_fd())?, stderr: dup(io::stderr().as_fd())? })
+            ContainerStdio { stdin: open_null(false)?, stdout: dup(log.as_fd())?, stderr: log, console: None }
+        } else {
+            let stdin = if options.interactive { dup(io::stdin().as_fd())? } else { open_null(false)? };
+            ContainerStdio {
+                stdin,
+                stdout: dup(io::stdout().as_fd())?,
+                stderr: dup(io::stderr().as_fd())?,
+                console: None,
+            }
+        };
+        Ok((stdio, None))
+    }
+
+    /// Takes `master` as the container's terminal, sized like the user's.
+    fn set_terminal(&mut self, master: OwnedFd) -> Result<(), ShimError> {
+        nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+            .map_err(errno("preparing the terminal"))?;
+        self.terminal = Some(master);
+        self.resize_tty();
+        Ok(())
     }
 
     fn open_log(&self) -> Result<OwnedFd, ShimError> {
@@ -428,26 +470,35 @@ impl Shim {
         Ok(file.into())
     }
 
+    /// Gives the container's terminal the size of the user's.
     fn resize_tty(&self) {
-        let Some(tty) = &self.tty else { return };
+        let Some(master) = &self.terminal else { return };
         let mut size = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write one winsize through a valid pointer.
         unsafe {
             if nix::libc::ioctl(io::stdin().as_raw_fd(), nix::libc::TIOCGWINSZ, &mut size) == 0 {
-                nix::libc::ioctl(tty.master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
+                nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
             }
         }
     }
 
     /// Forwards signals, relays the terminal and reaps children until the container ends.
-    fn wait(&mut self, started: &Started, signals: &Signals, record: &ContainerRecord) -> Result<i32, ShimError> {
+    /// `resize_runtime`: the runtime process relays a terminal of its own and resizes it on
+    /// `SIGWINCH`, which it must then be sent (it has no controlling terminal to get it from).
+    fn wait(
+        &mut self,
+        started: &Started,
+        signals: &Signals,
+        record: &ContainerRecord,
+        resize_runtime: bool,
+    ) -> Result<i32, ShimError> {
         let target = Pid::from_raw(started.waited);
-        let mut out: Option<File> = match (&self.tty, record.options.detach) {
+        let mut out: Option<File> = match (&self.terminal, record.options.detach) {
             (Some(_), true) => Some(File::from(self.open_log()?)),
             (Some(_), false) => Some(File::from(dup(io::stdout().as_fd())?)),
             (None, _) => None,
         };
-        let mut stdin_open = self.tty.is_some() && record.options.interactive && !record.options.detach;
+        let mut stdin_open = self.terminal.is_some() && record.options.interactive && !record.options.detach;
         let mut exit = started.exited;
         let mut buf = vec![0u8; 32 * 1024];
         loop {
@@ -455,15 +506,15 @@ impl Shim {
                 exit = supervise::reap(target);
             }
             if let Some(code) = exit {
-                if let (Some(tty), Some(out)) = (&self.tty, out.as_mut()) {
-                    relay(tty.master.as_fd(), out, &mut buf);
+                if let (Some(master), Some(out)) = (&self.terminal, out.as_mut()) {
+                    relay(master.as_fd(), out, &mut buf);
                 }
                 return Ok(code);
             }
             let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
             let stdin = io::stdin();
-            if let Some(tty) = &self.tty {
-                fds.push(PollFd::new(tty.master.as_fd(), PollFlags::POLLIN));
+            if let Some(master) = &self.terminal {
+                fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
                 if stdin_open {
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                 }
@@ -476,18 +527,21 @@ impl Shim {
             drop(fds);
             if ready[0] && signals.forward(target).resized {
                 self.resize_tty();
+                if resize_runtime {
+                    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGWINCH);
+                }
             }
-            if let Some(tty) = &self.tty {
+            if let Some(master) = &self.terminal {
                 if ready.get(1).copied().unwrap_or(false) {
                     if let Some(out) = out.as_mut() {
-                        relay(tty.master.as_fd(), out, &mut buf);
+                        relay(master.as_fd(), out, &mut buf);
                     }
                 }
                 if stdin_open && ready.get(2).copied().unwrap_or(false) {
                     match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
                         Ok(0) | Err(_) => stdin_open = false,
                         Ok(n) => {
-                            let _ = File::from(dup(tty.master.as_fd())?).write_all(&buf[..n]);
+                            let _ = File::from(dup(master.as_fd())?).write_all(&buf[..n]);
                         }
                     }
                 }
@@ -497,10 +551,9 @@ impl Shim {
 
     /// Restores the terminal, removes the mount and cgroups, and, for `--rm`, the container.
     fn finish(&mut self) {
-        if let Some(tty) = self.tty.take() {
-            if let Some(saved) = &tty.saved {
-                let _ = termios::tcsetattr(io::stdin().as_fd(), termios::SetArg::TCSANOW, saved);
-            }
+        self.terminal = None;
+        if let Some(saved) = self.saved_termios.take() {
+            let _ = termios::tcsetattr(io::stdin().as_fd(), termios::SetArg::TCSANOW, &saved);
         }
         let Ok(mut record) = self.containers.load(&self.id) else { return };
         let cleaned = match &self.cgroups {

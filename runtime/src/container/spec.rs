@@ -355,7 +355,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let limit = if input.host.nofile_max == 0 { NOFILE } else { input.host.nofile_max.min(NOFILE) };
     let nofile = PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(limit).soft(limit).build()?;
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(options.tty)
         .user(UserBuilder::default().uid(user.uid).gid(user.gid).additional_gids(user.additional_gids.clone()).build()?)
         .args(args)
         .env(env)
