@@ -404,3 +404,23 @@ async fn committing_a_blob_costs_the_same_requests_whatever_its_size_and_copies_
     }
     assert!(commits[0].values().sum::<u64>() <= 10, "{:?}", commits[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn remembered_small_objects_follow_other_writers() {
+    let server = S3Server::start().unwrap();
+    let a = server.bucket("remembered").await.unwrap();
+    let b = registry::storage::s3::S3Storage::new(&server.config("remembered")).await.unwrap();
+    let sent = |d: &registry::storage::s3::S3Storage, op: &str| {
+        d.request_counts().iter().find(|(k, _)| k == op).map_or(0, |(_, n)| *n)
+    };
+    a.put("state/x", bytes::Bytes::from_static(b"one")).await.unwrap();
+    let gets = sent(&a, "GetObject");
+    assert_eq!(a.read("state/x").await.unwrap(), &b"one"[..]);
+    assert_eq!(sent(&a, "GetObject"), gets, "a read of what this driver wrote fetched the body");
+    // Another replica's write shows at once, and so does its delete.
+    b.put("state/x", bytes::Bytes::from_static(b"two")).await.unwrap();
+    assert_eq!(a.read("state/x").await.unwrap(), &b"two"[..]);
+    assert_eq!(b.read("state/x").await.unwrap(), &b"two"[..]);
+    assert!(a.delete("state/x").await.unwrap());
+    assert!(b.read("state/x").await.unwrap_err().is_not_found());
+}

@@ -33,6 +33,14 @@
 //! destination path naming the data object (`berth-link` metadata) and its size
 //! (`berth-size`). There is no server-side copy. Reads and stats follow links; links never
 //! change once written, so the driver remembers the ones it has seen.
+//!
+//! Small objects (at most `SMALL_OBJECT` bytes: upload state, links, tags) that this process
+//! wrote or read are remembered with their ETag. Reading one again costs a `HeadObject`, and
+//! the remembered bytes are used while the ETag still matches; only a changed object (written
+//! meanwhile by another replica) is fetched again. A read thus never sees older bytes than a
+//! plain `GetObject` would, and the upload state each chunk of a push rewrites and reads back
+//! is checked without its body coming back (a response without a body also avoids a 40 ms
+//! stall some servers cause by sending a response's headers and body in two TCP segments).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -65,6 +73,10 @@ const PARTS_IN_FLIGHT: usize = 3;
 const LINK_META: &str = "berth-link";
 /// Metadata holding the linked object's size.
 const SIZE_META: &str = "berth-size";
+/// The largest object whose bytes are remembered with its ETag.
+const SMALL_OBJECT: usize = 64 * 1024;
+/// The most bytes of small objects remembered at once; past it, all are forgotten.
+const SMALL_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Counts the HTTP requests the SDK sends, by S3 operation (retries included), for
 /// `/metrics` and for proving how many requests a push costs.
@@ -105,6 +117,49 @@ pub struct S3Storage {
     redirect: Option<Duration>,
     /// Link key → (data key, size); links are immutable.
     links: Mutex<HashMap<String, (String, u64)>>,
+    /// Small objects this process wrote or read, by key, with their ETags.
+    small: Mutex<SmallObjects>,
+}
+
+/// Small objects remembered with their ETags (see the module's doc).
+#[derive(Debug, Default)]
+struct SmallObjects {
+    /// Key → (ETag, bytes).
+    entries: HashMap<String, (String, Bytes)>,
+    /// The bytes of all entries.
+    bytes: usize,
+}
+
+impl SmallObjects {
+    /// Remembers `data` as the object at `key` with `etag`, when it is small enough.
+    fn insert(&mut self, key: &str, etag: Option<&str>, data: &Bytes) {
+        self.remove(key);
+        let Some(etag) = etag.filter(|_| data.len() <= SMALL_OBJECT) else { return };
+        if self.bytes + data.len() > SMALL_CACHE_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += data.len();
+        self.entries.insert(key.to_string(), (etag.to_string(), data.clone()));
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, data)) = self.entries.remove(key) {
+            self.bytes -= data.len();
+        }
+    }
+
+    /// Forgets every key that starts with `prefix`.
+    fn remove_below(&mut self, prefix: &str) {
+        let bytes = &mut self.bytes;
+        self.entries.retain(|k, (_, data)| {
+            let keep = !k.starts_with(prefix);
+            if !keep {
+                *bytes -= data.len();
+            }
+            keep
+        });
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,6 +271,7 @@ impl S3Storage {
             part_size: config.part_size_mib.max(5) * 1024 * 1024,
             redirect: config.redirect.then(|| Duration::from_secs(config.redirect_expiry_secs)),
             links: Mutex::new(HashMap::new()),
+            small: Mutex::new(SmallObjects::default()),
         })
     }
 
@@ -250,6 +306,32 @@ impl S3Storage {
             links.clear();
         }
         links.insert(key.to_string(), (target.to_string(), size));
+    }
+
+    fn small_objects(&self) -> std::sync::MutexGuard<'_, SmallObjects> {
+        self.small.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The remembered bytes of the object at `key` when its ETag, asked with a `HeadObject`,
+    /// is still the remembered one; `Ok(None)` when nothing is remembered or the object
+    /// changed.
+    async fn read_remembered(&self, path: &str, key: &str) -> Result<Option<Bytes>, StorageError> {
+        let Some((etag, data)) = self.small_objects().entries.get(key).cloned() else { return Ok(None) };
+        let out = match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = sdk_err(path, e);
+                if e.is_not_found() {
+                    self.small_objects().remove(key);
+                }
+                return Err(e);
+            }
+        };
+        if out.e_tag() == Some(etag.as_str()) && Self::link_of(out.metadata()).is_none() {
+            return Ok(Some(data));
+        }
+        self.small_objects().remove(key);
+        Ok(None)
     }
 
     fn link_of(meta: Option<&HashMap<String, String>>) -> Option<(String, u64)> {
@@ -428,6 +510,7 @@ impl S3Storage {
     }
 
     async fn delete_key(&self, path: &str, key: &str) -> Result<(), StorageError> {
+        self.small_objects().remove(key);
         self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk_err(path, e))?;
         Ok(())
     }
@@ -496,12 +579,37 @@ impl Storage for S3Storage {
     }
 
     async fn read(&self, path: &str) -> Result<Bytes, StorageError> {
+        let key = self.key(path)?;
+        if self.cached_link(&key).is_none() {
+            if let Some(data) = self.read_remembered(path, &key).await? {
+                return Ok(data);
+            }
+        }
+        // The ETag of a plain object (not a link), whose bytes may then be remembered.
+        let mut etag = None;
+        let mut s = match self.cached_link(&key) {
+            Some(_) => self.get(path, None).await?,
+            None => {
+                let out = self.get_object(path, &key, None).await?;
+                if let Some((target, size)) = Self::link_of(out.metadata()) {
+                    self.remember_link(&key, &target, size);
+                    let out = self.get_object(path, &format!("{}{target}", self.prefix), None).await?;
+                    Self::stream(out.body, path.to_string())
+                } else {
+                    etag = out.e_tag().map(str::to_string);
+                    Self::stream(out.body, path.to_string())
+                }
+            }
+        };
         let mut out = BytesMut::new();
-        let mut s = self.get(path, None).await?;
         while let Some(chunk) = s.next().await {
             out.extend_from_slice(&chunk?);
         }
-        Ok(out.freeze())
+        let data = out.freeze();
+        if let Some(etag) = etag {
+            self.small_objects().insert(&key, Some(&etag), &data);
+        }
+        Ok(data)
     }
 
     async fn stat(&self, path: &str) -> Result<Meta, StorageError> {
@@ -520,14 +628,18 @@ impl Storage for S3Storage {
 
     async fn put(&self, path: &str, data: Bytes) -> Result<(), StorageError> {
         let key = self.key(path)?;
-        self.client
+        // Forgotten first: should the write fail, the object may or may not have changed.
+        self.small_objects().remove(&key);
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
-            .key(key)
-            .body(SdkBody::from(data))
+            .key(&key)
+            .body(SdkBody::from(data.clone()))
             .send()
             .await
             .map_err(|e| sdk_err(path, e))?;
+        self.small_objects().insert(&key, out.e_tag(), &data);
         Ok(())
     }
 
@@ -537,13 +649,16 @@ impl Storage for S3Storage {
             .client
             .put_object()
             .bucket(&self.bucket)
-            .key(key)
+            .key(&key)
             .if_none_match("*")
-            .body(SdkBody::from(data))
+            .body(SdkBody::from(data.clone()))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                self.small_objects().insert(&key, out.e_tag(), &data);
+                Ok(true)
+            }
             Err(e) if is_precondition_failed(&e) => Ok(false),
             Err(e) => Err(sdk_err(path, e)),
         }
@@ -604,6 +719,7 @@ impl Storage for S3Storage {
                 .await
                 .map_err(|e| sdk_err(prefix, e))?;
         }
+        self.small_objects().remove_below(&folder);
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         links.retain(|k, _| !k.starts_with(&folder));
         Ok(())
@@ -668,6 +784,7 @@ impl Storage for S3Storage {
                 .map_err(|e| sdk_err(upload, e))?;
         }
         let size: u64 = mp.parts.iter().map(|p| p.size).sum();
+        self.small_objects().remove(&dest_key);
         self.client
             .put_object()
             .bucket(&self.bucket)
