@@ -16,7 +16,8 @@
 //!                                                 folder is a 16-hex bucket and readers keep only
 //!                                                 entries naming their exact subject
 //! uploads/<id>/state                              upload session (JSON): repository, bytes received,
-//!                                                 saved hash state, start time
+//!                                                 saved hash state, start time, the driver's
+//!                                                 resume text for its multipart upload
 //! uploads/<id>/data                               the driver's multipart upload of those bytes
 //! _auth/robots/<name>                             robot account (JSON): salted SHA-256 of its
 //!                                                 secret (never the secret), created, expires

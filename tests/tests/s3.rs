@@ -138,18 +138,21 @@ async fn multipart_upload_with_small_parts_and_rollback() {
         futures_util::stream::iter(vec![Ok(bytes::Bytes::copy_from_slice(b))]).boxed()
     };
     // Chunks below S3's 5 MiB minimum are carried as a stored tail, not in memory.
-    let mut offset = 0usize;
+    let (mut offset, mut resume) = (0usize, String::new());
     for size in [1_000_000usize, 3_000_000, 2_000_000, 7_000_000] {
-        let n = driver.write_part("uploads/x/data", offset as u64, part(&blob[offset..offset + size])).await.unwrap();
-        assert_eq!(n as usize, size);
-        offset += size;
+        let w = driver
+            .write_part("uploads/x/data", &resume, offset as u64, part(&blob[offset..offset + size]))
+            .await
+            .unwrap();
+        assert_eq!(w.len as usize, size);
+        (offset, resume) = (offset + size, w.resume);
     }
-    // A write the caller never recorded (it "died" before saving its offset) is rolled back
-    // by writing again from the recorded offset.
+    // A write the caller never recorded (it "died" before saving its offset and resume text)
+    // is rolled back by writing again from the recorded point.
     let rest = &blob[offset..];
-    driver.write_part("uploads/x/data", offset as u64, part(&rest[..100])).await.unwrap();
-    driver.write_part("uploads/x/data", offset as u64, part(rest)).await.unwrap();
-    driver.complete("uploads/x/data", "blobs/final").await.unwrap();
+    driver.write_part("uploads/x/data", &resume, offset as u64, part(&rest[..100])).await.unwrap();
+    let w = driver.write_part("uploads/x/data", &resume, offset as u64, part(rest)).await.unwrap();
+    driver.complete("uploads/x/data", &w.resume, "blobs/final").await.unwrap();
     assert_eq!(driver.read("blobs/final").await.unwrap(), blob);
     assert_eq!(driver.stat("blobs/final").await.unwrap().size, blob.len() as u64);
     let got = driver.read("blobs/final").await.unwrap();
@@ -174,17 +177,17 @@ async fn sized_writes_stream_their_parts_and_fail_cleanly() {
     };
     let up = "uploads/x/data";
     let blob = data(12 * MIB + 3 * MIB + 8 * MIB + 9 * MIB + 6 * MIB, 8);
-    let mut offset = 0;
+    let (mut offset, mut resume) = (0, String::new());
     // 12 MiB: parts of 5 and 7 MiB (no tail under S3's 5 MiB minimum); 3 MiB: a tail;
     // 8 MiB: with the tail, parts of 5 and 6 MiB.
     let sent = |op: &str| driver.request_counts().iter().find(|(k, _)| k == op).map_or(0, |(_, n)| *n);
     for (i, size) in [12 * MIB, 3 * MIB, 8 * MIB].into_iter().enumerate() {
         let body = chunks(&blob[offset..offset + size]);
         let parts = sent("UploadPart");
-        let n = driver.write_part_sized(up, offset as u64, Some(size as u64), body).await.unwrap();
-        assert_eq!(n as usize, size);
+        let w = driver.write_part_sized(up, &resume, offset as u64, Some(size as u64), body).await.unwrap();
+        assert_eq!(w.len as usize, size);
         assert_eq!(sent("UploadPart") - parts, [2, 0, 2][i], "parts of write {i}");
-        offset += size;
+        (offset, resume) = (offset + size, w.resume);
         let left = driver.list("uploads/x").await.unwrap();
         // The third write leaves no tail of its own; the second's stays until the next write,
         // for a rollback of the third.
@@ -199,15 +202,16 @@ async fn sized_writes_stream_their_parts_and_fail_cleanly() {
         Err(registry::storage::StorageError::Body("client went away".into())),
     ])
     .boxed();
-    let err = driver.write_part_sized(up, offset as u64, Some(size as u64), cut).await.unwrap_err();
+    let err = driver.write_part_sized(up, &resume, offset as u64, Some(size as u64), cut).await.unwrap_err();
     assert!(matches!(err, registry::storage::StorageError::Body(_)), "{err}");
     let short = chunks(&[0xdd; 2 * MIB]);
-    assert!(driver.write_part_sized(up, offset as u64, Some(size as u64), short).await.is_err());
-    driver.write_part_sized(up, offset as u64, Some(size as u64), chunks(&blob[offset..offset + size])).await.unwrap();
+    assert!(driver.write_part_sized(up, &resume, offset as u64, Some(size as u64), short).await.is_err());
+    let body = chunks(&blob[offset..offset + size]);
+    let w = driver.write_part_sized(up, &resume, offset as u64, Some(size as u64), body).await.unwrap();
     offset += size;
     // A body of unknown length: held a part at a time.
-    driver.write_part_sized(up, offset as u64, None, chunks(&blob[offset..])).await.unwrap();
-    driver.complete(up, "blobs/sized").await.unwrap();
+    let w = driver.write_part_sized(up, &w.resume, offset as u64, None, chunks(&blob[offset..])).await.unwrap();
+    driver.complete(up, &w.resume, "blobs/sized").await.unwrap();
     assert!(driver.read("blobs/sized").await.unwrap() == blob);
     let left = driver.list("uploads/x").await.unwrap();
     assert!(left.is_empty(), "{left:?}");
@@ -403,4 +407,44 @@ async fn committing_a_blob_costs_the_same_requests_whatever_its_size_and_copies_
         assert!(!total.contains_key(copy), "a {copy} was sent: {total:?}");
     }
     assert!(commits[0].values().sum::<u64>() <= 10, "{:?}", commits[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_costs_one_state_check_and_one_state_write() {
+    let server = S3Server::start().unwrap();
+    let config = server.registry_config("chunk-requests").await.unwrap();
+    let r = Replica::start(config).await;
+    let blob = data(12 * 1024 * 1024, 20);
+    let location = start_upload(&r.base, "r").await;
+    patch(&r.base, &location, 0, blob[..6 * 1024 * 1024].to_vec()).await;
+    let before = storage_requests(&r.base).await;
+    patch(&r.base, &location, 6 * 1024 * 1024, blob[6 * 1024 * 1024..].to_vec()).await;
+    let chunk = diff(&storage_requests(&r.base).await, &before);
+    // The session state this replica wrote is checked by its ETag (no body comes back) and
+    // written once; the driver keeps no state object of its own.
+    let want: std::collections::BTreeMap<String, u64> =
+        [("HeadObject", 1), ("PutObject", 1), ("UploadPart", 1)].map(|(k, v)| (k.to_string(), v)).into();
+    assert_eq!(chunk, want);
+    finish(&r.base, &location, &Digest::sha256_of(&blob)).await;
+    assert!(get_blob(&r.base, "r", &Digest::sha256_of(&blob)).await == blob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn remembered_small_objects_follow_other_writers() {
+    let server = S3Server::start().unwrap();
+    let a = server.bucket("remembered").await.unwrap();
+    let b = registry::storage::s3::S3Storage::new(&server.config("remembered")).await.unwrap();
+    let sent = |d: &registry::storage::s3::S3Storage, op: &str| {
+        d.request_counts().iter().find(|(k, _)| k == op).map_or(0, |(_, n)| *n)
+    };
+    a.put("state/x", bytes::Bytes::from_static(b"one")).await.unwrap();
+    let gets = sent(&a, "GetObject");
+    assert_eq!(a.read("state/x").await.unwrap(), &b"one"[..]);
+    assert_eq!(sent(&a, "GetObject"), gets, "a read of what this driver wrote fetched the body");
+    // Another replica's write shows at once, and so does its delete.
+    b.put("state/x", bytes::Bytes::from_static(b"two")).await.unwrap();
+    assert_eq!(a.read("state/x").await.unwrap(), &b"two"[..]);
+    assert_eq!(b.read("state/x").await.unwrap(), &b"two"[..]);
+    assert!(a.delete("state/x").await.unwrap());
+    assert!(b.read("state/x").await.unwrap_err().is_not_found());
 }

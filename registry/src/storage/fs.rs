@@ -34,7 +34,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{check_path, ByteStream, Meta, Storage, StorageError};
+use super::{check_path, ByteStream, Meta, Storage, StorageError, Written};
 
 mod commit;
 mod direct;
@@ -350,12 +350,20 @@ impl Storage for FsStorage {
         .await
     }
 
-    async fn write_part(&self, upload: &str, offset: u64, body: ByteStream) -> Result<u64, StorageError> {
+    async fn write_part(
+        &self,
+        upload: &str,
+        _resume: &str,
+        offset: u64,
+        body: ByteStream,
+    ) -> Result<Written, StorageError> {
         let full = self.full(upload)?;
-        self.writer.write(full, offset, body).await
+        let len = self.writer.write(full, offset, body).await?;
+        // The upload's file is all its state: its length is checked against `offset`.
+        Ok(Written { len, resume: String::new() })
     }
 
-    async fn complete(&self, upload: &str, dest: &str) -> Result<(), StorageError> {
+    async fn complete(&self, upload: &str, _resume: &str, dest: &str) -> Result<(), StorageError> {
         let from = self.full(upload)?;
         let to = self.full(dest)?;
         let fsync = self.fsync;
@@ -371,7 +379,7 @@ impl Storage for FsStorage {
         .await
     }
 
-    async fn abort(&self, upload: &str) -> Result<(), StorageError> {
+    async fn abort(&self, upload: &str, _resume: &str) -> Result<(), StorageError> {
         self.delete(upload).await.map(|_| ())
     }
 }
@@ -441,12 +449,12 @@ mod tests {
             let chunks: Vec<_> = data[r].chunks(65_537).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
             futures_util::stream::iter(chunks).boxed()
         };
-        assert_eq!(driver.write_part("up/data", 0, pieces(0..cut)).await.unwrap(), cut as u64);
-        let n = driver.write_part("up/data", cut as u64, pieces(cut..cut + 5000)).await.unwrap();
-        assert_eq!(n, 5000);
-        let rest = driver.write_part("up/data", cut as u64 + 5000, pieces(cut + 5000..data.len())).await.unwrap();
-        assert_eq!(rest as usize, data.len() - cut - 5000);
-        driver.complete("up/data", "blobs/b/data").await.unwrap();
+        assert_eq!(driver.write_part("up/data", "", 0, pieces(0..cut)).await.unwrap().len, cut as u64);
+        let n = driver.write_part("up/data", "", cut as u64, pieces(cut..cut + 5000)).await.unwrap();
+        assert_eq!(n.len, 5000);
+        let rest = driver.write_part("up/data", "", cut as u64 + 5000, pieces(cut + 5000..data.len())).await.unwrap();
+        assert_eq!(rest.len as usize, data.len() - cut - 5000);
+        driver.complete("up/data", "", "blobs/b/data").await.unwrap();
         assert_eq!(driver.read("blobs/b/data").await.unwrap(), &data[..]);
     }
 

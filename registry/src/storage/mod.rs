@@ -65,6 +65,19 @@ pub struct Meta {
     pub modified: SystemTime,
 }
 
+/// What a multipart write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The bytes written.
+    pub len: u64,
+    /// What the driver needs to continue the upload after this write (opaque text; empty for
+    /// drivers that need nothing). The caller records it with the upload's length, in storage,
+    /// and hands it to the next write, to `complete` or to `abort`: a driver keeps no state of
+    /// its own between writes, so recording a write costs the caller's one storage write, and
+    /// any process can continue the upload.
+    pub resume: String,
+}
+
 /// A storage back end.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -103,10 +116,17 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete_all(&self, prefix: &str) -> Result<(), StorageError>;
 
     /// Writes `body` into the multipart upload `upload` starting at byte `offset`, which must
-    /// be the upload's current length as recorded by the caller (anything a failed earlier
-    /// write left past it is discarded). Returns the number of bytes written. On error nothing
-    /// of this part counts.
-    async fn write_part(&self, upload: &str, offset: u64, body: ByteStream) -> Result<u64, StorageError>;
+    /// be the upload's length as the caller recorded it, with the [`Written::resume`] it
+    /// recorded along (empty before the first write). Anything a write the caller did not
+    /// record left past that point is discarded. Returns the bytes written and the resume
+    /// text for the next write; on error nothing of this part counts.
+    async fn write_part(
+        &self,
+        upload: &str,
+        resume: &str,
+        offset: u64,
+        body: ByteStream,
+    ) -> Result<Written, StorageError>;
 
     /// [`Storage::write_part`] of a body whose length the caller knows before it arrives (a
     /// request's `Content-Length`), so that a driver can send the bytes on while they arrive
@@ -115,25 +135,28 @@ pub trait Storage: Send + Sync + 'static {
     async fn write_part_sized(
         &self,
         upload: &str,
+        resume: &str,
         offset: u64,
         len: Option<u64>,
         body: ByteStream,
-    ) -> Result<u64, StorageError> {
-        let written = self.write_part(upload, offset, body).await?;
+    ) -> Result<Written, StorageError> {
+        let written = self.write_part(upload, resume, offset, body).await?;
         match len {
-            // Past the recorded offset, so the caller's next write discards it.
-            Some(len) if len != written => {
-                Err(StorageError::Body(format!("{written} bytes, where {len} were announced")))
+            // Not recorded by the caller, so the next write discards it.
+            Some(len) if len != written.len => {
+                Err(StorageError::Body(format!("{} bytes, where {len} were announced", written.len)))
             }
             _ => Ok(written),
         }
     }
 
-    /// Makes the upload's bytes readable at `dest` in one step and forgets the upload.
-    async fn complete(&self, upload: &str, dest: &str) -> Result<(), StorageError>;
+    /// Makes the upload's bytes readable at `dest` in one step and forgets the upload;
+    /// `resume` is that of the upload's last recorded write.
+    async fn complete(&self, upload: &str, resume: &str, dest: &str) -> Result<(), StorageError>;
 
-    /// Discards an upload's bytes.
-    async fn abort(&self, upload: &str) -> Result<(), StorageError>;
+    /// Discards an upload's bytes; `resume` is that of its last recorded write (empty when
+    /// none is known).
+    async fn abort(&self, upload: &str, resume: &str) -> Result<(), StorageError>;
 
     /// Requests sent to the back end so far, by operation (empty for drivers that send none).
     fn request_counts(&self) -> Vec<(String, u64)> {

@@ -3,15 +3,21 @@
 //! Small objects (links, tags, manifests, upload state) are single `PutObject`s, which S3
 //! makes visible atomically; create-only writes use `If-None-Match: *`.
 //!
-//! Multipart uploads map to S3 multipart uploads whose state lives in storage, so any replica
-//! can continue an upload another started:
-//! - `<upload>.mp` (JSON) holds the S3 upload id, the key its object will have, the parts
-//!   uploaded so far, the "tail" and the state before the last write (so a write the caller
-//!   never recorded can be rolled back, see [`Storage::write_part`]).
+//! Multipart uploads map to S3 multipart uploads. The driver keeps nothing of them between
+//! writes: each write returns its state as the resume text ([`Written::resume`], JSON) that
+//! the caller records with the upload's length, in storage, and hands to the next write, so
+//! any replica can continue an upload another started, and a chunk costs one state write
+//! (the caller's). The resume text holds the S3 upload id, the key its object will have, the
+//! parts uploaded so far and the "tail":
 //! - The tail is what is left of the bytes after the last part: fewer than S3's 5 MiB minimum
 //!   part, kept as its own small object `<upload>.tail.<n>` (never in a process's memory
 //!   between requests), and sent ahead of the next write's bytes, or as the last part on
 //!   completion.
+//! - A write the caller never recorded is rolled back by writing again from the recorded
+//!   point: its parts are uploaded again under the same numbers (or left out of the
+//!   completion), and its tail is never read. A tail a write replaced is deleted by the next
+//!   write (which knows the caller recorded the replacing one); completing or aborting the
+//!   upload deletes every tail left, those of unrecorded writes included (listed by prefix).
 //!
 //! A write cuts the tail and its body into parts of the configured part size; the bytes left
 //! at the end form one last part when they are at least 5 MiB (a write of one part and a bit
@@ -33,6 +39,14 @@
 //! destination path naming the data object (`berth-link` metadata) and its size
 //! (`berth-size`). There is no server-side copy. Reads and stats follow links; links never
 //! change once written, so the driver remembers the ones it has seen.
+//!
+//! Small objects (at most `SMALL_OBJECT` bytes: upload state, links, tags) that this process
+//! wrote or read are remembered with their ETag. Reading one again costs a `HeadObject`, and
+//! the remembered bytes are used while the ETag still matches; only a changed object (written
+//! meanwhile by another replica) is fetched again. A read thus never sees older bytes than a
+//! plain `GetObject` would, and the upload state each chunk of a push rewrites and reads back
+//! is checked without its body coming back (a response without a body also avoids a 40 ms
+//! stall some servers cause by sending a response's headers and body in two TCP segments).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -51,7 +65,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::{check_path, ByteStream, Meta, Storage, StorageError};
+use super::{check_path, ByteStream, Meta, Storage, StorageError, Written};
 use crate::config::S3Config;
 
 mod parts;
@@ -65,6 +79,10 @@ const PARTS_IN_FLIGHT: usize = 3;
 const LINK_META: &str = "berth-link";
 /// Metadata holding the linked object's size.
 const SIZE_META: &str = "berth-size";
+/// The largest object whose bytes are remembered with its ETag.
+const SMALL_OBJECT: usize = 64 * 1024;
+/// The most bytes of small objects remembered at once; past it, all are forgotten.
+const SMALL_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Counts the HTTP requests the SDK sends, by S3 operation (retries included), for
 /// `/metrics` and for proving how many requests a push costs.
@@ -105,6 +123,41 @@ pub struct S3Storage {
     redirect: Option<Duration>,
     /// Link key → (data key, size); links are immutable.
     links: Mutex<HashMap<String, (String, u64)>>,
+    /// Small objects this process wrote or read, by key, with their ETags.
+    small: Mutex<SmallObjects>,
+}
+
+/// Small objects remembered with their ETags (see the module's doc).
+#[derive(Debug, Default)]
+struct SmallObjects {
+    /// Key → (ETag, bytes).
+    entries: HashMap<String, (String, Bytes)>,
+    /// The bytes of all entries.
+    bytes: usize,
+}
+
+impl SmallObjects {
+    /// Remembers `data` as the object at `key` with `etag`, when it is small enough.
+    fn insert(&mut self, key: &str, etag: Option<&str>, data: &Bytes) {
+        self.remove(key);
+        let Some(etag) = etag.filter(|_| data.len() <= SMALL_OBJECT) else { return };
+        if self.bytes + data.len() > SMALL_CACHE_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += data.len();
+        self.entries.insert(key.to_string(), (etag.to_string(), data.clone()));
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, data)) = self.entries.remove(key) {
+            self.bytes -= data.len();
+        }
+    }
+
+    fn remove_all(&mut self, keys: &[String]) {
+        keys.iter().for_each(|k| self.remove(k));
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,20 +167,13 @@ struct Part {
     size: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Tail {
     key: String,
     size: u64,
 }
 
-/// Where an upload stood after some write: enough to resume from there.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Point {
-    parts: usize,
-    tail: Option<Tail>,
-    total: u64,
-}
-
+/// An upload's state after a write: its resume text (see the module's doc).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Multipart {
     /// The data object's key (without the prefix).
@@ -136,8 +182,20 @@ struct Multipart {
     parts: Vec<Part>,
     tail: Option<Tail>,
     total: u64,
-    /// The point before the last write.
-    prev: Option<Point>,
+    /// The tail of the point this write started from, when this write replaced it: no
+    /// longer needed once this write is recorded, so the next write deletes it.
+    #[serde(default)]
+    replaced: Option<Tail>,
+}
+
+impl Multipart {
+    /// Parses a resume text; an empty one (no write yet) is `NotFound`.
+    fn parse(upload: &str, resume: &str) -> Result<Multipart, StorageError> {
+        if resume.is_empty() {
+            return Err(StorageError::NotFound(upload.to_string()));
+        }
+        serde_json::from_str(resume).map_err(|e| backend(upload, format!("bad resume text: {e}")))
+    }
 }
 
 fn backend(path: &str, msg: impl std::fmt::Display) -> StorageError {
@@ -216,6 +274,7 @@ impl S3Storage {
             part_size: config.part_size_mib.max(5) * 1024 * 1024,
             redirect: config.redirect.then(|| Duration::from_secs(config.redirect_expiry_secs)),
             links: Mutex::new(HashMap::new()),
+            small: Mutex::new(SmallObjects::default()),
         })
     }
 
@@ -236,10 +295,6 @@ impl S3Storage {
         Ok(format!("{}{path}", self.prefix))
     }
 
-    fn mp_key(upload: &str) -> String {
-        format!("{upload}.mp")
-    }
-
     fn cached_link(&self, key: &str) -> Option<(String, u64)> {
         self.links.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
     }
@@ -250,6 +305,32 @@ impl S3Storage {
             links.clear();
         }
         links.insert(key.to_string(), (target.to_string(), size));
+    }
+
+    fn small_objects(&self) -> std::sync::MutexGuard<'_, SmallObjects> {
+        self.small.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The remembered bytes of the object at `key` when its ETag, asked with a `HeadObject`,
+    /// is still the remembered one; `Ok(None)` when nothing is remembered or the object
+    /// changed.
+    async fn read_remembered(&self, path: &str, key: &str) -> Result<Option<Bytes>, StorageError> {
+        let Some((etag, data)) = self.small_objects().entries.get(key).cloned() else { return Ok(None) };
+        let out = match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = sdk_err(path, e);
+                if e.is_not_found() {
+                    self.small_objects().remove(key);
+                }
+                return Err(e);
+            }
+        };
+        if out.e_tag() == Some(etag.as_str()) && Self::link_of(out.metadata()).is_none() {
+            return Ok(Some(data));
+        }
+        self.small_objects().remove(key);
+        Ok(None)
     }
 
     fn link_of(meta: Option<&HashMap<String, String>>) -> Option<(String, u64)> {
@@ -281,19 +362,6 @@ impl S3Storage {
             }
         })
         .boxed()
-    }
-
-    async fn load_mp(&self, upload: &str) -> Result<Option<Multipart>, StorageError> {
-        match self.read(&Self::mp_key(upload)).await {
-            Ok(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| backend(upload, e)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn save_mp(&self, upload: &str, mp: &Multipart) -> Result<(), StorageError> {
-        let raw = serde_json::to_vec(mp).map_err(|e| backend(upload, e))?;
-        self.put(&Self::mp_key(upload), Bytes::from(raw)).await
     }
 
     /// Sends the part `n` of `size` bytes, read from `bytes` as they arrive, and returns its
@@ -329,51 +397,43 @@ impl S3Storage {
     }
 
     /// Writes `body` (`len` bytes, when known) into the multipart upload `upload` from
-    /// `offset`; see [`Storage::write_part`] and the module's doc.
+    /// `offset`, continuing from `resume`; see [`Storage::write_part`] and the module's doc.
     async fn write(
         &self,
         upload: &str,
+        resume: &str,
         offset: u64,
         len: Option<u64>,
         mut body: ByteStream,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Written, StorageError> {
         self.key(upload)?;
-        let mut mp = match self.load_mp(upload).await? {
-            Some(mp) => mp,
-            None if offset == 0 => {
-                let key = format!("_data/{:032x}", rand::random::<u128>());
-                let out = self
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(format!("{}{key}", self.prefix))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err(upload, e))?;
-                let upload_id = out.upload_id().ok_or_else(|| backend(upload, "no upload id"))?.to_string();
-                Multipart { key, upload_id, parts: Vec::new(), tail: None, total: 0, prev: None }
-            }
-            None => return Err(StorageError::NotFound(upload.to_string())),
-        };
-        // Resume from the point the caller recorded: the last write, or the one before it
-        // when the caller never recorded the last one.
-        let base = if mp.total == offset {
-            Point { parts: mp.parts.len(), tail: mp.tail.clone(), total: mp.total }
+        let base = if resume.is_empty() && offset == 0 {
+            let key = format!("_data/{:032x}", rand::random::<u128>());
+            let out = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(format!("{}{key}", self.prefix))
+                .send()
+                .await
+                .map_err(|e| sdk_err(upload, e))?;
+            let upload_id = out.upload_id().ok_or_else(|| backend(upload, "no upload id"))?.to_string();
+            Multipart { key, upload_id, parts: Vec::new(), tail: None, total: 0, replaced: None }
         } else {
-            match mp.prev.clone() {
-                Some(p) if p.total == offset => p,
-                _ => return Err(backend(upload, format!("upload holds {} bytes, expected {offset}", mp.total))),
-            }
+            Multipart::parse(upload, resume)?
         };
-        let mut parts = mp.parts[..base.parts].to_vec();
+        if base.total != offset {
+            return Err(backend(upload, format!("upload holds {} bytes, expected {offset}", base.total)));
+        }
+        let mut parts = base.parts.clone();
         let carried = match &base.tail {
             Some(tail) => self.read(&tail.key).await?,
             None => Bytes::new(),
         };
         let to = PartTarget {
             path: upload.to_string(),
-            key: format!("{}{}", self.prefix, mp.key),
-            upload_id: mp.upload_id.clone(),
+            key: format!("{}{}", self.prefix, base.key),
+            upload_id: base.upload_id.clone(),
         };
         let mut writer = PartWriter {
             s3: self,
@@ -401,33 +461,53 @@ impl S3Storage {
         parts.extend(new_parts);
         let tail = if held.is_empty() {
             None
+        } else if written == 0 && base.tail.is_some() {
+            // Nothing new: the tail is the one carried.
+            base.tail.clone()
         } else {
             let key = format!("{upload}.tail.{:016x}", rand::random::<u64>());
             let size = held.len() as u64;
             self.put(&key, held).await?;
             Some(Tail { key, size })
         };
-        // Tails no longer reachable from the new state or the one before it.
-        let mut stale: Vec<String> = Vec::new();
-        for t in [mp.tail.as_ref(), mp.prev.as_ref().and_then(|p| p.tail.as_ref())].into_iter().flatten() {
-            if base.tail.as_ref().is_none_or(|b| b.key != t.key) {
-                stale.push(t.key.clone());
+        // The caller recorded `base`, so the tail `base` replaced is needed no more.
+        if let Some(old) = base.replaced.as_ref().filter(|&t| Some(t) != tail.as_ref()) {
+            if let Ok(full) = self.key(&old.key) {
+                let _ = self.delete_key(&old.key, &full).await;
             }
         }
-        mp.prev = Some(base.clone());
-        mp.parts = parts;
-        mp.tail = tail;
-        mp.total = base.total + written;
-        self.save_mp(upload, &mp).await?;
-        for key in stale {
-            if let Ok(full) = self.key(&key) {
-                let _ = self.delete_key(&key, &full).await;
-            }
+        let replaced = base.tail.clone().filter(|t| Some(t) != tail.as_ref());
+        let mp = Multipart { key: base.key, upload_id: base.upload_id, parts, tail, total: offset + written, replaced };
+        let resume = serde_json::to_string(&mp).map_err(|e| backend(upload, e))?;
+        Ok(Written { len: written, resume })
+    }
+
+    /// Deletes the upload's small objects: every tail, those of writes the caller never
+    /// recorded included (so they are listed, not taken from the resume text).
+    async fn delete_tails(&self, upload: &str) -> Result<(), StorageError> {
+        let keys = self.list_keys(upload, &format!("{}.tail.", self.key(upload)?)).await?;
+        self.delete_keys(upload, &keys).await
+    }
+
+    /// Deletes the objects at `keys` (full keys), a thousand per request.
+    async fn delete_keys(&self, path: &str, keys: &[String]) -> Result<(), StorageError> {
+        for batch in keys.chunks(1000) {
+            self.small_objects().remove_all(batch);
+            let ids: Result<Vec<_>, _> = batch.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect();
+            let delete = Delete::builder().set_objects(Some(ids.map_err(|e| backend(path, e))?)).quiet(true).build();
+            self.client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete.map_err(|e| backend(path, e))?)
+                .send()
+                .await
+                .map_err(|e| sdk_err(path, e))?;
         }
-        Ok(written)
+        Ok(())
     }
 
     async fn delete_key(&self, path: &str, key: &str) -> Result<(), StorageError> {
+        self.small_objects().remove(key);
         self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk_err(path, e))?;
         Ok(())
     }
@@ -496,12 +576,37 @@ impl Storage for S3Storage {
     }
 
     async fn read(&self, path: &str) -> Result<Bytes, StorageError> {
+        let key = self.key(path)?;
+        if self.cached_link(&key).is_none() {
+            if let Some(data) = self.read_remembered(path, &key).await? {
+                return Ok(data);
+            }
+        }
+        // The ETag of a plain object (not a link), whose bytes may then be remembered.
+        let mut etag = None;
+        let mut s = match self.cached_link(&key) {
+            Some(_) => self.get(path, None).await?,
+            None => {
+                let out = self.get_object(path, &key, None).await?;
+                if let Some((target, size)) = Self::link_of(out.metadata()) {
+                    self.remember_link(&key, &target, size);
+                    let out = self.get_object(path, &format!("{}{target}", self.prefix), None).await?;
+                    Self::stream(out.body, path.to_string())
+                } else {
+                    etag = out.e_tag().map(str::to_string);
+                    Self::stream(out.body, path.to_string())
+                }
+            }
+        };
         let mut out = BytesMut::new();
-        let mut s = self.get(path, None).await?;
         while let Some(chunk) = s.next().await {
             out.extend_from_slice(&chunk?);
         }
-        Ok(out.freeze())
+        let data = out.freeze();
+        if let Some(etag) = etag {
+            self.small_objects().insert(&key, Some(&etag), &data);
+        }
+        Ok(data)
     }
 
     async fn stat(&self, path: &str) -> Result<Meta, StorageError> {
@@ -520,14 +625,18 @@ impl Storage for S3Storage {
 
     async fn put(&self, path: &str, data: Bytes) -> Result<(), StorageError> {
         let key = self.key(path)?;
-        self.client
+        // Forgotten first: should the write fail, the object may or may not have changed.
+        self.small_objects().remove(&key);
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
-            .key(key)
-            .body(SdkBody::from(data))
+            .key(&key)
+            .body(SdkBody::from(data.clone()))
             .send()
             .await
             .map_err(|e| sdk_err(path, e))?;
+        self.small_objects().insert(&key, out.e_tag(), &data);
         Ok(())
     }
 
@@ -537,13 +646,16 @@ impl Storage for S3Storage {
             .client
             .put_object()
             .bucket(&self.bucket)
-            .key(key)
+            .key(&key)
             .if_none_match("*")
-            .body(SdkBody::from(data))
+            .body(SdkBody::from(data.clone()))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                self.small_objects().insert(&key, out.e_tag(), &data);
+                Ok(true)
+            }
             Err(e) if is_precondition_failed(&e) => Ok(false),
             Err(e) => Err(sdk_err(path, e)),
         }
@@ -593,42 +705,38 @@ impl Storage for S3Storage {
     async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
         let folder = format!("{}/", self.key(prefix.trim_end_matches('/'))?);
         let keys = self.list_keys(prefix, &folder).await?;
-        for batch in keys.chunks(1000) {
-            let ids: Result<Vec<_>, _> = batch.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect();
-            let delete = Delete::builder().set_objects(Some(ids.map_err(|e| backend(prefix, e))?)).quiet(true).build();
-            self.client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete.map_err(|e| backend(prefix, e))?)
-                .send()
-                .await
-                .map_err(|e| sdk_err(prefix, e))?;
-        }
+        self.delete_keys(prefix, &keys).await?;
         let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
         links.retain(|k, _| !k.starts_with(&folder));
         Ok(())
     }
 
-    async fn write_part(&self, upload: &str, offset: u64, body: ByteStream) -> Result<u64, StorageError> {
-        self.write(upload, offset, None, body).await
+    async fn write_part(
+        &self,
+        upload: &str,
+        resume: &str,
+        offset: u64,
+        body: ByteStream,
+    ) -> Result<Written, StorageError> {
+        self.write(upload, resume, offset, None, body).await
     }
 
     async fn write_part_sized(
         &self,
         upload: &str,
+        resume: &str,
         offset: u64,
         len: Option<u64>,
         body: ByteStream,
-    ) -> Result<u64, StorageError> {
-        self.write(upload, offset, len, body).await
+    ) -> Result<Written, StorageError> {
+        self.write(upload, resume, offset, len, body).await
     }
 
-    async fn complete(&self, upload: &str, dest: &str) -> Result<(), StorageError> {
+    async fn complete(&self, upload: &str, resume: &str, dest: &str) -> Result<(), StorageError> {
         let dest_key = self.key(dest)?;
-        let mut mp = self.load_mp(upload).await?.ok_or_else(|| StorageError::NotFound(upload.to_string()))?;
+        let mut mp = Multipart::parse(upload, resume)?;
         let data_key = format!("{}{}", self.prefix, mp.key);
-        let last_tail = mp.tail.take();
-        if let Some(tail) = &last_tail {
+        if let Some(tail) = &mp.tail {
             let data = self.read(&tail.key).await?;
             let to = PartTarget { path: upload.to_string(), key: data_key.clone(), upload_id: mp.upload_id.clone() };
             let mut tasks = JoinSet::new();
@@ -668,6 +776,7 @@ impl Storage for S3Storage {
                 .map_err(|e| sdk_err(upload, e))?;
         }
         let size: u64 = mp.parts.iter().map(|p| p.size).sum();
+        self.small_objects().remove(&dest_key);
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -679,13 +788,7 @@ impl Storage for S3Storage {
             .await
             .map_err(|e| sdk_err(dest, e))?;
         self.remember_link(&dest_key, &mp.key, size);
-        // The upload's own objects: its state and the tail it just sent as the last part.
-        let consumed = [mp.prev.and_then(|p| p.tail), last_tail];
-        self.delete_key(upload, &self.key(&Self::mp_key(upload))?).await?;
-        for tail in consumed.into_iter().flatten() {
-            self.delete_key(upload, &self.key(&tail.key)?).await?;
-        }
-        Ok(())
+        self.delete_tails(upload).await
     }
 
     fn request_counts(&self) -> Vec<(String, u64)> {
@@ -700,30 +803,27 @@ impl Storage for S3Storage {
         }
     }
 
-    async fn abort(&self, upload: &str) -> Result<(), StorageError> {
-        let Some(mp) = self.load_mp(upload).await? else { return Ok(()) };
-        let data_key = format!("{}{}", self.prefix, mp.key);
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&data_key)
-            .upload_id(&mp.upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => {
+    async fn abort(&self, upload: &str, resume: &str) -> Result<(), StorageError> {
+        // Without a recorded write there is no S3 upload known to abort, but an unrecorded
+        // write may have left a tail.
+        if !resume.is_empty() {
+            let mp = Multipart::parse(upload, resume)?;
+            let data_key = format!("{}{}", self.prefix, mp.key);
+            let aborted = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&data_key)
+                .upload_id(&mp.upload_id)
+                .send()
+                .await;
+            if let Err(e) = aborted {
                 let e = sdk_err(upload, e);
                 if !e.is_not_found() {
                     return Err(e);
                 }
             }
         }
-        for t in [mp.tail.as_ref(), mp.prev.as_ref().and_then(|p| p.tail.as_ref())].into_iter().flatten() {
-            self.delete(&t.key).await?;
-        }
-        self.delete(&Self::mp_key(upload)).await?;
-        Ok(())
+        self.delete_tails(upload).await
     }
 }

@@ -129,22 +129,24 @@ async fn multipart(d: &dyn Storage) {
     let up = "suite/uploads/u1/data";
     let part1 = vec![1u8; 700_000];
     let part2 = vec![2u8; 300_000];
-    let n = d.write_part(up, 0, stream_of(vec![Ok(Bytes::from(part1.clone()))])).await.unwrap();
-    assert_eq!(n, 700_000);
+    let w = d.write_part(up, "", 0, stream_of(vec![Ok(Bytes::from(part1.clone()))])).await.unwrap();
+    assert_eq!(w.len, 700_000);
     // Nothing is readable at the destination before completion.
     assert!(d.read("suite/blobs/b1").await.unwrap_err().is_not_found());
     // A part whose body fails counts for nothing: the next part starts at the same offset.
     let failed = d
         .write_part(
             up,
+            &w.resume,
             700_000,
             stream_of(vec![Ok(Bytes::from(vec![9u8; 1000])), Err(StorageError::Body("cut".into()))]),
         )
         .await;
     assert!(failed.is_err());
     let chunks = part2.chunks(70_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    assert_eq!(d.write_part(up, 700_000, stream_of(chunks)).await.unwrap(), 300_000);
-    d.complete(up, "suite/blobs/b1").await.unwrap();
+    let w = d.write_part(up, &w.resume, 700_000, stream_of(chunks)).await.unwrap();
+    assert_eq!(w.len, 300_000);
+    d.complete(up, &w.resume, "suite/blobs/b1").await.unwrap();
     let got = d.read("suite/blobs/b1").await.unwrap();
     assert_eq!(got.len(), 1_000_000);
     assert_eq!(&got[..700_000], &part1[..]);
@@ -152,14 +154,14 @@ async fn multipart(d: &dyn Storage) {
 
     // An aborted upload leaves nothing behind.
     let up2 = "suite/uploads/u2/data";
-    d.write_part(up2, 0, stream_of(vec![Ok(Bytes::from_static(b"junk"))])).await.unwrap();
-    d.abort(up2).await.unwrap();
-    assert!(d.write_part(up2, 4, stream_of(vec![])).await.is_err());
+    let w = d.write_part(up2, "", 0, stream_of(vec![Ok(Bytes::from_static(b"junk"))])).await.unwrap();
+    d.abort(up2, &w.resume).await.unwrap();
+    assert!(d.write_part(up2, &w.resume, 4, stream_of(vec![])).await.is_err());
 
     // An empty upload completes to an empty object.
     let up3 = "suite/uploads/u3/data";
-    d.write_part(up3, 0, stream_of(vec![])).await.unwrap();
-    d.complete(up3, "suite/blobs/empty").await.unwrap();
+    let w = d.write_part(up3, "", 0, stream_of(vec![])).await.unwrap();
+    d.complete(up3, &w.resume, "suite/blobs/empty").await.unwrap();
     assert_eq!(d.stat("suite/blobs/empty").await.unwrap().size, 0);
 }
 
@@ -167,15 +169,18 @@ async fn sized_writes(d: &dyn Storage) {
     let up = "suite/uploads/sized/data";
     let chunks = |data: &[u8]| stream_of(data.chunks(30_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect());
     let (a, b) = (vec![3u8; 400_000], vec![4u8; 250_000]);
-    assert_eq!(d.write_part_sized(up, 0, Some(400_000), chunks(&a)).await.unwrap(), 400_000);
+    let w = d.write_part_sized(up, "", 0, Some(400_000), chunks(&a)).await.unwrap();
+    assert_eq!(w.len, 400_000);
     // A body shorter or longer than announced fails, and counts for nothing.
     for wrong in [249_999, 250_001] {
-        let err = d.write_part_sized(up, 400_000, Some(wrong), chunks(&b)).await.unwrap_err();
+        let err = d.write_part_sized(up, &w.resume, 400_000, Some(wrong), chunks(&b)).await.unwrap_err();
         assert!(matches!(err, StorageError::Body(_)), "{wrong}: {err}");
     }
-    assert_eq!(d.write_part_sized(up, 400_000, Some(250_000), chunks(&b)).await.unwrap(), 250_000);
-    assert_eq!(d.write_part_sized(up, 650_000, None, chunks(&b)).await.unwrap(), 250_000);
-    d.complete(up, "suite/blobs/sized").await.unwrap();
+    let w = d.write_part_sized(up, &w.resume, 400_000, Some(250_000), chunks(&b)).await.unwrap();
+    assert_eq!(w.len, 250_000);
+    let w = d.write_part_sized(up, &w.resume, 650_000, None, chunks(&b)).await.unwrap();
+    assert_eq!(w.len, 250_000);
+    d.complete(up, &w.resume, "suite/blobs/sized").await.unwrap();
     let got = d.read("suite/blobs/sized").await.unwrap();
     assert_eq!(got.len(), 900_000);
     assert!(got[..400_000] == a[..] && got[400_000..650_000] == b[..] && got[650_000..] == b[..]);

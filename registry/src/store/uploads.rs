@@ -1,9 +1,10 @@
 //! Blob upload sessions (spec.md, "Pushing blobs"): start, append chunks, report status,
 //! finish with digest verification, cancel, and purge abandoned sessions.
 //!
-//! A session's state (repository, bytes received, the hasher's saved state) is an object in
-//! storage, rewritten after every accepted chunk, so the session survives a restart and can be
-//! continued by another process without re-reading its bytes. Bytes are hashed as they stream
+//! A session's state (repository, bytes received, the hasher's saved state, and what the
+//! storage driver needs to continue its multipart upload) is one object in storage, rewritten
+//! once after every accepted chunk, so the session survives a restart and can be continued by
+//! another process without re-reading its bytes. Bytes are hashed as they stream
 //! to the driver; a chunk that fails half-way changes nothing. A blob becomes readable only
 //! after its digest has been checked.
 
@@ -17,7 +18,7 @@ use shared::{Algorithm, Digest, Hasher, RepoName};
 
 use super::{Store, StoreError, StoreResult};
 use crate::paths;
-use crate::storage::{ByteStream, StorageError};
+use crate::storage::{ByteStream, StorageError, Written};
 
 /// Where an upload stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,9 @@ struct State {
     hash: String,
     /// Seconds since the epoch when the session started.
     started: u64,
+    /// The driver's [`Written::resume`] of the last recorded write (empty before the first).
+    #[serde(default)]
+    resume: String,
 }
 
 fn now_secs() -> u64 {
@@ -110,6 +114,7 @@ impl Store {
             offset: 0,
             hash: hex::encode(Hasher::new(algorithm).save()),
             started: now_secs(),
+            resume: String::new(),
         };
         self.save(&id, &state).await?;
         Ok(UploadStatus { id, offset: 0 })
@@ -160,15 +165,16 @@ impl Store {
         let hasher = Arc::new(Mutex::new(hasher));
         let written = self
             .storage
-            .write_part_sized(&paths::upload_data(id), state.offset, len, hashing(body, hasher.clone()))
+            .write_part_sized(&paths::upload_data(id), &state.resume, state.offset, len, hashing(body, hasher.clone()))
             .await
             .map_err(|e| match e {
                 StorageError::Body(msg) => StoreError::BodyFailed(msg),
                 other => other.into(),
             })?;
         let hasher = hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        state.offset += written;
+        state.offset += written.len;
         state.hash = hex::encode(hasher.save());
+        state.resume = written.resume;
         self.save(id, state).await
     }
 
@@ -201,9 +207,9 @@ impl Store {
             StorageError::Io { path: paths::upload_state(id), source: std::io::Error::other("corrupt hash state") }
         })?;
         let result = if hasher.algorithm() == digest.algorithm() {
-            self.commit(repo, id, digest, hasher.finish()).await
+            self.commit(repo, id, &state.resume, digest, hasher.finish()).await
         } else {
-            self.commit_rehashed(repo, id, digest).await
+            self.commit_rehashed(repo, id, &state.resume, digest).await
         };
         match result {
             // The driver consumed the upload; only the session's own objects are left.
@@ -212,15 +218,22 @@ impl Store {
                 self.forget_lock(id);
                 Ok(())
             }
-            Ok(Committed::AlreadyStored) => self.discard(id).await,
+            Ok(Committed::AlreadyStored) => self.discard(id, &state.resume).await,
             Err(e) => {
-                self.discard(id).await?;
+                self.discard(id, &state.resume).await?;
                 Err(e)
             }
         }
     }
 
-    async fn commit(&self, repo: &RepoName, id: &str, expected: &Digest, actual: Digest) -> StoreResult<Committed> {
+    async fn commit(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        resume: &str,
+        expected: &Digest,
+        actual: Digest,
+    ) -> StoreResult<Committed> {
         if &actual != expected {
             return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
         }
@@ -228,7 +241,7 @@ impl Store {
         let outcome = match self.storage.stat(&dest).await {
             Ok(_) => Committed::AlreadyStored,
             Err(e) if e.is_not_found() => {
-                self.storage.complete(&paths::upload_data(id), &dest).await?;
+                self.storage.complete(&paths::upload_data(id), resume, &dest).await?;
                 Committed::Completed
             }
             Err(e) => return Err(e.into()),
@@ -239,9 +252,15 @@ impl Store {
 
     /// The client finished with a digest of another algorithm than the session hashed with:
     /// stage the bytes, hash them again, and only then store them under that digest.
-    async fn commit_rehashed(&self, repo: &RepoName, id: &str, expected: &Digest) -> StoreResult<Committed> {
+    async fn commit_rehashed(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        resume: &str,
+        expected: &Digest,
+    ) -> StoreResult<Committed> {
         let staged = format!("{}/staged", paths::upload(id));
-        self.storage.complete(&paths::upload_data(id), &staged).await?;
+        self.storage.complete(&paths::upload_data(id), resume, &staged).await?;
         let mut hasher = Hasher::new(expected.algorithm());
         let mut bytes = self.storage.get(&staged, None).await?;
         while let Some(chunk) = bytes.next().await {
@@ -253,15 +272,16 @@ impl Store {
         }
         let copy = format!("{}/copy", paths::upload(id));
         let body = self.storage.get(&staged, None).await?;
-        self.storage.write_part(&copy, 0, body).await?;
+        let Written { resume, .. } = self.storage.write_part(&copy, "", 0, body).await?;
         let dest = paths::blob_data(expected);
-        self.storage.complete(&copy, &dest).await?;
+        self.storage.complete(&copy, &resume, &dest).await?;
         self.storage.put(&paths::layer_link(repo, expected), Bytes::new()).await?;
         Ok(Committed::Completed)
     }
 
-    async fn discard(&self, id: &str) -> StoreResult<()> {
-        self.storage.abort(&paths::upload_data(id)).await?;
+    /// Drops a session: its driver upload (as of `resume`) and its objects.
+    async fn discard(&self, id: &str, resume: &str) -> StoreResult<()> {
+        self.storage.abort(&paths::upload_data(id), resume).await?;
         self.storage.delete_all(&paths::upload(id)).await?;
         self.forget_lock(id);
         Ok(())
@@ -271,8 +291,8 @@ impl Store {
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> StoreResult<()> {
         let lock = self.upload_lock(id);
         let _guard = lock.lock().await;
-        self.load(repo, id).await?;
-        self.discard(id).await
+        let state = self.load(repo, id).await?;
+        self.discard(id, &state.resume).await
     }
 
     /// Removes sessions that have not received anything for `max_age`; returns how many.
@@ -291,7 +311,13 @@ impl Store {
             if stale {
                 let lock = self.upload_lock(&id);
                 let _guard = lock.lock().await;
-                self.discard(&id).await?;
+                // The driver's upload is known from the state; a folder without one is debris.
+                let resume = match self.storage.read(&paths::upload_state(&id)).await {
+                    Ok(raw) => serde_json::from_slice::<State>(&raw).map(|s| s.resume).unwrap_or_default(),
+                    Err(e) if e.is_not_found() => String::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                self.discard(&id, &resume).await?;
                 purged += 1;
             }
         }
