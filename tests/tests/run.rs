@@ -365,3 +365,77 @@ async fn runs_an_image_pushed_by_docker() -> Result<()> {
     ensure!(out == format!("docker\n{size}\n"), "the docker-pushed image printed {out:?}");
     root.assert_clean()
 }
+
+/// The host here is hybrid (v1 controllers, and the v2 hierarchy at `/sys/fs/cgroup/unified`).
+/// In a mount namespace of their own the other two layouts can be shown to berth: v1 only
+/// (the v2 hierarchy unmounted), where `--memory` must still kill at the limit, and v2 only
+/// (`/sys/fs/cgroup` replaced by the v2 hierarchy), where a container must still start, be
+/// placed in its own cgroup and leave none behind. On such a host the v2 hierarchy has no
+/// controllers (they are bound to v1), so limits under v2 are not exercised here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_under_v1_only_and_v2_only_cgroup_layouts() -> Result<()> {
+    if !permitted("runs_under_v1_only_and_v2_only_cgroup_layouts") {
+        return Ok(());
+    }
+    let host = runtime::container::cgroups::Cgroups::detect()?;
+    if host.mode != runtime::container::cgroups::CgroupMode::Hybrid {
+        println!("SKIP runs_under_v1_only_and_v2_only_cgroup_layouts: the host is {:?}, not hybrid", host.mode);
+        return Ok(());
+    }
+    let unified = fs::read_to_string("/proc/self/mountinfo")?
+        .lines()
+        .filter_map(|l| l.split_once(" - ").map(|(left, right)| (left.split(' ').nth(4), right)))
+        .find_map(|(point, right)| right.starts_with("cgroup2 ").then_some(point).flatten().map(str::to_string))
+        .context("no cgroup2 mount on a hybrid host")?;
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let berth = berth_binary()?;
+    let store = root.path().display().to_string();
+    // `unshare -m` gives the script a private copy of the mount table.
+    let in_view =
+        |setup: String, run: &str| format!("set -e; {setup}; exec {} --root {store} run --rm {run}", berth.display());
+    let script = "cat /proc/self/cgroup; busybox head -c 100m /dev/zero | busybox tail";
+    let v1 = in_view(format!("umount {unified}"), &format!("--memory 16m {} sh -c '{script}'", root.image));
+    let out = run("unshare", &["-m", "--propagation", "private", "sh", "-c", &v1]).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.code() == Some(137) && !stdout.contains("0::/berth/"),
+        "v1 only: --memory 16m gave {:?} (no v2 line expected): {stdout} {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = cgroup_id(&stdout).with_context(|| format!("v1 only: no berth cgroup in {stdout}"))?;
+    assert_no_cgroup(&id)?;
+
+    let v2 = in_view(
+        "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup".to_string(),
+        &format!("{} cat /proc/self/cgroup", root.image),
+    );
+    let out = run("unshare", &["-m", "--propagation", "private", "sh", "-c", &v2]).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("0::/berth/"),
+        "v2 only: {:?}: {stdout} {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = cgroup_id(&stdout).context("v2 only: no berth cgroup")?;
+    ensure!(!Path::new(&unified).join("berth").join(&id).exists(), "v2 only: cgroup {id} was left");
+    assert_no_cgroup(&id)?;
+
+    // That v2 hierarchy offers no controller: a limit is refused up front, by name.
+    let limited = in_view(
+        "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup".to_string(),
+        &format!("--memory 16m --pids-limit 9 {} true", root.image),
+    );
+    let out = run("unshare", &["-m", "--propagation", "private", "sh", "-c", &limited]).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(125)
+            && stderr.contains("cgroup controller(s) memory, pids")
+            && !stderr.contains("ERROR"),
+        "v2 only without controllers: --memory gave {:?}: {stderr}",
+        out.status.code()
+    );
+    root.assert_clean()
+}

@@ -51,6 +51,9 @@ pub struct Cgroups {
     pub mounts: Vec<PathBuf>,
     /// Where the v1 memory controller, or the v2 hierarchy with the memory controller, is.
     memory: Option<PathBuf>,
+    /// The controllers of the v1 hierarchies (empty for v2 only: the v2 hierarchy says what
+    /// it offers in its `cgroup.controllers`).
+    v1_controllers: Vec<String>,
 }
 
 impl Cgroups {
@@ -66,6 +69,7 @@ impl Cgroups {
         let mut v1 = Vec::new();
         let mut v2 = Vec::new();
         let mut memory = None;
+        let mut v1_controllers = Vec::new();
         for line in text.lines() {
             let Some((left, right)) = line.split_once(" - ") else { continue };
             let fields: Vec<&str> = left.split(' ').collect();
@@ -79,6 +83,12 @@ impl Cgroups {
                     if options.split(',').any(|o| o == "memory") {
                         memory = Some(mount_point.clone());
                     }
+                    v1_controllers.extend(
+                        options
+                            .split(',')
+                            .filter(|o| !matches!(*o, "rw" | "ro" | "xattr" | "noprefix") && !o.contains('='))
+                            .map(str::to_string),
+                    );
                     v1.push(mount_point);
                 }
                 _ => {}
@@ -96,7 +106,24 @@ impl Cgroups {
         mounts.extend(v2);
         mounts.sort();
         mounts.dedup();
-        Cgroups { mode, mounts, memory }
+        Cgroups { mode, mounts, memory, v1_controllers }
+    }
+
+    /// Of the controllers `wanted` (`memory`, `cpu`, `pids`), those the host cannot give a
+    /// container: in v1 and hybrid setups, those no v1 hierarchy has; with v2 only, those
+    /// missing from the v2 hierarchy's `cgroup.controllers` (on a host whose controllers are
+    /// all bound to v1 hierarchies, a v2 hierarchy has none).
+    pub fn missing<'a>(&self, wanted: &[&'a str]) -> Vec<&'a str> {
+        let offered: Vec<String> = match (self.mode, self.mounts.first()) {
+            (CgroupMode::V2, Some(root)) => fs::read_to_string(root.join("cgroup.controllers"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            (CgroupMode::V2, None) => Vec::new(),
+            _ => self.v1_controllers.clone(),
+        };
+        wanted.iter().copied().filter(|w| !offered.iter().any(|o| o == w)).collect()
     }
 
     /// Whether memory plus swap can be limited (so `--memory` also forbids swapping).
@@ -223,9 +250,22 @@ mod tests {
     }
 
     #[test]
+    fn says_which_controllers_are_missing() {
+        let hybrid = Cgroups::from_mountinfo(HYBRID);
+        assert_eq!(hybrid.missing(&["memory", "cpu", "pids"]), Vec::<&str>::new());
+        assert_eq!(hybrid.missing(&["memory", "hugetlb"]), ["hugetlb"]);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.controllers"), "cpuset cpu pids\n").unwrap();
+        let v2 = format!("40 25 0:30 / {} rw - cgroup2 cgroup2 rw\n", dir.path().display());
+        let v2 = Cgroups::from_mountinfo(&v2);
+        assert_eq!(v2.missing(&["memory", "cpu", "pids"]), ["memory"]);
+    }
+
+    #[test]
     fn removing_a_missing_cgroup_is_fine() {
         let dir = tempfile::tempdir().unwrap();
-        let cgroups = Cgroups { mode: CgroupMode::V2, mounts: vec![dir.path().into()], memory: None };
+        let cgroups =
+            Cgroups { mode: CgroupMode::V2, mounts: vec![dir.path().into()], memory: None, v1_controllers: Vec::new() };
         std::fs::create_dir_all(dir.path().join("berth/x/child")).unwrap();
         assert!(cgroups.exists("/berth/x"));
         cgroups.remove("/berth/x").unwrap();

@@ -87,6 +87,17 @@ pub enum ShimError {
         #[source]
         source: io::Error,
     },
+    /// A limit was asked for whose cgroup controller the host does not offer.
+    #[error(
+        "the limits asked for need the cgroup controller(s) {missing}, which this host does not offer \
+         ({mode:?} cgroup layout); run without --memory/--cpus/--pids-limit, or enable the controller"
+    )]
+    NoController {
+        /// The missing controllers.
+        missing: String,
+        /// The host's layout.
+        mode: cgroups::CgroupMode,
+    },
     /// The supervisor did not report the start.
     #[error("the container supervisor exited without reporting a start")]
     NoReport,
@@ -283,6 +294,17 @@ impl Shim {
         let cgroups =
             cgroups::Cgroups::detect().map_err(|e| io_err("reading the cgroup mounts")(io::Error::other(e)))?;
         let cgroups = self.cgroups.insert(cgroups);
+        let limits = [
+            (options.memory.is_some(), "memory"),
+            (options.cpus.is_some(), "cpu"),
+            (options.pids_limit.is_some(), "pids"),
+        ];
+        let wanted: Vec<&str> =
+            limits.into_iter().filter_map(|(asked, controller)| asked.then_some(controller)).collect();
+        let missing = cgroups.missing(&wanted);
+        if !missing.is_empty() {
+            return Err(ShimError::NoController { missing: missing.join(", "), mode: cgroups.mode });
+        }
         let input = SpecInput {
             id: &self.id,
             image: image_config,
