@@ -62,14 +62,17 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectI
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use super::{check_path, ByteStream, Meta, Storage, StorageError, Written};
 use crate::config::S3Config;
 
 mod parts;
+mod resume;
+mod small;
 use parts::{joined, PartBody, PartBytes, PartTarget, PartWriter};
+use resume::{Multipart, Part, Tail};
+use small::SmallObjects;
 
 /// S3's smallest part but the last.
 const MIN_PART: usize = 5 * 1024 * 1024;
@@ -79,10 +82,6 @@ const PARTS_IN_FLIGHT: usize = 3;
 const LINK_META: &str = "berth-link";
 /// Metadata holding the linked object's size.
 const SIZE_META: &str = "berth-size";
-/// The largest object whose bytes are remembered with its ETag.
-const SMALL_OBJECT: usize = 64 * 1024;
-/// The most bytes of small objects remembered at once; past it, all are forgotten.
-const SMALL_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Counts the HTTP requests the SDK sends, by S3 operation (retries included), for
 /// `/metrics` and for proving how many requests a push costs.
@@ -125,77 +124,6 @@ pub struct S3Storage {
     links: Mutex<HashMap<String, (String, u64)>>,
     /// Small objects this process wrote or read, by key, with their ETags.
     small: Mutex<SmallObjects>,
-}
-
-/// Small objects remembered with their ETags (see the module's doc).
-#[derive(Debug, Default)]
-struct SmallObjects {
-    /// Key → (ETag, bytes).
-    entries: HashMap<String, (String, Bytes)>,
-    /// The bytes of all entries.
-    bytes: usize,
-}
-
-impl SmallObjects {
-    /// Remembers `data` as the object at `key` with `etag`, when it is small enough.
-    fn insert(&mut self, key: &str, etag: Option<&str>, data: &Bytes) {
-        self.remove(key);
-        let Some(etag) = etag.filter(|_| data.len() <= SMALL_OBJECT) else { return };
-        if self.bytes + data.len() > SMALL_CACHE_BYTES {
-            self.entries.clear();
-            self.bytes = 0;
-        }
-        self.bytes += data.len();
-        self.entries.insert(key.to_string(), (etag.to_string(), data.clone()));
-    }
-
-    fn remove(&mut self, key: &str) {
-        if let Some((_, data)) = self.entries.remove(key) {
-            self.bytes -= data.len();
-        }
-    }
-
-    fn remove_all(&mut self, keys: &[String]) {
-        keys.iter().for_each(|k| self.remove(k));
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Part {
-    n: i32,
-    etag: String,
-    size: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Tail {
-    key: String,
-    size: u64,
-}
-
-/// An upload's state after a write: its resume text (see the module's doc).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Multipart {
-    /// The data object's key (without the prefix).
-    key: String,
-    upload_id: String,
-    parts: Vec<Part>,
-    tail: Option<Tail>,
-    total: u64,
-    /// The tail of the point this write started from, when this write replaced it: no
-    /// longer needed once this write is recorded, so the next write deletes it.
-    #[serde(default)]
-    replaced: Option<Tail>,
-}
-
-impl Multipart {
-    /// Parses a resume text; an empty one (no write yet) is `NotFound`.
-    fn parse(upload: &str, resume: &str) -> Result<Multipart, StorageError> {
-        if resume.is_empty() {
-            return Err(StorageError::NotFound(upload.to_string()));
-        }
-        serde_json::from_str(resume).map_err(|e| backend(upload, format!("bad resume text: {e}")))
-    }
 }
 
 fn backend(path: &str, msg: impl std::fmt::Display) -> StorageError {
