@@ -12,6 +12,9 @@
 # changed (for `runs`, the file the 20th step reads). Then the big image written as an OCI
 # layout with gzip (berth: `--output type=oci`; buildah: `buildah push oci:`), and the CPU
 # use of berth's cold big build (user+sys over wall time: 2.0 means both cores busy).
+# Compression alone: a cold `berth build` of one compressible text file (300 MB; --quick
+# 100 MB), whose time is mostly gzip, against `gzip -6` (one core) and `pigz -6` on every
+# core of the same file (pigz is installed with apt-get when missing).
 # Prints a table with berth/buildah ratios and the targets (cold ≤ 0.5×, warm ≤ 0.1×), and
 # writes it to bench/results/build-<date>[-quick].txt (git-ignored).
 #
@@ -196,6 +199,32 @@ for c in small big stages runs; do
   fi
 done
 
+# Compression: one text layer, cold, against gzip and pigz on the same bytes.
+echo "== compression"
+command -v pigz >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pigz >/dev/null
+TEXT_MB=$([ "$QUICK" = 1 ] && echo 100 || echo 300)
+mkdir -p "$WORK/text"
+python3 - "$WORK/text/text.txt" "$TEXT_MB" <<'PY'
+import random, sys
+random.seed(11)
+words = ["".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(random.randint(2, 9))) for _ in range(5000)]
+with open(sys.argv[1], "w") as f:
+    written = 0
+    while written < int(sys.argv[2]) * 1024 * 1024:
+        line = " ".join(random.choice(words) for _ in range(150)) + "\n"
+        f.write(line)
+        written += len(line)
+PY
+printf 'FROM scratch\nCOPY text.txt /text.txt\n' >"$WORK/text/Dockerfile"
+cat "$WORK/text/text.txt" >/dev/null
+/usr/bin/time -f "%e %U %S" -o "$WORK/cpu-text.txt" "$BERTH_BIN" --root "$WORK/store-text" build --progress quiet \
+  "$WORK/text" >/dev/null
+/usr/bin/time -f "%e %U %S" -o "$WORK/cpu-gzip.txt" gzip -6 -c "$WORK/text/text.txt" >/dev/null
+/usr/bin/time -f "%e %U %S" -o "$WORK/cpu-pigz.txt" pigz -6 -p "$(nproc)" -c "$WORK/text/text.txt" >/dev/null
+read -r twall tuser tsys <"$WORK/cpu-text.txt"
+read -r gwall _ _ <"$WORK/cpu-gzip.txt"
+read -r pwall puser psys <"$WORK/cpu-pigz.txt"
+
 read -r wall user sys <"$WORK/cpu-big.txt"
 CPU=$(python3 -c "print(f'{($user+$sys)/$wall:.2f}')")
 OUT=bench/results/build-$(date +%Y%m%d-%H%M%S)$([ "$QUICK" = 1 ] && echo -quick || true).txt
@@ -214,5 +243,12 @@ mkdir -p bench/results
   r=$(python3 -c "print(f'{${T[berth-oci]}/${T[buildah-oci]}:.3f}')")
   printf '%-22s %8ss %8ss %7s %s\n' "big -> OCI layout" "${T[berth-oci]}" "${T[buildah-oci]}" "$r" "(berth: warm build + layout copy)"
   echo "berth cold big build: ${wall}s wall, ${user}s user, ${sys}s sys: $CPU cores busy on average (compression on every core)"
+  python3 - "$TEXT_MB" "$twall" "$tuser" "$tsys" "$gwall" "$pwall" "$puser" "$psys" "$(nproc)" <<'PY'
+import sys
+mb, tw, tu, ts, gw, pw, pu, ps, n = sys.argv[1], *map(float, sys.argv[2:9]), sys.argv[9]
+print(f"compression, {mb} MB text layer: berth cold build {tw:.2f}s ({(tu + ts) / tw:.2f} cores busy), "
+      f"gzip -6 {gw:.2f}s (1 core), pigz -6 -p{n} {pw:.2f}s ({(pu + ps) / pw:.2f} cores busy); "
+      f"berth/gzip {tw / gw:.3f}, berth/pigz {tw / pw:.3f}")
+PY
 } | tee "$OUT"
 echo "written to $OUT"
