@@ -115,30 +115,36 @@ impl ContentStore {
         temp.persist(&self.path(digest))
     }
 
-    /// Copies the file `src` in as blob `digest` of `size` bytes, unless the blob is there;
+    /// Takes the file `src` in as blob `digest` of `size` bytes, unless the blob is there;
     /// refused unless what was read has that digest and size. Blocking.
+    ///
+    /// `src` must not change afterwards (the builder's blobs are written once and renamed into
+    /// place): where it is on the store's filesystem it is hard-linked in, not copied, so a
+    /// built image is not stored twice. What the link names is still read, hashed and counted
+    /// before it becomes visible. Elsewhere it is copied.
     pub fn put_file(&self, digest: &Digest, size: u64, src: &Path) -> Result<(), ContentError> {
         if self.has(digest) {
             return Ok(());
         }
-        let mut input = File::open(src).map_err(io_err(src))?;
         let temp = self.temp_file()?;
+        let linked = fs::hard_link(src, &temp.0).is_ok();
+        let mut input = File::open(if linked { &temp.0 } else { src }).map_err(io_err(src))?;
+        let mut copy = if linked { None } else { Some(File::create(&temp.0).map_err(io_err(&temp.0))?) };
         let mut hasher = Hasher::new(digest.algorithm());
         let mut written = 0u64;
-        {
-            let mut file = File::create(&temp.0).map_err(io_err(&temp.0))?;
-            let mut buf = vec![0u8; 1024 * 1024];
-            loop {
-                let n = io::Read::read(&mut input, &mut buf).map_err(io_err(src))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                written += n as u64;
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = io::Read::read(&mut input, &mut buf).map_err(io_err(src))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            written += n as u64;
+            if let Some(file) = copy.as_mut() {
                 file.write_all(&buf[..n]).map_err(io_err(&temp.0))?;
             }
-            file.sync_all().map_err(io_err(&temp.0))?;
         }
+        copy.as_ref().unwrap_or(&input).sync_all().map_err(io_err(&temp.0))?;
         if written != size {
             return Err(ContentError::SizeMismatch { digest: digest.clone(), expected: size, actual: written });
         }

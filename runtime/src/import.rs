@@ -2,9 +2,9 @@
 //! -t NAME` calls [`Store::import`] so that `berth images` lists the image and `berth run NAME`
 //! runs it without a registry (as `docker build` does).
 //!
-//! The manifest and config are stored as blobs, each layer blob is copied into the content
-//! store from the builder's file (hashed and counted on the way, visible only when digest
-//! and size match) and unpacked into its snapshot (checked against its diff ID), unless
+//! The manifest and config are stored as blobs, each layer blob is taken into the content
+//! store from the builder's file (hard-linked where both are on one filesystem, else copied;
+//! hashed and counted on the way, visible only when digest and size match) and unpacked into its snapshot (checked against its diff ID), unless
 //! either is already there; then each name gets an index record, replacing what it named
 //! before. The store's shared lock is held throughout, as during a pull.
 
@@ -172,6 +172,10 @@ mod tests {
             assert_eq!(found[0].platform.architecture, "amd64");
         }
         assert!(store.content().has(&layer.digest) && store.content().has(&config_digest));
+        // On one filesystem the layer is linked in, not stored a second time.
+        use std::os::unix::fs::MetadataExt;
+        let stored = fs::metadata(store.content().path(&layer.digest)).unwrap();
+        assert_eq!(stored.ino(), fs::metadata(&blob).unwrap().ino(), "the layer blob was copied");
         let snapshot = store.snapshots().rootfs(&layer.diff_id);
         assert_eq!(fs::read_to_string(snapshot.join("etc/motd")).unwrap(), "built\n");
 
