@@ -389,53 +389,40 @@ async fn runs_under_v1_only_and_v2_only_cgroup_layouts() -> Result<()> {
         .context("no cgroup2 mount on a hybrid host")?;
     let root = Root::new().await?;
     root.berth_ok(&["pull", &root.image]).await?;
-    let berth = berth_binary()?;
-    let store = root.path().display().to_string();
-    // `unshare -m` gives the script a private copy of the mount table.
-    let in_view =
-        |setup: String, run: &str| format!("set -e; {setup}; exec {} --root {store} run --rm {run}", berth.display());
+    let in_view = |setup: &str, run_args: String| run_in_view(setup.to_string(), root.path(), run_args);
     let script = "cat /proc/self/cgroup; busybox head -c 100m /dev/zero | busybox tail";
-    let v1 = in_view(format!("umount {unified}"), &format!("--memory 16m {} sh -c '{script}'", root.image));
-    let out = run("unshare", &["-m", "--propagation", "private", "sh", "-c", &v1]).await?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v1 = format!("umount {unified}");
+    let (code, stdout, stderr) = in_view(&v1, format!("--memory 16m {} sh -c '{script}'", root.image)).await?;
     ensure!(
-        out.status.code() == Some(137) && !stdout.contains("0::/berth/"),
-        "v1 only: --memory 16m gave {:?} (no v2 line expected): {stdout} {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
+        code == Some(137) && !stdout.contains("0::/berth/"),
+        "v1 only: --memory 16m gave {code:?} (no v2 line expected): {stdout} {stderr}"
     );
     let id = cgroup_id(&stdout).with_context(|| format!("v1 only: no berth cgroup in {stdout}"))?;
     assert_no_cgroup(&id)?;
 
-    let v2 = in_view(
-        "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup".to_string(),
-        &format!("{} cat /proc/self/cgroup", root.image),
-    );
-    let out = run("unshare", &["-m", "--propagation", "private", "sh", "-c", &v2]).await?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success() && stdout.contains("0::/berth/"),
-        "v2 only: {:?}: {stdout} {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let v2 = "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup";
+    let (code, stdout, stderr) = in_view(v2, format!("{} cat /proc/self/cgroup", root.image)).await?;
+    ensure!(code == Some(0) && stdout.contains("0::/berth/"), "v2 only: {code:?}: {stdout} {stderr}");
     let id = cgroup_id(&stdout).context("v2 only: no berth cgroup")?;
     ensure!(!Path::new(&unified).join("berth").join(&id).exists(), "v2 only: cgroup {id} was left");
     assert_no_cgroup(&id)?;
 
     // That v2 hierarchy offers no controller: a limit is refused up front, by name.
-    let limited = in_view(
-        "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup".to_string(),
-        &format!("--memory 16m --pids-limit 9 {} true", root.image),
-    );
-    let out = run("unshare", &["-m", "--propagation", "private", "sh", "-c", &limited]).await?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, _, stderr) = in_view(v2, format!("--memory 16m --pids-limit 9 {} true", root.image)).await?;
     ensure!(
-        out.status.code() == Some(125)
-            && stderr.contains("cgroup controller(s) memory, pids")
-            && !stderr.contains("ERROR"),
-        "v2 only without controllers: --memory gave {:?}: {stderr}",
-        out.status.code()
+        code == Some(125) && stderr.contains("cgroup controller(s) memory, pids") && !stderr.contains("ERROR"),
+        "v2 only without controllers: --memory gave {code:?}: {stderr}"
     );
     root.assert_clean()
+}
+
+/// `berth --root STORE run --rm RUN_ARGS` (a shell word list) after the shell commands
+/// `setup`, in a mount namespace of its own (`unshare -m`: a private copy of the mount
+/// table); returns the exit code and both outputs.
+async fn run_in_view(setup: String, store: &Path, run_args: String) -> Result<(Option<i32>, String, String)> {
+    let script =
+        format!("set -e; {setup}; exec {} --root {} run --rm {run_args}", berth_binary()?.display(), store.display());
+    let out = run("unshare", &["-m", "--propagation", "private", "sh", "-c", &script]).await?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok((out.status.code(), text(&out.stdout), text(&out.stderr)))
 }
