@@ -178,6 +178,14 @@ async fn check_runtime(root: &Root, runtime: Option<&str>) -> Result<()> {
     let (code, _, _) = root.run(runtime, &["-v", &ro], &["sh", "-c", "echo x > /data/other"]).await?;
     ensure!(code != 0 && !volume.path().join("other").exists(), "{name}: a read-only volume was written");
 
+    // The CPU limit is the container's cgroup quota (v1: cfs quota; v2: cpu.max).
+    let quota = "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max";
+    let (code, out, err) = root.run(runtime, &["--cpus", "0.5"], &["sh", "-c", quota]).await?;
+    ensure!(
+        code == 0 && out.split_whitespace().next() == Some("50000"),
+        "{name}: --cpus 0.5 gave quota {out:?}: {err}"
+    );
+
     // The pids limit stops forks; the memory limit kills (137) without leaving anything.
     let (code, _, err) = root
         .run(runtime, &["--pids-limit", "4"], &["sh", "-c", "for i in 1 2 3 4 5 6; do sleep 2 & done; wait"])
