@@ -190,9 +190,7 @@ fn draw_spinner(i: &mut Inner, frame: usize) {
 }
 
 /// Sizes as BuildKit and Docker print them: `532B`, `4.26kB`, `12.3MB`.
-pub fn human_size(bytes: u64) -> String {
-    runtime::progress::human_size(bytes)
-}
+pub use runtime::progress::human_size;
 
 #[cfg(test)]
 mod tests {

@@ -100,24 +100,35 @@ pub fn short(digest: &Digest) -> &str {
     &digest.hex()[..12]
 }
 
-/// Bytes in the units `docker` uses: `532B`, `4.26MB`.
+/// Bytes in the units `docker` uses for layers and images: `532B`, `4.26MB` (three
+/// significant digits, powers of 1000).
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    human_size_digits(bytes, 3)
+}
+
+/// Bytes in powers of 1000 with `digits` significant digits, trailing zeros dropped, as Go's
+/// `units.HumanSizeWithPrecision` that Docker uses (`docker builder prune` prints four:
+/// `12.35MB`).
+pub fn human_size_digits(bytes: u64, digits: usize) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
     let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
         value /= 1000.0;
         unit += 1;
     }
     if unit == 0 {
         return format!("{bytes}B");
     }
-    // Three significant digits, as Go's "%.3g".
-    let text = match value {
-        v if v >= 100.0 => format!("{v:.0}"),
-        v if v >= 10.0 => format!("{v:.1}"),
-        v => format!("{v:.2}"),
+    let whole_digits = if value >= 100.0 {
+        3
+    } else if value >= 10.0 {
+        2
+    } else {
+        1
     };
+    let decimals = digits.saturating_sub(whole_digits);
+    let text = format!("{value:.decimals$}");
     let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
     format!("{text}{}", UNITS[unit])
 }

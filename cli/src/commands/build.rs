@@ -232,26 +232,9 @@ fn prune(root: &Path, args: &PruneArgs) -> Result<()> {
     Ok(())
 }
 
-/// Bytes as Docker prints them (4 significant digits, powers of 1000): `0B`, `512B`,
-/// `1.5kB`, `12.35MB`.
+/// Bytes as `docker builder prune` prints them (4 significant digits): `1.5kB`, `12.35MB`.
 fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    let decimals = if value >= 100.0 {
-        1
-    } else if value >= 10.0 {
-        2
-    } else {
-        3
-    };
-    let text = format!("{value:.decimals$}");
-    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
-    format!("{text}{}", UNITS[unit])
+    runtime::progress::human_size_digits(bytes, 4)
 }
 
 fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
