@@ -505,14 +505,15 @@ impl Storage for S3Storage {
 
     async fn read(&self, path: &str) -> Result<Bytes, StorageError> {
         let key = self.key(path)?;
-        if self.cached_link(&key).is_none() {
+        let link = self.cached_link(&key);
+        if link.is_none() {
             if let Some(data) = self.read_remembered(path, &key).await? {
                 return Ok(data);
             }
         }
         // The ETag of a plain object (not a link), whose bytes may then be remembered.
         let mut etag = None;
-        let mut s = match self.cached_link(&key) {
+        let mut s = match link {
             Some(_) => self.get(path, None).await?,
             None => {
                 let out = self.get_object(path, &key, None).await?;

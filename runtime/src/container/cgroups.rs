@@ -114,16 +114,15 @@ impl Cgroups {
     /// missing from the v2 hierarchy's `cgroup.controllers` (on a host whose controllers are
     /// all bound to v1 hierarchies, a v2 hierarchy has none).
     pub fn missing<'a>(&self, wanted: &[&'a str]) -> Vec<&'a str> {
-        let offered: Vec<String> = match (self.mode, self.mounts.first()) {
-            (CgroupMode::V2, Some(root)) => fs::read_to_string(root.join("cgroup.controllers"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
-            (CgroupMode::V2, None) => Vec::new(),
-            _ => self.v1_controllers.clone(),
+        let v2_offered = match (self.mode, self.mounts.first()) {
+            (CgroupMode::V2, Some(root)) => fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default(),
+            _ => String::new(),
         };
-        wanted.iter().copied().filter(|w| !offered.iter().any(|o| o == w)).collect()
+        let offered = |controller: &str| match self.mode {
+            CgroupMode::V2 => v2_offered.split_whitespace().any(|c| c == controller),
+            _ => self.v1_controllers.iter().any(|c| c == controller),
+        };
+        wanted.iter().copied().filter(|w| !offered(w)).collect()
     }
 
     /// Whether memory plus swap can be limited (so `--memory` also forbids swapping).

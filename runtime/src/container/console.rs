@@ -55,7 +55,6 @@ impl ConsoleSocket {
     }
 
     fn accept_master(&self) -> io::Result<OwnedFd> {
-        self.listener.set_nonblocking(false)?;
         let (stream, _) = self.listener.accept()?;
         stream.set_read_timeout(Some(RECEIVE_TIMEOUT))?;
         let mut name = [0u8; 4096];
