@@ -196,7 +196,9 @@ impl Writer {
                 format!("upload data holds {len} bytes, expected at least {offset}"),
             ));
         }
-        file.set_len(offset)?;
+        if len > offset {
+            file.set_len(offset)?;
+        }
         file.seek(SeekFrom::Start(offset))?;
         Ok(Output { file, direct })
     }
