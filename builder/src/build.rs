@@ -807,54 +807,11 @@ fn apply_layer(dir: &Path, layer: &Layer) -> Result<(), StepError> {
     Ok(())
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<(), StepError> {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", from.display()))
-        .arg(to)
-        .status()
-        .map_err(step_io(from))?;
-    if !status.success() {
-        return Err(StepError::Io { path: from.to_path_buf(), source: io::Error::other("cp -a failed") });
-    }
-    Ok(())
-}
-
-/// An entry for a selected path.
-fn pick_entry(p: &Pick, uid: u64, gid: u64, mode: u32) -> Entry {
-    use std::os::unix::fs::MetadataExt;
-    let kind = match &p.kind {
-        PickKind::File => Kind::File { content: Content::Disk(p.source.clone()), size: p.meta.len() },
-        PickKind::Dir => Kind::Dir,
-        PickKind::Symlink(t) => Kind::Symlink(t.clone()),
-        PickKind::Special => Kind::Fifo,
-    };
-    let mode = if matches!(p.kind, PickKind::Symlink(_)) { 0o777 } else { mode };
-    Entry { path: p.target.clone(), kind, mode, uid, gid, mtime: p.meta.mtime() }
-}
-
-fn parent_dir_for_archive(target: &str, dest_is_dir: bool, dest_abs: &str) -> String {
-    if dest_is_dir {
-        target.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
-    } else {
-        fsindex::normalise(dest_abs)
-    }
-}
-
 /// `target` made absolute against `base` and cleaned (`/` for the root).
 pub fn absolute(base: &str, target: &str) -> String {
     let joined = if target.starts_with('/') { target.to_string() } else { format!("{base}/{target}") };
     let clean = fsindex::normalise(&crate::ignore::clean(&joined));
     format!("/{clean}")
-}
-
-fn join_rel(dir_abs: &str, name: &str) -> String {
-    let d = fsindex::normalise(dir_abs);
-    if d.is_empty() {
-        name.to_string()
-    } else {
-        format!("{d}/{name}")
-    }
 }
 
 /// `--chown` to numeric ids: numbers, or names from the image's `/etc/passwd` and

@@ -354,3 +354,36 @@ impl Exec<'_> {
         Ok(bytes)
     }
 }
+
+/// An entry for a selected path.
+fn pick_entry(p: &Pick, uid: u64, gid: u64, mode: u32) -> Entry {
+    use std::os::unix::fs::MetadataExt;
+    let kind = match &p.kind {
+        PickKind::File => Kind::File { content: Content::Disk(p.source.clone()), size: p.meta.len() },
+        PickKind::Dir => Kind::Dir,
+        PickKind::Symlink(t) => Kind::Symlink(t.clone()),
+        PickKind::Special => Kind::Fifo,
+    };
+    let mode = if matches!(p.kind, PickKind::Symlink(_)) { 0o777 } else { mode };
+    Entry { path: p.target.clone(), kind, mode, uid, gid, mtime: p.meta.mtime() }
+}
+
+/// The folder an archive's entries are placed under: the destination folder, or the
+/// destination's parent when it names the file itself.
+fn parent_dir_for_archive(target: &str, dest_is_dir: bool, dest_abs: &str) -> String {
+    if dest_is_dir {
+        target.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
+    } else {
+        fsindex::normalise(dest_abs)
+    }
+}
+
+/// `name` below the folder `dir_abs`, as a path relative to the root.
+fn join_rel(dir_abs: &str, name: &str) -> String {
+    let d = fsindex::normalise(dir_abs);
+    if d.is_empty() {
+        name.to_string()
+    } else {
+        format!("{d}/{name}")
+    }
+}

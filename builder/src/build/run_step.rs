@@ -293,3 +293,17 @@ impl Exec<'_> {
         Ok((Outcome::Done, size))
     }
 }
+
+/// Copies the tree `from` into `to`, keeping owners, modes, links and times (`cp -a`).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), StepError> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .map_err(step_io(from))?;
+    if !status.success() {
+        return Err(StepError::Io { path: from.to_path_buf(), source: io::Error::other("cp -a failed") });
+    }
+    Ok(())
+}
