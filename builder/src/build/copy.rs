@@ -368,8 +368,9 @@ fn pick_entry(p: &Pick, uid: u64, gid: u64, mode: u32) -> Entry {
     Entry { path: p.target.clone(), kind, mode, uid, gid, mtime: p.meta.mtime() }
 }
 
-/// The folder an archive's entries are placed under: the destination folder, or the
-/// destination's parent when it names the file itself.
+/// The folder an extracted archive's entries go under (relative to the root): the folder
+/// the archive itself would have been copied into, or the destination itself when it does
+/// not end in `/` (ADD extracts into it).
 fn parent_dir_for_archive(target: &str, dest_is_dir: bool, dest_abs: &str) -> String {
     if dest_is_dir {
         target.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default()
