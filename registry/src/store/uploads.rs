@@ -5,7 +5,8 @@
 //! storage driver needs to continue its multipart upload) is one object in storage, rewritten
 //! once after every accepted chunk, so the session survives a restart and can be continued by
 //! another process without re-reading its bytes. Bytes are hashed as they stream
-//! to the driver; a chunk that fails half-way changes nothing. A blob becomes readable only
+//! to the driver (those of a long body on a thread of their own, beside the driver's
+//! writing); a chunk that fails half-way changes nothing. A blob becomes readable only
 //! after its digest has been checked.
 
 use std::sync::{Arc, Mutex};
@@ -59,17 +60,91 @@ fn valid_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Wraps a body so every chunk is hashed as it passes to the driver.
-fn hashing(body: ByteStream, hasher: Arc<Mutex<Hasher>>) -> ByteStream {
-    body.map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            if let Ok(mut h) = hasher.lock() {
-                h.update(bytes);
+/// Bodies announced at this length or more are hashed on a thread of their own, beside the
+/// driver's writing: sha256 is the slowest step of a push, and on the task that receives the
+/// body it held up the receiving. Shorter or unannounced bodies are hashed as they pass,
+/// which costs no thread hand-off.
+const HASH_APART_FROM: u64 = 1 << 20;
+/// Bytes handed to the hashing thread at once: one wake-up per batch, not per network chunk.
+const HASH_BATCH: usize = 1 << 20;
+/// Batches waiting for the hashing thread at most; the body waits while that many do.
+const HASH_AHEAD: usize = 8;
+
+/// Hashes a body while it streams to the driver (see [`hashing`]); both kinds count the
+/// bytes they saw.
+enum HashTask {
+    Inline(Arc<Mutex<(Hasher, u64)>>),
+    Apart(tokio::task::JoinHandle<(Hasher, u64)>),
+}
+
+impl HashTask {
+    /// The hasher, once the driver is done with the stream (which has then been dropped), and
+    /// only if it saw exactly the `written` bytes the driver stored: a hash state that missed
+    /// bytes would later be checked against a digest and fail, or worse.
+    async fn finish(self, written: u64) -> std::io::Result<Hasher> {
+        let (hasher, seen) = match self {
+            HashTask::Inline(h) => h.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            HashTask::Apart(handle) => handle.await.map_err(std::io::Error::other)?,
+        };
+        if seen != written {
+            return Err(std::io::Error::other(format!("{seen} bytes hashed, {written} written")));
+        }
+        Ok(hasher)
+    }
+}
+
+/// Wraps a body so every chunk is hashed as it passes to the driver: inline, or for a body of
+/// [`HASH_APART_FROM`] bytes or more on a blocking thread fed in batches of [`HASH_BATCH`]
+/// (the chunks are shared, not copied).
+fn hashing(body: ByteStream, hasher: Hasher, len: Option<u64>) -> (ByteStream, HashTask) {
+    if len.is_none_or(|n| n < HASH_APART_FROM) {
+        let shared = Arc::new(Mutex::new((hasher, 0)));
+        let h = shared.clone();
+        let body = body
+            .map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
+                    h.0.update(bytes);
+                    h.1 += bytes.len() as u64;
+                }
+                chunk
+            })
+            .boxed();
+        return (body, HashTask::Inline(shared));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_AHEAD);
+    let task = tokio::task::spawn_blocking(move || {
+        let (mut hasher, mut seen) = (hasher, 0u64);
+        while let Some(batch) = rx.blocking_recv() {
+            for bytes in &batch {
+                hasher.update(bytes);
+                seen += bytes.len() as u64;
             }
         }
-        chunk
+        (hasher, seen)
+    });
+    struct Feed {
+        body: ByteStream,
+        tx: tokio::sync::mpsc::Sender<Vec<Bytes>>,
+        batch: Vec<Bytes>,
+        batched: usize,
+    }
+    let feed = Feed { body, tx, batch: Vec::new(), batched: 0 };
+    let body = futures_util::stream::unfold(feed, |mut feed| async move {
+        let item = feed.body.next().await;
+        if let Some(Ok(bytes)) = &item {
+            feed.batched += bytes.len();
+            feed.batch.push(bytes.clone());
+        }
+        // A full batch, or the end of the body: the hashing thread takes what has passed.
+        if (feed.batched >= HASH_BATCH || item.is_none()) && !feed.batch.is_empty() {
+            feed.batched = 0;
+            let _ = feed.tx.send(std::mem::take(&mut feed.batch)).await;
+        }
+        Some((item?, feed))
     })
-    .boxed()
+    .boxed();
+    (body, HashTask::Apart(task))
 }
 
 impl Store {
@@ -162,16 +237,19 @@ impl Store {
             path: paths::upload_state(id),
             source: std::io::Error::other("corrupt hash state"),
         })?;
-        let hasher = Arc::new(Mutex::new(hasher));
+        let (body, hash) = hashing(body, hasher, len);
         let written = self
             .storage
-            .write_part_sized(&paths::upload_data(id), &state.resume, state.offset, len, hashing(body, hasher.clone()))
+            .write_part_sized(&paths::upload_data(id), &state.resume, state.offset, len, body)
             .await
             .map_err(|e| match e {
                 StorageError::Body(msg) => StoreError::BodyFailed(msg),
                 other => other.into(),
             })?;
-        let hasher = hasher.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let hasher = hash
+            .finish(written.len)
+            .await
+            .map_err(|source| StorageError::Io { path: paths::upload_data(id), source })?;
         state.offset += written.len;
         state.hash = hex::encode(hasher.save());
         state.resume = written.resume;
@@ -350,6 +428,52 @@ mod tests {
         s2.finish_upload(&repo, &up.id, &digest, None, None, body(b"world")).await.unwrap();
         assert_eq!(s2.blob_size(&repo, &digest).await.unwrap(), 11);
         assert!(s2.upload_status(&repo, &up.id).await.is_err());
+    }
+
+    /// `data` cut into network-sized pieces, as a body arrives.
+    fn pieces(data: &[u8]) -> ByteStream {
+        let chunks: Vec<_> = data.chunks(64 * 1024 + 7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        futures_util::stream::iter(chunks).boxed()
+    }
+
+    #[tokio::test]
+    async fn long_bodies_hashed_apart_join_short_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo: RepoName = "r".parse().unwrap();
+        let s = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
+        let data: Vec<u8> = (0..3 * HASH_APART_FROM as usize + 12345).map(|i| (i * 31 % 251) as u8).collect();
+        let (long, rest) = data.split_at(2 * HASH_APART_FROM as usize + 999);
+        let (short, last) = rest.split_at(1000);
+        // Announced long: hashed on its own thread; announced short and unannounced: inline.
+        let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+        s.append(&repo, &up.id, Some(0), Some(long.len() as u64), pieces(long)).await.unwrap();
+        s.append(&repo, &up.id, None, Some(short.len() as u64), pieces(short)).await.unwrap();
+        s.append(&repo, &up.id, None, None, pieces(last)).await.unwrap();
+        let digest = Digest::sha256_of(&data);
+        s.finish_upload(&repo, &up.id, &digest, None, None, body(b"")).await.unwrap();
+        assert_eq!(s.blob_size(&repo, &digest).await.unwrap(), data.len() as u64);
+        // A long monolithic body with the wrong digest stores nothing.
+        let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+        let wrong = Digest::sha256_of(b"not it");
+        let len = Some(long.len() as u64);
+        let err = s.finish_upload(&repo, &up.id, &wrong, None, len, pieces(long)).await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }));
+        assert!(s.blob_size(&repo, &Digest::sha256_of(long)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_hash_that_missed_bytes_is_refused() {
+        let hasher = Hasher::new(Algorithm::Sha256);
+        let (mut stream, task) = hashing(pieces(&[7u8; 3 << 20]), hasher, Some(3 << 20));
+        // A driver that stored one piece and dropped the body: that piece never reached the
+        // hashing thread (its batch was not full), so the hash state must not be used.
+        let first = stream.next().await.unwrap().unwrap();
+        drop(stream);
+        assert!(task.finish(first.len() as u64).await.is_err());
+        let (stream, task) = hashing(pieces(&[7u8; 3 << 20]), Hasher::new(Algorithm::Sha256), Some(3 << 20));
+        let n: usize = stream.map(|c| c.unwrap().len()).collect::<Vec<_>>().await.iter().sum();
+        assert_eq!(n, 3 << 20);
+        assert_eq!(task.finish(3 << 20).await.unwrap().finish(), Digest::sha256_of(&[7u8; 3 << 20]));
     }
 
     #[tokio::test]
