@@ -340,7 +340,7 @@ mkdir -p "$BENCH/results"
   if ((DVD)); then echo "$A: a second $("$DIST_BIN" --version | awk '{ print $NF }') distribution (calibration run: ratios should be ~1.00)"
   else echo "$A: $BERTH_BIN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo 'no commit'), built $(date -r "$BERTH_BIN" '+%Y-%m-%d %H:%M')) serve --log-level warn ${BERTH_SERVE_ARGS:-}; fsync $(awk '$1 == "fsync" { print $3 }' "$WORK/$A.toml")"; fi
   echo "$B: $("$DIST_BIN" --version), filesystem driver, inmemory blob descriptor cache, access log off"
-  echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //'), sendfile on; clients: curl $(curl --version | awk 'NR == 1 { print $2 }'), wrk, ab $(ab -V | awk 'NR == 1 { print $5 }'), python3 http.client"
+  echo "nginx: $(nginx -v 2>&1 | sed 's/.*: //'), sendfile on; clients: curl $(curl --version | awk 'NR == 1 { print $2 }'), wrk, ab $(ab -V | awk 'NR == 1 { print $5 }'), python3 (http.client for the tags list, patches.py for the chunked push: one keep-alive connection, sendfile)"
   echo "MB = 10^6 bytes, MiB = 2^20 bytes. ratio = $A / $B (for ms and MiB rows lower is better)."
   echo
   fmt='%-38s %10s %13s %9s %8s  %-16s %s\n'
