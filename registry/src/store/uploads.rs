@@ -60,31 +60,36 @@ fn valid_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Bodies announced at this length or more are hashed on a thread of their own, beside the
-/// driver's writing: sha256 is the slowest step of a push, and on the task that receives the
-/// body it held up the receiving. Shorter or unannounced bodies are hashed as they pass,
-/// which costs no thread hand-off.
-const HASH_APART_FROM: u64 = 1 << 20;
+/// Bytes of a body hashed as they pass, on the task that receives it; past them the rest is
+/// hashed on a thread of its own, beside the driver's writing. sha256 is the slowest step of
+/// a push, and on the receiving task it held up the receiving; a short body (a config, a
+/// manifest-sized blob) costs no thread hand-off. Bodies of unannounced length (docker and
+/// skopeo stream a layer in one chunked `PATCH`) switch over just the same.
+const HASH_HERE_UP_TO: u64 = 1 << 20;
 /// Bytes handed to the hashing thread at once: one wake-up per batch, not per network chunk.
 const HASH_BATCH: usize = 1 << 20;
 /// Batches waiting for the hashing thread at most; the body waits while that many do.
 const HASH_AHEAD: usize = 8;
 
-/// Hashes a body while it streams to the driver (see [`hashing`]); both kinds count the
-/// bytes they saw.
-enum HashTask {
-    Inline(Arc<Mutex<(Hasher, u64)>>),
+/// Where a body's hash is computed, with the bytes hashed so far.
+enum Hashed {
+    Here(Box<Hasher>, u64),
     Apart(tokio::task::JoinHandle<(Hasher, u64)>),
 }
+
+/// The hash of a body streaming to the driver (see [`hashing`]).
+struct HashTask(Arc<Mutex<Option<Hashed>>>);
 
 impl HashTask {
     /// The hasher, once the driver is done with the stream (which has then been dropped), and
     /// only if it saw exactly the `written` bytes the driver stored: a hash state that missed
     /// bytes would later be checked against a digest and fail, or worse.
     async fn finish(self, written: u64) -> std::io::Result<Hasher> {
-        let (hasher, seen) = match self {
-            HashTask::Inline(h) => h.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            HashTask::Apart(handle) => handle.await.map_err(std::io::Error::other)?,
+        let hashed = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let (hasher, seen) = match hashed {
+            Some(Hashed::Here(hasher, seen)) => (*hasher, seen),
+            Some(Hashed::Apart(handle)) => handle.await.map_err(std::io::Error::other)?,
+            None => return Err(std::io::Error::other("the hash was already taken")),
         };
         if seen != written {
             return Err(std::io::Error::other(format!("{seen} bytes hashed, {written} written")));
@@ -93,58 +98,68 @@ impl HashTask {
     }
 }
 
-/// Wraps a body so every chunk is hashed as it passes to the driver: inline, or for a body of
-/// [`HASH_APART_FROM`] bytes or more on a blocking thread fed in batches of [`HASH_BATCH`]
-/// (the chunks are shared, not copied).
-fn hashing(body: ByteStream, hasher: Hasher, len: Option<u64>) -> (ByteStream, HashTask) {
-    if len.is_none_or(|n| n < HASH_APART_FROM) {
-        let shared = Arc::new(Mutex::new((hasher, 0)));
-        let h = shared.clone();
-        let body = body
-            .map(move |chunk| {
-                if let Ok(bytes) = &chunk {
-                    let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
-                    h.0.update(bytes);
-                    h.1 += bytes.len() as u64;
-                }
-                chunk
-            })
-            .boxed();
-        return (body, HashTask::Inline(shared));
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_AHEAD);
-    let task = tokio::task::spawn_blocking(move || {
-        let (mut hasher, mut seen) = (hasher, 0u64);
-        while let Some(batch) = rx.blocking_recv() {
-            for bytes in &batch {
-                hasher.update(bytes);
-                seen += bytes.len() as u64;
-            }
+/// The body on its way to the driver, hashing what passes.
+struct Feed {
+    body: ByteStream,
+    hashed: Arc<Mutex<Option<Hashed>>>,
+    /// To the hashing thread, once there is one.
+    apart: Option<tokio::sync::mpsc::Sender<Vec<Bytes>>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+}
+
+impl Feed {
+    /// Hashes `bytes` here; past [`HASH_HERE_UP_TO`] bytes, moves the hasher to a thread.
+    fn hash_here(&mut self, bytes: &Bytes) {
+        let mut hashed = self.hashed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(Hashed::Here(hasher, seen)) = hashed.as_mut() else { return };
+        hasher.update(bytes);
+        *seen += bytes.len() as u64;
+        if *seen < HASH_HERE_UP_TO {
+            return;
         }
-        (hasher, seen)
-    });
-    struct Feed {
-        body: ByteStream,
-        tx: tokio::sync::mpsc::Sender<Vec<Bytes>>,
-        batch: Vec<Bytes>,
-        batched: usize,
+        let Some(Hashed::Here(mut hasher, mut seen)) = hashed.take() else { return };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_AHEAD);
+        *hashed = Some(Hashed::Apart(tokio::task::spawn_blocking(move || {
+            while let Some(batch) = rx.blocking_recv() {
+                for bytes in &batch {
+                    hasher.update(bytes);
+                    seen += bytes.len() as u64;
+                }
+            }
+            (*hasher, seen)
+        })));
+        self.apart = Some(tx);
     }
-    let feed = Feed { body, tx, batch: Vec::new(), batched: 0 };
+}
+
+/// Wraps a body so every chunk is hashed as it passes to the driver: the first
+/// [`HASH_HERE_UP_TO`] bytes inline, the rest on a blocking thread fed in batches of
+/// [`HASH_BATCH`] (the chunks are shared, not copied).
+fn hashing(body: ByteStream, hasher: Hasher) -> (ByteStream, HashTask) {
+    let hashed = Arc::new(Mutex::new(Some(Hashed::Here(Box::new(hasher), 0))));
+    let feed = Feed { body, hashed: hashed.clone(), apart: None, batch: Vec::new(), batched: 0 };
     let body = futures_util::stream::unfold(feed, |mut feed| async move {
         let item = feed.body.next().await;
         if let Some(Ok(bytes)) = &item {
-            feed.batched += bytes.len();
-            feed.batch.push(bytes.clone());
+            if feed.apart.is_none() {
+                feed.hash_here(bytes);
+            } else {
+                feed.batched += bytes.len();
+                feed.batch.push(bytes.clone());
+            }
         }
         // A full batch, or the end of the body: the hashing thread takes what has passed.
-        if (feed.batched >= HASH_BATCH || item.is_none()) && !feed.batch.is_empty() {
-            feed.batched = 0;
-            let _ = feed.tx.send(std::mem::take(&mut feed.batch)).await;
+        if let Some(tx) = &feed.apart {
+            if (feed.batched >= HASH_BATCH || item.is_none()) && !feed.batch.is_empty() {
+                feed.batched = 0;
+                let _ = tx.send(std::mem::take(&mut feed.batch)).await;
+            }
         }
         Some((item?, feed))
     })
     .boxed();
-    (body, HashTask::Apart(task))
+    (body, HashTask(hashed))
 }
 
 impl Store {
@@ -237,7 +252,7 @@ impl Store {
             path: paths::upload_state(id),
             source: std::io::Error::other("corrupt hash state"),
         })?;
-        let (body, hash) = hashing(body, hasher, len);
+        let (body, hash) = hashing(body, hasher);
         let written = self
             .storage
             .write_part_sized(&paths::upload_data(id), &state.resume, state.offset, len, body)
@@ -436,15 +451,34 @@ mod tests {
         futures_util::stream::iter(chunks).boxed()
     }
 
+    /// Whether the hash of a body has moved to a thread of its own.
+    fn apart(task: &HashTask) -> bool {
+        matches!(*task.0.lock().unwrap(), Some(Hashed::Apart(_)))
+    }
+
     #[tokio::test]
-    async fn long_bodies_hashed_apart_join_short_ones() {
+    async fn long_bodies_move_their_hash_to_a_thread() {
+        let data: Vec<u8> = (0..3 * HASH_HERE_UP_TO as usize + 12345).map(|i| (i * 31 % 251) as u8).collect();
+        let short = &data[..HASH_HERE_UP_TO as usize - 1];
+        let (stream, task) = hashing(pieces(short), Hasher::new(Algorithm::Sha256));
+        assert_eq!(stream.map(|c| c.unwrap().len()).collect::<Vec<_>>().await.iter().sum::<usize>(), short.len());
+        assert!(!apart(&task));
+        assert_eq!(task.finish(short.len() as u64).await.unwrap().finish(), Digest::sha256_of(short));
+        // Long: the hash moves part-way through, and still covers every byte in order.
+        let (stream, task) = hashing(pieces(&data), Hasher::new(Algorithm::Sha256));
+        assert_eq!(stream.map(|c| c.unwrap().len()).collect::<Vec<_>>().await.iter().sum::<usize>(), data.len());
+        assert!(apart(&task));
+        assert_eq!(task.finish(data.len() as u64).await.unwrap().finish(), Digest::sha256_of(&data));
+    }
+
+    #[tokio::test]
+    async fn long_and_short_chunks_make_one_upload() {
         let dir = tempfile::tempdir().unwrap();
         let repo: RepoName = "r".parse().unwrap();
         let s = Store::new(Arc::new(FsStorage::new(dir.path(), false).unwrap()));
-        let data: Vec<u8> = (0..3 * HASH_APART_FROM as usize + 12345).map(|i| (i * 31 % 251) as u8).collect();
-        let (long, rest) = data.split_at(2 * HASH_APART_FROM as usize + 999);
+        let data: Vec<u8> = (0..3 * HASH_HERE_UP_TO as usize + 12345).map(|i| (i * 7 % 253) as u8).collect();
+        let (long, rest) = data.split_at(2 * HASH_HERE_UP_TO as usize + 999);
         let (short, last) = rest.split_at(1000);
-        // Announced long: hashed on its own thread; announced short and unannounced: inline.
         let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
         s.append(&repo, &up.id, Some(0), Some(long.len() as u64), pieces(long)).await.unwrap();
         s.append(&repo, &up.id, None, Some(short.len() as u64), pieces(short)).await.unwrap();
@@ -455,25 +489,26 @@ mod tests {
         // A long monolithic body with the wrong digest stores nothing.
         let up = s.start_upload(&repo, Algorithm::Sha256).await.unwrap();
         let wrong = Digest::sha256_of(b"not it");
-        let len = Some(long.len() as u64);
-        let err = s.finish_upload(&repo, &up.id, &wrong, None, len, pieces(long)).await.unwrap_err();
+        let err = s.finish_upload(&repo, &up.id, &wrong, None, None, pieces(long)).await.unwrap_err();
         assert!(matches!(err, StoreError::DigestMismatch { .. }));
         assert!(s.blob_size(&repo, &Digest::sha256_of(long)).await.is_err());
     }
 
     #[tokio::test]
     async fn a_hash_that_missed_bytes_is_refused() {
-        let hasher = Hasher::new(Algorithm::Sha256);
-        let (mut stream, task) = hashing(pieces(&[7u8; 3 << 20]), hasher, Some(3 << 20));
-        // A driver that stored one piece and dropped the body: that piece never reached the
-        // hashing thread (its batch was not full), so the hash state must not be used.
-        let first = stream.next().await.unwrap().unwrap();
+        let data = vec![7u8; 3 << 20];
+        let (mut stream, task) = hashing(pieces(&data), Hasher::new(Algorithm::Sha256));
+        // A driver that stored the first pieces and dropped the body: what it took past the
+        // switch never reached the hashing thread (its batch was not full), so the hash
+        // state must not be used.
+        let mut taken = 0;
+        while taken < HASH_HERE_UP_TO as usize {
+            taken += stream.next().await.unwrap().unwrap().len();
+        }
+        assert!(apart(&task));
+        taken += stream.next().await.unwrap().unwrap().len();
         drop(stream);
-        assert!(task.finish(first.len() as u64).await.is_err());
-        let (stream, task) = hashing(pieces(&[7u8; 3 << 20]), Hasher::new(Algorithm::Sha256), Some(3 << 20));
-        let n: usize = stream.map(|c| c.unwrap().len()).collect::<Vec<_>>().await.iter().sum();
-        assert_eq!(n, 3 << 20);
-        assert_eq!(task.finish(3 << 20).await.unwrap().finish(), Digest::sha256_of(&[7u8; 3 << 20]));
+        assert!(task.finish(taken as u64).await.is_err());
     }
 
     #[tokio::test]
