@@ -83,13 +83,6 @@ fn add_image(registry: &FakeRegistry, repo: &str, tag: &str, layers: &[&Layer]) 
     registry.add_manifest(repo, Some(tag), media_type::OCI_MANIFEST, &manifest);
 }
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
-
 /// Fails unless `root` shows the image with its whiteouts applied.
 fn check_tree(root: &std::path::Path) {
     assert_eq!(fs::read(root.join("etc/keep")).unwrap(), b"base");
@@ -134,7 +127,8 @@ async fn container_roots_apply_whiteouts_as_overlay_or_copy() {
     let (rootfs_dir, upper, work) =
         (dir.path().join("c1/rootfs"), dir.path().join("c1/upper"), dir.path().join("c1/work"));
     let kind = rootfs::mount(&store, &image, &rootfs_dir, &upper, &work).unwrap();
-    if is_root() && rootfs::overlay_available() {
+    let test = "container_roots_apply_whiteouts_as_overlay_or_copy (as overlayfs)";
+    if shared::testing::require_root(test) && rootfs::overlay_available() {
         assert_eq!(kind, RootfsKind::Overlay);
         assert!(rootfs::is_mounted(&rootfs_dir));
         // Writes go to the container's upper directory, never to a snapshot.
