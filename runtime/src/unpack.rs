@@ -463,8 +463,10 @@ impl Extractor<'_> {
                 let written = copy(entry, &mut file)
                     .map_err(|source| UnpackError::Entry { entry: shown_entry.to_string(), source })?;
                 self.content_bytes += written;
-                self.set_xattrs(file.as_fd(), &xattrs, shown_entry)?;
+                // Owner first: a change of owner clears `security.capability` (and the set-id
+                // bits, which the mode below sets again).
                 self.own(file.as_fd(), uid, gid, shown_entry)?;
+                self.set_xattrs(file.as_fd(), &xattrs, shown_entry)?;
                 rfs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(Self::entry_err(shown_entry))?;
                 rfs::futimens(&file, &timestamps(mtime)).map_err(Self::entry_err(shown_entry))?;
             }
@@ -475,8 +477,8 @@ impl Extractor<'_> {
                 let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let dir = rfs::openat(parent, name.as_os_str(), flags, Mode::empty())
                     .map_err(Self::entry_err(shown_entry))?;
-                self.set_xattrs(dir.as_fd(), &xattrs, shown_entry)?;
                 self.own(dir.as_fd(), uid, gid, shown_entry)?;
+                self.set_xattrs(dir.as_fd(), &xattrs, shown_entry)?;
                 self.dirs.push(PendingDir { path: path.clone(), mode, mtime });
             }
             EntryType::Symlink => {

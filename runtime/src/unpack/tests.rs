@@ -472,6 +472,38 @@ fn stops_before_the_disk_is_full() {
 }
 
 #[test]
+fn keeps_file_capabilities() {
+    if !shared::testing::require_root("unpack::tests::keeps_file_capabilities") {
+        return;
+    }
+    // vfs_cap_data revision 2, effective, permitted: CAP_NET_RAW (13).
+    let mut cap = vec![0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00];
+    cap.extend([0u8; 12]);
+    for mode in [UnpackMode::Snapshot, UnpackMode::Flatten] {
+        let s = Sandbox::new();
+        // Owned by someone else than the unpacking user, so its owner really changes.
+        let mut tar = Tar::new().pax(&[("SCHILY.xattr.security.capability", &cap)]);
+        let mut h = Header::new_gnu();
+        h.set_path("ping").unwrap();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        h.set_size(2);
+        h.set_cksum();
+        tar.out.extend_from_slice(h.as_bytes());
+        tar.out.extend_from_slice(b"#!");
+        tar.out.extend([0u8; 510]);
+        s.unpack(&tar.finish(), mode).unwrap();
+        let mut value = [0u8; 64];
+        let n = rfs::getxattr(s.dest().join("ping"), "security.capability", &mut value[..])
+            .expect("the file capability was lost");
+        assert_eq!(&value[..n], &cap[..]);
+        assert_eq!(fs::metadata(s.dest().join("ping")).unwrap().uid(), 1000);
+    }
+}
+
+#[test]
 fn removes_read_only_trees() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("t");
