@@ -1,7 +1,8 @@
 //! A container's root made from a pulled image: as an overlayfs over the snapshots (as
 //! root), and as a flattened copy where the snapshots hold their whiteouts as `.wh.` marker
 //! files (unpacked without the privileges for overlayfs whiteouts); whiteouts and opaque
-//! directories are applied either way, and the user is resolved from the result.
+//! directories are applied either way, and the user is resolved from the result. An image
+//! that lists a layer twice is still overlaid.
 
 mod support;
 
@@ -93,4 +94,32 @@ async fn container_roots_apply_whiteouts_as_overlay_or_copy() {
         assert_eq!(kind, RootfsKind::Copy);
         check_tree(&rootfs_dir);
     }
+}
+
+/// An image may list one layer twice (a build that added the same files again): its root is
+/// still an overlay, not a full copy (overlayfs refuses a directory twice among its layers).
+#[tokio::test]
+async fn an_image_with_a_layer_twice_is_still_an_overlay() {
+    let test = "an_image_with_a_layer_twice_is_still_an_overlay";
+    if !shared::testing::require_root(test) || !rootfs::overlay_available() {
+        return;
+    }
+    let registry = FakeRegistry::start(FakeAuth::None, false).await.unwrap();
+    let same = layer(&[("etc/", b""), ("etc/version", b"one")]);
+    let middle = layer(&[("etc/", b""), ("etc/version", b"two"), ("etc/middle", b"m")]);
+    add_image(&registry, "team/twice", "v1", &[&same, &middle, &same]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let reference: ImageRef = format!("{}/team/twice:v1", registry.host()).parse().unwrap();
+    let client = Client::new(ClientConfig::default(), Arc::new(Anonymous)).unwrap();
+    let image = store.pull(&client, &reference, &PullOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!(image.layers.len(), 3);
+    let c = dir.path().join("c");
+    let root = c.join("rootfs");
+    let kind = rootfs::mount(&store, &image, &root, &c.join("upper"), &c.join("work")).unwrap();
+    let seen = (fs::read_to_string(root.join("etc/version")), fs::read_to_string(root.join("etc/middle")));
+    rootfs::unmount(&root).unwrap();
+    assert_eq!(kind, RootfsKind::Overlay, "the image was copied, not overlaid");
+    // The top copy of the layer wins over the middle one.
+    assert_eq!((seen.0.unwrap().as_str(), seen.1.unwrap().as_str()), ("one", "m"));
 }

@@ -121,10 +121,14 @@ fn mount_overlay(
         rfs::open(p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| io_err(p)(e.into()))
     };
     let name = |fd: &rustix::fd::OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
+    // Top layer first. overlayfs refuses a directory twice (overlapping layers); a layer the
+    // image lists again is its topmost copy only, which hides everything the lower one has.
+    let mut seen = std::collections::HashSet::new();
     let lower = image
         .layers
         .iter()
         .rev()
+        .filter(|l| seen.insert(&l.diff_id))
         .map(|l| open(&store.snapshots().rootfs(&l.diff_id)))
         .collect::<Result<Vec<_>, _>>()?;
     let (upper, work) = (open(upper)?, open(work)?);
