@@ -16,11 +16,19 @@ use super::{digest_error, method_not_allowed, repo_name, Req};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::store::{StoreError, StoredManifest};
 
+/// Parses the reference of a `PUT` or `DELETE`: one that is neither a valid tag nor a
+/// digest is the client's mistake, 400 (end-7, end-9 of the spec's endpoint table).
 fn parse_reference(s: &str) -> ApiResult<Reference> {
     s.parse().map_err(|e| match e {
         NameError::Digest(d) => digest_error(d),
         other => ApiError::new(Code::TagInvalid).detail(other),
     })
+}
+
+/// Parses the reference of a `GET` or `HEAD`, whose only failure status is 404 (end-3): a
+/// reference that is neither a valid tag nor a digest names no manifest.
+fn lookup_reference(s: &str) -> ApiResult<Reference> {
+    s.parse().map_err(|e: NameError| ApiError::new(Code::ManifestUnknown).detail(e))
 }
 
 /// True when the `Accept` header lists types and accepts none of the index types.
@@ -65,7 +73,10 @@ async fn negotiate(req: &Req, repo: &RepoName, m: Arc<StoredManifest>) -> ApiRes
 
 pub(crate) async fn handle(req: Req, body: axum::body::Body, name: &str, reference: &str) -> ApiResult<Response> {
     let repo = repo_name(name)?;
-    let reference = parse_reference(reference)?;
+    let reference = match req.method {
+        Method::GET | Method::HEAD => lookup_reference(reference)?,
+        _ => parse_reference(reference)?,
+    };
     let store = req.state.store.clone();
     match req.method {
         Method::GET | Method::HEAD => {
