@@ -4,7 +4,9 @@
 //! Repository names may hold slashes, so everything under `/v2/` is one wildcard route whose
 //! path is parsed once, from the right, by [`Route::parse`]; the handlers live in
 //! [`blobs`], [`uploads`], [`manifests`] and [`listing`]. A middleware records one tracing
-//! event and one metrics observation per request and counts body bytes both ways.
+//! event and one metrics observation per request and counts body bytes both ways; the
+//! outermost one, [`early`], lets a client that sends its whole body before reading get an
+//! answer given before the body was read.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::storage::{ByteStream, StorageError};
 use crate::store::{Store, StoreError};
 
 mod blobs;
+mod early;
 mod listing;
 mod manifests;
 mod uploads;
@@ -60,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(early::layer))
         .with_state(state)
 }
 
