@@ -426,6 +426,51 @@ mod tests {
         assert_eq!(Route::parse("a/other/x"), None);
     }
 
+    /// A registry on a temporary folder, and its state.
+    async fn registry() -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.filesystem.root = dir.path().to_path_buf();
+        config.storage.filesystem.fsync = false;
+        let state = crate::state(config).await.unwrap();
+        (dir, state)
+    }
+
+    async fn call(app: &Router, method: &str, uri: &str, body: &'static str) -> Response {
+        use tower::ServiceExt;
+        let req = Request::builder().method(method).uri(uri).body(Body::from(body)).unwrap();
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn upload_requests_leave_no_lock_entries() {
+        let (_dir, state) = registry().await;
+        let store = state.store.clone();
+        let app = router(state);
+        let digest = shared::Digest::sha256_of(b"data");
+        // Unknown sessions, with ids well-formed or not.
+        for i in 0..50u32 {
+            for id in [format!("{i:032x}"), format!("no-{i}")] {
+                for method in ["GET", "PATCH", "PUT", "DELETE"] {
+                    let resp = call(&app, method, &format!("/v2/r/blobs/uploads/{id}?digest={digest}"), "data").await;
+                    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {id}");
+                }
+            }
+        }
+        // Sessions written to and left open, finished, cancelled, then asked for again.
+        for end in ["open", "PUT", "DELETE"] {
+            let resp = call(&app, "POST", "/v2/r/blobs/uploads/", "").await;
+            let location = resp.headers()[header::LOCATION].to_str().unwrap().to_string();
+            assert_eq!(call(&app, "PATCH", &location, "data").await.status(), StatusCode::ACCEPTED);
+            if end != "open" {
+                let resp = call(&app, end, &format!("{location}?digest={digest}"), "").await;
+                assert!(resp.status().is_success(), "{end}: {}", resp.status());
+                assert_eq!(call(&app, "PATCH", &location, "data").await.status(), StatusCode::NOT_FOUND);
+            }
+        }
+        assert_eq!(store.upload_locks_len(), 0);
+    }
+
     #[test]
     fn decodes_queries() {
         assert_eq!(percent_decode("sha256%3Aab"), "sha256:ab");

@@ -16,6 +16,7 @@ use shared::{Digest, RepoName};
 use crate::paths;
 use crate::storage::{ByteStream, Storage, StorageError};
 
+mod locks;
 mod manifests;
 mod uploads;
 
@@ -80,14 +81,14 @@ pub struct Store {
     /// Manifest bytes and media type by digest (immutable content, so always safe to reuse
     /// once a revision link has been checked).
     manifest_cache: Mutex<(usize, HashMap<Digest, Arc<StoredManifest>>)>,
-    /// One lock per upload session being written by this process.
-    upload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The locks of the upload sessions this process is writing.
+    upload_locks: locks::UploadLocks,
 }
 
 impl Store {
     /// A store over `storage`.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Store { storage, manifest_cache: Mutex::new((0, HashMap::new())), upload_locks: Mutex::new(HashMap::new()) }
+        Store { storage, manifest_cache: Mutex::new((0, HashMap::new())), upload_locks: locks::UploadLocks::default() }
     }
 
     /// The driver underneath.
@@ -168,6 +169,13 @@ impl Store {
         }
         found.sort();
         Ok(found)
+    }
+
+    /// How many upload sessions have a lock entry (for tests: it is the sessions being
+    /// written at the moment, not every id ever seen).
+    #[cfg(test)]
+    pub(crate) fn upload_locks_len(&self) -> usize {
+        self.upload_locks.len()
     }
 
     /// True when the repository holds anything.

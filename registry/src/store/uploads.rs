@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use shared::{Algorithm, Digest, Hasher, RepoName};
 
+use super::locks::UploadLock;
 use super::{Store, StoreError, StoreResult};
 use crate::paths;
 use crate::storage::{ByteStream, StorageError, Written};
@@ -182,13 +183,13 @@ fn hashing(body: ByteStream, hasher: Hasher) -> (ByteStream, HashTask) {
 }
 
 impl Store {
-    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.upload_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(id.to_string()).or_default().clone()
-    }
-
-    fn forget_lock(&self, id: &str) {
-        self.upload_locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    /// A share of the lock of session `id`, once `id` is known to be well-formed (an id
+    /// that cannot be a session makes no entry).
+    fn upload_lock(&self, id: &str) -> StoreResult<UploadLock<'_>> {
+        if !valid_id(id) {
+            return Err(StoreError::UploadUnknown(id.to_string()));
+        }
+        Ok(self.upload_locks.get(id))
     }
 
     async fn load(&self, repo: &RepoName, id: &str) -> StoreResult<State> {
@@ -246,7 +247,7 @@ impl Store {
         len: Option<u64>,
         body: ByteStream,
     ) -> StoreResult<UploadStatus> {
-        let lock = self.upload_lock(id);
+        let lock = self.upload_lock(id)?;
         let _guard = lock.lock().await;
         let mut state = self.load(repo, id).await?;
         self.append_locked(id, &mut state, start, len, body).await?;
@@ -302,7 +303,7 @@ impl Store {
         len: Option<u64>,
         body: ByteStream,
     ) -> StoreResult<()> {
-        let lock = self.upload_lock(id);
+        let lock = self.upload_lock(id)?;
         let _guard = lock.lock().await;
         let mut state = self.load(repo, id).await?;
         // Most clients finish with an empty body: then there is nothing to append or record
@@ -340,7 +341,6 @@ impl Store {
         if let Err(e) = cleanup {
             tracing::warn!(upload = id, error = %shared::error_chain(&e), "clearing a finished upload session failed");
         }
-        self.forget_lock(id);
         result.map(|_| ()).map_err(|f| f.error)
     }
 
@@ -415,13 +415,12 @@ impl Store {
     async fn discard(&self, id: &str, resume: &str) -> StoreResult<()> {
         self.storage.abort(&paths::upload_data(id), resume).await?;
         self.storage.delete_all(&paths::upload(id)).await?;
-        self.forget_lock(id);
         Ok(())
     }
 
     /// Cancels a session and drops its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> StoreResult<()> {
-        let lock = self.upload_lock(id);
+        let lock = self.upload_lock(id)?;
         let _guard = lock.lock().await;
         let state = self.load(repo, id).await?;
         self.discard(id, &state.resume).await
@@ -441,7 +440,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             };
             if stale {
-                let lock = self.upload_lock(&id);
+                let lock = self.upload_locks.get(&id);
                 let _guard = lock.lock().await;
                 // The driver's upload is known from the state; a folder without one is debris.
                 let resume = match self.storage.read(&paths::upload_state(&id)).await {
