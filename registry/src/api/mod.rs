@@ -173,6 +173,17 @@ impl Req {
         })
     }
 
+    /// Every value of a query parameter, percent-decoded, in order.
+    pub fn query_all(&self, key: &str) -> Vec<String> {
+        let Some(q) = self.uri.query() else { return Vec::new() };
+        q.split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == key).then(|| percent_decode(v))
+            })
+            .collect()
+    }
+
     /// A header as a string.
     pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
