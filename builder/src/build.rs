@@ -68,8 +68,11 @@ mod copy;
 mod error;
 mod from;
 mod run_step;
+mod vars;
 
 pub use error::{BuildError, StepError};
+use vars::StageVars;
+pub use vars::DEFAULT_PATH;
 
 /// What to build, and how. `Options::new(context)` gives the defaults documented here.
 #[derive(Debug, Clone)]
@@ -180,6 +183,8 @@ struct Image {
     layers: Vec<Layer>,
     layer_key: Digest,
     base: Option<ImageRef>,
+    /// A finished stage's variables, for the stages built `FROM` it (none for images).
+    vars: Option<StageVars>,
 }
 
 /// A stage's root materialised on disk, and which layers it holds.
@@ -347,7 +352,7 @@ struct Exec<'a> {
 /// A stage's state between steps.
 struct StageState {
     image: Image,
-    args: BTreeMap<String, Option<String>>,
+    vars: StageVars,
     index: FsIndex,
     workspace: Option<Workspace>,
     cmd_from_base: bool,
@@ -358,7 +363,7 @@ struct StageState {
 
 impl StageState {
     fn lookup(&self, name: &str) -> Option<String> {
-        self.image.config.env(name).or_else(|| self.args.get(name).cloned().flatten())
+        self.vars.get(name).map(str::to_string)
     }
 }
 
@@ -427,8 +432,9 @@ impl Exec<'_> {
                 layers: Vec::new(),
                 layer_key: key_of(&[b"scratch"]),
                 base: None,
+                vars: None,
             },
-            args: BTreeMap::new(),
+            vars: StageVars::default(),
             index: FsIndex::default(),
             workspace: None,
             cmd_from_base: false,
@@ -445,6 +451,7 @@ impl Exec<'_> {
         })?;
         let (image, pulled) = start;
         st.image = image;
+        st.vars = StageVars::start(st.image.vars.take(), &mut st.image.config);
         st.cmd_from_base = st.image.config.config.cmd.is_some();
         self.steps.fetch_add(1, Ordering::Relaxed);
         self.progress.finish(id, if pulled { Outcome::Done } else { Outcome::Cached }, None);
@@ -465,6 +472,7 @@ impl Exec<'_> {
             st.number = n + 2;
             self.step(&mut st, step)?;
         }
+        st.image.vars = Some(st.vars);
         if let Ok(mut r) = self.results.lock() {
             r.insert(index, st.image);
         }
@@ -518,24 +526,34 @@ impl Exec<'_> {
         match &step.instruction {
             Instruction::From(_) => Ok((Outcome::Done, None)),
             Instruction::Arg(args) => {
+                // BuildKit's order: the build argument, else the default (expanded with the
+                // variables before it), else the global value.
+                let mut shown = Vec::new();
                 for (name, default) in args {
-                    let default = match default {
-                        Some(d) => Some(self.expand(st, d)?),
-                        None => None,
+                    let value = match (self.plan.build_args.get(name), default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(d)) => Some(self.expand(st, d)?),
+                        (None, None) => self.plan.global(name),
                     };
-                    let value = self.plan.stage_arg(name, default);
                     if let Ok(mut u) = self.used_args.lock() {
                         u.insert(name.clone());
                     }
-                    st.args.insert(name.clone(), value);
+                    shown.push(value.as_ref().map_or_else(|| name.clone(), |v| format!("{name}={v}")));
+                    st.vars.declare(name, value);
                 }
-                meta(st, text)
+                meta(st, format!("ARG {}", shown.join(" ")))
             }
             Instruction::Env(pairs) => {
+                // Every word sees the variables from before the instruction: `ENV A=2 B=$A`
+                // gives B the old A.
+                let pairs: Vec<(String, String)> = pairs
+                    .iter()
+                    .map(|(k, v)| Ok((self.expand(st, k)?, self.expand(st, v)?)))
+                    .collect::<Result<_, StepError>>()?;
                 let mut shown = Vec::new();
                 for (k, v) in pairs {
-                    let (k, v) = (self.expand(st, k)?, self.expand(st, v)?);
                     st.image.config.set_env(&k, &v);
+                    st.vars.set(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
                 meta(st, format!("ENV {}", shown.join(" ")))
