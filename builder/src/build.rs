@@ -833,20 +833,22 @@ pub fn absolute(base: &str, target: &str) -> String {
 }
 
 /// `--chown` to numeric ids: numbers, or names from the image's `/etc/passwd` and
-/// `/etc/group`. A user without a group uses the uid as gid (Docker's rule). Without an
+/// `/etc/group`. Without a group, a user given by name takes its primary group from
+/// `/etc/passwd`, and one given by number uses the uid as gid (BuildKit's rules). Without an
 /// image to read (`COPY --link`), only numbers and `root` (BuildKit's rule).
 fn resolve_chown(spec: &str, index: Option<&FsIndex>) -> Result<(u64, u64), StepError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let lookup = |name: &str, file: Option<&str>, what: &str| -> Result<u64, StepError> {
+    // The id, and for a user found in /etc/passwd its primary group.
+    let lookup = |name: &str, file: Option<&str>, what: &str| -> Result<(u64, Option<u64>), StepError> {
         if let Ok(n) = name.parse::<u64>() {
-            return Ok(n);
+            return Ok((n, None));
         }
         if index.is_none() {
             return match name {
-                "root" => Ok(0),
+                "root" => Ok((0, Some(0))),
                 _ => Err(StepError::Invalid(format!(
                     "--chown {what} {name:?} with --link: a --link layer cannot read the image's users and groups; use numeric ids"
                 ))),
@@ -856,15 +858,16 @@ fn resolve_chown(spec: &str, index: Option<&FsIndex>) -> Result<(u64, u64), Step
         text.lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 3 && f[0] == name).then(|| f[2].parse::<u64>().ok()).flatten()
+                let id = (f.len() >= 3 && f[0] == name).then(|| f[2].parse::<u64>().ok()).flatten()?;
+                Some((id, f.get(3).and_then(|g| g.parse::<u64>().ok())))
             })
             .next()
             .ok_or_else(|| StepError::Invalid(format!("--chown: unable to find {what} {name:?} in the image")))
     };
-    let uid = lookup(user, index.and_then(FsIndex::passwd), "user")?;
+    let (uid, primary) = lookup(user, index.and_then(FsIndex::passwd), "user")?;
     let gid = match group {
-        Some(g) => lookup(g, index.and_then(FsIndex::group), "group")?,
-        None => uid,
+        Some(g) => lookup(g, index.and_then(FsIndex::group), "group")?.0,
+        None => primary.unwrap_or(uid),
     };
     Ok((uid, gid))
 }
@@ -928,6 +931,9 @@ mod tests {
         assert_eq!(resolve_chown("1:2", Some(&ix)).unwrap(), (1, 2));
         assert_eq!(resolve_chown("7", Some(&ix)).unwrap(), (7, 7));
         assert_eq!(resolve_chown("app:staff", Some(&ix)).unwrap(), (1000, 50));
+        // A name alone takes the user's primary group from /etc/passwd; a number, itself.
+        assert_eq!(resolve_chown("app", Some(&ix)).unwrap(), (1000, 1001));
+        assert_eq!(resolve_chown("1000", Some(&ix)).unwrap(), (1000, 1000));
         assert!(resolve_chown("nobody", Some(&ix)).is_err());
         // --link reads no image: numbers and root only.
         assert_eq!(resolve_chown("1:2", None).unwrap(), (1, 2));
