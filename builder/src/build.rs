@@ -68,8 +68,11 @@ mod copy;
 mod error;
 mod from;
 mod run_step;
+mod vars;
 
 pub use error::{BuildError, StepError};
+use vars::StageVars;
+pub use vars::DEFAULT_PATH;
 
 /// What to build, and how. `Options::new(context)` gives the defaults documented here.
 #[derive(Debug, Clone)]
@@ -180,6 +183,8 @@ struct Image {
     layers: Vec<Layer>,
     layer_key: Digest,
     base: Option<ImageRef>,
+    /// A finished stage's variables, for the stages built `FROM` it (none for images).
+    vars: Option<StageVars>,
 }
 
 /// A stage's root materialised on disk, and which layers it holds.
@@ -347,7 +352,7 @@ struct Exec<'a> {
 /// A stage's state between steps.
 struct StageState {
     image: Image,
-    args: BTreeMap<String, Option<String>>,
+    vars: StageVars,
     index: FsIndex,
     workspace: Option<Workspace>,
     cmd_from_base: bool,
@@ -358,7 +363,7 @@ struct StageState {
 
 impl StageState {
     fn lookup(&self, name: &str) -> Option<String> {
-        self.image.config.env(name).or_else(|| self.args.get(name).cloned().flatten())
+        self.vars.get(name).map(str::to_string)
     }
 }
 
@@ -427,8 +432,9 @@ impl Exec<'_> {
                 layers: Vec::new(),
                 layer_key: key_of(&[b"scratch"]),
                 base: None,
+                vars: None,
             },
-            args: BTreeMap::new(),
+            vars: StageVars::default(),
             index: FsIndex::default(),
             workspace: None,
             cmd_from_base: false,
@@ -445,6 +451,7 @@ impl Exec<'_> {
         })?;
         let (image, pulled) = start;
         st.image = image;
+        st.vars = StageVars::start(st.image.vars.take(), &mut st.image.config);
         st.cmd_from_base = st.image.config.config.cmd.is_some();
         self.steps.fetch_add(1, Ordering::Relaxed);
         self.progress.finish(id, if pulled { Outcome::Done } else { Outcome::Cached }, None);
@@ -465,6 +472,7 @@ impl Exec<'_> {
             st.number = n + 2;
             self.step(&mut st, step)?;
         }
+        st.image.vars = Some(st.vars);
         if let Ok(mut r) = self.results.lock() {
             r.insert(index, st.image);
         }
@@ -518,24 +526,34 @@ impl Exec<'_> {
         match &step.instruction {
             Instruction::From(_) => Ok((Outcome::Done, None)),
             Instruction::Arg(args) => {
+                // BuildKit's order: the build argument, else the default (expanded with the
+                // variables before it), else the global value.
+                let mut shown = Vec::new();
                 for (name, default) in args {
-                    let default = match default {
-                        Some(d) => Some(self.expand(st, d)?),
-                        None => None,
+                    let value = match (self.plan.build_args.get(name), default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(d)) => Some(self.expand(st, d)?),
+                        (None, None) => self.plan.global(name),
                     };
-                    let value = self.plan.stage_arg(name, default);
                     if let Ok(mut u) = self.used_args.lock() {
                         u.insert(name.clone());
                     }
-                    st.args.insert(name.clone(), value);
+                    shown.push(value.as_ref().map_or_else(|| name.clone(), |v| format!("{name}={v}")));
+                    st.vars.declare(name, value);
                 }
-                meta(st, text)
+                meta(st, format!("ARG {}", shown.join(" ")))
             }
             Instruction::Env(pairs) => {
+                // Every word sees the variables from before the instruction: `ENV A=2 B=$A`
+                // gives B the old A.
+                let pairs: Vec<(String, String)> = pairs
+                    .iter()
+                    .map(|(k, v)| Ok((self.expand(st, k)?, self.expand(st, v)?)))
+                    .collect::<Result<_, StepError>>()?;
                 let mut shown = Vec::new();
                 for (k, v) in pairs {
-                    let (k, v) = (self.expand(st, k)?, self.expand(st, v)?);
                     st.image.config.set_env(&k, &v);
+                    st.vars.set(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
                 meta(st, format!("ENV {}", shown.join(" ")))
@@ -815,20 +833,22 @@ pub fn absolute(base: &str, target: &str) -> String {
 }
 
 /// `--chown` to numeric ids: numbers, or names from the image's `/etc/passwd` and
-/// `/etc/group`. A user without a group uses the uid as gid (Docker's rule). Without an
+/// `/etc/group`. Without a group, a user given by name takes its primary group from
+/// `/etc/passwd`, and one given by number uses the uid as gid (BuildKit's rules). Without an
 /// image to read (`COPY --link`), only numbers and `root` (BuildKit's rule).
 fn resolve_chown(spec: &str, index: Option<&FsIndex>) -> Result<(u64, u64), StepError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let lookup = |name: &str, file: Option<&str>, what: &str| -> Result<u64, StepError> {
+    // The id, and for a user found in /etc/passwd its primary group.
+    let lookup = |name: &str, file: Option<&str>, what: &str| -> Result<(u64, Option<u64>), StepError> {
         if let Ok(n) = name.parse::<u64>() {
-            return Ok(n);
+            return Ok((n, None));
         }
         if index.is_none() {
             return match name {
-                "root" => Ok(0),
+                "root" => Ok((0, Some(0))),
                 _ => Err(StepError::Invalid(format!(
                     "--chown {what} {name:?} with --link: a --link layer cannot read the image's users and groups; use numeric ids"
                 ))),
@@ -838,15 +858,16 @@ fn resolve_chown(spec: &str, index: Option<&FsIndex>) -> Result<(u64, u64), Step
         text.lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 3 && f[0] == name).then(|| f[2].parse::<u64>().ok()).flatten()
+                let id = (f.len() >= 3 && f[0] == name).then(|| f[2].parse::<u64>().ok()).flatten()?;
+                Some((id, f.get(3).and_then(|g| g.parse::<u64>().ok())))
             })
             .next()
             .ok_or_else(|| StepError::Invalid(format!("--chown: unable to find {what} {name:?} in the image")))
     };
-    let uid = lookup(user, index.and_then(FsIndex::passwd), "user")?;
+    let (uid, primary) = lookup(user, index.and_then(FsIndex::passwd), "user")?;
     let gid = match group {
-        Some(g) => lookup(g, index.and_then(FsIndex::group), "group")?,
-        None => uid,
+        Some(g) => lookup(g, index.and_then(FsIndex::group), "group")?.0,
+        None => primary.unwrap_or(uid),
     };
     Ok((uid, gid))
 }
@@ -910,6 +931,9 @@ mod tests {
         assert_eq!(resolve_chown("1:2", Some(&ix)).unwrap(), (1, 2));
         assert_eq!(resolve_chown("7", Some(&ix)).unwrap(), (7, 7));
         assert_eq!(resolve_chown("app:staff", Some(&ix)).unwrap(), (1000, 50));
+        // A name alone takes the user's primary group from /etc/passwd; a number, itself.
+        assert_eq!(resolve_chown("app", Some(&ix)).unwrap(), (1000, 1001));
+        assert_eq!(resolve_chown("1000", Some(&ix)).unwrap(), (1000, 1000));
         assert!(resolve_chown("nobody", Some(&ix)).is_err());
         // --link reads no image: numbers and root only.
         assert_eq!(resolve_chown("1:2", None).unwrap(), (1, 2));

@@ -3,7 +3,9 @@
 //!
 //! [`Tree::select`] resolves a step's sources the way `docker build` does: paths are relative
 //! to the tree's root and may not climb out of it with `..`; wildcards (`*`, `?`, `[...]`,
-//! `**`) match paths; a directory source copies its contents; a source that is itself a
+//! `**`) match paths, and one that matches nothing selects nothing (BuildKit's "empty
+//! wildcard": `COPY a.json b.lock* ./` needs no `b.lock`), while a plain path that does not
+//! exist is an error (`"/missing": not found`, BuildKit's words); a directory source copies its contents; a source that is itself a
 //! symbolic link is followed (inside the tree); `--exclude` patterns and the ignore file
 //! leave files out; `--parents` keeps each source's path below the destination.
 //!
@@ -40,12 +42,12 @@ pub enum ContextError {
         /// `build context` or `stage <name>`.
         tree: String,
     },
-    /// A source does not exist (or is excluded by the ignore file).
+    /// A source that is not a wildcard does not exist (or is excluded by the ignore file).
     #[error("{what} {path:?}: not found in the {tree}{}", if *ignored { " (it is excluded by .dockerignore)" } else { "" })]
     NotFound {
         /// The step's keyword.
         what: String,
-        /// The path as written.
+        /// The path, absolute in the tree (`/missing`), as BuildKit shows it.
         path: String,
         /// `build context` or `stage <name>`.
         tree: String,
@@ -246,16 +248,7 @@ impl Tree {
             let rel = self.clean(s.what, written)?;
             let matches: Vec<String> = if has_glob(&rel) {
                 let all = self.walk("", s.exclude)?;
-                let found: Vec<String> = all.into_iter().map(|(p, _)| p).filter(|p| glob_match(&rel, p)).collect();
-                if found.is_empty() {
-                    return Err(ContextError::NotFound {
-                        what: s.what.into(),
-                        path: written.clone(),
-                        tree: self.name.clone(),
-                        ignored: false,
-                    });
-                }
-                found
+                all.into_iter().map(|(p, _)| p).filter(|p| glob_match(&rel, p)).collect()
             } else {
                 vec![rel.clone()]
             };
@@ -267,7 +260,7 @@ impl Tree {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         return Err(ContextError::NotFound {
                             what: s.what.into(),
-                            path: written.clone(),
+                            path: format!("/{m}"),
                             tree: self.name.clone(),
                             ignored: false,
                         })
@@ -277,7 +270,7 @@ impl Tree {
                 if !resolved.is_empty() && self.ignore.excluded(&resolved) && !meta.is_dir() {
                     return Err(ContextError::NotFound {
                         what: s.what.into(),
-                        path: written.clone(),
+                        path: format!("/{m}"),
                         tree: self.name.clone(),
                         ignored: true,
                     });
@@ -566,16 +559,21 @@ mod tests {
         let e = t.select(&sel(&src, "/x", false)).unwrap_err();
         assert!(matches!(e, ContextError::Escapes { .. }), "{e}");
         assert!(e.to_string().contains("outside the build context"));
-        let src = vec!["nope".to_string()];
-        assert!(matches!(
-            t.select(&sel(&src, "/x", false)).unwrap_err(),
-            ContextError::NotFound { ignored: false, .. }
-        ));
+        let src = vec!["sub/../nope".to_string()];
+        let e = t.select(&sel(&src, "/x", false)).unwrap_err();
+        assert!(matches!(e, ContextError::NotFound { ignored: false, .. }));
+        assert_eq!(e.to_string(), "COPY \"/nope\": not found in the build context");
         let src = vec!["secret.key".to_string()];
         let e = t.select(&sel(&src, "/x", false)).unwrap_err();
         assert!(e.to_string().contains("excluded by .dockerignore"), "{e}");
-        let src = vec!["*.nothing".to_string()];
-        assert!(t.select(&sel(&src, "/x", true)).is_err());
+        // A wildcard that matches nothing selects nothing, beside other sources or alone,
+        // and so does one that matches only ignored files.
+        let src = vec!["top.txt".to_string(), "*.nothing".to_string()];
+        assert_eq!(targets(&t.select(&sel(&src, "/x", true)).unwrap()), ["x/top.txt"]);
+        for only in ["*.nothing", "secret.k?y"] {
+            let src = vec![only.to_string()];
+            assert!(t.select(&sel(&src, "/x", true)).unwrap().is_empty(), "{only}");
+        }
         // A link pointing up and out resolves inside the tree (as if the tree were /).
         let src = vec!["evil".to_string()];
         assert!(matches!(t.select(&sel(&src, "/x", false)).unwrap_err(), ContextError::NotFound { .. }));

@@ -5,6 +5,17 @@
 //! `${VAR:?message}`, `${VAR?message}`, single quotes taken literally, double quotes with
 //! expansion, and the escape character. Quotes are removed from the result.
 //!
+//! **Patterns.** `${VAR#pattern}` and `${VAR##pattern}` remove the shortest and longest
+//! prefix matching `pattern`, `${VAR%pattern}` and `${VAR%%pattern}` the shortest and
+//! longest suffix, `${VAR/pattern/replacement}` replaces the first match and
+//! `${VAR//pattern/replacement}` every match. As in BuildKit, a pattern is a shell glob
+//! without bracket expressions: `*` is any run of characters, `?` one character (neither
+//! matches a newline), `\*`, `\?` and `\\` are literal, `\}` and `\/` let the word
+//! hold `}` and `/`; any other escape in a pattern is an error. Inside these words escapes
+//! are kept as written (BuildKit's "raw escapes"), so a replacement keeps its backslashes. A
+//! match is the one a backtracking matcher finds first (Go's leftmost-first regexp
+//! semantics, which BuildKit relies on), so `${V#*x*y}` of `xxyy` is `y`.
+//!
 //! The planner ([`crate::plan`]) calls [`expand`] with the variables in scope for each step.
 
 /// Why a word could not be expanded.
@@ -26,7 +37,17 @@ pub enum ExpandError {
         /// The word.
         word: String,
     },
-    /// `${VAR:?message}` with VAR unset.
+    /// A `${VAR#pattern}`, `%` or `/` pattern has an escape BuildKit refuses (`\\x`).
+    #[error("invalid pattern ({pattern}) in substitution {word:?}: invalid escape '\\{escaped}'")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// The character after the backslash (empty at the end of the pattern).
+        escaped: String,
+        /// The word.
+        word: String,
+    },
+    /// `${VAR:?message}` with VAR unset (or empty, with the colon).
     #[error("{name}: {message}")]
     Required {
         /// The variable.
@@ -40,7 +61,7 @@ pub enum ExpandError {
 pub fn expand(word: &str, escape: char, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     let chars: Vec<char> = word.chars().collect();
     let mut lexer = Lexer { chars: &chars, i: 0, escape, lookup, word };
-    lexer.process(None, true)
+    lexer.process(None, true, false)
 }
 
 /// Expands without removing quotes (heredoc bodies keep their quotes).
@@ -51,7 +72,7 @@ pub fn expand_keep_quotes(
 ) -> Result<String, ExpandError> {
     let chars: Vec<char> = text.chars().collect();
     let mut lexer = Lexer { chars: &chars, i: 0, escape, lookup, word: text };
-    lexer.process(None, false)
+    lexer.process(None, false, false)
 }
 
 /// Splits `text` into words on unquoted blanks, then expands each.
@@ -128,15 +149,18 @@ impl Lexer<'_> {
         ExpandError::Unterminated { word: self.word.to_string(), missing }
     }
 
-    /// Processes until `stop` (consumed) or the end.
-    fn process(&mut self, stop: Option<char>, unquote: bool) -> Result<String, ExpandError> {
+    /// Processes until `stop` (consumed) or the end. `unquote` removes quotes and applies
+    /// escapes; `raw` (with `unquote`) keeps each escape character before what it escapes,
+    /// as BuildKit does in the words of `#`, `%` and `/` substitutions.
+    fn process(&mut self, stop: Option<char>, unquote: bool, raw: bool) -> Result<String, ExpandError> {
         let mut out = String::new();
         loop {
             let Some(c) = self.peek() else {
-                if stop.is_some() {
-                    return Err(self.unterminated("}"));
-                }
-                return Ok(out);
+                return match stop {
+                    Some('/') => Err(self.unterminated("/")),
+                    Some(_) => Err(self.unterminated("}")),
+                    None => Ok(out),
+                };
             };
             if Some(c) == stop {
                 self.i += 1;
@@ -145,10 +169,13 @@ impl Lexer<'_> {
             self.i += 1;
             match c {
                 '\'' if unquote => out.push_str(&self.single_quote()?),
-                '"' if unquote => out.push_str(&self.double_quote()?),
+                '"' if unquote => out.push_str(&self.double_quote(raw)?),
                 '$' => out.push_str(&self.dollar()?),
                 c if c == self.escape && unquote => {
                     if let Some(n) = self.next() {
+                        if raw {
+                            out.push(c);
+                        }
                         out.push(n);
                     }
                 }
@@ -179,21 +206,26 @@ impl Lexer<'_> {
         }
     }
 
-    fn double_quote(&mut self) -> Result<String, ExpandError> {
+    fn double_quote(&mut self, raw: bool) -> Result<String, ExpandError> {
         let mut out = String::new();
         loop {
             match self.next() {
                 None => return Err(self.unterminated("\"")),
                 Some('"') => return Ok(out),
                 Some('$') => out.push_str(&self.dollar()?),
-                Some(c) if c == self.escape => match self.peek() {
-                    None => {}
-                    Some(n) if n == '"' || n == '$' || n == self.escape => {
-                        self.i += 1;
-                        out.push(n);
+                Some(c) if c == self.escape => {
+                    if raw {
+                        out.push(c);
                     }
-                    Some(_) => out.push(c),
-                },
+                    match self.peek() {
+                        None => {}
+                        Some(n) if n == '"' || n == '$' || n == self.escape => {
+                            self.i += 1;
+                            out.push(n);
+                        }
+                        Some(_) => out.push(c),
+                    }
+                }
                 Some(c) => out.push(c),
             }
         }
@@ -228,52 +260,185 @@ impl Lexer<'_> {
         }
         let value = (self.lookup)(&name);
         let Some(c) = self.next() else { return Err(self.unterminated("}")) };
-        match c {
-            '}' => Ok(value.unwrap_or_default()),
-            ':' | '-' | '+' | '?' => {
-                let (colon, op) = if c == ':' {
-                    match self.next() {
-                        Some(op @ ('-' | '+' | '?')) => (true, op),
-                        Some(other) => {
-                            return Err(ExpandError::Modifier { modifier: other, word: self.word.to_string() })
-                        }
-                        None => return Err(self.unterminated("}")),
-                    }
-                } else {
-                    (false, c)
+        let (colon, op) = match c {
+            '}' => return Ok(value.unwrap_or_default()),
+            '/' => return self.replace(value.unwrap_or_default()),
+            ':' => match self.next() {
+                Some(op @ ('-' | '+' | '?' | '#' | '%')) => (true, op),
+                Some(other) => return Err(ExpandError::Modifier { modifier: other, word: self.word.to_string() }),
+                None => return Err(self.unterminated("}")),
+            },
+            '-' | '+' | '?' | '#' | '%' => (false, c),
+            other => return Err(ExpandError::Modifier { modifier: other, word: self.word.to_string() }),
+        };
+        let word = self.process(Some('}'), true, op == '#' || op == '%')?;
+        let set = match &value {
+            Some(v) => !colon || !v.is_empty(),
+            None => false,
+        };
+        match op {
+            '-' if set => Ok(value.unwrap_or_default()),
+            '-' => Ok(word),
+            '+' if set => Ok(word),
+            '+' => Ok(String::new()),
+            '?' if set => Ok(value.unwrap_or_default()),
+            '?' => {
+                let message = match (word.is_empty(), value.is_some()) {
+                    (false, _) => word,
+                    (true, true) => "is not allowed to be empty".into(),
+                    (true, false) => "is not allowed to be unset".into(),
                 };
-                let word = self.process(Some('}'), true)?;
-                let set = match &value {
-                    Some(v) => !colon || !v.is_empty(),
-                    None => false,
-                };
-                Ok(match op {
-                    '-' => {
-                        if set {
-                            value.unwrap_or_default()
-                        } else {
-                            word
-                        }
-                    }
-                    '+' => {
-                        if set {
-                            word
-                        } else {
-                            String::new()
-                        }
-                    }
-                    _ => {
-                        if set {
-                            value.unwrap_or_default()
-                        } else {
-                            let message = if word.is_empty() { "is not allowed to be unset".to_string() } else { word };
-                            return Err(ExpandError::Required { name, message });
-                        }
-                    }
-                })
+                Err(ExpandError::Required { name, message })
             }
-            other => Err(ExpandError::Modifier { modifier: other, word: self.word.to_string() }),
+            _ => self.trim(&value.unwrap_or_default(), &word, op),
         }
+    }
+
+    /// `${VAR#word}` (`op` `#`) or `${VAR%word}` (`op` `%`); a doubled `op` is greedy.
+    fn trim(&self, value: &str, word: &str, op: char) -> Result<String, ExpandError> {
+        let (greedy, pattern) = match word.strip_prefix(op) {
+            Some(rest) => (true, rest),
+            None => (false, word),
+        };
+        let mut tokens = self.pattern(pattern)?;
+        let mut chars: Vec<char> = value.chars().collect();
+        if op == '%' {
+            // The shortest or longest suffix is the prefix of the reversed value.
+            tokens.reverse();
+            chars.reverse();
+        }
+        let end = glob::match_at(&tokens, &chars, 0, greedy).unwrap_or(0);
+        Ok(if op == '%' { chars[end..].iter().rev().collect() } else { chars[end..].iter().collect() })
+    }
+
+    /// `${VAR/pattern/replacement}` and `${VAR//pattern/replacement}`, after the first `/`.
+    fn replace(&mut self, value: String) -> Result<String, ExpandError> {
+        let all = self.peek() == Some('/');
+        if all {
+            self.i += 1;
+        }
+        let pattern = self.process(Some('/'), true, true)?;
+        let replacement = self.process(Some('}'), true, true)?;
+        let tokens = self.pattern(&pattern)?;
+        let chars: Vec<char> = value.chars().collect();
+        Ok(glob::replace(&tokens, &chars, &replacement, all))
+    }
+
+    fn pattern(&self, pattern: &str) -> Result<Vec<glob::Token>, ExpandError> {
+        glob::parse(pattern).map_err(|escaped| ExpandError::Pattern {
+            pattern: pattern.to_string(),
+            escaped: escaped.map(String::from).unwrap_or_default(),
+            word: self.word.to_string(),
+        })
+    }
+}
+
+/// The shell patterns of `#`, `%` and `/` substitutions, matched as BuildKit's regular
+/// expressions match them (see the module docs).
+mod glob {
+    use std::collections::HashMap;
+
+    /// One element of a pattern.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Token {
+        /// This character.
+        Literal(char),
+        /// `?`: one character but a newline.
+        One,
+        /// `*`: any run of characters without a newline.
+        Any,
+    }
+
+    /// The tokens of `pattern`; `Err` carries the character after a refused escape.
+    pub(super) fn parse(pattern: &str) -> Result<Vec<Token>, Option<char>> {
+        let mut tokens = Vec::new();
+        let mut chars = pattern.chars().peekable();
+        while let Some(c) = chars.next() {
+            tokens.push(match c {
+                '*' => Token::Any,
+                '?' => Token::One,
+                '\\' => match chars.next() {
+                    Some(n @ ('*' | '?' | '\\' | '}' | '/')) => Token::Literal(n),
+                    other => return Err(other),
+                },
+                c => Token::Literal(c),
+            });
+        }
+        Ok(tokens)
+    }
+
+    /// Where the first match of `tokens` starting at `start` ends: `*` tries the fewest
+    /// characters first, or the most when `greedy` (a backtracking matcher's order, which is
+    /// the order of leftmost-first regular expressions). Failures are remembered, so this
+    /// takes at most tokens × characters² steps whatever the pattern.
+    pub(super) fn match_at(tokens: &[Token], value: &[char], start: usize, greedy: bool) -> Option<usize> {
+        let mut memo = HashMap::new();
+        step(tokens, value, 0, start, greedy, &mut memo)
+    }
+
+    fn step(
+        tokens: &[Token],
+        value: &[char],
+        t: usize,
+        v: usize,
+        greedy: bool,
+        memo: &mut HashMap<(usize, usize), Option<usize>>,
+    ) -> Option<usize> {
+        let Some(token) = tokens.get(t) else { return Some(v) };
+        if let Some(known) = memo.get(&(t, v)) {
+            return *known;
+        }
+        let found = match token {
+            Token::Literal(c) => {
+                (value.get(v) == Some(c)).then(|| step(tokens, value, t + 1, v + 1, greedy, memo)).flatten()
+            }
+            Token::One => {
+                value.get(v).filter(|c| **c != '\n').and_then(|_| step(tokens, value, t + 1, v + 1, greedy, memo))
+            }
+            Token::Any => {
+                // The run may not cross a newline.
+                let limit = value[v..].iter().position(|c| *c == '\n').map_or(value.len(), |p| v + p);
+                let mut found = None;
+                for k in 0..=(limit - v) {
+                    let end = if greedy { limit - k } else { v + k };
+                    found = step(tokens, value, t + 1, end, greedy, memo);
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        memo.insert((t, v), found);
+        found
+    }
+
+    /// Replaces the leftmost match (or, with `all`, every match, as Go's `ReplaceAllString`
+    /// does: an empty match right after a match is skipped) with `replacement`. `*` is
+    /// greedy here, as in BuildKit.
+    pub(super) fn replace(tokens: &[Token], value: &[char], replacement: &str, all: bool) -> String {
+        let mut out = String::new();
+        let mut copied = 0;
+        let mut last_end: Option<usize> = None;
+        let mut search = 0;
+        while search <= value.len() {
+            let Some((a, b)) = (search..=value.len()).find_map(|s| match_at(tokens, value, s, true).map(|e| (s, e)))
+            else {
+                break;
+            };
+            out.extend(&value[copied..a]);
+            if last_end.is_none_or(|end| b > end) || a == 0 {
+                out.push_str(replacement);
+            }
+            copied = b;
+            last_end = Some(b);
+            if !all {
+                break;
+            }
+            search = if b > search { b } else { search + 1 };
+        }
+        out.extend(&value[copied.min(value.len())..]);
+        out
     }
 }
 
@@ -324,6 +489,95 @@ mod tests {
         let e = expand("${A:x}", '\\', &env).unwrap_err();
         assert!(matches!(e, ExpandError::Modifier { modifier: 'x', .. }), "{e}");
         assert!(expand("${A", '\\', &env).is_err());
+    }
+
+    fn with(vars: &[(&str, &str)], word: &str) -> Result<String, ExpandError> {
+        let map: std::collections::HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        expand(word, '\\', &|n| map.get(n).cloned())
+    }
+
+    /// BuildKit's own cases (`shell/lex_test.go`, `TestProcessWithMatches`).
+    #[test]
+    fn trims_and_replaces_patterns_as_buildkit_does() {
+        type Case = (&'static str, &'static [(&'static str, &'static str)], &'static str);
+        let cases: &[Case] = &[
+            (r"${FOO#()[]{\}^$.\*\?|\\}", &[("FOO", r"()[]{}^$.*?|\x")], "x"),
+            (r"${FOO%%\**}", &[("FOO", "xx**")], "xx"),
+            ("${FOO#*x*y}", &[("FOO", "xxyy")], "y"),
+            ("${FOO#*}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO#$BAR}", &[("FOO", "xxyy"), ("BAR", "x")], "xyy"),
+            ("${FOO#$BAR}", &[("FOO", "xxyy"), ("BAR", "")], "xxyy"),
+            ("${FOO#}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO##*x}", &[("FOO", "xxyy")], "yy"),
+            ("${FOO##}", &[("FOO", "xxyy")], "xxyy"),
+            (r"${FOO#?\?}", &[("FOO", "???y")], "?y"),
+            ("${ABC:-.}${FOO%x}${ABC:-.}", &[("FOO", "xxyy")], ".xxyy."),
+            (r"${FOO%%\**\*}", &[("FOO", "a***yy*")], "a"),
+            ("${FOO%}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO%%$BAR}", &[("FOO", "xxyy"), ("BAR", "")], "xxyy"),
+            (
+                "${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}",
+                &[("FOO", "/foo*/*/*.txt"), ("NEEDLE", r"\*/")],
+                "/foo.*/*.txt - /foo..*.txt",
+            ),
+            (
+                "${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}",
+                &[("FOO", "/tmp/tmp/bar.txt"), ("NEEDLE", "/tmp")],
+                "/tmp/bar.txt - /bar.txt",
+            ),
+            (
+                "${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}",
+                &[("FOO", "/a/foo/b/c.txt"), ("NEEDLE", "/?/"), ("REPLACEMENT", "/")],
+                "/foo/b/c.txt - /foo/c.txt",
+            ),
+            (
+                "${FOO/$NEEDLE/$REPLACEMENT}",
+                &[("FOO", "http://google.de"), ("NEEDLE", "http://"), ("REPLACEMENT", "https://")],
+                "https://google.de",
+            ),
+            (r"${FOO//\//\/}", &[("FOO", "/tmp/foo.txt")], r"\/tmp\/foo.txt"),
+            ("${FOO/$BAR/ww}", &[("FOO", "xxyy"), ("BAR", "")], "wwxxyy"),
+            ("${FOO///}", &[("FOO", "xxyy")], "xxyy"),
+            ("${FOO///}", &[], ""),
+        ];
+        for (word, vars, want) in cases {
+            assert_eq!(with(vars, word).as_deref(), Ok(*want), "{word} with {vars:?}");
+        }
+        for word in ["${FOO//ww}", "${FOO//}", r"${FOO#\x}", "${FOO=aaa}", "${FOO#x"] {
+            assert!(with(&[("FOO", "xxyy")], word).is_err(), "{word} should fail");
+        }
+    }
+
+    #[test]
+    fn patterns_follow_shell_globs() {
+        let v = &[("F", "archive.tar.gz"), ("P", "/usr/local/bin/tool"), ("N", "a\nb")];
+        assert_eq!(with(v, "${F%.*}").unwrap(), "archive.tar");
+        assert_eq!(with(v, "${F%%.*}").unwrap(), "archive");
+        assert_eq!(with(v, "${F#*.}").unwrap(), "tar.gz");
+        assert_eq!(with(v, "${F##*.}").unwrap(), "gz");
+        assert_eq!(with(v, "${P##*/}").unwrap(), "tool");
+        assert_eq!(with(v, "${P%/*}").unwrap(), "/usr/local/bin");
+        assert_eq!(with(v, "${F/tar/zip}").unwrap(), "archive.zip.gz");
+        assert_eq!(with(v, "${F//a/_}").unwrap(), "_rchive.t_r.gz");
+        assert_eq!(with(v, "${F/#arch/x}").unwrap(), "archive.tar.gz", "no anchors: '#' is literal");
+        assert_eq!(with(v, "${F:#archive}").unwrap(), ".tar.gz");
+        assert_eq!(with(v, "${NOPE#x}").unwrap(), "");
+        // Neither `*` nor `?` matches a newline (Go's `.`).
+        assert_eq!(with(v, "${N#*b}").unwrap(), "a\nb");
+        assert_eq!(with(v, "${N#a?}").unwrap(), "a\nb");
+        // Quotes in the word are removed; `$` inside is expanded.
+        assert_eq!(with(v, "${F%'.gz'}").unwrap(), "archive.tar");
+        // Every empty match of `//` is replaced, as Go's ReplaceAllString does.
+        assert_eq!(with(&[("X", "ab")], "${X//*/-}").unwrap(), "-");
+        assert_eq!(with(&[("X", "ab")], "${X//$E/-}").unwrap(), "-a-b-");
+    }
+
+    #[test]
+    fn required_variables_say_why() {
+        assert_eq!(with(&[("E", "")], "${E:?}").unwrap_err().to_string(), "E: is not allowed to be empty");
+        assert_eq!(with(&[], "${E:?}").unwrap_err().to_string(), "E: is not allowed to be unset");
+        assert_eq!(with(&[("E", "")], "${E?}").unwrap(), "");
     }
 
     #[test]

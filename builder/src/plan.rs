@@ -5,8 +5,9 @@
 //! arguments `TARGETPLATFORM`, `TARGETOS`, `TARGETARCH`, `TARGETVARIANT`, `BUILDPLATFORM`,
 //! `BUILDOS`, `BUILDARCH`, `BUILDVARIANT`) can be used in `FROM` lines only. Inside a stage
 //! an argument exists from its `ARG` on: its value is the `--build-arg` given, else its own
-//! default, else the global one of the same name. `ENV` values win over `ARG`s of the same
-//! name. The proxy arguments (`HTTP_PROXY`, `https_proxy`, `NO_PROXY`, …) reach `RUN` steps
+//! default, else the global one of the same name. An `ARG` with a value and an `ENV` set the
+//! same environment, the later winning (see `build::vars`); a stage built `FROM` another
+//! stage sees that stage's arguments. The proxy arguments (`HTTP_PROXY`, `https_proxy`, `NO_PROXY`, …) reach `RUN` steps
 //! when given with `--build-arg` without being declared, and stay out of the image's history
 //! and the cache key.
 //!

@@ -18,6 +18,7 @@ impl Exec<'_> {
                     layers: Vec::new(),
                     layer_key: key_of(&[b"scratch", self.platform.to_string().as_bytes()]),
                     base: None,
+                    vars: None,
                 },
                 false,
             )),
@@ -99,6 +100,7 @@ impl Exec<'_> {
             layers,
             layer_key: key_of(&[b"image", record.manifest.to_string().as_bytes()]),
             base: Some(reference),
+            vars: None,
         };
         Ok((image, fetched))
     }

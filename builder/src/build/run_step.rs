@@ -50,20 +50,9 @@ impl Exec<'_> {
             }
             (c, _) => self.command_args(st, c),
         };
-        // Declared arguments reach the command's environment, unless ENV has the name.
-        let mut env: BTreeMap<String, String> = BTreeMap::new();
-        let mut arg_env: Vec<String> = Vec::new();
-        for (k, v) in &st.args {
-            if let Some(v) = v {
-                if st.image.config.env(k).is_none() {
-                    env.insert(k.clone(), v.clone());
-                    arg_env.push(format!("{k}={v}"));
-                }
-            }
-        }
-        let config_env: Vec<String> = st.image.config.config.env.clone().unwrap_or_default();
-        let mut full_env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        full_env.extend(config_env.iter().cloned());
+        // The stage's variables, ARGs and ENVs in the order they came (BuildKit's).
+        let full_env = st.vars.env_list();
+        let arg_env = st.vars.history_args();
         let proxies: Vec<String> =
             PROXY_ARGS.iter().filter_map(|p| self.options.build_args.get(*p).map(|v| format!("{p}={v}"))).collect();
         let user = st.image.config.config.user.clone().unwrap_or_default();
