@@ -43,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use runtime::container::spec::{Tmpfs, Volume};
+use runtime::inroot::Root;
 use runtime::unpack::{self, UnpackMode};
 use runtime::{PullOptions, Store};
 use shared::client::Client;

@@ -857,3 +857,127 @@ async fn signals_during_a_run_cancel_and_leave_nothing_behind() -> Result<()> {
     }
     Ok(())
 }
+
+/// Every file under `dir` whose content holds `needle`, for canary checks.
+fn files_containing(dir: &Path, needle: &str) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (path, _) in list_tree(dir)? {
+        let full = dir.join(&path);
+        if fs::symlink_metadata(&full)?.is_file() && fs::read_to_string(&full).unwrap_or_default().contains(needle) {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+/// A host file outside every root the build reads: a directory with `secret` holding a
+/// value unique to this run. Returns the directory and the value.
+fn canary() -> Result<(tempfile::TempDir, String)> {
+    let dir = tempfile::Builder::new().prefix("berth-canary-").tempdir()?;
+    let secret = format!("canary-{}-{}", std::process::id(), dir.path().display());
+    fs::write(dir.path().join("secret"), &secret)?;
+    Ok((dir, secret))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_bind_mounts_resolve_inside_the_context_and_the_stage() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let (canary_dir, secret) = canary()?;
+    let canary_path = canary_dir.path().to_str().context("utf-8")?.to_string();
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    // `link` points at the host's canary directory; the context has a directory of the same
+    // path, so the in-context check passes: the mount must show that one, not the host's.
+    let dockerfile = format!(
+        r#"FROM {base} AS stage
+RUN ln -s / /r && mkdir -p {canary_path} && echo stage-own > {canary_path}/secret
+FROM {base}
+RUN --mount=type=bind,source=link,target=/m cat /m/secret > /via-link
+RUN --mount=type=bind,target=/ctx sh -c 'ls -a /ctx > /listing; cat /ctx/link/secret > /ctx-link || true'
+RUN --mount=type=bind,from=stage,source=r{canary_path}/secret,target=/s cat /s > /via-stage
+"#,
+        base = base.base
+    );
+    let in_context = format!("{}/secret", canary_path.trim_start_matches('/'));
+    write_files(
+        &ctx,
+        &[
+            ("Dockerfile", &dockerfile),
+            (&in_context, "in-context\n"),
+            ("kept.txt", "kept\n"),
+            ("ignored.txt", "ignored\n"),
+            (".dockerignore", "ignored.txt\n"),
+        ],
+    )?;
+    std::os::unix::fs::symlink(&canary_path, ctx.join("link"))?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let dest = format!("type=oci,dest={}", out.display());
+    berth_ok(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await?;
+    let flat = work.path().join("flat");
+    flatten(&read_layout(&out, "latest")?, &flat)?;
+    let read = |p: &str| fs::read_to_string(flat.join(p)).unwrap_or_else(|e| format!("<{e}>"));
+    ensure!(read("via-link") == "in-context\n", "a context link was followed out of the context: {}", read("via-link"));
+    ensure!(read("via-stage") == "stage-own\n", "a stage's link was followed out of its root: {}", read("via-stage"));
+    let listing = read("listing");
+    ensure!(listing.contains("kept.txt") && listing.contains("link"), "context bind mount shows:\n{listing}");
+    ensure!(!listing.contains("ignored.txt"), "a .dockerignore'd file is in the context bind mount:\n{listing}");
+    let leaks = files_containing(&flat, &secret)?;
+    ensure!(leaks.is_empty(), "the host's canary was read into {leaks:?}");
+
+    // A source that exists only through the link, on the host: a clear error, no canary.
+    fs::write(canary_dir.path().join("only-on-host"), &secret)?;
+    let dockerfile = format!(
+        "FROM {base} AS stage\nRUN ln -s / /r\nFROM {base}\nRUN --mount=type=bind,from=stage,source=r{canary_path}/only-on-host,target=/s cat /s\n",
+        base = base.base
+    );
+    write_files(&ctx, &[("Dockerfile", &dockerfile)])?;
+    let ran =
+        berth(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await?;
+    ensure!(!ran.ok, "the build read a host file through a stage's link:\n{}", ran.stderr);
+    ensure!(ran.stderr.contains("does not exist in stage"), "unclear error:\n{}", ran.stderr);
+    ensure!(!ran.stderr.contains(&secret) && !ran.stdout.contains(&secret), "the canary was printed");
+    assert_no_debris(&root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_dir_through_a_link_is_made_inside_the_root() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let canary_dir = tempfile::Builder::new().prefix("berth-canary-").tempdir()?;
+    let canary_path = canary_dir.path().to_str().context("utf-8")?.to_string();
+    let canary_rel = canary_path.trim_start_matches('/').to_string();
+    let work = tempfile::tempdir()?;
+    // A base image whose working directory goes through `/w -> <the host's canary dir>`.
+    let rootfs = work.path().join("rootfs");
+    e2e::busybox_rootfs(&rootfs)?;
+    std::os::unix::fs::symlink(&canary_path, rootfs.join("w"))?;
+    let image = e2e::build::push_rootfs_image(&base.registry, "linked-workdir", &rootfs, Some("/w/sub")).await?;
+    let ctx = work.path().join("ctx");
+    let dockerfile = format!("FROM {image}\nRUN pwd > /pwd.txt\nRUN --mount=type=tmpfs,target=/w/mnt true\n");
+    write_files(&ctx, &[("Dockerfile", &dockerfile)])?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let dest = format!("type=oci,dest={}", out.display());
+    let built =
+        berth(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await;
+    let gained: Vec<_> = fs::read_dir(canary_dir.path())?.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+    ensure!(gained.is_empty(), "the build created {gained:?} in the host's {canary_path}");
+    let built = built?;
+    ensure!(built.ok, "build failed:\n{}", built.stderr);
+    let flat = work.path().join("flat");
+    flatten(&read_layout(&out, "latest")?, &flat)?;
+    let tree = list_tree(&flat)?;
+    let read = |p: &str| fs::read_to_string(flat.join(p)).unwrap_or_else(|e| format!("<{e}>"));
+    // The command runs where the link leads inside the root (`pwd` prints the physical path).
+    let pwd = read("pwd.txt");
+    ensure!(pwd == format!("{canary_path}/sub\n"), "{pwd}");
+    ensure!(tree["w"].starts_with("link -> "), "/w is no longer a link: {}", tree["w"]);
+    for made in ["sub"] {
+        let path = format!("{canary_rel}/{made}");
+        ensure!(tree.get(&path).is_some_and(|d| d.starts_with("dir ")), "{path} is not in the image:\n{tree:#?}");
+    }
+    ensure!(!tree.contains_key(&format!("{canary_rel}/mnt")), "the tmpfs mount point leaked into the image");
+    Ok(())
+}
