@@ -240,3 +240,27 @@ pub async fn push_rootfs_image(
     client.push_manifest(&target, &target.reference(), shared::media_type::OCI_MANIFEST, manifest.into()).await?;
     Ok(reference)
 }
+
+/// The paths of one layer blob (gzip, zstd or plain tar), as its entries name them (`./`
+/// and trailing `/` dropped), with `dir`, `link -> TARGET` or `file`.
+pub fn layer_entries(blob: &Path) -> Result<BTreeMap<String, String>> {
+    let file = fs::File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
+    let reader = unpack::decompress(BufReader::new(file))?;
+    let mut archive = tar::Archive::new(reader);
+    let mut out = BTreeMap::new();
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let path = entry.path()?.to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+        let what = match entry.header().entry_type() {
+            tar::EntryType::Directory => "dir".to_string(),
+            tar::EntryType::Symlink => {
+                format!("link -> {}", entry.link_name()?.map(|l| l.to_string_lossy().into_owned()).unwrap_or_default())
+            }
+            _ => "file".to_string(),
+        };
+        if !path.is_empty() {
+            out.insert(path, what);
+        }
+    }
+    Ok(out)
+}
