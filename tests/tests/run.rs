@@ -314,7 +314,21 @@ async fn runs_the_same_bundle_with_runc() -> Result<()> {
     }
     let root = Root::new().await?;
     root.berth_ok(&["pull", &root.image]).await?;
-    check_runtime(&root, Some(RUNC)).await
+    check_runtime(&root, Some(RUNC)).await?;
+
+    // A relative --root works too: runc resolves the bundle's mount sources (the container's
+    // /etc/hostname) from the bundle, not from where berth was started.
+    let (parent, name) = (root.path().parent().context("no parent")?, root.path().file_name().context("no name")?);
+    let args = ["--root", name.to_str().context("not UTF-8")?, "run", "--rm", "--runtime", RUNC, &root.image];
+    let out = tokio::process::Command::new(berth_binary()?)
+        .args(args)
+        .args(["cat", "/etc/hostname"])
+        .current_dir(parent)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await?;
+    ensure!(out.status.success(), "a relative --root with runc: {}", describe_failure("berth", &args, &out));
+    root.assert_clean()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
