@@ -51,13 +51,14 @@ use runtime::inroot::Root;
 use runtime::unpack::{self, UnpackMode};
 use runtime::{PullOptions, Store};
 use shared::client::Client;
+use shared::date::rfc3339;
 use shared::manifest::Platform;
 use shared::{media_type, Algorithm, Digest, Hasher, ImageRef};
 use tokio::runtime::Handle;
 
 use crate::archive;
 use crate::cache::{Cache, CacheError, Entry as CacheEntry, LayerRef};
-use crate::config::{rfc3339, Empty, Health, History, ImageConfig};
+use crate::config::{Empty, Health, History, ImageConfig};
 use crate::context::{ContextError, Pick, PickKind, Select, StatCache, Tree};
 use crate::expand::{self, ExpandError};
 use crate::fsindex::{self, FsIndex, Node};

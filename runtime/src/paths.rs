@@ -42,9 +42,12 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// The paths of a store rooted at `root`.
+    /// The paths of a store rooted at `root`. A relative `root` is made absolute from the
+    /// current directory now, so that every path handed on stays right whatever directory
+    /// it is used from (runc, for one, resolves a bundle's mount sources from the bundle).
     pub fn new(root: impl Into<PathBuf>) -> Paths {
-        Paths { root: root.into() }
+        let root = root.into();
+        Paths { root: std::path::absolute(&root).unwrap_or(root) }
     }
 
     /// The root.
@@ -181,5 +184,12 @@ mod tests {
         assert_eq!(p.snapshot_rootfs(&d), Path::new("/var/lib/berth/snapshots/sha256").join(d.hex()).join("rootfs"));
         assert_ne!(p.temp("blob"), p.temp("blob"));
         assert!(p.temp("blob").starts_with("/var/lib/berth/tmp"));
+    }
+
+    #[test]
+    fn a_relative_root_is_made_absolute() {
+        let p = Paths::new("relative/store");
+        assert!(p.root().is_absolute(), "{}", p.root().display());
+        assert!(p.container_config("x").ends_with("relative/store/containers/x/config.json"));
     }
 }

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod date;
 pub mod digest;
 pub mod image_ref;
 pub mod layer;

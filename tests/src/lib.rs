@@ -104,8 +104,15 @@ pub struct BusyboxImage {
 impl BusyboxImage {
     /// Builds everything under `dir`.
     pub fn build(dir: &Path) -> Result<BusyboxImage> {
+        BusyboxImage::build_with(dir, |_| Ok(()))
+    }
+
+    /// Builds everything under `dir`, with `change` making the busybox root file system
+    /// (given its path) different first.
+    pub fn build_with(dir: &Path, change: impl FnOnce(&Path) -> Result<()>) -> Result<BusyboxImage> {
         let rootfs = dir.join("rootfs");
         busybox_rootfs(&rootfs)?;
+        change(&rootfs)?;
         let layer_file = dir.join("layer.tar.gz");
         let options = LayerOptions { uid: Some(0), gid: Some(0), ..LayerOptions::default() };
         let layer = layer::write_layer_to_file(&rootfs, &options, &layer_file)?;

@@ -45,9 +45,14 @@ struct Root {
 impl Root {
     /// Builds the image, pushes it to a fresh berth registry; the store starts empty.
     async fn new() -> Result<Root> {
+        Root::with_image(|_| Ok(())).await
+    }
+
+    /// Like [`Root::new`], with `change` applied to the image's root file system first.
+    async fn with_image(change: impl FnOnce(&Path) -> Result<()>) -> Result<Root> {
         require_tools(&["skopeo"])?;
         let work = tempfile::tempdir()?;
-        let image = BusyboxImage::build(work.path())?;
+        let image = BusyboxImage::build_with(work.path(), change)?;
         let registry = Registry::start().await?;
         let reference = format!("{}/e2e/busybox:{IMAGE_REF}", registry.host());
         let src = format!("oci:{}:{IMAGE_REF}", image.layout.root().display());
@@ -314,7 +319,52 @@ async fn runs_the_same_bundle_with_runc() -> Result<()> {
     }
     let root = Root::new().await?;
     root.berth_ok(&["pull", &root.image]).await?;
-    check_runtime(&root, Some(RUNC)).await
+    check_runtime(&root, Some(RUNC)).await?;
+
+    // A relative --root works too: runc resolves the bundle's mount sources (the container's
+    // /etc/hostname) from the bundle, not from where berth was started.
+    let (parent, name) = (root.path().parent().context("no parent")?, root.path().file_name().context("no name")?);
+    let args = ["--root", name.to_str().context("not UTF-8")?, "run", "--rm", "--runtime", RUNC, &root.image];
+    let out = tokio::process::Command::new(berth_binary()?)
+        .args(args)
+        .args(["cat", "/etc/hostname"])
+        .current_dir(parent)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await?;
+    ensure!(out.status.success(), "a relative --root with runc: {}", describe_failure("berth", &args, &out));
+    root.assert_clean()
+}
+
+/// Images may make `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` symbolic links (to
+/// `/run/...`, say, dangling): the files are mounted where the links lead inside the root,
+/// as runc does, by either runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_images_whose_etc_files_are_links() -> Result<()> {
+    if !permitted("runs_images_whose_etc_files_are_links") {
+        return Ok(());
+    }
+    let root = Root::with_image(|rootfs| {
+        let etc = rootfs.join("etc");
+        fs::create_dir_all(&etc)?;
+        fs::create_dir_all(rootfs.join("data"))?;
+        fs::write(rootfs.join("data/hosts"), "image's own hosts\n")?;
+        std::os::unix::fs::symlink("/run/host/hostname", etc.join("hostname"))?;
+        std::os::unix::fs::symlink("../data/hosts", etc.join("hosts"))?;
+        std::os::unix::fs::symlink("/run/resolvconf/resolv.conf", etc.join("resolv.conf"))?;
+        Ok(())
+    })
+    .await?;
+    let script = "cat /etc/hostname /etc/hosts; test -s /etc/resolv.conf && echo has-resolv";
+    for runtime in [None, Some(RUNC)] {
+        let name = runtime.unwrap_or("embedded");
+        let (code, out, err) =
+            root.run(runtime, &["--hostname", "linked", "--network", "host"], &["sh", "-c", script]).await?;
+        ensure!(code == 0, "{name}: {code}: {err}");
+        ensure!(out.starts_with("linked\n") && !out.contains("image's own"), "{name}: the container saw {out:?}");
+        ensure!(out.ends_with("has-resolv\n") || !Path::new("/etc/resolv.conf").exists(), "{name}: {out:?}");
+    }
+    root.assert_clean()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -47,7 +47,7 @@ pub fn table(images: &[ImageRecord], now: i64, args: &Args) -> String {
             Ok(i) => (i.familiar_name(), i.tag().map_or_else(|| "<none>".to_string(), |t| t.to_string())),
             Err(_) => (r.reference.clone(), "<none>".to_string()),
         };
-        let created = r.created_unix().map_or_else(|| "N/A".to_string(), |t| ago(now - t));
+        let created = r.created_unix().map_or_else(|| "N/A".to_string(), |t| ago(now.saturating_sub(t)));
         rows.push([repository, tag, digest(r), human_size(r.unpacked_size), created]);
     }
     let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|row| row[c].chars().count()).max().unwrap_or(0)).collect();
@@ -151,5 +151,30 @@ mod tests {
         assert_eq!(ago(200 * 86_400), "6 months ago");
         assert_eq!(ago(1000 * 86_400), "2 years ago");
         assert_eq!(ago(-5), "Less than a second ago");
+    }
+
+    proptest::proptest! {
+        // Listing is cheap: enough cases that a two-byte character lands on each byte the
+        // old parser sliced at.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Whatever an image's config says it was created (issue 11.7: a multi-byte
+        /// character where the parser sliced bytes), and whenever now is, the listing is made.
+        #[test]
+        fn never_panics_on_any_created_date(
+            created in proptest::option::of(proptest::prop_oneof![
+                "\\PC{0,40}",
+                // A valid date and time, then an offset made of few characters, one of
+                // them two bytes long, so that offsets of odd byte lengths come up often.
+                "(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9][-+Z]?[0:é]{0,5}",
+            ]),
+            reference in "\\PC{0,30}",
+            now: i64,
+            size: u64,
+        ) {
+            let image = record(&reference, created.as_deref(), size);
+            let out = table(&[image], now, &Args::default());
+            proptest::prop_assert_eq!(out.lines().count(), 2);
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use registry::auth::accounts::{self, now_secs};
-use registry::auth::token::rfc3339;
+use shared::date::rfc3339;
 
 /// Flags of `berth robot`.
 #[derive(clap::Args, Debug)]

@@ -218,6 +218,63 @@ pub fn mkdir_in_root(rootfs: &Path, path: &str) -> Result<(), RootfsError> {
     Ok(())
 }
 
+/// Where the file `path` (absolute, inside the container) is once its symbolic links are
+/// resolved as if `rootfs` were `/`: the path to mount a file on, as runc finds it for
+/// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (which images may make links, to
+/// `/run/...` say). A missing file is created empty there, with its directories (mode 755).
+/// The container is not running yet, so nothing changes the tree meanwhile.
+pub fn file_in_root(rootfs: &Path, path: &str) -> Result<String, RootfsError> {
+    let root = open_root(rootfs)?;
+    let shown = rootfs.join(path.trim_start_matches('/'));
+    let resolved = resolve_in_root(&root, path).map_err(|e| io_err(&shown)(e.into()))?;
+    let inside = format!("/{}", resolved.display());
+    if let Some(parent) = resolved.parent() {
+        mkdir_in_root(rootfs, &parent.to_string_lossy())?;
+    }
+    let how = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rfs::openat2(&root, &resolved, how, Mode::from_raw_mode(0o644), ResolveFlags::IN_ROOT)
+        .map_err(|e| io_err(&rootfs.join(&resolved))(e.into()))?;
+    Ok(inside)
+}
+
+/// `path` relative to `root` with every symbolic link in it replaced by its target, read
+/// as if `root` were `/` (`..` stops at the root); components that do not exist are kept.
+fn resolve_in_root(root: &rustix::fd::OwnedFd, path: &str) -> Result<PathBuf, Errno> {
+    const MAX_LINKS: usize = 40;
+    let mut pending: Vec<std::ffi::OsString> =
+        Path::new(path).components().rev().map(|c| c.as_os_str().to_os_string()).collect();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop() {
+        match Path::new(&c).components().next() {
+            Some(Component::Normal(name)) => {
+                let candidate = resolved.join(name);
+                let is_link = rfs::statat(root, &candidate, rfs::AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink);
+                if !is_link {
+                    resolved = candidate;
+                    continue;
+                }
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(Errno::LOOP);
+                }
+                let target = rfs::readlinkat(root, &candidate, Vec::new())?;
+                let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                pending.extend(target.components().rev().map(|c| c.as_os_str().to_os_string()));
+            }
+            Some(Component::ParentDir) => {
+                resolved.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(resolved)
+}
+
 /// Whether `path` (absolute, inside the container) is an executable regular file,
 /// resolving symbolic links as if `rootfs` were `/`.
 pub fn is_executable_in_root(rootfs: &Path, path: &str) -> bool {
@@ -275,6 +332,33 @@ mod tests {
         assert!(root.join("srv/app").is_dir());
         mkdir_in_root(&root, "/srv/app").unwrap();
         assert!(!is_mounted(&root));
+    }
+
+    #[test]
+    fn mount_targets_follow_links_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::create_dir_all(root.join("data")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("data/hosts"), "image's hosts").unwrap();
+        // Absolute and dangling, relative through `..`, one escaping upwards, and a loop.
+        symlink("/run/systemd/resolve/stub-resolv.conf", root.join("etc/resolv.conf")).unwrap();
+        symlink("../data/../data/hosts", root.join("etc/hosts")).unwrap();
+        symlink("../../../../outside/hostname", root.join("etc/hostname")).unwrap();
+        symlink("loop", root.join("etc/loop")).unwrap();
+        assert_eq!(file_in_root(&root, "/etc/resolv.conf").unwrap(), "/run/systemd/resolve/stub-resolv.conf");
+        assert!(root.join("run/systemd/resolve/stub-resolv.conf").is_file());
+        assert_eq!(file_in_root(&root, "/etc/hosts").unwrap(), "/data/hosts");
+        assert_eq!(fs::read_to_string(root.join("data/hosts")).unwrap(), "image's hosts");
+        assert_eq!(file_in_root(&root, "/etc/hostname").unwrap(), "/outside/hostname");
+        assert!(root.join("outside/hostname").is_file());
+        assert!(!outside.join("hostname").exists(), "a file was created outside the root");
+        assert!(file_in_root(&root, "/etc/loop").is_err());
+        // A plain path stays as it is, and its file is made.
+        assert_eq!(file_in_root(&root, "/etc/new").unwrap(), "/etc/new");
+        assert!(root.join("etc/new").is_file());
     }
 
     #[test]

@@ -290,7 +290,11 @@ impl Shim {
         let user = user::resolve(&user_spec, &passwd, &group)?;
 
         let hostname = spec::hostname(options, &self.id);
-        let etc_files = self.write_etc_files(&hostname, options.network)?;
+        let mut etc_files = self.write_etc_files(&hostname, options.network)?;
+        // Mounted where the image's links lead, inside the root, as runc would.
+        for (target, _) in &mut etc_files {
+            *target = rootfs::file_in_root(&rootfs, target)?;
+        }
         let cgroups =
             cgroups::Cgroups::detect().map_err(|e| io_err("reading the cgroup mounts")(io::Error::other(e)))?;
         let cgroups = self.cgroups.insert(cgroups);
