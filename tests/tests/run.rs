@@ -556,3 +556,229 @@ async fn containers_get_a_fresh_session_keyring() -> Result<()> {
     println!("keyrings as the container sees them: {:?}", outputs[0]);
     root.assert_clean()
 }
+
+/// True when `program` can be run; else fails under `CI=true`, or prints a SKIP line for
+/// `test` (with the Debian package that has it).
+fn have_tool(test: &str, program: &str, package: &str) -> Result<bool> {
+    let found = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            bail!("CI=true but {program} is missing (apt-get install -y {package})");
+        }
+        println!("SKIP {test}: {program} is not installed (apt-get install -y {package})");
+    }
+    Ok(found)
+}
+
+/// A random hex word, to name canaries no other test (or engineer) uses.
+fn canary_word() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The host's `keyctl` with its libraries, copied into a folder to mount in containers
+/// (the image is static busybox): run it as `/k/ld.so --library-path /k /k/keyctl`.
+fn keyctl_folder(dest: &Path) -> Result<()> {
+    fs::create_dir_all(dest)?;
+    let keyctl = fs::canonicalize(
+        String::from_utf8(std::process::Command::new("sh").args(["-c", "command -v keyctl"]).output()?.stdout)?.trim(),
+    )?;
+    fs::copy(&keyctl, dest.join("keyctl"))?;
+    let ldd = std::process::Command::new("ldd").arg(&keyctl).output()?;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+        let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else { continue };
+        let name = if line.contains("ld-linux") { "ld.so" } else { path.rsplit('/').next().unwrap_or(path) };
+        fs::copy(path, dest.join(name)).with_context(|| format!("copying {path}"))?;
+    }
+    ensure!(dest.join("ld.so").is_file(), "no dynamic loader in `ldd {}`", keyctl.display());
+    Ok(())
+}
+
+/// What a container can learn of the keyrings of whoever ran `berth run`: the runner (a
+/// login-like session keyring linking root's user keyring) holds one canary key in its
+/// session keyring and one in root's user keyring. The container must get a fresh session
+/// keyring, as under runc: neither key is found by name, and the user keyring's key cannot
+/// be read by its ID (not possessed). What runc still allows, the embedded runtime matches
+/// (and the output says so): root's user keyring is per user ID, so a container running as
+/// root can search it explicitly and link the key into a keyring of its own, then read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_get_a_fresh_session_keyring() -> Result<()> {
+    let test = "containers_get_a_fresh_session_keyring";
+    if !permitted(test) || !have_tool(test, "keyctl", "keyutils")? {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let tools = tempfile::tempdir()?;
+    keyctl_folder(tools.path())?;
+    let word = canary_word();
+    let (session_key, user_key) = (format!("berth-canary-s-{word}"), format!("berth-canary-u-{word}"));
+    let probe = format!(
+        "K='/k/ld.so --library-path /k /k/keyctl'; \
+         echo \"session-key: $($K print %user:{session_key} 2>/dev/null || echo absent)\"; \
+         echo \"user-key-by-name: $($K print %user:{user_key} 2>/dev/null || echo absent)\"; \
+         id=$($K search @u user {user_key} 2>/dev/null); \
+         echo \"user-key-by-id: $($K print $id 2>/dev/null || echo denied)\"; \
+         echo \"user-key-linked: $($K search @u user {user_key} @p >/dev/null 2>&1 && $K print $id 2>/dev/null || echo denied)\"; \
+         echo \"session: $($K rdescribe @s | cut -d';' -f5 | cut -c1-5)\"; \
+         echo \"proc-keys: $(grep -c berth-canary /proc/keys)\""
+    );
+    let volume = format!("{}:/k:ro", tools.path().display());
+    let mut outputs = Vec::new();
+    let runc = Path::new(RUNC).is_file();
+    for runtime in [None, runc.then_some(RUNC)] {
+        let mut run_args = vec!["run", "--rm", "-v", &volume];
+        if let Some(r) = runtime {
+            run_args.extend(["--runtime", r]);
+        }
+        run_args.extend([root.image.as_str(), "sh", "-c", &probe]);
+        let quoted: Vec<String> = run_args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+        // A session keyring of its own for the runner, linking root's user keyring as a login
+        // session does; the user keyring's canary is removed again whatever happens.
+        let script = format!(
+            "keyctl link @u @s && keyctl add user {session_key} secret-s @s >/dev/null && \
+             u=$(keyctl add user {user_key} secret-u @u) && \
+             {} --root {} {}; code=$?; keyctl unlink $u @u >/dev/null; exit $code",
+            berth_binary()?.display(),
+            root.path().display(),
+            quoted.join(" ")
+        );
+        let out = run("keyctl", &["session", "-", "sh", "-c", &script]).await?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        ensure!(out.status.success(), "{runtime:?}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<String> =
+            stdout.lines().filter(|l| !l.starts_with("Joined session")).map(String::from).collect();
+        ensure!(
+            lines.starts_with(&[
+                "session-key: absent".to_string(),
+                "user-key-by-name: absent".to_string(),
+                "user-key-by-id: denied".to_string(),
+            ]),
+            "{}: the container reached the runner's keys: {lines:?}",
+            runtime.unwrap_or("embedded")
+        );
+        ensure!(lines.iter().any(|l| l == "session: _ses."), "not a fresh session keyring: {lines:?}");
+        ensure!(lines.iter().any(|l| l == "proc-keys: 0"), "/proc/keys shows the canaries: {lines:?}");
+        outputs.push(lines);
+        if !runc {
+            println!("runc is not installed: the embedded runtime's keyrings are not compared with runc's");
+            break;
+        }
+    }
+    if let [embedded, runc] = outputs.as_slice() {
+        ensure!(embedded == runc, "the embedded runtime differs from runc:\n{embedded:?}\n{runc:?}");
+    }
+    println!("keyrings as the container sees them: {:?}", outputs[0]);
+    root.assert_clean()
+}
+
+/// The script with which a container tries to lift its own limits and to write the host's
+/// `name=systemd` hierarchy (a canary cgroup named `canary`); one line per attempt.
+fn lift_limits_script(canary: &str) -> String {
+    format!(
+        "try() {{ if err=$( (echo \"$2\" > \"$1\") 2>&1 ); then echo \"wrote $1\"; else echo \"refused $1: $err\"; fi; }}; \
+         for f in memory/memory.limit_in_bytes pids/pids.max cpu/cpu.cfs_quota_us; do \
+           [ -e /sys/fs/cgroup/$f ] && try /sys/fs/cgroup/$f -1; done; \
+         [ -e /sys/fs/cgroup/pids.max ] && try /sys/fs/cgroup/pids.max max; \
+         [ -e /sys/fs/cgroup/cgroup.subtree_control ] && try /sys/fs/cgroup/cgroup.subtree_control +pids; \
+         for d in /sys/fs/cgroup/systemd /sys/fs/cgroup; do \
+           [ -d $d ] && if err=$(mkdir $d/{canary} 2>&1); then echo \"wrote $d/{canary}\"; else echo \"refused $d: $err\"; fi; done; \
+         echo tried"
+    )
+}
+
+/// Fails unless every attempt of [`lift_limits_script`] was refused as a read-only file
+/// system, and at least `attempts` were made.
+fn assert_all_refused(what: &str, output: &str, attempts: usize) -> Result<()> {
+    let tries: Vec<&str> = output.lines().filter(|l| l.starts_with("wrote") || l.starts_with("refused")).collect();
+    ensure!(output.contains("tried"), "{what}: the script did not finish: {output}");
+    ensure!(tries.len() >= attempts, "{what}: only {} attempts: {output}", tries.len());
+    for line in tries {
+        ensure!(
+            line.starts_with("refused") && line.contains("Read-only file system"),
+            "{what}: the container could write its cgroups: {line}\n{output}"
+        );
+    }
+    Ok(())
+}
+
+/// Fails when the canary cgroup exists anywhere in the host's hierarchies (and removes it).
+fn assert_no_canary_cgroup(canary: &str) -> Result<()> {
+    let cgroups = runtime::container::cgroups::Cgroups::detect()?;
+    let mut found = Vec::new();
+    for mount in &cgroups.mounts {
+        let out = std::process::Command::new("find").arg(mount).args(["-maxdepth", "4", "-name", canary]).output()?;
+        for path in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = fs::remove_dir(path);
+            found.push(path.to_string());
+        }
+    }
+    ensure!(found.is_empty(), "a container made cgroups on the host: {found:?}");
+    Ok(())
+}
+
+/// A container cannot lift its own `--memory`, `--pids-limit` and `--cpus` (the cgroup files
+/// are on a read-only mount, EROFS), nor write the host's `name=systemd` hierarchy; the
+/// limits read from the host stay as asked. On this hybrid host, then in the v1-only and
+/// v2-only views of `runs_under_v1_only_and_v2_only_cgroup_layouts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_cannot_lift_their_cgroup_limits() -> Result<()> {
+    if !permitted("containers_cannot_lift_their_cgroup_limits") {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let canary = format!("berth-canary-{}", canary_word());
+    let script = format!("{}; sleep 600", lift_limits_script(&canary));
+    let limits = ["--memory", "16m", "--pids-limit", "20", "--cpus", "0.5"];
+    let mut args = vec!["run", "-d", "--name", "limited"];
+    args.extend(limits);
+    args.extend([root.image.as_str(), "sh", "-c", &script]);
+    root.berth_ok(&args).await?;
+    let mut logs = String::new();
+    for _ in 0..600 {
+        logs = root.berth_ok(&["logs", "limited"]).await?;
+        if logs.contains("tried") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = Containers::at(root.path()).find("limited")?;
+    let cgroups = runtime::container::cgroups::Cgroups::detect()?;
+    let read = |file: &str| -> Option<String> {
+        cgroups.dirs(&record.cgroups_path()).iter().find_map(|d| fs::read_to_string(d.join(file)).ok())
+    };
+    let host = (read("memory.limit_in_bytes"), read("pids.max"), read("cpu.cfs_quota_us"));
+    root.berth_ok(&["rm", "-f", "limited"]).await?;
+    let systemd = Path::new("/sys/fs/cgroup/systemd").is_dir();
+    assert_all_refused("hybrid", &logs, 3 + usize::from(systemd))?;
+    ensure!(
+        host == (Some("16777216\n".into()), Some("20\n".into()), Some("50000\n".into())),
+        "the limits read from the host changed: {host:?}"
+    );
+    assert_no_canary_cgroup(&canary)?;
+
+    let host_layout = runtime::container::cgroups::Cgroups::detect()?;
+    if host_layout.mode == runtime::container::cgroups::CgroupMode::Hybrid {
+        let unified = host_layout.mounts.iter().find(|m| m.ends_with("unified")).context("no unified hierarchy")?;
+        let script = lift_limits_script(&canary).replace('\'', "'\\''");
+        let v1 = format!("umount {}", unified.display());
+        let run_args = format!("--memory 16m --pids-limit 20 {} sh -c '{script}'", root.image);
+        let (code, stdout, stderr) = run_in_view(v1, root.path(), run_args).await?;
+        ensure!(code == Some(0), "v1 only: {code:?}: {stdout} {stderr}");
+        assert_all_refused("v1 only", &stdout, 2 + usize::from(systemd))?;
+        let v2 = "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup".to_string();
+        let (code, stdout, stderr) = run_in_view(v2, root.path(), format!("{} sh -c '{script}'", root.image)).await?;
+        ensure!(code == Some(0), "v2 only: {code:?}: {stdout} {stderr}");
+        assert_all_refused("v2 only", &stdout, 2)?;
+        assert_no_canary_cgroup(&canary)?;
+    }
+    root.assert_clean()
+}

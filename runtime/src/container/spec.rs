@@ -1,8 +1,8 @@
 //! The OCI runtime configuration (`config.json`) of a container, built with `oci-spec` from
 //! the image's config and the `berth run` options, with Docker's defaults: mount, pid, uts,
 //! ipc and network namespaces; `/proc`, `/dev`, `/dev/pts`, `/dev/shm`, `/dev/mqueue`,
-//! `/sys` and `/sys/fs/cgroup` mounted as Docker mounts them; Docker's masked and read-only
-//! paths and default capability set; `no_new_privs`; an open-files limit; the device
+//! `/sys` and `/sys/fs/cgroup` mounted as Docker mounts them (every cgroup hierarchy
+//! read-only); Docker's masked and read-only paths and default capability set; `no_new_privs`; an open-files limit; the device
 //! cgroup's allow list and the memory, CPU and pids limits.
 //!
 //! [`build`] is pure (everything it needs is passed in), so every rule is unit-tested
@@ -62,6 +62,37 @@ pub const MASKED_PATHS: [&str; 12] = [
 /// Docker's read-only paths.
 pub const READONLY_PATHS: [&str; 6] =
     ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", "/proc/sys/kernel/random"];
+
+/// The cgroup file systems a container sees, made read-only as runc makes them: the
+/// `/sys/fs/cgroup` tmpfs (v1, hybrid) or cgroup2 mount (v2), then every v1 hierarchy the
+/// runtime may mount in it, by the names hosts give them (comounted ones included; `systemd`
+/// is the named `name=systemd` hierarchy). Without them the embedded runtime (libcontainer
+/// 0.7 ignores the mount's `ro` on v1) leaves the hierarchies writable, and a container could
+/// lift its own `--memory`, `--cpus` and `--pids-limit` or write the host's `name=systemd`
+/// hierarchy. A path the container lacks is skipped by the runtime; each is bound over
+/// itself and remounted read-only, which a container without `CAP_SYS_ADMIN` cannot undo.
+pub const CGROUP_READONLY_PATHS: [&str; 20] = [
+    "/sys/fs/cgroup",
+    "/sys/fs/cgroup/blkio",
+    "/sys/fs/cgroup/cpu",
+    "/sys/fs/cgroup/cpuacct",
+    "/sys/fs/cgroup/cpu,cpuacct",
+    "/sys/fs/cgroup/cpuacct,cpu",
+    "/sys/fs/cgroup/cpuset",
+    "/sys/fs/cgroup/devices",
+    "/sys/fs/cgroup/freezer",
+    "/sys/fs/cgroup/hugetlb",
+    "/sys/fs/cgroup/memory",
+    "/sys/fs/cgroup/misc",
+    "/sys/fs/cgroup/net_cls",
+    "/sys/fs/cgroup/net_prio",
+    "/sys/fs/cgroup/net_cls,net_prio",
+    "/sys/fs/cgroup/net_prio,net_cls",
+    "/sys/fs/cgroup/perf_event",
+    "/sys/fs/cgroup/pids",
+    "/sys/fs/cgroup/rdma",
+    "/sys/fs/cgroup/systemd",
+];
 
 /// The network a container gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -410,7 +441,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .cgroups_path(input.cgroups_path.clone())
         .resources(resources.build()?)
         .masked_paths(MASKED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .readonly_paths(READONLY_PATHS.iter().chain(&CGROUP_READONLY_PATHS).map(|p| p.to_string()).collect::<Vec<_>>())
         .build()?;
 
     Ok(SpecBuilder::default()
@@ -548,6 +579,10 @@ mod tests {
         );
         assert_eq!(json["mounts"][9]["options"], serde_json::json!(["rbind", "rprivate", "ro"]));
         assert!(json["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
+        let readonly = json["linux"]["readonlyPaths"].as_array().unwrap();
+        for path in ["/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/systemd"] {
+            assert!(readonly.iter().any(|p| p == path), "{path} is not read-only");
+        }
 
         let host = RunOptions { network: Network::Host, ..RunOptions::default() };
         let spec = build_with(&host, 1000);
