@@ -104,8 +104,15 @@ pub struct BusyboxImage {
 impl BusyboxImage {
     /// Builds everything under `dir`.
     pub fn build(dir: &Path) -> Result<BusyboxImage> {
+        Self::build_with(dir, |_| Ok(()))
+    }
+
+    /// Like [`BusyboxImage::build`], with `tweak` changing the root filesystem (given its
+    /// path) before the layer is made.
+    pub fn build_with(dir: &Path, tweak: impl FnOnce(&Path) -> Result<()>) -> Result<BusyboxImage> {
         let rootfs = dir.join("rootfs");
         busybox_rootfs(&rootfs)?;
+        tweak(&rootfs)?;
         let layer_file = dir.join("layer.tar.gz");
         let options = LayerOptions { uid: Some(0), gid: Some(0), ..LayerOptions::default() };
         let layer = layer::write_layer_to_file(&rootfs, &options, &layer_file)?;

@@ -44,7 +44,7 @@ fn berth_binary() -> Result<PathBuf> {
 struct Root {
     dir: tempfile::TempDir,
     image: String,
-    _registry: Registry,
+    registry: Registry,
     _work: tempfile::TempDir,
 }
 
@@ -58,7 +58,17 @@ impl Root {
         let reference = format!("{}/e2e/busybox:{IMAGE_REF}", registry.host());
         let src = format!("oci:{}:{IMAGE_REF}", image.layout.root().display());
         skopeo(&["copy", "--dest-tls-verify=false", &src, &format!("docker://{reference}")]).await?;
-        Ok(Root { dir: tempfile::tempdir()?, image: reference, _registry: registry, _work: work })
+        Ok(Root { dir: tempfile::tempdir()?, image: reference, registry, _work: work })
+    }
+
+    /// Pushes a busybox image whose root `tweak` changed as `e2e/NAME`; returns its reference.
+    async fn push_image(&self, name: &str, tweak: impl FnOnce(&Path) -> Result<()>) -> Result<String> {
+        let work = tempfile::tempdir()?;
+        let image = BusyboxImage::build_with(work.path(), tweak)?;
+        let reference = format!("{}/e2e/{name}:{IMAGE_REF}", self.registry.host());
+        let src = format!("oci:{}:{IMAGE_REF}", image.layout.root().display());
+        skopeo(&["copy", "--dest-tls-verify=false", &src, &format!("docker://{reference}")]).await?;
+        Ok(reference)
     }
 
     fn path(&self) -> &Path {
@@ -557,128 +567,6 @@ async fn containers_get_a_fresh_session_keyring() -> Result<()> {
     root.assert_clean()
 }
 
-/// True when `program` can be run; else fails under `CI=true`, or prints a SKIP line for
-/// `test` (with the Debian package that has it).
-fn have_tool(test: &str, program: &str, package: &str) -> Result<bool> {
-    let found = std::process::Command::new(program)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            bail!("CI=true but {program} is missing (apt-get install -y {package})");
-        }
-        println!("SKIP {test}: {program} is not installed (apt-get install -y {package})");
-    }
-    Ok(found)
-}
-
-/// A random hex word, to name canaries no other test (or engineer) uses.
-fn canary_word() -> String {
-    let mut bytes = [0u8; 8];
-    let _ = fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The host's `keyctl` with its libraries, copied into a folder to mount in containers
-/// (the image is static busybox): run it as `/k/ld.so --library-path /k /k/keyctl`.
-fn keyctl_folder(dest: &Path) -> Result<()> {
-    fs::create_dir_all(dest)?;
-    let keyctl = fs::canonicalize(
-        String::from_utf8(std::process::Command::new("sh").args(["-c", "command -v keyctl"]).output()?.stdout)?.trim(),
-    )?;
-    fs::copy(&keyctl, dest.join("keyctl"))?;
-    let ldd = std::process::Command::new("ldd").arg(&keyctl).output()?;
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
-        let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else { continue };
-        let name = if line.contains("ld-linux") { "ld.so" } else { path.rsplit('/').next().unwrap_or(path) };
-        fs::copy(path, dest.join(name)).with_context(|| format!("copying {path}"))?;
-    }
-    ensure!(dest.join("ld.so").is_file(), "no dynamic loader in `ldd {}`", keyctl.display());
-    Ok(())
-}
-
-/// What a container can learn of the keyrings of whoever ran `berth run`: the runner (a
-/// login-like session keyring linking root's user keyring) holds one canary key in its
-/// session keyring and one in root's user keyring. The container must get a fresh session
-/// keyring, as under runc: neither key is found by name, and the user keyring's key cannot
-/// be read by its ID (not possessed). What runc still allows, the embedded runtime matches
-/// (and the output says so): root's user keyring is per user ID, so a container running as
-/// root can search it explicitly and link the key into a keyring of its own, then read it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containers_get_a_fresh_session_keyring() -> Result<()> {
-    let test = "containers_get_a_fresh_session_keyring";
-    if !permitted(test) || !have_tool(test, "keyctl", "keyutils")? {
-        return Ok(());
-    }
-    let root = Root::new().await?;
-    root.berth_ok(&["pull", &root.image]).await?;
-    let tools = tempfile::tempdir()?;
-    keyctl_folder(tools.path())?;
-    let word = canary_word();
-    let (session_key, user_key) = (format!("berth-canary-s-{word}"), format!("berth-canary-u-{word}"));
-    let probe = format!(
-        "K='/k/ld.so --library-path /k /k/keyctl'; \
-         echo \"session-key: $($K print %user:{session_key} 2>/dev/null || echo absent)\"; \
-         echo \"user-key-by-name: $($K print %user:{user_key} 2>/dev/null || echo absent)\"; \
-         id=$($K search @u user {user_key} 2>/dev/null); \
-         echo \"user-key-by-id: $($K print $id 2>/dev/null || echo denied)\"; \
-         echo \"user-key-linked: $($K search @u user {user_key} @p >/dev/null 2>&1 && $K print $id 2>/dev/null || echo denied)\"; \
-         echo \"session: $($K rdescribe @s | cut -d';' -f5 | cut -c1-5)\"; \
-         echo \"proc-keys: $(grep -c berth-canary /proc/keys)\""
-    );
-    let volume = format!("{}:/k:ro", tools.path().display());
-    let mut outputs = Vec::new();
-    let runc = Path::new(RUNC).is_file();
-    for runtime in [None, runc.then_some(RUNC)] {
-        let mut run_args = vec!["run", "--rm", "-v", &volume];
-        if let Some(r) = runtime {
-            run_args.extend(["--runtime", r]);
-        }
-        run_args.extend([root.image.as_str(), "sh", "-c", &probe]);
-        let quoted: Vec<String> = run_args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
-        // A session keyring of its own for the runner, linking root's user keyring as a login
-        // session does; the user keyring's canary is removed again whatever happens.
-        let script = format!(
-            "keyctl link @u @s && keyctl add user {session_key} secret-s @s >/dev/null && \
-             u=$(keyctl add user {user_key} secret-u @u) && \
-             {} --root {} {}; code=$?; keyctl unlink $u @u >/dev/null; exit $code",
-            berth_binary()?.display(),
-            root.path().display(),
-            quoted.join(" ")
-        );
-        let out = run("keyctl", &["session", "-", "sh", "-c", &script]).await?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        ensure!(out.status.success(), "{runtime:?}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-        let lines: Vec<String> =
-            stdout.lines().filter(|l| !l.starts_with("Joined session")).map(String::from).collect();
-        ensure!(
-            lines.starts_with(&[
-                "session-key: absent".to_string(),
-                "user-key-by-name: absent".to_string(),
-                "user-key-by-id: denied".to_string(),
-            ]),
-            "{}: the container reached the runner's keys: {lines:?}",
-            runtime.unwrap_or("embedded")
-        );
-        ensure!(lines.iter().any(|l| l == "session: _ses."), "not a fresh session keyring: {lines:?}");
-        ensure!(lines.iter().any(|l| l == "proc-keys: 0"), "/proc/keys shows the canaries: {lines:?}");
-        outputs.push(lines);
-        if !runc {
-            println!("runc is not installed: the embedded runtime's keyrings are not compared with runc's");
-            break;
-        }
-    }
-    if let [embedded, runc] = outputs.as_slice() {
-        ensure!(embedded == runc, "the embedded runtime differs from runc:\n{embedded:?}\n{runc:?}");
-    }
-    println!("keyrings as the container sees them: {:?}", outputs[0]);
-    root.assert_clean()
-}
-
 /// The script with which a container tries to lift its own limits and to write the host's
 /// `name=systemd` hierarchy (a canary cgroup named `canary`); one line per attempt.
 fn lift_limits_script(canary: &str) -> String {
@@ -780,5 +668,61 @@ async fn containers_cannot_lift_their_cgroup_limits() -> Result<()> {
         assert_all_refused("v2 only", &stdout, 2)?;
         assert_no_canary_cgroup(&canary)?;
     }
+    root.assert_clean()
+}
+
+/// The image's user database is read as a chroot would and only as a plain file: an
+/// `/etc/passwd` that is a FIFO fails the start at once with a clear error (it used to hang
+/// `berth run` forever, deaf to SIGTERM), and one that links to a host file resolves inside
+/// the root (the host canary's user is unknown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_user_database_is_read_safely() -> Result<()> {
+    if !permitted("the_image_user_database_is_read_safely") {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    let fifo = root
+        .push_image("fifo-passwd", |rootfs| {
+            let passwd = rootfs.join("etc/passwd");
+            fs::remove_file(&passwd)?;
+            let made = std::process::Command::new("mkfifo").arg(&passwd).status()?;
+            ensure!(made.success(), "mkfifo failed");
+            Ok(())
+        })
+        .await?;
+    let host = tempfile::tempdir()?;
+    let canary = host.path().join("passwd");
+    fs::write(&canary, "canary:x:4242:4242:host secret:/:/bin/sh\n")?;
+    let linked = root
+        .push_image("linked-passwd", |rootfs| {
+            let passwd = rootfs.join("etc/passwd");
+            fs::remove_file(&passwd)?;
+            std::os::unix::fs::symlink(&canary, &passwd)?;
+            Ok(())
+        })
+        .await?;
+    for image in [&fifo, &linked] {
+        root.berth_ok(&["pull", image]).await?;
+    }
+
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(120), root.berth(&["run", "--rm", &fifo, "true"]))
+        .await
+        .context("berth run hung on an /etc/passwd that is a FIFO")??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(125) && stderr.contains("/etc/passwd in the image is not a regular file (a FIFO)"),
+        "FIFO passwd: {:?} after {:?}: {stderr}",
+        out.status.code(),
+        started.elapsed()
+    );
+
+    let out = root.berth(&["run", "--rm", "-u", "canary", &linked, "true"]).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(125) && stderr.contains("unable to find user canary"),
+        "a passwd linking to a host file was read on the host: {:?}: {stderr}",
+        out.status.code()
+    );
     root.assert_clean()
 }
