@@ -77,7 +77,11 @@ impl Root {
 
     /// Runs `berth --root ROOT ARGS...` and returns what it did.
     async fn berth(&self, args: &[&str]) -> Result<Output> {
-        let bin = berth_binary()?;
+        self.berth_as(&berth_binary()?, args).await
+    }
+
+    /// Like [`Root::berth`], with the berth binary `bin`.
+    async fn berth_as(&self, bin: &Path, args: &[&str]) -> Result<Output> {
         let mut all = vec!["--root", self.path().to_str().context("root path is not UTF-8")?];
         all.extend_from_slice(args);
         run(bin.to_str().context("binary path is not UTF-8")?, &all).await
@@ -723,6 +727,63 @@ async fn the_image_user_database_is_read_safely() -> Result<()> {
         out.status.code() == Some(125) && stderr.contains("unable to find user canary"),
         "a passwd linking to a host file was read on the host: {:?}: {stderr}",
         out.status.code()
+    );
+    root.assert_clean()
+}
+
+/// runc's CVE-2019-5736: a process that gets hold of a berth process's `/proc/PID/exe`
+/// must not be able to write the berth binary through it, neither while berth runs nor,
+/// through a descriptor kept open, after it ended. Today a container cannot reach one
+/// (its own PID namespace; capabilities below the supervisor's, so `ptrace` rules deny it
+/// even with the host's `/proc` mounted, as checked first; and on this kernel a
+/// `#!/proc/self/exe` script fails with ENOENT under runc and berth alike), so the test
+/// plays the attacker from the host, the strongest there is: it holds the supervisor's
+/// `/proc/PID/exe` (the container's first process was forked from it) and writes through it
+/// once the supervisor is gone. The berth binary (a copy run only by that supervisor) must
+/// stay byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_cannot_overwrite_the_berth_binary() -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !permitted("containers_cannot_overwrite_the_berth_binary") {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let copy_dir = tempfile::tempdir()?;
+    let copy = copy_dir.path().join("berth");
+    fs::copy(berth_binary()?, &copy)?;
+    let before = shared::Digest::sha256_of(&fs::read(&copy)?);
+
+    let victim = ["run", "-d", "--name", "victim", &root.image, "sleep", "600"];
+    let out = root.berth_as(&copy, &victim).await?;
+    ensure!(out.status.success(), "{}", describe_failure("berth", &victim, &out));
+    let record = Containers::at(root.path()).find("victim")?;
+    let shim = record.shim_pid.context("the victim has no supervisor")?;
+    let exe = format!("/proc/{shim}/exe");
+    println!("the supervisor runs {}", fs::read_link(&exe)?.display());
+
+    // From a container that sees the host's processes.
+    let script = format!("if (echo evil >> /hostproc/{shim}/exe) 2>/dev/null; then echo wrote; else echo refused; fi");
+    let (code, stdout, stderr) = root.run(None, &["-v", "/proc:/hostproc"], &["sh", "-c", &script]).await?;
+    ensure!(code == 0 && stdout == "refused\n", "a container wrote the supervisor's binary: {code} {stdout} {stderr}");
+
+    // From the host, while it runs, and through a descriptor once it has ended.
+    const O_PATH: i32 = 0o10_000_000;
+    let held = fs::OpenOptions::new().read(true).custom_flags(O_PATH).open(&exe)?;
+    let running = fs::OpenOptions::new().append(true).open(&exe);
+    root.berth_ok(&["rm", "-f", "victim"]).await?;
+    ensure!(!runtime::container::process_alive(shim), "the supervisor outlived rm -f");
+    let reopened = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    let ended = fs::OpenOptions::new().append(true).open(&reopened).and_then(|mut f| f.write_all(b"evil"));
+    let after = shared::Digest::sha256_of(&fs::read(&copy)?);
+    ensure!(after == before, "the berth binary was overwritten through /proc/PID/exe");
+    let running = running.err().context("the running supervisor's binary opened for writing")?;
+    let ended = ended.err().context("the ended supervisor's binary opened for writing")?;
+    println!("writing while it ran: {running}; after: {ended}");
+    ensure!(
+        running.raw_os_error() == Some(30) && ended.raw_os_error() == Some(30),
+        "expected a read-only file system (EROFS) both times: {running}; {ended}"
     );
     root.assert_clean()
 }

@@ -13,7 +13,8 @@
 //! Both that supervisor and [`foreground`] (the hidden `berth oci-runtime`, which runs the
 //! builder's RUN containers with the embedded runtime as `runc run` would) forward signals
 //! and reap with [`supervise`]. Before the embedded runtime starts a container, the process
-//! joins a fresh session keyring ([`keyring`]).
+//! runs from a read-only view of the berth binary ([`sealed`]) and joins a fresh session
+//! keyring ([`keyring`]).
 
 pub mod cgroups;
 pub mod console;
@@ -21,6 +22,7 @@ pub mod foreground;
 pub mod keyring;
 pub mod oci;
 pub mod rootfs;
+pub mod sealed;
 pub mod shim;
 pub mod spec;
 pub mod supervise;
