@@ -135,16 +135,31 @@ impl Drop for Root {
     }
 }
 
-/// The container's cgroup ID from `/proc/self/cgroup` as it printed it (`…:/berth/<id>`).
-fn cgroup_id(printed: &str) -> Option<String> {
-    printed.lines().find_map(|l| l.split_once(":/berth/").map(|(_, id)| id.trim().to_string()))
+/// The container's ID prefix (its default host name, the last line of `printed`), after
+/// checking that `/proc/self/cgroup` as it printed it (the lines before) shows every
+/// hierarchy at `/`: the container has a cgroup namespace of its own, rooted at its cgroup.
+fn cgroup_prefix(printed: &str) -> Result<String> {
+    let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
+    let cgroup_lines: Vec<&&str> = lines.iter().filter(|l| l.splitn(3, ':').count() == 3).collect();
+    ensure!(!cgroup_lines.is_empty(), "no /proc/self/cgroup lines in {printed}");
+    for line in &cgroup_lines {
+        ensure!(line.ends_with(":/"), "the container sees a cgroup path outside its namespace: {line}");
+    }
+    let host = lines.iter().rev().find(|l| l.len() == 12 && l.chars().all(|c| c.is_ascii_hexdigit()));
+    Ok(host.with_context(|| format!("no host name in {printed}"))?.to_string())
 }
 
-/// Fails when any cgroup hierarchy still has the container's cgroup.
-fn assert_no_cgroup(id: &str) -> Result<()> {
+/// Fails when any cgroup hierarchy still has a cgroup of the container whose ID starts with
+/// `prefix`.
+fn assert_no_cgroup(prefix: &str) -> Result<()> {
     let cgroups = runtime::container::cgroups::Cgroups::detect()?;
-    let path = format!("{}/{id}", runtime::container::CGROUP_PARENT);
-    ensure!(!cgroups.exists(&path), "cgroup {path} was left: {:?}", cgroups.dirs(&path));
+    for dir in cgroups.dirs(runtime::container::CGROUP_PARENT) {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            ensure!(!name.starts_with(prefix), "cgroup {} was left", dir.join(name).display());
+        }
+    }
     Ok(())
 }
 
@@ -212,10 +227,9 @@ async fn check_runtime(root: &Root, runtime: Option<&str>) -> Result<()> {
     check_terminal(root, runtime).await?;
 
     // --rm leaves no folder, mount or cgroup.
-    let (code, out, err) = root.run(runtime, &[], &["cat", "/proc/self/cgroup"]).await?;
+    let (code, out, err) = root.run(runtime, &[], &["sh", "-c", "cat /proc/self/cgroup; busybox hostname"]).await?;
     ensure!(code == 0, "{name}: {err}");
-    let id = cgroup_id(&out).with_context(|| format!("{name}: no berth cgroup in {out}"))?;
-    assert_no_cgroup(&id)?;
+    assert_no_cgroup(&cgroup_prefix(&out).with_context(|| name.to_string())?)?;
     root.assert_clean()
 }
 
@@ -412,22 +426,28 @@ async fn runs_under_v1_only_and_v2_only_cgroup_layouts() -> Result<()> {
     let root = Root::new().await?;
     root.berth_ok(&["pull", &root.image]).await?;
     let in_view = |setup: &str, run_args: String| run_in_view(setup.to_string(), root.path(), run_args);
-    let script = "cat /proc/self/cgroup; busybox head -c 100m /dev/zero | busybox tail";
+    let script = "cat /proc/self/cgroup; busybox hostname; busybox head -c 100m /dev/zero | busybox tail";
     let v1 = format!("umount {unified}");
     let (code, stdout, stderr) = in_view(&v1, format!("--memory 16m {} sh -c '{script}'", root.image)).await?;
-    ensure!(
-        code == Some(137) && !stdout.contains("0::/berth/"),
-        "v1 only: --memory 16m gave {code:?} (no v2 line expected): {stdout} {stderr}"
-    );
-    let id = cgroup_id(&stdout).with_context(|| format!("v1 only: no berth cgroup in {stdout}"))?;
-    assert_no_cgroup(&id)?;
+    ensure!(code == Some(137), "v1 only: --memory 16m gave {code:?}: {stdout} {stderr}");
+    assert_no_cgroup(&cgroup_prefix(&stdout).context("v1 only")?)?;
 
+    // Placed in a cgroup of its own: the namespace's root lists the container's processes
+    // only (a process of another PID namespace would show as 0).
     let v2 = "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup";
-    let (code, stdout, stderr) = in_view(v2, format!("{} cat /proc/self/cgroup", root.image)).await?;
-    ensure!(code == Some(0) && stdout.contains("0::/berth/"), "v2 only: {code:?}: {stdout} {stderr}");
-    let id = cgroup_id(&stdout).context("v2 only: no berth cgroup")?;
-    ensure!(!Path::new(&unified).join("berth").join(&id).exists(), "v2 only: cgroup {id} was left");
-    assert_no_cgroup(&id)?;
+    let script = "cat /proc/self/cgroup; cat /sys/fs/cgroup/cgroup.procs | busybox sed s/^/pid-/; busybox hostname";
+    let (code, stdout, stderr) = in_view(v2, format!("{} sh -c '{script}'", root.image)).await?;
+    let pids: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("pid-")).collect();
+    ensure!(
+        code == Some(0) && pids.contains(&"1") && !pids.contains(&"0"),
+        "v2 only: not in a cgroup of its own: {code:?}: {stdout} {stderr}"
+    );
+    let prefix = cgroup_prefix(&stdout).context("v2 only")?;
+    let left = fs::read_dir(Path::new(&unified).join("berth"))
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&prefix)))
+        .unwrap_or(false);
+    ensure!(!left, "v2 only: cgroup {prefix}… was left");
+    assert_no_cgroup(&prefix)?;
 
     // That v2 hierarchy offers no controller: a limit is refused up front, by name.
     let (code, _, stderr) = in_view(v2, format!("--memory 16m --pids-limit 9 {} true", root.image)).await?;

@@ -327,6 +327,7 @@ impl Shim {
             host: HostFacts {
                 swap_limit: cgroups.swap_limit(),
                 nofile_max: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(0),
+                cgroup_namespace: spec::host_has_cgroup_namespaces(),
             },
         };
         let oci_spec = spec::build(&input)?;
