@@ -209,7 +209,11 @@ pub fn run(
         user: &resolved,
         cgroups_path: PathBuf::from(format!("/berth-build/{}", sandbox.id)),
         etc_files,
-        host: HostFacts { swap_limit: false, nofile_max: nofile_hard_limit() },
+        host: HostFacts {
+            swap_limit: false,
+            nofile_max: nofile_hard_limit(),
+            cgroup_namespace: spec::host_has_cgroup_namespaces(),
+        },
     };
     let mut config = spec::build(&input).map_err(RunError::Spec)?;
     let root = oci_spec::runtime::RootBuilder::default()

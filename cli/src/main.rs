@@ -57,6 +57,13 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let root = cli.root.unwrap_or_else(|| PathBuf::from(runtime::DEFAULT_ROOT));
+    if matches!(cli.command, Command::Run(_) | Command::ContainerShim(_) | Command::OciRuntime(_)) {
+        // These start containers: never from the host's binary itself (CVE-2019-5736).
+        if let Err(e) = commands::reexec_sealed() {
+            eprintln!("berth: {e:#}");
+            return std::process::ExitCode::from(runtime::container::shim::EXIT_START_FAILED as u8);
+        }
+    }
     let result = match cli.command {
         // Nothing before these arms starts a thread or a tokio runtime: both drive the
         // embedded runtime, which forks and so needs a single-threaded process.

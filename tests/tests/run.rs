@@ -38,7 +38,7 @@ fn berth_binary() -> Result<PathBuf> {
 struct Root {
     dir: tempfile::TempDir,
     image: String,
-    _registry: Registry,
+    registry: Registry,
     _work: tempfile::TempDir,
 }
 
@@ -57,7 +57,17 @@ impl Root {
         let reference = format!("{}/e2e/busybox:{IMAGE_REF}", registry.host());
         let src = format!("oci:{}:{IMAGE_REF}", image.layout.root().display());
         skopeo(&["copy", "--dest-tls-verify=false", &src, &format!("docker://{reference}")]).await?;
-        Ok(Root { dir: tempfile::tempdir()?, image: reference, _registry: registry, _work: work })
+        Ok(Root { dir: tempfile::tempdir()?, image: reference, registry, _work: work })
+    }
+
+    /// Pushes a busybox image whose root `tweak` changed as `e2e/NAME`; returns its reference.
+    async fn push_image(&self, name: &str, tweak: impl FnOnce(&Path) -> Result<()>) -> Result<String> {
+        let work = tempfile::tempdir()?;
+        let image = BusyboxImage::build_with(work.path(), tweak)?;
+        let reference = format!("{}/e2e/{name}:{IMAGE_REF}", self.registry.host());
+        let src = format!("oci:{}:{IMAGE_REF}", image.layout.root().display());
+        skopeo(&["copy", "--dest-tls-verify=false", &src, &format!("docker://{reference}")]).await?;
+        Ok(reference)
     }
 
     fn path(&self) -> &Path {
@@ -66,7 +76,11 @@ impl Root {
 
     /// Runs `berth --root ROOT ARGS...` and returns what it did.
     async fn berth(&self, args: &[&str]) -> Result<Output> {
-        let bin = berth_binary()?;
+        self.berth_as(&berth_binary()?, args).await
+    }
+
+    /// Like [`Root::berth`], with the berth binary `bin`.
+    async fn berth_as(&self, bin: &Path, args: &[&str]) -> Result<Output> {
         let mut all = vec!["--root", self.path().to_str().context("root path is not UTF-8")?];
         all.extend_from_slice(args);
         run(bin.to_str().context("binary path is not UTF-8")?, &all).await
@@ -120,16 +134,31 @@ impl Drop for Root {
     }
 }
 
-/// The container's cgroup ID from `/proc/self/cgroup` as it printed it (`…:/berth/<id>`).
-fn cgroup_id(printed: &str) -> Option<String> {
-    printed.lines().find_map(|l| l.split_once(":/berth/").map(|(_, id)| id.trim().to_string()))
+/// The container's ID prefix (its default host name, the last line of `printed`), after
+/// checking that `/proc/self/cgroup` as it printed it (the lines before) shows every
+/// hierarchy at `/`: the container has a cgroup namespace of its own, rooted at its cgroup.
+fn cgroup_prefix(printed: &str) -> Result<String> {
+    let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
+    let cgroup_lines: Vec<&&str> = lines.iter().filter(|l| l.splitn(3, ':').count() == 3).collect();
+    ensure!(!cgroup_lines.is_empty(), "no /proc/self/cgroup lines in {printed}");
+    for line in &cgroup_lines {
+        ensure!(line.ends_with(":/"), "the container sees a cgroup path outside its namespace: {line}");
+    }
+    let host = lines.iter().rev().find(|l| l.len() == 12 && l.chars().all(|c| c.is_ascii_hexdigit()));
+    Ok(host.with_context(|| format!("no host name in {printed}"))?.to_string())
 }
 
-/// Fails when any cgroup hierarchy still has the container's cgroup.
-fn assert_no_cgroup(id: &str) -> Result<()> {
+/// Fails when any cgroup hierarchy still has a cgroup of the container whose ID starts with
+/// `prefix`.
+fn assert_no_cgroup(prefix: &str) -> Result<()> {
     let cgroups = runtime::container::cgroups::Cgroups::detect()?;
-    let path = format!("{}/{id}", runtime::container::CGROUP_PARENT);
-    ensure!(!cgroups.exists(&path), "cgroup {path} was left: {:?}", cgroups.dirs(&path));
+    for dir in cgroups.dirs(runtime::container::CGROUP_PARENT) {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            ensure!(!name.starts_with(prefix), "cgroup {} was left", dir.join(name).display());
+        }
+    }
     Ok(())
 }
 
@@ -197,10 +226,9 @@ async fn check_runtime(root: &Root, runtime: Option<&str>) -> Result<()> {
     check_terminal(root, runtime).await?;
 
     // --rm leaves no folder, mount or cgroup.
-    let (code, out, err) = root.run(runtime, &[], &["cat", "/proc/self/cgroup"]).await?;
+    let (code, out, err) = root.run(runtime, &[], &["sh", "-c", "cat /proc/self/cgroup; busybox hostname"]).await?;
     ensure!(code == 0, "{name}: {err}");
-    let id = cgroup_id(&out).with_context(|| format!("{name}: no berth cgroup in {out}"))?;
-    assert_no_cgroup(&id)?;
+    assert_no_cgroup(&cgroup_prefix(&out).with_context(|| name.to_string())?)?;
     root.assert_clean()
 }
 
@@ -475,22 +503,28 @@ async fn runs_under_v1_only_and_v2_only_cgroup_layouts() -> Result<()> {
     let root = Root::new().await?;
     root.berth_ok(&["pull", &root.image]).await?;
     let in_view = |setup: &str, run_args: String| run_in_view(setup.to_string(), root.path(), run_args);
-    let script = "cat /proc/self/cgroup; busybox head -c 100m /dev/zero | busybox tail";
+    let script = "cat /proc/self/cgroup; busybox hostname; busybox head -c 100m /dev/zero | busybox tail";
     let v1 = format!("umount {unified}");
     let (code, stdout, stderr) = in_view(&v1, format!("--memory 16m {} sh -c '{script}'", root.image)).await?;
-    ensure!(
-        code == Some(137) && !stdout.contains("0::/berth/"),
-        "v1 only: --memory 16m gave {code:?} (no v2 line expected): {stdout} {stderr}"
-    );
-    let id = cgroup_id(&stdout).with_context(|| format!("v1 only: no berth cgroup in {stdout}"))?;
-    assert_no_cgroup(&id)?;
+    ensure!(code == Some(137), "v1 only: --memory 16m gave {code:?}: {stdout} {stderr}");
+    assert_no_cgroup(&cgroup_prefix(&stdout).context("v1 only")?)?;
 
+    // Placed in a cgroup of its own: the namespace's root lists the container's processes
+    // only (a process of another PID namespace would show as 0).
     let v2 = "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup";
-    let (code, stdout, stderr) = in_view(v2, format!("{} cat /proc/self/cgroup", root.image)).await?;
-    ensure!(code == Some(0) && stdout.contains("0::/berth/"), "v2 only: {code:?}: {stdout} {stderr}");
-    let id = cgroup_id(&stdout).context("v2 only: no berth cgroup")?;
-    ensure!(!Path::new(&unified).join("berth").join(&id).exists(), "v2 only: cgroup {id} was left");
-    assert_no_cgroup(&id)?;
+    let script = "cat /proc/self/cgroup; cat /sys/fs/cgroup/cgroup.procs | busybox sed s/^/pid-/; busybox hostname";
+    let (code, stdout, stderr) = in_view(v2, format!("{} sh -c '{script}'", root.image)).await?;
+    let pids: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("pid-")).collect();
+    ensure!(
+        code == Some(0) && pids.contains(&"1") && !pids.contains(&"0"),
+        "v2 only: not in a cgroup of its own: {code:?}: {stdout} {stderr}"
+    );
+    let prefix = cgroup_prefix(&stdout).context("v2 only")?;
+    let left = fs::read_dir(Path::new(&unified).join("berth"))
+        .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&prefix)))
+        .unwrap_or(false);
+    ensure!(!left, "v2 only: cgroup {prefix}… was left");
+    assert_no_cgroup(&prefix)?;
 
     // That v2 hierarchy offers no controller: a limit is refused up front, by name.
     let (code, _, stderr) = in_view(v2, format!("--memory 16m --pids-limit 9 {} true", root.image)).await?;
@@ -510,4 +544,343 @@ async fn run_in_view(setup: String, store: &Path, run_args: String) -> Result<(O
     let out = run("unshare", &["-m", "--propagation", "private", "sh", "-c", &script]).await?;
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     Ok((out.status.code(), text(&out.stdout), text(&out.stderr)))
+}
+
+/// True when `program` can be run; else fails under `CI=true`, or prints a SKIP line for
+/// `test` (with the Debian package that has it).
+fn have_tool(test: &str, program: &str, package: &str) -> Result<bool> {
+    let found = std::process::Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            bail!("CI=true but {program} is missing (apt-get install -y {package})");
+        }
+        println!("SKIP {test}: {program} is not installed (apt-get install -y {package})");
+    }
+    Ok(found)
+}
+
+/// A random hex word, to name canaries no other test (or engineer) uses.
+fn canary_word() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The host's `keyctl` with its libraries, copied into a folder to mount in containers
+/// (the image is static busybox): run it as `/k/ld.so --library-path /k /k/keyctl`.
+fn keyctl_folder(dest: &Path) -> Result<()> {
+    fs::create_dir_all(dest)?;
+    let keyctl = fs::canonicalize(
+        String::from_utf8(std::process::Command::new("sh").args(["-c", "command -v keyctl"]).output()?.stdout)?.trim(),
+    )?;
+    fs::copy(&keyctl, dest.join("keyctl"))?;
+    let ldd = std::process::Command::new("ldd").arg(&keyctl).output()?;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+        let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else { continue };
+        let name = if line.contains("ld-linux") { "ld.so" } else { path.rsplit('/').next().unwrap_or(path) };
+        fs::copy(path, dest.join(name)).with_context(|| format!("copying {path}"))?;
+    }
+    ensure!(dest.join("ld.so").is_file(), "no dynamic loader in `ldd {}`", keyctl.display());
+    Ok(())
+}
+
+/// What a container can learn of the keyrings of whoever ran `berth run`: the runner (a
+/// login-like session keyring linking root's user keyring) holds one canary key in its
+/// session keyring and one in root's user keyring. The container must get a fresh session
+/// keyring, as under runc: neither key is found by name, and the user keyring's key cannot
+/// be read by its ID (not possessed). What runc still allows, the embedded runtime matches
+/// (and the output says so): root's user keyring is per user ID, so a container running as
+/// root can search it explicitly and link the key into a keyring of its own, then read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_get_a_fresh_session_keyring() -> Result<()> {
+    let test = "containers_get_a_fresh_session_keyring";
+    if !permitted(test) || !have_tool(test, "keyctl", "keyutils")? {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let tools = tempfile::tempdir()?;
+    keyctl_folder(tools.path())?;
+    let word = canary_word();
+    let (session_key, user_key) = (format!("berth-canary-s-{word}"), format!("berth-canary-u-{word}"));
+    let probe = format!(
+        "K='/k/ld.so --library-path /k /k/keyctl'; \
+         echo \"session-key: $($K print %user:{session_key} 2>/dev/null || echo absent)\"; \
+         echo \"user-key-by-name: $($K print %user:{user_key} 2>/dev/null || echo absent)\"; \
+         id=$($K search @u user {user_key} 2>/dev/null); \
+         echo \"user-key-by-id: $($K print $id 2>/dev/null || echo denied)\"; \
+         echo \"user-key-linked: $($K search @u user {user_key} @p >/dev/null 2>&1 && $K print $id 2>/dev/null || echo denied)\"; \
+         echo \"session: $($K rdescribe @s | cut -d';' -f5 | cut -c1-5)\"; \
+         echo \"proc-keys: $(grep -c berth-canary /proc/keys)\""
+    );
+    let volume = format!("{}:/k:ro", tools.path().display());
+    let mut outputs = Vec::new();
+    let runc = Path::new(RUNC).is_file();
+    for runtime in [None, runc.then_some(RUNC)] {
+        let mut run_args = vec!["run", "--rm", "-v", &volume];
+        if let Some(r) = runtime {
+            run_args.extend(["--runtime", r]);
+        }
+        run_args.extend([root.image.as_str(), "sh", "-c", &probe]);
+        let quoted: Vec<String> = run_args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+        // A session keyring of its own for the runner, linking root's user keyring as a login
+        // session does; the user keyring's canary is removed again whatever happens.
+        let script = format!(
+            "keyctl link @u @s && keyctl add user {session_key} secret-s @s >/dev/null && \
+             u=$(keyctl add user {user_key} secret-u @u) && \
+             {} --root {} {}; code=$?; keyctl unlink $u @u >/dev/null; exit $code",
+            berth_binary()?.display(),
+            root.path().display(),
+            quoted.join(" ")
+        );
+        let out = run("keyctl", &["session", "-", "sh", "-c", &script]).await?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        ensure!(out.status.success(), "{runtime:?}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<String> =
+            stdout.lines().filter(|l| !l.starts_with("Joined session")).map(String::from).collect();
+        ensure!(
+            lines.starts_with(&[
+                "session-key: absent".to_string(),
+                "user-key-by-name: absent".to_string(),
+                "user-key-by-id: denied".to_string(),
+            ]),
+            "{}: the container reached the runner's keys: {lines:?}",
+            runtime.unwrap_or("embedded")
+        );
+        ensure!(lines.iter().any(|l| l == "session: _ses."), "not a fresh session keyring: {lines:?}");
+        ensure!(lines.iter().any(|l| l == "proc-keys: 0"), "/proc/keys shows the canaries: {lines:?}");
+        outputs.push(lines);
+        if !runc {
+            println!("runc is not installed: the embedded runtime's keyrings are not compared with runc's");
+            break;
+        }
+    }
+    if let [embedded, runc] = outputs.as_slice() {
+        ensure!(embedded == runc, "the embedded runtime differs from runc:\n{embedded:?}\n{runc:?}");
+    }
+    println!("keyrings as the container sees them: {:?}", outputs[0]);
+    root.assert_clean()
+}
+
+/// The script with which a container tries to lift its own limits and to write the host's
+/// `name=systemd` hierarchy (a canary cgroup named `canary`); one line per attempt.
+fn lift_limits_script(canary: &str) -> String {
+    format!(
+        "try() {{ if err=$( (echo \"$2\" > \"$1\") 2>&1 ); then echo \"wrote $1\"; else echo \"refused $1: $err\"; fi; }}; \
+         for f in memory/memory.limit_in_bytes pids/pids.max cpu/cpu.cfs_quota_us; do \
+           [ -e /sys/fs/cgroup/$f ] && try /sys/fs/cgroup/$f -1; done; \
+         [ -e /sys/fs/cgroup/pids.max ] && try /sys/fs/cgroup/pids.max max; \
+         [ -e /sys/fs/cgroup/cgroup.subtree_control ] && try /sys/fs/cgroup/cgroup.subtree_control +pids; \
+         for d in /sys/fs/cgroup/systemd /sys/fs/cgroup; do \
+           [ -d $d ] && if err=$(mkdir $d/{canary} 2>&1); then echo \"wrote $d/{canary}\"; else echo \"refused $d: $err\"; fi; done; \
+         echo tried"
+    )
+}
+
+/// Fails unless every attempt of [`lift_limits_script`] was refused as a read-only file
+/// system, and at least `attempts` were made.
+fn assert_all_refused(what: &str, output: &str, attempts: usize) -> Result<()> {
+    let tries: Vec<&str> = output.lines().filter(|l| l.starts_with("wrote") || l.starts_with("refused")).collect();
+    ensure!(output.contains("tried"), "{what}: the script did not finish: {output}");
+    ensure!(tries.len() >= attempts, "{what}: only {} attempts: {output}", tries.len());
+    for line in tries {
+        ensure!(
+            line.starts_with("refused") && line.contains("Read-only file system"),
+            "{what}: the container could write its cgroups: {line}\n{output}"
+        );
+    }
+    Ok(())
+}
+
+/// Fails when the canary cgroup exists anywhere in the host's hierarchies (and removes it).
+fn assert_no_canary_cgroup(canary: &str) -> Result<()> {
+    let cgroups = runtime::container::cgroups::Cgroups::detect()?;
+    let mut found = Vec::new();
+    for mount in &cgroups.mounts {
+        let out = std::process::Command::new("find").arg(mount).args(["-maxdepth", "4", "-name", canary]).output()?;
+        for path in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = fs::remove_dir(path);
+            found.push(path.to_string());
+        }
+    }
+    ensure!(found.is_empty(), "a container made cgroups on the host: {found:?}");
+    Ok(())
+}
+
+/// A container cannot lift its own `--memory`, `--pids-limit` and `--cpus` (the cgroup files
+/// are on a read-only mount, EROFS), nor write the host's `name=systemd` hierarchy; the
+/// limits read from the host stay as asked. On this hybrid host, then in the v1-only and
+/// v2-only views of `runs_under_v1_only_and_v2_only_cgroup_layouts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_cannot_lift_their_cgroup_limits() -> Result<()> {
+    if !permitted("containers_cannot_lift_their_cgroup_limits") {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let canary = format!("berth-canary-{}", canary_word());
+    let script = format!("{}; sleep 600", lift_limits_script(&canary));
+    let limits = ["--memory", "16m", "--pids-limit", "20", "--cpus", "0.5"];
+    let mut args = vec!["run", "-d", "--name", "limited"];
+    args.extend(limits);
+    args.extend([root.image.as_str(), "sh", "-c", &script]);
+    root.berth_ok(&args).await?;
+    let mut logs = String::new();
+    for _ in 0..600 {
+        logs = root.berth_ok(&["logs", "limited"]).await?;
+        if logs.contains("tried") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = Containers::at(root.path()).find("limited")?;
+    let cgroups = runtime::container::cgroups::Cgroups::detect()?;
+    let read = |file: &str| -> Option<String> {
+        cgroups.dirs(&record.cgroups_path()).iter().find_map(|d| fs::read_to_string(d.join(file)).ok())
+    };
+    let host = (read("memory.limit_in_bytes"), read("pids.max"), read("cpu.cfs_quota_us"));
+    root.berth_ok(&["rm", "-f", "limited"]).await?;
+    let systemd = Path::new("/sys/fs/cgroup/systemd").is_dir();
+    assert_all_refused("hybrid", &logs, 3 + usize::from(systemd))?;
+    ensure!(
+        host == (Some("16777216\n".into()), Some("20\n".into()), Some("50000\n".into())),
+        "the limits read from the host changed: {host:?}"
+    );
+    assert_no_canary_cgroup(&canary)?;
+
+    let host_layout = runtime::container::cgroups::Cgroups::detect()?;
+    if host_layout.mode == runtime::container::cgroups::CgroupMode::Hybrid {
+        let unified = host_layout.mounts.iter().find(|m| m.ends_with("unified")).context("no unified hierarchy")?;
+        let script = lift_limits_script(&canary).replace('\'', "'\\''");
+        let v1 = format!("umount {}", unified.display());
+        let run_args = format!("--memory 16m --pids-limit 20 {} sh -c '{script}'", root.image);
+        let (code, stdout, stderr) = run_in_view(v1, root.path(), run_args).await?;
+        ensure!(code == Some(0), "v1 only: {code:?}: {stdout} {stderr}");
+        assert_all_refused("v1 only", &stdout, 2 + usize::from(systemd))?;
+        let v2 = "umount -l /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup".to_string();
+        let (code, stdout, stderr) = run_in_view(v2, root.path(), format!("{} sh -c '{script}'", root.image)).await?;
+        ensure!(code == Some(0), "v2 only: {code:?}: {stdout} {stderr}");
+        assert_all_refused("v2 only", &stdout, 2)?;
+        assert_no_canary_cgroup(&canary)?;
+    }
+    root.assert_clean()
+}
+
+/// The image's user database is read as a chroot would and only as a plain file: an
+/// `/etc/passwd` that is a FIFO fails the start at once with a clear error (it used to hang
+/// `berth run` forever, deaf to SIGTERM), and one that links to a host file resolves inside
+/// the root (the host canary's user is unknown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_user_database_is_read_safely() -> Result<()> {
+    if !permitted("the_image_user_database_is_read_safely") {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    let fifo = root
+        .push_image("fifo-passwd", |rootfs| {
+            let passwd = rootfs.join("etc/passwd");
+            fs::remove_file(&passwd)?;
+            let made = std::process::Command::new("mkfifo").arg(&passwd).status()?;
+            ensure!(made.success(), "mkfifo failed");
+            Ok(())
+        })
+        .await?;
+    let host = tempfile::tempdir()?;
+    let canary = host.path().join("passwd");
+    fs::write(&canary, "canary:x:4242:4242:host secret:/:/bin/sh\n")?;
+    let linked = root
+        .push_image("linked-passwd", |rootfs| {
+            let passwd = rootfs.join("etc/passwd");
+            fs::remove_file(&passwd)?;
+            std::os::unix::fs::symlink(&canary, &passwd)?;
+            Ok(())
+        })
+        .await?;
+    for image in [&fifo, &linked] {
+        root.berth_ok(&["pull", image]).await?;
+    }
+
+    let started = std::time::Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(120), root.berth(&["run", "--rm", &fifo, "true"]))
+        .await
+        .context("berth run hung on an /etc/passwd that is a FIFO")??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(125) && stderr.contains("/etc/passwd in the image is not a regular file (a FIFO)"),
+        "FIFO passwd: {:?} after {:?}: {stderr}",
+        out.status.code(),
+        started.elapsed()
+    );
+
+    let out = root.berth(&["run", "--rm", "-u", "canary", &linked, "true"]).await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(125) && stderr.contains("unable to find user canary"),
+        "a passwd linking to a host file was read on the host: {:?}: {stderr}",
+        out.status.code()
+    );
+    root.assert_clean()
+}
+
+/// runc's CVE-2019-5736: a process that gets hold of a berth process's `/proc/PID/exe`
+/// must not be able to write the berth binary through it, neither while berth runs nor,
+/// through a descriptor kept open, after it ended. Today a container cannot reach one
+/// (its own PID namespace; capabilities below the supervisor's, so `ptrace` rules deny it
+/// even with the host's `/proc` mounted, as checked first; and on this kernel a
+/// `#!/proc/self/exe` script fails with ENOENT under runc and berth alike), so the test
+/// plays the attacker from the host, the strongest there is: it holds the supervisor's
+/// `/proc/PID/exe` (the container's first process was forked from it) and writes through it
+/// once the supervisor is gone. The berth binary (a copy run only by that supervisor) must
+/// stay byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_cannot_overwrite_the_berth_binary() -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !permitted("containers_cannot_overwrite_the_berth_binary") {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let copy_dir = tempfile::tempdir()?;
+    let copy = copy_dir.path().join("berth");
+    fs::copy(berth_binary()?, &copy)?;
+    let before = shared::Digest::sha256_of(&fs::read(&copy)?);
+
+    let victim = ["run", "-d", "--name", "victim", &root.image, "sleep", "600"];
+    let out = root.berth_as(&copy, &victim).await?;
+    ensure!(out.status.success(), "{}", describe_failure("berth", &victim, &out));
+    let record = Containers::at(root.path()).find("victim")?;
+    let shim = record.shim_pid.context("the victim has no supervisor")?;
+    let exe = format!("/proc/{shim}/exe");
+    println!("the supervisor runs {}", fs::read_link(&exe)?.display());
+
+    // From a container that sees the host's processes.
+    let script = format!("if (echo evil >> /hostproc/{shim}/exe) 2>/dev/null; then echo wrote; else echo refused; fi");
+    let (code, stdout, stderr) = root.run(None, &["-v", "/proc:/hostproc"], &["sh", "-c", &script]).await?;
+    ensure!(code == 0 && stdout == "refused\n", "a container wrote the supervisor's binary: {code} {stdout} {stderr}");
+
+    // From the host, while it runs, and through a descriptor once it has ended.
+    const O_PATH: i32 = 0o10_000_000;
+    let held = fs::OpenOptions::new().read(true).custom_flags(O_PATH).open(&exe)?;
+    let running = fs::OpenOptions::new().append(true).open(&exe);
+    root.berth_ok(&["rm", "-f", "victim"]).await?;
+    ensure!(!runtime::container::process_alive(shim), "the supervisor outlived rm -f");
+    let reopened = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&held));
+    let ended = fs::OpenOptions::new().append(true).open(&reopened).and_then(|mut f| f.write_all(b"evil"));
+    let after = shared::Digest::sha256_of(&fs::read(&copy)?);
+    ensure!(after == before, "the berth binary was overwritten through /proc/PID/exe");
+    let running = running.err().context("the running supervisor's binary opened for writing")?;
+    let ended = ended.err().context("the ended supervisor's binary opened for writing")?;
+    println!("writing while it ran: {running}; after: {ended}");
+    ensure!(
+        running.raw_os_error() == Some(30) && ended.raw_os_error() == Some(30),
+        "expected a read-only file system (EROFS) both times: {running}; {ended}"
+    );
+    root.assert_clean()
 }

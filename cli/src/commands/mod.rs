@@ -28,6 +28,26 @@ pub fn open_store(root: &Path) -> Result<runtime::Store> {
     })
 }
 
+/// Re-executes this process from a copy of the berth binary that containers cannot write
+/// through (`runtime::container::sealed`, runc's CVE-2019-5736 protection), unless it already
+/// runs from one. Called first by the commands that start containers, before any thread
+/// exists; on success it does not return. Afterwards `/proc/self/exe` (not the path of the
+/// installed binary) names the binary to run again.
+pub fn reexec_sealed() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    if runtime::container::sealed::is_sealed() {
+        return Ok(());
+    }
+    let exe = runtime::container::sealed::sealed_exe()?;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "berth".into());
+    // The descriptor is close-on-exec: the kernel opens it before closing it, as for any
+    // ELF binary run through /proc/self/fd.
+    let err = std::process::Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd())).arg0(arg0).args(args).exec();
+    Err(anyhow::Error::from(err).context("cannot re-execute the berth binary from its read-only copy"))
+}
+
 /// Logs warnings to standard error (for the commands that are not a server: run, pull,
 /// oci-runtime); with `BERTH_LOG` set, what its filter selects, each line
 /// stamped with the time since the start (to see where a start's milliseconds go).

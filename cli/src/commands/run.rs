@@ -276,10 +276,12 @@ fn start(root: &Path, args: Args) -> Result<i32> {
         .create(&args.image, &image.reference, &image.manifest, &options, shim_pid)
         .context("cannot create the container")?;
     tracing::debug!(id = %record.id, "container recorded");
-    let exe = std::env::current_exe().context("cannot find the berth binary")?;
+    // This process runs from a read-only copy of the binary (`super::reexec_sealed`), which
+    // only this name reaches; a supervisor started from it needs no copy of its own.
+    let exe = Path::new("/proc/self/exe");
     if options.detach {
         shim::spawn_detached(|fd| {
-            let mut cmd = std::process::Command::new(&exe);
+            let mut cmd = std::process::Command::new(exe);
             cmd.arg("--root").arg(root).arg("container-shim").arg("--detach").arg("--ready-fd").arg(fd.to_string());
             cmd.arg(&record.id);
             cmd
@@ -294,7 +296,7 @@ fn start(root: &Path, args: Args) -> Result<i32> {
     }
     drop(store);
     // Threads were started (to pull): the embedded runtime needs a fresh process.
-    let err = std::process::Command::new(&exe).arg("--root").arg(root).arg("container-shim").arg(&record.id).exec();
+    let err = std::process::Command::new(exe).arg("--root").arg(root).arg("container-shim").arg(&record.id).exec();
     Err(anyhow!(err).context("cannot run the container supervisor"))
 }
 

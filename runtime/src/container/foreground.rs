@@ -49,6 +49,9 @@ pub enum ForegroundError {
     /// The runtime failed.
     #[error(transparent)]
     Oci(#[from] OciError),
+    /// A signal asked for the end before the container started.
+    #[error("interrupted by {0} before the container started")]
+    Interrupted(nix::sys::signal::Signal),
     /// The cgroups could not be removed.
     #[error("removing the container's cgroups")]
     Cgroups(#[source] CgroupError),
@@ -94,10 +97,10 @@ pub fn run(args: &RunArgs) -> i32 {
             if let Err(e) = delete(&args.state, &args.id, Some(&args.bundle)) {
                 eprintln!("berth oci-runtime: {}", shared::error_chain(&e));
             }
-            if matches!(e, ForegroundError::NotFound(_)) {
-                EXIT_NOT_FOUND
-            } else {
-                EXIT_START_FAILED
+            match e {
+                ForegroundError::NotFound(_) => EXIT_NOT_FOUND,
+                ForegroundError::Interrupted(signal) => 128 + signal as i32,
+                _ => EXIT_START_FAILED,
             }
         }
     }
@@ -120,6 +123,9 @@ fn run_bundle(args: &RunArgs) -> Result<i32, ForegroundError> {
         stderr: dup(io::stderr().as_fd())?,
         console: None,
     };
+    if let Some(signal) = signals.terminating() {
+        return Err(ForegroundError::Interrupted(signal));
+    }
     let started = OciRuntime::Embedded.start(&args.id, &args.bundle, &args.state, stdio)?;
     if let Some(path) = &args.pid_file {
         write_pid_file(path, started.pid)?;

@@ -12,13 +12,17 @@
 //! true after the CLI exits. `berth ps`, `logs`, `stop` and `rm` read and act on records.
 //! Both that supervisor and [`foreground`] (the hidden `berth oci-runtime`, which runs the
 //! builder's RUN containers with the embedded runtime as `runc run` would) forward signals
-//! and reap with [`supervise`].
+//! and reap with [`supervise`]. Before the embedded runtime starts a container, the process
+//! runs from a read-only view of the berth binary ([`sealed`]) and joins a fresh session
+//! keyring ([`keyring`]).
 
 pub mod cgroups;
 pub mod console;
 pub mod foreground;
+pub mod keyring;
 pub mod oci;
 pub mod rootfs;
+pub mod sealed;
 pub mod shim;
 pub mod spec;
 pub mod supervise;

@@ -8,6 +8,10 @@
 //! external runtime runs as `RUNTIME --root STATE run --bundle DIR --pid-file FILE ID` in the
 //! foreground: it forwards signals to the container and exits with its status, so the
 //! supervisor waits for the runtime process instead.
+//!
+//! Before the embedded runtime clones the container, the calling process joins a fresh
+//! session keyring ([`super::keyring`]), which the container inherits; runc does the same
+//! in its own init, so an external runtime is left to it.
 
 use std::fs;
 use std::io;
@@ -85,6 +89,9 @@ pub enum OciError {
     /// The container's process could not be found after the start.
     #[error("the runtime did not report the container's process")]
     NoPid,
+    /// The container's session keyring could not be made.
+    #[error(transparent)]
+    Keyring(#[from] super::keyring::KeyringError),
 }
 
 impl OciRuntime {
@@ -134,6 +141,9 @@ impl OciRuntime {
 fn start_embedded(id: &str, bundle: &Path, state: &Path, stdio: ContainerStdio) -> Result<Started, OciError> {
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
+    // libcontainer 0.7 leaves the keyrings alone: without this the container would share the
+    // caller's session keyring.
+    super::keyring::join_fresh_session(id)?;
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state)
         .map_err(OciError::Embedded)?

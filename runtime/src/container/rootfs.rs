@@ -60,6 +60,22 @@ pub enum RootfsError {
     /// A snapshot of the image is missing from the store.
     #[error("the image's layer {0} is not unpacked in the store; pull the image again")]
     MissingSnapshot(shared::Digest),
+    /// A file the runtime reads from the image is not a regular file.
+    #[error("{path} in the image is not a regular file (a {kind}); the image must ship it as a plain file")]
+    NotRegular {
+        /// The file, inside the root.
+        path: String,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A file the runtime reads from the image is larger than it will read.
+    #[error("{path} in the image is larger than {limit} bytes")]
+    TooLarge {
+        /// The file, inside the root.
+        path: String,
+        /// The most that is read.
+        limit: u64,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
@@ -173,21 +189,44 @@ fn open_root(rootfs: &Path) -> Result<rustix::fd::OwnedFd, RootfsError> {
         .map_err(|e| io_err(rootfs)(e.into()))
 }
 
+/// The most [`read_in_root`] reads.
+pub const READ_LIMIT: u64 = 4 << 20;
+
 /// Reads the file at `path` (relative to the container's root, such as `etc/passwd`)
 /// resolving symbolic links as if `rootfs` were `/`; `None` when it does not exist.
+///
+/// The image is untrusted and this runs as host root outside the container's device
+/// cgroup: only a regular file is read (a FIFO, device or socket is refused, and opening
+/// one never blocks nor takes a controlling terminal), and at most [`READ_LIMIT`] bytes.
 pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>, RootfsError> {
     let root = open_root(rootfs)?;
-    let shown = rootfs.join(path.trim_start_matches('/'));
-    let how = rfs::OFlags::RDONLY | OFlags::CLOEXEC;
-    match rfs::openat2(&root, path.trim_start_matches('/'), how, Mode::empty(), ResolveFlags::IN_ROOT) {
-        Ok(fd) => {
-            let mut text = Vec::new();
-            File::from(fd).take(16 << 20).read_to_end(&mut text).map_err(io_err(&shown))?;
-            Ok(Some(String::from_utf8_lossy(&text).into_owned()))
-        }
-        Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
-        Err(e) => Err(io_err(&shown)(e.into())),
+    let inside = path.trim_start_matches('/');
+    let shown = rootfs.join(inside);
+    let how = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let fd = match rfs::openat2(&root, inside, how, Mode::empty(), ResolveFlags::IN_ROOT) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
+        Err(e) => return Err(io_err(&shown)(e.into())),
+    };
+    let stat = rfs::fstat(&fd).map_err(|e| io_err(&shown)(e.into()))?;
+    let kind = match rfs::FileType::from_raw_mode(stat.st_mode) {
+        rfs::FileType::RegularFile => None,
+        rfs::FileType::Fifo => Some("FIFO"),
+        rfs::FileType::CharacterDevice => Some("character device"),
+        rfs::FileType::BlockDevice => Some("block device"),
+        rfs::FileType::Socket => Some("socket"),
+        rfs::FileType::Directory => Some("directory"),
+        _ => Some("special file"),
+    };
+    if let Some(kind) = kind {
+        return Err(RootfsError::NotRegular { path: format!("/{inside}"), kind });
     }
+    let mut text = Vec::new();
+    File::from(fd).take(READ_LIMIT + 1).read_to_end(&mut text).map_err(io_err(&shown))?;
+    if text.len() as u64 > READ_LIMIT {
+        return Err(RootfsError::TooLarge { path: format!("/{inside}"), limit: READ_LIMIT });
+    }
+    Ok(Some(String::from_utf8_lossy(&text).into_owned()))
 }
 
 /// Creates the directory `path` (absolute, inside the container) and its parents, mode 755,
@@ -359,6 +398,55 @@ mod tests {
         // A plain path stays as it is, and its file is made.
         assert_eq!(file_in_root(&root, "/etc/new").unwrap(), "/etc/new");
         assert!(root.join("etc/new").is_file());
+    }
+
+    #[test]
+    fn reads_only_bounded_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        // A FIFO nobody writes to: opening or reading it would block forever.
+        rustix::fs::mknodat(rfs::CWD, root.join("etc/passwd"), rfs::FileType::Fifo, Mode::from_raw_mode(0o644), 0)
+            .unwrap();
+        assert!(matches!(read_in_root(root, "etc/passwd"), Err(RootfsError::NotRegular { kind: "FIFO", .. })));
+        // A link inside the root to a FIFO is refused too; one to a file is followed.
+        fs::write(root.join("etc/real"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        symlink("/etc/real", root.join("etc/group")).unwrap();
+        assert_eq!(read_in_root(root, "etc/group").unwrap().as_deref(), Some("root:x:0:0::/:/bin/sh\n"));
+        symlink("passwd", root.join("etc/to-fifo")).unwrap();
+        assert!(matches!(read_in_root(root, "etc/to-fifo"), Err(RootfsError::NotRegular { .. })));
+        assert!(matches!(read_in_root(root, "etc"), Err(RootfsError::NotRegular { kind: "directory", .. })));
+        let big = File::create(root.join("etc/big")).unwrap();
+        big.set_len(READ_LIMIT + 1).unwrap();
+        assert!(matches!(read_in_root(root, "etc/big"), Err(RootfsError::TooLarge { .. })));
+        big.set_len(READ_LIMIT).unwrap();
+        assert_eq!(read_in_root(root, "etc/big").unwrap().map(|t| t.len() as u64), Some(READ_LIMIT));
+    }
+
+    /// A device node (here `/dev/zero`'s numbers) is never read: host root reading it would
+    /// bypass the container's device cgroup. Making one needs `CAP_MKNOD`.
+    #[test]
+    fn refuses_device_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        let dev = rustix::fs::makedev(1, 5);
+        let made = rustix::fs::mknodat(
+            rfs::CWD,
+            root.join("etc/passwd"),
+            rfs::FileType::CharacterDevice,
+            Mode::from_raw_mode(0o644),
+            dev,
+        );
+        if let Err(e) = made {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but mknod failed: {e}");
+            println!("SKIP refuses_device_nodes: making a device node needs CAP_MKNOD ({e})");
+            return;
+        }
+        assert!(matches!(
+            read_in_root(root, "etc/passwd"),
+            Err(RootfsError::NotRegular { kind: "character device", .. })
+        ));
     }
 
     #[test]

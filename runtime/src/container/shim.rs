@@ -98,6 +98,9 @@ pub enum ShimError {
         /// The host's layout.
         mode: cgroups::CgroupMode,
     },
+    /// A signal asked the supervisor to end before the container started.
+    #[error("interrupted by {0} before the container started")]
+    Interrupted(nix::sys::signal::Signal),
     /// The supervisor did not report the start.
     #[error("the container supervisor exited without reporting a start")]
     NoReport,
@@ -197,7 +200,11 @@ pub fn run(args: ShimArgs) -> i32 {
                 let _ = r.write_all(message.as_bytes());
             }
             eprintln!("berth: {message}");
-            let code = if matches!(e, ShimError::NotFound(_)) { EXIT_NOT_FOUND } else { EXIT_START_FAILED };
+            let code = match e {
+                ShimError::NotFound(_) => EXIT_NOT_FOUND,
+                ShimError::Interrupted(signal) => 128 + *signal as i32,
+                _ => EXIT_START_FAILED,
+            };
             let _ = containers.update(&id, |r| {
                 if r.command.is_empty() {
                     r.command = shim.command.clone();
@@ -274,6 +281,9 @@ impl Shim {
         let config: ImageConfiguration = serde_json::from_slice(&config_body)
             .map_err(|source| ShimError::ImageConfig { image: record.image.clone(), source })?;
         let image_config = config.config().as_ref();
+        // A signal that asks for the end is honoured between the steps of preparing.
+        let go_on = || signals.terminating().map_or(Ok(()), |signal| Err(ShimError::Interrupted(signal)));
+        go_on()?;
 
         let rootfs = paths.container_rootfs(&self.id);
         tracing::debug!("image config read");
@@ -281,6 +291,7 @@ impl Shim {
             rootfs::mount(&store, &image, &rootfs, &paths.container_upper(&self.id), &paths.container_work(&self.id))?;
         tracing::debug!(?kind, "root file system ready");
         self.rootfs = Some(kind);
+        go_on()?;
 
         let options = &record.options.clone();
         let user_spec =
@@ -288,6 +299,7 @@ impl Shim {
         let passwd = rootfs::read_in_root(&rootfs, "etc/passwd")?.unwrap_or_default();
         let group = rootfs::read_in_root(&rootfs, "etc/group")?.unwrap_or_default();
         let user = user::resolve(&user_spec, &passwd, &group)?;
+        go_on()?;
 
         let hostname = spec::hostname(options, &self.id);
         let mut etc_files = self.write_etc_files(&hostname, options.network)?;
@@ -319,6 +331,7 @@ impl Shim {
             host: HostFacts {
                 swap_limit: cgroups.swap_limit(),
                 nofile_max: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(0),
+                cgroup_namespace: spec::host_has_cgroup_namespaces(),
             },
         };
         let oci_spec = spec::build(&input)?;
@@ -343,6 +356,7 @@ impl Shim {
         let bundle = paths.container(&self.id);
         let state = paths.container_runtime_state(&self.id);
         tracing::debug!("bundle written; starting the container");
+        go_on()?;
         let started = runtime.start(&self.id, &bundle, &state, stdio)?;
         tracing::debug!(pid = started.pid, "container started");
         if let Some(console) = console {

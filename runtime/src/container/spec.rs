@@ -1,9 +1,10 @@
 //! The OCI runtime configuration (`config.json`) of a container, built with `oci-spec` from
 //! the image's config and the `berth run` options, with Docker's defaults: mount, pid, uts,
-//! ipc and network namespaces; `/proc`, `/dev`, `/dev/pts`, `/dev/shm`, `/dev/mqueue`,
-//! `/sys` and `/sys/fs/cgroup` mounted as Docker mounts them; Docker's masked and read-only
-//! paths and default capability set; `no_new_privs`; an open-files limit; the device
-//! cgroup's allow list and the memory, CPU and pids limits.
+//! ipc, network and (where the kernel has them) cgroup namespaces; `/proc`, `/dev`,
+//! `/dev/pts`, `/dev/shm`, `/dev/mqueue`, `/sys` and `/sys/fs/cgroup` mounted as Docker mounts
+//! them (every cgroup hierarchy read-only); Docker's masked and read-only paths and default
+//! capability set; `no_new_privs`; an open-files limit; the device cgroup's allow list and the
+//! memory, CPU and pids limits.
 //!
 //! [`build`] is pure (everything it needs is passed in), so every rule is unit-tested
 //! without root; the supervisor ([`super::shim`]) calls it once the container's root is
@@ -62,6 +63,37 @@ pub const MASKED_PATHS: [&str; 12] = [
 /// Docker's read-only paths.
 pub const READONLY_PATHS: [&str; 6] =
     ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", "/proc/sys/kernel/random"];
+
+/// The cgroup file systems a container sees, made read-only as runc makes them: the
+/// `/sys/fs/cgroup` tmpfs (v1, hybrid) or cgroup2 mount (v2), then every v1 hierarchy the
+/// runtime may mount in it, by the names hosts give them (comounted ones included; `systemd`
+/// is the named `name=systemd` hierarchy). Without them the embedded runtime (libcontainer
+/// 0.7 ignores the mount's `ro` on v1) leaves the hierarchies writable, and a container could
+/// lift its own `--memory`, `--cpus` and `--pids-limit` or write the host's `name=systemd`
+/// hierarchy. A path the container lacks is skipped by the runtime; each is bound over
+/// itself and remounted read-only, which a container without `CAP_SYS_ADMIN` cannot undo.
+pub const CGROUP_READONLY_PATHS: [&str; 20] = [
+    "/sys/fs/cgroup",
+    "/sys/fs/cgroup/blkio",
+    "/sys/fs/cgroup/cpu",
+    "/sys/fs/cgroup/cpuacct",
+    "/sys/fs/cgroup/cpu,cpuacct",
+    "/sys/fs/cgroup/cpuacct,cpu",
+    "/sys/fs/cgroup/cpuset",
+    "/sys/fs/cgroup/devices",
+    "/sys/fs/cgroup/freezer",
+    "/sys/fs/cgroup/hugetlb",
+    "/sys/fs/cgroup/memory",
+    "/sys/fs/cgroup/misc",
+    "/sys/fs/cgroup/net_cls",
+    "/sys/fs/cgroup/net_prio",
+    "/sys/fs/cgroup/net_cls,net_prio",
+    "/sys/fs/cgroup/net_prio,net_cls",
+    "/sys/fs/cgroup/perf_event",
+    "/sys/fs/cgroup/pids",
+    "/sys/fs/cgroup/rdma",
+    "/sys/fs/cgroup/systemd",
+];
 
 /// The network a container gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +179,14 @@ pub struct HostFacts {
     /// The caller's hard limit of open files (0: unknown). Containers get at most this,
     /// since raising it needs `CAP_SYS_RESOURCE`.
     pub nofile_max: u64,
+    /// Whether the kernel offers cgroup namespaces (Linux 4.6+; [`host_has_cgroup_namespaces`]):
+    /// containers then get one of their own, rooted at their cgroup.
+    pub cgroup_namespace: bool,
+}
+
+/// Whether this kernel offers cgroup namespaces.
+pub fn host_has_cgroup_namespaces() -> bool {
+    std::path::Path::new("/proc/self/ns/cgroup").exists()
 }
 
 /// The open-files limit containers get where the host allows it (Docker's).
@@ -370,6 +410,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     if options.network == Network::None {
         namespaces.push(LinuxNamespaceType::Network);
     }
+    if input.host.cgroup_namespace {
+        namespaces.push(LinuxNamespaceType::Cgroup);
+    }
     let namespaces = namespaces
         .into_iter()
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
@@ -410,7 +453,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .cgroups_path(input.cgroups_path.clone())
         .resources(resources.build()?)
         .masked_paths(MASKED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .readonly_paths(READONLY_PATHS.iter().chain(&CGROUP_READONLY_PATHS).map(|p| p.to_string()).collect::<Vec<_>>())
         .build()?;
 
     Ok(SpecBuilder::default()
@@ -496,7 +539,7 @@ mod tests {
             user: &user,
             cgroups_path: "/berth/abcdefabcdef0123".into(),
             etc_files: vec![("/etc/hostname".into(), "/x/hostname".into())],
-            host: HostFacts { swap_limit: true, nofile_max: 20_000 },
+            host: HostFacts { swap_limit: true, nofile_max: 20_000, cgroup_namespace: true },
         })
         .unwrap()
     }
@@ -524,7 +567,7 @@ mod tests {
         assert_eq!(json["process"]["capabilities"]["effective"].as_array().unwrap().len(), 14);
         let ns: Vec<&str> =
             json["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
-        assert_eq!(ns, ["pid", "ipc", "uts", "mount", "network"]);
+        assert_eq!(ns, ["pid", "ipc", "uts", "mount", "network", "cgroup"]);
         assert_eq!(json["linux"]["resources"]["memory"], serde_json::json!({"limit": 64 << 20, "swap": 64 << 20}));
         assert_eq!(json["linux"]["resources"]["cpu"], serde_json::json!({"quota": 150000, "period": 100000}));
         assert_eq!(json["linux"]["resources"]["pids"]["limit"], 20);
@@ -548,11 +591,15 @@ mod tests {
         );
         assert_eq!(json["mounts"][9]["options"], serde_json::json!(["rbind", "rprivate", "ro"]));
         assert!(json["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
+        let readonly = json["linux"]["readonlyPaths"].as_array().unwrap();
+        for path in ["/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/systemd"] {
+            assert!(readonly.iter().any(|p| p == path), "{path} is not read-only");
+        }
 
         let host = RunOptions { network: Network::Host, ..RunOptions::default() };
         let spec = build_with(&host, 1000);
         let json = serde_json::to_value(&spec).unwrap();
-        assert_eq!(json["linux"]["namespaces"].as_array().unwrap().len(), 4);
+        assert_eq!(json["linux"]["namespaces"].as_array().unwrap().len(), 5);
         assert!(json["process"]["capabilities"]["effective"].as_array().is_none_or(|a| a.is_empty()));
         assert!(json["linux"]["resources"]["memory"].is_null());
     }

@@ -25,6 +25,10 @@ use nix::unistd::Pid;
 pub const FORWARDED: [Signal; 6] =
     [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
+/// Of [`FORWARDED`], those that end a supervisor whose container has not started yet:
+/// preparing is given up (see [`Signals::terminating`]).
+pub const TERMINATING: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 static PENDING: [AtomicBool; 65] = [const { AtomicBool::new(false) }; 65];
 
@@ -77,6 +81,12 @@ impl Signals {
         self.wake.as_fd()
     }
 
+    /// The first of [`TERMINATING`] that arrived and was not passed on yet (it stays noted):
+    /// a supervisor still preparing its container asks this between steps and gives up.
+    pub fn terminating(&self) -> Option<Signal> {
+        TERMINATING.into_iter().find(|sig| PENDING[*sig as usize].load(Ordering::SeqCst))
+    }
+
     /// Empties the pipe and sends every pending forwarded signal to `target`.
     pub fn forward(&self, target: Pid) -> Noted {
         let mut drain = [0u8; 64];
@@ -126,5 +136,24 @@ pub fn reap(target: Pid) -> Option<i32> {
             Ok(WaitStatus::StillAlive) | Err(_) => return code,
             Ok(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test of this binary that catches signals (they are process-wide).
+    #[test]
+    fn notes_terminating_signals_until_passed_on() {
+        let signals = Signals::catch().unwrap();
+        assert_eq!(signals.terminating(), None);
+        signal::raise(Signal::SIGUSR1).unwrap();
+        assert_eq!(signals.terminating(), None, "SIGUSR1 does not end a supervisor");
+        signal::raise(Signal::SIGTERM).unwrap();
+        assert_eq!(signals.terminating(), Some(Signal::SIGTERM));
+        // Passed on (here to a process that cannot exist), it is no longer pending.
+        signals.forward(Pid::from_raw(i32::MAX));
+        assert_eq!(signals.terminating(), None);
     }
 }
