@@ -16,8 +16,9 @@
 //! A request its caller may not make answers as distribution does: 401 `UNAUTHORIZED` with
 //! `WWW-Authenticate: Bearer realm=…,service=…,scope=…` (and `error="insufficient_scope"`
 //! for a token lacking the scope, so the client fetches one that has it), or 403 `DENIED` for
-//! signed-in basic credentials lacking the permission. Too many failed logins from one client
-//! address answer 429 `TOOMANYREQUESTS` until the window passes.
+//! signed-in basic credentials lacking the permission. Too many failed logins for one user
+//! name from one client address (or, with a much higher limit, from one address at all)
+//! answer 429 `TOOMANYREQUESTS` until the window passes.
 //!
 //! Every push, delete and failed login is logged on the `audit` tracing target: who, what,
 //! from where. Passwords, secrets and tokens are never logged.
@@ -44,7 +45,7 @@ use serde_json::json;
 use shared::RepoName;
 
 use self::accounts::{now_secs, AccountError, Htpasswd, RobotCache, ROBOT_PREFIX};
-use self::audit::{Audit, Limiter};
+use self::audit::{Audit, Counter, Limiter};
 use self::jwt::{JwtError, SigningKey, VerifyKey};
 pub use self::rules::Identity;
 use self::rules::{Rules, DELETE, PULL, PUSH};
@@ -196,9 +197,11 @@ impl Auth {
             rules: Rules::new(&auth),
             tokens: RwLock::new(HashMap::new()),
             limiter: Limiter {
-                max: auth.max_failed_logins,
-                window: Duration::from_secs(auth.failed_login_window_secs),
-                failures: Mutex::new(HashMap::new()),
+                by_user: Counter::new(auth.max_failed_logins, Duration::from_secs(auth.failed_login_window_secs)),
+                by_address: Counter::new(
+                    auth.max_failed_logins_per_address,
+                    Duration::from_secs(auth.failed_login_window_secs),
+                ),
             },
             config: auth,
         })
@@ -229,7 +232,7 @@ impl Auth {
         client: Option<IpAddr>,
     ) -> Result<(Identity, String), Refusal> {
         let ip = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if let Some(wait) = self.limiter.blocked(ip) {
+        if let Some(wait) = self.limiter.blocked(ip, user) {
             tracing::warn!(
                 target: "audit",
                 event = "login_failed",
@@ -254,7 +257,7 @@ impl Auth {
         match found {
             Some(found) => Ok(found),
             None => {
-                self.limiter.failed(ip);
+                self.limiter.failed(ip, user);
                 tracing::warn!(
                     target: "audit",
                     event = "login_failed",
