@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod paths;
+pub mod route;
 pub mod storage;
 pub mod store;
 pub mod tls;

@@ -105,35 +105,36 @@ pub(super) struct Audit {
     client: Option<IpAddr>,
     method: Method,
     uri: Uri,
+    route: Route,
 }
 
 impl Audit {
     /// An audit record for `req` if it may push or delete something.
     pub(super) fn of(req: &Request, who: String, client: Option<IpAddr>) -> Option<Audit> {
+        let route = req.extensions().get::<Route>()?.clone();
         matches!(*req.method(), Method::PUT | Method::POST | Method::DELETE).then(|| Audit {
             who,
             client,
             method: req.method().clone(),
             uri: req.uri().clone(),
+            route,
         })
     }
 
     /// Logs the push or delete the response confirms.
     pub(super) fn record(self, resp: &Response) {
-        let Some(rest) = self.uri.path().strip_prefix("/v2/") else { return };
-        let Some(route) = Route::parse(rest) else { return };
         let status = resp.status().as_u16();
         let digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).unwrap_or("");
         let (who, client) = (&self.who, shown(self.client));
-        match (route, &self.method, status) {
+        match (&self.route, &self.method, status) {
             (Route::Manifest(repo, reference), &Method::PUT, 201) => {
                 tracing::info!(
                     target: "audit",
                     event = "push",
                     who = %who,
                     client = %client,
-                    repo,
-                    reference,
+                    repo = repo.as_str(),
+                    reference = reference.as_str(),
                     digest,
                     "manifest pushed",
                 );
@@ -144,8 +145,8 @@ impl Audit {
                     event = "delete",
                     who = %who,
                     client = %client,
-                    repo,
-                    reference,
+                    repo = repo.as_str(),
+                    reference = reference.as_str(),
                     "manifest or tag deleted",
                 );
             }
@@ -155,8 +156,8 @@ impl Audit {
                     event = "delete",
                     who = %who,
                     client = %client,
-                    repo,
-                    digest = blob,
+                    repo = repo.as_str(),
+                    digest = blob.as_str(),
                     "blob deleted",
                 );
             }
@@ -167,7 +168,7 @@ impl Audit {
                     event = "push",
                     who = %who,
                     client = %client,
-                    repo,
+                    repo = repo.as_str(),
                     digest,
                     mounted_from = from.as_deref().unwrap_or("-"),
                     "blob pushed",
@@ -179,7 +180,7 @@ impl Audit {
                     event = "push",
                     who = %who,
                     client = %client,
-                    repo,
+                    repo = repo.as_str(),
                     digest,
                     "blob pushed",
                 );

@@ -49,10 +49,11 @@ use self::audit::{Audit, Counter, Limiter};
 use self::jwt::{JwtError, SigningKey, VerifyKey};
 pub use self::rules::Identity;
 use self::rules::{Rules, DELETE, PULL, PUSH};
-use crate::api::{AppState, Route};
+use crate::api::AppState;
 use crate::config::{AuthConfig, Config};
 use crate::error::{ApiError, Code};
 use crate::paths;
+use crate::route::{query, Route};
 use crate::storage::{Storage, StorageError};
 
 /// Clock skew allowed on a token's `exp` and `nbf`, as distribution allows.
@@ -546,20 +547,16 @@ pub(crate) enum Mount {
 }
 
 impl Need {
-    /// What `method` on `uri` needs.
-    pub(crate) fn of(method: &Method, uri: &Uri) -> Need {
-        let path = uri.path();
-        if path == "/v2" || path == "/v2/" {
-            return Need::Base;
-        }
-        let Some(rest) = path.strip_prefix("/v2/") else { return Need::Open };
-        let Some(route) = Route::parse(rest) else { return Need::Open };
+    /// What `method` on `uri` needs, `route` being the request's.
+    pub(crate) fn of(method: &Method, uri: &Uri, route: Option<&Route>) -> Need {
+        let Some(route) = route else { return Need::Open };
         let read_write = |m: &Method| match *m {
             Method::GET | Method::HEAD => PULL,
             Method::DELETE => DELETE,
             _ => PUSH,
         };
         let (name, bits) = match route {
+            Route::Base => return Need::Base,
             Route::Catalog => return Need::Catalog,
             Route::Tags(n) | Route::Referrers(n, _) => (n, PULL),
             Route::Manifest(n, _) | Route::Blob(n, _) => (n, read_write(method)),
@@ -595,14 +592,6 @@ impl Need {
             _ => (Vec::new(), false),
         }
     }
-}
-
-/// A query parameter's first value, decoded.
-pub(crate) fn query(uri: &Uri, key: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| crate::api::percent_decode(v))
-    })
 }
 
 /// Which repositories `_catalog` may list for the caller.
@@ -642,7 +631,7 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
         }
         return resp;
     };
-    let need = Need::of(req.method(), req.uri());
+    let need = Need::of(req.method(), req.uri(), req.extensions().get::<Route>());
     if need == Need::Open {
         return next.run(req).await;
     }
@@ -727,7 +716,10 @@ mod tests {
 
     #[test]
     fn needs_follow_routes_and_methods() {
-        let need = |m: Method, u: &str| Need::of(&m, &u.parse().unwrap());
+        let need = |m: Method, u: &str| {
+            let uri: Uri = u.parse().unwrap();
+            Need::of(&m, &uri, Route::of(uri.path()).as_ref())
+        };
         assert_eq!(need(Method::GET, "/v2/"), Need::Base);
         assert_eq!(need(Method::GET, "/healthz"), Need::Open);
         assert_eq!(need(Method::GET, "/v2/_catalog"), Need::Catalog);

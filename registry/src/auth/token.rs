@@ -27,8 +27,9 @@ use super::accounts::{now_secs, random_bytes};
 use super::jwt::{self, Audience, Claims, ResourceActions};
 use super::rules::{self, Identity};
 use super::{client_addr, decode_basic, Auth, Refusal};
-use crate::api::{percent_decode, AppState, Req};
+use crate::api::{AppState, Req};
 use crate::error::{ApiError, Code};
+use crate::route::percent_decode;
 
 /// The largest token request body read.
 const MAX_FORM_BYTES: usize = 64 * 1024;
