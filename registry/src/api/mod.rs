@@ -342,4 +342,37 @@ mod tests {
         }
         assert_eq!(store.upload_locks_len(), 0);
     }
+
+    #[tokio::test]
+    async fn handlers_attach_what_they_changed() {
+        use crate::events::Event;
+        let (_dir, state) = registry().await;
+        let app = router(state);
+        let event = |resp: &Response| resp.extensions().get::<Event>().cloned();
+        let d = shared::Digest::sha256_of(b"{}");
+        let resp = call(&app, "POST", &format!("/v2/a/blobs/uploads/?digest={d}"), "{}").await;
+        let pushed = Event::BlobPushed { repo: "a".into(), digest: d.to_string(), mounted_from: None };
+        assert_eq!(event(&resp), Some(pushed));
+        let resp = call(&app, "POST", &format!("/v2/b/blobs/uploads/?mount={d}&from=a"), "").await;
+        let mounted = Event::BlobPushed { repo: "b".into(), digest: d.to_string(), mounted_from: Some("a".into()) };
+        assert_eq!(event(&resp), Some(mounted));
+        // A refused request changed nothing, and says so.
+        let wrong = shared::Digest::sha256_of(b"other");
+        let resp = call(&app, "POST", &format!("/v2/a/blobs/uploads/?digest={wrong}"), "{}").await;
+        assert_eq!((resp.status(), event(&resp)), (StatusCode::BAD_REQUEST, None));
+        let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let m = shared::Digest::sha256_of(manifest.as_bytes());
+        let resp = call(&app, "PUT", &format!("/v2/a/manifests/{m}?tag=x&tag=y"), manifest).await;
+        let tagged = Event::ManifestPushed {
+            repo: "a".into(),
+            reference: m.to_string(),
+            digest: m.to_string(),
+            tags: vec!["x".into(), "y".into()],
+        };
+        assert_eq!(event(&resp), Some(tagged));
+        let resp = call(&app, "DELETE", "/v2/a/manifests/x", "").await;
+        assert_eq!(event(&resp), Some(Event::ManifestDeleted { repo: "a".into(), reference: "x".into() }));
+        let resp = call(&app, "DELETE", &format!("/v2/b/blobs/{d}"), "").await;
+        assert_eq!(event(&resp), Some(Event::BlobDeleted { repo: "b".into(), digest: d.to_string() }));
+    }
 }

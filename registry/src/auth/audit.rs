@@ -1,9 +1,10 @@
-//! The audit log and the failed-login limit: every push, delete and failed login is logged
-//! on the `audit` tracing target (who, what, from where), and a client address with too many
-//! failed logins in the window is refused for a while. Used by the access-control middleware
-//! in [`super`].
+//! The audit log and the failed-login limit: every push and delete (the [`Event`] its handler
+//! attached to the answer) is logged on the `audit` tracing target with who and from where,
+//! and a client address and user name with too many failed logins in the window are refused
+//! for a while. Used by the access-control middleware in [`super`].
 
 use super::*;
+use crate::events::Event;
 
 /// Entries a failure counter keeps at most: past it, expired entries go, then the older
 /// half.
@@ -99,93 +100,23 @@ impl Limiter {
     }
 }
 
-/// A write request to log once its answer is known.
+/// Who made a request and from where, to log the audit event its handler attached to the
+/// answer (see [`crate::events`]).
 pub(super) struct Audit {
     who: String,
     client: Option<IpAddr>,
-    method: Method,
-    uri: Uri,
-    route: Route,
 }
 
 impl Audit {
-    /// An audit record for `req` if it may push or delete something.
-    pub(super) fn of(req: &Request, who: String, client: Option<IpAddr>) -> Option<Audit> {
-        let route = req.extensions().get::<Route>()?.clone();
-        matches!(*req.method(), Method::PUT | Method::POST | Method::DELETE).then(|| Audit {
-            who,
-            client,
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            route,
-        })
+    /// An audit record of a request by `who` from `client`.
+    pub(super) fn new(who: String, client: Option<IpAddr>) -> Audit {
+        Audit { who, client }
     }
 
-    /// Logs the push or delete the response confirms.
+    /// Logs what the answer says the request changed, if anything.
     pub(super) fn record(self, resp: &Response) {
-        let status = resp.status().as_u16();
-        let digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).unwrap_or("");
-        let (who, client) = (&self.who, shown(self.client));
-        match (&self.route, &self.method, status) {
-            (Route::Manifest(repo, reference), &Method::PUT, 201) => {
-                tracing::info!(
-                    target: "audit",
-                    event = "push",
-                    who = %who,
-                    client = %client,
-                    repo = repo.as_str(),
-                    reference = reference.as_str(),
-                    digest,
-                    "manifest pushed",
-                );
-            }
-            (Route::Manifest(repo, reference), &Method::DELETE, 202) => {
-                tracing::info!(
-                    target: "audit",
-                    event = "delete",
-                    who = %who,
-                    client = %client,
-                    repo = repo.as_str(),
-                    reference = reference.as_str(),
-                    "manifest or tag deleted",
-                );
-            }
-            (Route::Blob(repo, blob), &Method::DELETE, 202) => {
-                tracing::info!(
-                    target: "audit",
-                    event = "delete",
-                    who = %who,
-                    client = %client,
-                    repo = repo.as_str(),
-                    digest = blob.as_str(),
-                    "blob deleted",
-                );
-            }
-            (Route::UploadStart(repo), &Method::POST, 201) => {
-                let from = query(&self.uri, "from").filter(|_| query(&self.uri, "mount").is_some());
-                tracing::info!(
-                    target: "audit",
-                    event = "push",
-                    who = %who,
-                    client = %client,
-                    repo = repo.as_str(),
-                    digest,
-                    mounted_from = from.as_deref().unwrap_or("-"),
-                    "blob pushed",
-                );
-            }
-            (Route::Upload(repo, _), &Method::PUT, 201) => {
-                tracing::info!(
-                    target: "audit",
-                    event = "push",
-                    who = %who,
-                    client = %client,
-                    repo = repo.as_str(),
-                    digest,
-                    "blob pushed",
-                );
-            }
-            _ => {}
+        if let Some(event) = resp.extensions().get::<Event>() {
+            event.log(&self.who, &shown(self.client));
         }
     }
 }

@@ -623,12 +623,9 @@ fn without_mount(uri: &Uri) -> Uri {
 /// set, and the audit log always.
 pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(auth) = state.auth.clone() else {
-        let client = client_addr(&req, false);
-        let audit = Audit::of(&req, "anonymous".into(), client);
+        let audit = Audit::new("anonymous".into(), client_addr(&req, false));
         let resp = next.run(req).await;
-        if let Some(a) = audit {
-            a.record(&resp);
-        }
+        audit.record(&resp);
         return resp;
     };
     let need = Need::of(req.method(), req.uri(), req.extensions().get::<Route>());
@@ -701,12 +698,10 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
             }
         }
     }
-    let audit = Audit::of(&req, caller.identity.to_string(), client);
+    let audit = Audit::new(caller.identity.to_string(), client);
     req.extensions_mut().insert(caller);
     let resp = next.run(req).await;
-    if let Some(a) = audit {
-        a.record(&resp);
-    }
+    audit.record(&resp);
     resp
 }
 
