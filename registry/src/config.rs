@@ -215,9 +215,13 @@ pub struct AuthConfig {
     /// How long a verified user password is remembered, in seconds, so basic authentication on
     /// every request does not run bcrypt every time. Default 60.
     pub password_cache_secs: u64,
-    /// Failed logins allowed from one client address per window before it gets 429
-    /// `TOOMANYREQUESTS`; 0 means no limit. Default 10.
+    /// Failed logins allowed for one user name from one client address per window before
+    /// they get 429 `TOOMANYREQUESTS`; 0 means no limit. Default 10.
     pub max_failed_logins: u32,
+    /// Failed logins allowed from one client address per window, whatever the user names,
+    /// before it gets 429 `TOOMANYREQUESTS`; 0 means no limit. Default 100. Behind a proxy,
+    /// set `trust_forwarded_for`, or every client counts as the proxy's address.
+    pub max_failed_logins_per_address: u32,
     /// The window of `max_failed_logins`, in seconds. Default 60.
     pub failed_login_window_secs: u64,
     /// Take the client address from the last `X-Forwarded-For` entry (set this behind a
@@ -245,6 +249,7 @@ impl Default for AuthConfig {
             robot_cache_secs: 10,
             password_cache_secs: 60,
             max_failed_logins: 10,
+            max_failed_logins_per_address: 100,
             failed_login_window_secs: 60,
             trust_forwarded_for: false,
             groups: BTreeMap::new(),
@@ -449,7 +454,8 @@ impl AuthConfig {
         if self.refresh_token_ttl_secs < self.token_ttl_secs {
             return err("auth.refresh_token_ttl_secs", "must be at least auth.token_ttl_secs".into());
         }
-        if self.max_failed_logins > 0 && self.failed_login_window_secs == 0 {
+        if (self.max_failed_logins > 0 || self.max_failed_logins_per_address > 0) && self.failed_login_window_secs == 0
+        {
             return err("auth.failed_login_window_secs", "must be at least 1".into());
         }
         if let Some(realm) = &self.realm {

@@ -621,8 +621,11 @@ async fn the_catalog_lists_only_what_the_caller_may_pull() {
 }
 
 #[tokio::test]
-async fn failed_logins_are_limited_per_client_address() {
-    let reg = Reg::new("max_failed_logins = 3\nfailed_login_window_secs = 60\ntrust_forwarded_for = true").await;
+async fn failed_logins_are_limited_per_client_address_and_user() {
+    let reg = Reg::new(
+        "max_failed_logins = 3\nmax_failed_logins_per_address = 6\nfailed_login_window_secs = 60\ntrust_forwarded_for = true",
+    )
+    .await;
     let from = |ip: &'static str| [("x-forwarded-for", ip)];
     let wrong = basic("alice", "wrong");
     for _ in 0..3 {
@@ -648,11 +651,26 @@ async fn failed_logins_are_limited_per_client_address() {
         .send("POST", "/token", &[from("198.51.100.1")[0], ("content-type", "application/x-www-form-urlencoded")], form)
         .await;
     r.expect(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
-    // Another address is not affected, and anonymous requests are not limited.
+    // Another address is not affected, nor another user at the same address (behind a proxy
+    // that is everyone), and anonymous requests are not limited.
     let r = reg.send("GET", "/v2/", &[from("198.51.100.2")[0], ("authorization", &right)], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let bob = basic("bob", "bob-secret-2");
+    let r = reg.send("GET", "/v2/", &[from("198.51.100.1")[0], ("authorization", &bob)], Body::empty()).await;
     assert_eq!(r.status, StatusCode::OK);
     let r = reg.send("GET", "/v2/library/x/tags/list", &from("198.51.100.1"), Body::empty()).await;
     r.expect(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
+    // Guessing at other names from that address meets the address's own, higher limit (the
+    // refused alice logins counted towards it): then everyone there waits.
+    for user in ["carol", "mallory", "admin"] {
+        let wrong = basic(user, "wrong");
+        let r = reg.send("GET", "/v2/", &[from("198.51.100.1")[0], ("authorization", &wrong)], Body::empty()).await;
+        r.expect(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    }
+    let r = reg.send("GET", "/v2/", &[from("198.51.100.1")[0], ("authorization", &bob)], Body::empty()).await;
+    r.expect(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+    let r = reg.send("GET", "/v2/", &[from("198.51.100.2")[0], ("authorization", &bob)], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]

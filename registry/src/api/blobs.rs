@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{digest_error, method_not_allowed, repo_name, Req};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::events::Event;
 
 /// A satisfiable byte range of an object of a known size, `start..end` (end exclusive).
 #[derive(Debug, PartialEq, Eq)]
@@ -110,7 +111,8 @@ pub(crate) async fn handle(req: Req, name: &str, digest: &str) -> ApiResult<Resp
         }
         Method::DELETE => {
             store.delete_blob(&repo, &digest).await?;
-            Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+            let resp = (StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response();
+            Ok(Event::BlobDeleted { repo: repo.to_string(), digest: digest.to_string() }.attach(resp))
         }
         _ => method_not_allowed(),
     }

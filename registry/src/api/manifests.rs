@@ -16,6 +16,7 @@ use shared::{media_type, NameError, Reference, RepoName, Tag};
 
 use super::{digest_error, method_not_allowed, repo_name, Req};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::events::Event;
 use crate::store::{StoreError, StoredManifest};
 
 /// Parses the reference of a `PUT` or `DELETE`: one that is neither a valid tag nor a
@@ -95,8 +96,10 @@ pub(crate) async fn handle(req: Req, body: axum::body::Body, name: &str, referen
         Method::GET | Method::HEAD => get(req, &repo, &lookup_reference(reference)?).await,
         Method::PUT => put(req, body, &repo, &parse_reference(reference)?).await,
         Method::DELETE => {
-            req.state.store.delete_manifest(&repo, &parse_reference(reference)?).await?;
-            Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+            let reference = parse_reference(reference)?;
+            req.state.store.delete_manifest(&repo, &reference).await?;
+            let resp = (StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response();
+            Ok(Event::ManifestDeleted { repo: repo.to_string(), reference: reference.to_string() }.attach(resp))
         }
         _ => method_not_allowed(),
     }
@@ -149,7 +152,13 @@ async fn put(req: Req, body: axum::body::Body, repo: &RepoName, reference: &Refe
     for tag in &tags {
         h.append("oci-tag", value(tag.to_string())?);
     }
-    Ok(resp)
+    let event = Event::ManifestPushed {
+        repo: repo.to_string(),
+        reference: reference.to_string(),
+        digest: pushed.digest.to_string(),
+        tags: tags.iter().map(Tag::to_string).collect(),
+    };
+    Ok(event.attach(resp))
 }
 
 #[cfg(test)]

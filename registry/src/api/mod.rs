@@ -2,7 +2,7 @@
 //! `/metrics`.
 //!
 //! Repository names may hold slashes, so everything under `/v2/` is one wildcard route whose
-//! path is parsed once, from the right, by [`Route::parse`]; the handlers live in
+//! path [`crate::route`] has parsed once into the request's [`Route`]; the handlers live in
 //! [`blobs`], [`uploads`], [`manifests`] and [`listing`]. A middleware records one tracing
 //! event and one metrics observation per request and counts body bytes both ways; the
 //! outermost one, [`early`], lets a client that sends its whole body before reading get an
@@ -27,6 +27,7 @@ use shared::{DigestError, NameError, RepoName};
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::metrics::Metrics;
+use crate::route::Route;
 use crate::storage::{ByteStream, StorageError};
 use crate::store::{Store, StoreError};
 
@@ -63,13 +64,10 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(crate::route::layer))
         .layer(middleware::from_fn(early::layer))
         .with_state(state)
 }
-
-/// The route a request was for, attached to responses for the metrics.
-#[derive(Debug, Clone, Copy)]
-struct RouteLabel(&'static str);
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
@@ -91,65 +89,7 @@ async fn base(method: Method) -> Response {
     }
     let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response();
     resp.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
-    resp.extensions_mut().insert(RouteLabel("base"));
     resp
-}
-
-/// A parsed `/v2/` path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Route<'a> {
-    /// `/v2/_catalog`
-    Catalog,
-    /// `/v2/<name>/tags/list`
-    Tags(&'a str),
-    /// `/v2/<name>/manifests/<reference>`
-    Manifest(&'a str, &'a str),
-    /// `/v2/<name>/blobs/<digest>`
-    Blob(&'a str, &'a str),
-    /// `/v2/<name>/blobs/uploads/`
-    UploadStart(&'a str),
-    /// `/v2/<name>/blobs/uploads/<id>`
-    Upload(&'a str, &'a str),
-    /// `/v2/<name>/referrers/<digest>`
-    Referrers(&'a str, &'a str),
-}
-
-impl<'a> Route<'a> {
-    /// Parses the part of the path after `/v2/`, matching the endpoint from the right so a
-    /// repository name may itself contain `blobs` or `manifests` components.
-    pub(crate) fn parse(path: &'a str) -> Option<Route<'a>> {
-        if path == "_catalog" {
-            return Some(Route::Catalog);
-        }
-        let (rest, last) = path.rsplit_once('/')?;
-        if last == "list" {
-            if let Some(name) = rest.strip_suffix("/tags") {
-                return Some(Route::Tags(name));
-            }
-        }
-        if let Some(name) = rest.strip_suffix("/blobs/uploads") {
-            return Some(if last.is_empty() { Route::UploadStart(name) } else { Route::Upload(name, last) });
-        }
-        let (name, kind) = rest.rsplit_once('/')?;
-        match kind {
-            "manifests" => Some(Route::Manifest(name, last)),
-            "referrers" => Some(Route::Referrers(name, last)),
-            "blobs" if last == "uploads" => Some(Route::UploadStart(name)),
-            "blobs" => Some(Route::Blob(name, last)),
-            _ => None,
-        }
-    }
-
-    fn label(&self) -> &'static str {
-        match self {
-            Route::Catalog => "catalog",
-            Route::Tags(_) => "tags",
-            Route::Manifest(..) => "manifest",
-            Route::Blob(..) => "blob",
-            Route::UploadStart(_) | Route::Upload(..) => "upload",
-            Route::Referrers(..) => "referrers",
-        }
-    }
 }
 
 /// One request to a `/v2/<name>/...` endpoint, as the handlers see it (the body is passed
@@ -166,22 +106,12 @@ pub(crate) struct Req {
 impl Req {
     /// A query parameter's first value, percent-decoded.
     pub fn query(&self, key: &str) -> Option<String> {
-        let q = self.uri.query()?;
-        q.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == key).then(|| percent_decode(v))
-        })
+        crate::route::query(&self.uri, key)
     }
 
     /// Every value of a query parameter, percent-decoded, in order.
     pub fn query_all(&self, key: &str) -> Vec<String> {
-        let Some(q) = self.uri.query() else { return Vec::new() };
-        q.split('&')
-            .filter_map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (k == key).then(|| percent_decode(v))
-            })
-            .collect()
+        crate::route::query_all(&self.uri, key)
     }
 
     /// A header as a string.
@@ -234,32 +164,6 @@ pub(crate) async fn drain(mut body: axum::body::BodyDataStream, refused_limit: u
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as a space) in a query value.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            // Bytes, not `&s[..]`: a `%` before a multi-byte character must not split it.
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Parses a repository name from the path, or answers `NAME_INVALID`.
 pub(crate) fn repo_name(s: &str) -> ApiResult<RepoName> {
     s.parse().map_err(|e: NameError| ApiError::new(Code::NameInvalid).detail(e))
@@ -299,13 +203,10 @@ impl From<StoreError> for ApiError {
 
 /// Everything under `/v2/`.
 async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path().strip_prefix("/v2/").unwrap_or("");
-    let Some(route) = Route::parse(path) else {
+    let (mut parts, body) = req.into_parts();
+    let Some(route) = parts.extensions.remove::<Route>() else {
         return ApiError::new(Code::NameUnknown).detail("unknown endpoint").into_response();
     };
-    let label = route.label();
-    let route = route_owned(&route);
     let req = Req {
         state,
         method: parts.method,
@@ -314,39 +215,16 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         extensions: parts.extensions,
     };
     let result = match route {
-        OwnedRoute::Catalog => listing::catalog(req).await,
-        OwnedRoute::Tags(name) => listing::tags(req, &name).await,
-        OwnedRoute::Referrers(name, d) => listing::referrers(req, &name, &d).await,
-        OwnedRoute::Manifest(name, r) => manifests::handle(req, body, &name, &r).await,
-        OwnedRoute::Blob(name, d) => blobs::handle(req, &name, &d).await,
-        OwnedRoute::UploadStart(name) => uploads::start(req, body, &name).await,
-        OwnedRoute::Upload(name, id) => uploads::handle(req, body, &name, &id).await,
+        Route::Base => Ok(base(req.method).await),
+        Route::Catalog => listing::catalog(req).await,
+        Route::Tags(name) => listing::tags(req, &name).await,
+        Route::Referrers(name, d) => listing::referrers(req, &name, &d).await,
+        Route::Manifest(name, r) => manifests::handle(req, body, &name, &r).await,
+        Route::Blob(name, d) => blobs::handle(req, &name, &d).await,
+        Route::UploadStart(name) => uploads::start(req, body, &name).await,
+        Route::Upload(name, id) => uploads::handle(req, body, &name, &id).await,
     };
-    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
-    resp.extensions_mut().insert(RouteLabel(label));
-    resp
-}
-
-enum OwnedRoute {
-    Catalog,
-    Tags(String),
-    Manifest(String, String),
-    Blob(String, String),
-    UploadStart(String),
-    Upload(String, String),
-    Referrers(String, String),
-}
-
-fn route_owned(r: &Route<'_>) -> OwnedRoute {
-    match *r {
-        Route::Catalog => OwnedRoute::Catalog,
-        Route::Tags(n) => OwnedRoute::Tags(n.into()),
-        Route::Manifest(n, x) => OwnedRoute::Manifest(n.into(), x.into()),
-        Route::Blob(n, x) => OwnedRoute::Blob(n.into(), x.into()),
-        Route::UploadStart(n) => OwnedRoute::UploadStart(n.into()),
-        Route::Upload(n, x) => OwnedRoute::Upload(n.into(), x.into()),
-        Route::Referrers(n, x) => OwnedRoute::Referrers(n.into(), x.into()),
-    }
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Answers `UNSUPPORTED` for a method an endpoint does not take.
@@ -391,13 +269,13 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let route = crate::route::label_of(&req);
     let metrics = state.metrics.clone();
     let req = req.map(|body| {
         let m = metrics.clone();
         Body::new(Counted { inner: body, count: move |n| m.add_bytes_in(n) })
     });
     let resp = next.run(req).await;
-    let route = resp.extensions().get::<RouteLabel>().map_or("other", |r| r.0);
     let status = resp.status();
     let elapsed = start.elapsed();
     state.metrics.observe(method.as_str(), route, status.as_u16(), elapsed);
@@ -419,23 +297,6 @@ pub(crate) fn upload_range(offset: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_parse_from_the_right() {
-        assert_eq!(Route::parse("_catalog"), Some(Route::Catalog));
-        assert_eq!(Route::parse("a/b/tags/list"), Some(Route::Tags("a/b")));
-        assert_eq!(Route::parse("a/manifests/latest"), Some(Route::Manifest("a", "latest")));
-        assert_eq!(Route::parse("a/blobs/manifests/x"), Some(Route::Manifest("a/blobs", "x")));
-        assert_eq!(Route::parse("a/blobs/sha256:00"), Some(Route::Blob("a", "sha256:00")));
-        assert_eq!(Route::parse("a/blobs/uploads/"), Some(Route::UploadStart("a")));
-        assert_eq!(Route::parse("a/blobs/uploads"), Some(Route::UploadStart("a")));
-        assert_eq!(Route::parse("a/b/blobs/uploads/123"), Some(Route::Upload("a/b", "123")));
-        assert_eq!(Route::parse("a/referrers/sha256:00"), Some(Route::Referrers("a", "sha256:00")));
-        assert_eq!(Route::parse("a/manifests/list"), Some(Route::Manifest("a", "list")));
-        assert_eq!(Route::parse("a/tags/list/tags/list"), Some(Route::Tags("a/tags/list")));
-        assert_eq!(Route::parse("a"), None);
-        assert_eq!(Route::parse("a/other/x"), None);
-    }
 
     /// A registry on a temporary folder, and its state.
     async fn registry() -> (tempfile::TempDir, AppState) {
@@ -482,11 +343,36 @@ mod tests {
         assert_eq!(store.upload_locks_len(), 0);
     }
 
-    #[test]
-    fn decodes_queries() {
-        assert_eq!(percent_decode("sha256%3Aab"), "sha256:ab");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("x+y"), "x y");
-        assert_eq!(percent_decode("%é%"), "%é%");
+    #[tokio::test]
+    async fn handlers_attach_what_they_changed() {
+        use crate::events::Event;
+        let (_dir, state) = registry().await;
+        let app = router(state);
+        let event = |resp: &Response| resp.extensions().get::<Event>().cloned();
+        let d = shared::Digest::sha256_of(b"{}");
+        let resp = call(&app, "POST", &format!("/v2/a/blobs/uploads/?digest={d}"), "{}").await;
+        let pushed = Event::BlobPushed { repo: "a".into(), digest: d.to_string(), mounted_from: None };
+        assert_eq!(event(&resp), Some(pushed));
+        let resp = call(&app, "POST", &format!("/v2/b/blobs/uploads/?mount={d}&from=a"), "").await;
+        let mounted = Event::BlobPushed { repo: "b".into(), digest: d.to_string(), mounted_from: Some("a".into()) };
+        assert_eq!(event(&resp), Some(mounted));
+        // A refused request changed nothing, and says so.
+        let wrong = shared::Digest::sha256_of(b"other");
+        let resp = call(&app, "POST", &format!("/v2/a/blobs/uploads/?digest={wrong}"), "{}").await;
+        assert_eq!((resp.status(), event(&resp)), (StatusCode::BAD_REQUEST, None));
+        let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let m = shared::Digest::sha256_of(manifest.as_bytes());
+        let resp = call(&app, "PUT", &format!("/v2/a/manifests/{m}?tag=x&tag=y"), manifest).await;
+        let tagged = Event::ManifestPushed {
+            repo: "a".into(),
+            reference: m.to_string(),
+            digest: m.to_string(),
+            tags: vec!["x".into(), "y".into()],
+        };
+        assert_eq!(event(&resp), Some(tagged));
+        let resp = call(&app, "DELETE", "/v2/a/manifests/x", "").await;
+        assert_eq!(event(&resp), Some(Event::ManifestDeleted { repo: "a".into(), reference: "x".into() }));
+        let resp = call(&app, "DELETE", &format!("/v2/b/blobs/{d}"), "").await;
+        assert_eq!(event(&resp), Some(Event::BlobDeleted { repo: "b".into(), digest: d.to_string() }));
     }
 }

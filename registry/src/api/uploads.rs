@@ -9,6 +9,7 @@ use shared::{Algorithm, Digest, RepoName};
 
 use super::{digest_error, method_not_allowed, repo_name, upload_range, Req};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::events::Event;
 use crate::store::{StoreError, UploadStatus};
 
 /// `202 Accepted` for an upload in progress, with its location and received range.
@@ -32,9 +33,10 @@ fn in_progress(repo: &RepoName, status: &UploadStatus, code: StatusCode, chunk_m
     resp
 }
 
-/// `201 Created` for a blob now readable in `repo`.
-fn created(repo: &RepoName, digest: &Digest) -> Response {
-    (
+/// `201 Created` for a blob now readable in `repo` (mounted from `mounted_from`, else
+/// uploaded), with its audit event.
+fn created(repo: &RepoName, digest: &Digest, mounted_from: Option<String>) -> Response {
+    let resp = (
         StatusCode::CREATED,
         [
             (header::LOCATION, format!("/v2/{repo}/blobs/{digest}")),
@@ -42,7 +44,8 @@ fn created(repo: &RepoName, digest: &Digest) -> Response {
             (header::HeaderName::from_static("docker-content-digest"), digest.to_string()),
         ],
     )
-        .into_response()
+        .into_response();
+    Event::BlobPushed { repo: repo.to_string(), digest: digest.to_string(), mounted_from }.attach(resp)
 }
 
 /// `POST /v2/<name>/blobs/uploads/`.
@@ -64,7 +67,8 @@ pub(crate) async fn start(req: Req, body: Body, name: &str) -> ApiResult<Respons
         };
         if let (Ok(digest), Ok(from)) = (mount.parse::<Digest>(), from) {
             if store.mount_blob(&repo, &digest, from.as_ref()).await? {
-                return Ok(created(&repo, &digest));
+                let source = from.map_or_else(|| "*".to_string(), |f| f.to_string());
+                return Ok(created(&repo, &digest, Some(source)));
             }
         }
     }
@@ -77,7 +81,7 @@ pub(crate) async fn start(req: Req, body: Body, name: &str) -> ApiResult<Respons
             let _ = store.cancel_upload(&repo, &status.id).await;
             return Err(e.into());
         }
-        return Ok(created(&repo, &digest));
+        return Ok(created(&repo, &digest, None));
     }
     let status = store.start_upload(&repo, Algorithm::Sha256).await?;
     Ok(in_progress(&repo, &status, StatusCode::ACCEPTED, chunk_min))
@@ -166,7 +170,7 @@ pub(crate) async fn handle(req: Req, body: Body, name: &str, id: &str) -> ApiRes
             let len = Req::body_len(&body);
             let body = Req::body_stream(body);
             match store.finish_upload(&repo, id, &digest, start, len, body).await {
-                Ok(()) => Ok(created(&repo, &digest)),
+                Ok(()) => Ok(created(&repo, &digest, None)),
                 Err(e) => Err(refused(&repo, id, e)),
             }
         }

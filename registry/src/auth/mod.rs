@@ -16,8 +16,9 @@
 //! A request its caller may not make answers as distribution does: 401 `UNAUTHORIZED` with
 //! `WWW-Authenticate: Bearer realm=…,service=…,scope=…` (and `error="insufficient_scope"`
 //! for a token lacking the scope, so the client fetches one that has it), or 403 `DENIED` for
-//! signed-in basic credentials lacking the permission. Too many failed logins from one client
-//! address answer 429 `TOOMANYREQUESTS` until the window passes.
+//! signed-in basic credentials lacking the permission. Too many failed logins for one user
+//! name from one client address (or, with a much higher limit, from one address at all)
+//! answer 429 `TOOMANYREQUESTS` until the window passes.
 //!
 //! Every push, delete and failed login is logged on the `audit` tracing target: who, what,
 //! from where. Passwords, secrets and tokens are never logged.
@@ -44,14 +45,15 @@ use serde_json::json;
 use shared::RepoName;
 
 use self::accounts::{now_secs, AccountError, Htpasswd, RobotCache, ROBOT_PREFIX};
-use self::audit::{Audit, Limiter};
+use self::audit::{Audit, Counter, Limiter};
 use self::jwt::{JwtError, SigningKey, VerifyKey};
 pub use self::rules::Identity;
 use self::rules::{Rules, DELETE, PULL, PUSH};
-use crate::api::{AppState, Route};
+use crate::api::AppState;
 use crate::config::{AuthConfig, Config};
 use crate::error::{ApiError, Code};
 use crate::paths;
+use crate::route::{query, Route};
 use crate::storage::{Storage, StorageError};
 
 /// Clock skew allowed on a token's `exp` and `nbf`, as distribution allows.
@@ -196,9 +198,11 @@ impl Auth {
             rules: Rules::new(&auth),
             tokens: RwLock::new(HashMap::new()),
             limiter: Limiter {
-                max: auth.max_failed_logins,
-                window: Duration::from_secs(auth.failed_login_window_secs),
-                failures: Mutex::new(HashMap::new()),
+                by_user: Counter::new(auth.max_failed_logins, Duration::from_secs(auth.failed_login_window_secs)),
+                by_address: Counter::new(
+                    auth.max_failed_logins_per_address,
+                    Duration::from_secs(auth.failed_login_window_secs),
+                ),
             },
             config: auth,
         })
@@ -229,7 +233,7 @@ impl Auth {
         client: Option<IpAddr>,
     ) -> Result<(Identity, String), Refusal> {
         let ip = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if let Some(wait) = self.limiter.blocked(ip) {
+        if let Some(wait) = self.limiter.blocked(ip, user) {
             tracing::warn!(
                 target: "audit",
                 event = "login_failed",
@@ -254,7 +258,7 @@ impl Auth {
         match found {
             Some(found) => Ok(found),
             None => {
-                self.limiter.failed(ip);
+                self.limiter.failed(ip, user);
                 tracing::warn!(
                     target: "audit",
                     event = "login_failed",
@@ -543,20 +547,16 @@ pub(crate) enum Mount {
 }
 
 impl Need {
-    /// What `method` on `uri` needs.
-    pub(crate) fn of(method: &Method, uri: &Uri) -> Need {
-        let path = uri.path();
-        if path == "/v2" || path == "/v2/" {
-            return Need::Base;
-        }
-        let Some(rest) = path.strip_prefix("/v2/") else { return Need::Open };
-        let Some(route) = Route::parse(rest) else { return Need::Open };
+    /// What `method` on `uri` needs, `route` being the request's.
+    pub(crate) fn of(method: &Method, uri: &Uri, route: Option<&Route>) -> Need {
+        let Some(route) = route else { return Need::Open };
         let read_write = |m: &Method| match *m {
             Method::GET | Method::HEAD => PULL,
             Method::DELETE => DELETE,
             _ => PUSH,
         };
         let (name, bits) = match route {
+            Route::Base => return Need::Base,
             Route::Catalog => return Need::Catalog,
             Route::Tags(n) | Route::Referrers(n, _) => (n, PULL),
             Route::Manifest(n, _) | Route::Blob(n, _) => (n, read_write(method)),
@@ -594,14 +594,6 @@ impl Need {
     }
 }
 
-/// A query parameter's first value, decoded.
-pub(crate) fn query(uri: &Uri, key: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| crate::api::percent_decode(v))
-    })
-}
-
 /// Which repositories `_catalog` may list for the caller.
 #[derive(Clone)]
 pub struct CatalogFilter(Arc<dyn Fn(&str) -> bool + Send + Sync>);
@@ -631,15 +623,12 @@ fn without_mount(uri: &Uri) -> Uri {
 /// set, and the audit log always.
 pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(auth) = state.auth.clone() else {
-        let client = client_addr(&req, false);
-        let audit = Audit::of(&req, "anonymous".into(), client);
+        let audit = Audit::new("anonymous".into(), client_addr(&req, false));
         let resp = next.run(req).await;
-        if let Some(a) = audit {
-            a.record(&resp);
-        }
+        audit.record(&resp);
         return resp;
     };
-    let need = Need::of(req.method(), req.uri());
+    let need = Need::of(req.method(), req.uri(), req.extensions().get::<Route>());
     if need == Need::Open {
         return next.run(req).await;
     }
@@ -709,12 +698,10 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
             }
         }
     }
-    let audit = Audit::of(&req, caller.identity.to_string(), client);
+    let audit = Audit::new(caller.identity.to_string(), client);
     req.extensions_mut().insert(caller);
     let resp = next.run(req).await;
-    if let Some(a) = audit {
-        a.record(&resp);
-    }
+    audit.record(&resp);
     resp
 }
 
@@ -724,7 +711,10 @@ mod tests {
 
     #[test]
     fn needs_follow_routes_and_methods() {
-        let need = |m: Method, u: &str| Need::of(&m, &u.parse().unwrap());
+        let need = |m: Method, u: &str| {
+            let uri: Uri = u.parse().unwrap();
+            Need::of(&m, &uri, Route::of(uri.path()).as_ref())
+        };
         assert_eq!(need(Method::GET, "/v2/"), Need::Base);
         assert_eq!(need(Method::GET, "/healthz"), Need::Open);
         assert_eq!(need(Method::GET, "/v2/_catalog"), Need::Catalog);

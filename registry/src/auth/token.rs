@@ -28,8 +28,9 @@ use super::accounts::{now_secs, random_bytes};
 use super::jwt::{self, Audience, Claims, ResourceActions};
 use super::rules::{self, Identity};
 use super::{client_addr, decode_basic, Auth, Refusal};
-use crate::api::{percent_decode, AppState, Req};
+use crate::api::{AppState, Req};
 use crate::error::{ApiError, Code};
+use crate::route::percent_decode;
 
 /// The largest token request body read.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -153,10 +154,15 @@ async fn refresh_token(auth: &Auth, identity: &Identity, fp: &str) -> Result<Str
     auth.signing.sign(&claims).map_err(|e| ApiError::internal(&e))
 }
 
+/// The name failed refresh tokens are counted under (a token that does not verify names
+/// no one; and one that does is counted with the others, so the limit is checked before
+/// the token is read).
+const REFRESH_USER: &str = "-";
+
 /// The identity a refresh token stands for, if it is still good.
 async fn check_refresh(auth: &Auth, token: &str, client: Option<IpAddr>) -> Result<Identity, Refusal> {
     let ip = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if let Some(wait) = auth.limiter.blocked(ip) {
+    if let Some(wait) = auth.limiter.blocked(ip, REFRESH_USER) {
         return Err(Refusal::TooMany(wait));
     }
     let now = now_secs();
@@ -174,7 +180,7 @@ async fn check_refresh(auth: &Auth, token: &str, client: Option<IpAddr>) -> Resu
     let claims = match checked {
         Ok(c) => c,
         Err(reason) => {
-            auth.limiter.failed(ip);
+            auth.limiter.failed(ip, REFRESH_USER);
             tracing::warn!(
                 target: "audit",
                 event = "login_failed",
@@ -193,7 +199,7 @@ async fn check_refresh(auth: &Auth, token: &str, client: Option<IpAddr>) -> Resu
         _ => None,
     };
     if current.is_none() || current != claims.credential {
-        auth.limiter.failed(ip);
+        auth.limiter.failed(ip, REFRESH_USER);
         tracing::warn!(
             target: "audit",
             event = "login_failed",
