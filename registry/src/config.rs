@@ -136,11 +136,20 @@ pub struct Filesystem {
     /// loses an acknowledged one. Upload data is then written with `O_DIRECT` where the
     /// filesystem allows it. Default `true`.
     pub fsync: bool,
+    /// Disk operations (a read of a chunk, a write of a buffer, a stat, a rename) running at
+    /// once at most, each on a thread of the runtime's blocking pool (512 threads), like
+    /// distribution's `maxthreads`; no thread is held while a client's bytes are awaited.
+    /// From 1 to 256. Default 100.
+    pub max_threads: usize,
 }
 
 impl Default for Filesystem {
     fn default() -> Self {
-        Filesystem { root: PathBuf::from("./berth-data"), fsync: true }
+        Filesystem {
+            root: PathBuf::from("./berth-data"),
+            fsync: true,
+            max_threads: crate::storage::fs::regulator::DEFAULT_MAX_THREADS,
+        }
     }
 }
 
@@ -397,6 +406,12 @@ impl Config {
         if self.storage.filesystem.root.as_os_str().is_empty() {
             return Err(ConfigError { setting: "storage.filesystem.root", reason: "must not be empty".into() });
         }
+        if !(1..=256).contains(&self.storage.filesystem.max_threads) {
+            return Err(ConfigError {
+                setting: "storage.filesystem.max_threads",
+                reason: "must be from 1 to 256 (the rest of the 512 blocking threads stay for other work)".into(),
+            });
+        }
         if let Some(s3) = &self.storage.s3 {
             if s3.bucket.is_empty() {
                 return Err(ConfigError { setting: "storage.s3.bucket", reason: "must be set".into() });
@@ -510,7 +525,19 @@ mod tests {
         assert_eq!(c.addr.to_string(), "127.0.0.1:5000");
         assert_eq!(c.storage.filesystem.root, PathBuf::from("./berth-data"));
         assert_eq!(c.limits.max_manifest_bytes, 4 << 20);
+        assert_eq!(c.storage.filesystem.max_threads, 100);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn filesystem_threads_are_bounded() {
+        let c: Config = toml::from_str("[storage.filesystem]\nmax_threads = 8").unwrap();
+        assert_eq!(c.storage.filesystem.max_threads, 8);
+        c.validate().unwrap();
+        for bad in [0, 257] {
+            let c: Config = toml::from_str(&format!("[storage.filesystem]\nmax_threads = {bad}")).unwrap();
+            assert_eq!(c.validate().unwrap_err().setting, "storage.filesystem.max_threads");
+        }
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn storage::Storage>, 
     }
     let fs = &config.storage.filesystem;
     let driver = storage::fs::FsStorage::new(&fs.root, fs.fsync)
-        .map_err(|source| ServeError::Storage { path: fs.root.clone(), source })?;
+        .map_err(|source| ServeError::Storage { path: fs.root.clone(), source })?
+        .with_max_threads(fs.max_threads);
     Ok(Arc::new(driver))
 }
 

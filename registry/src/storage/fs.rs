@@ -3,9 +3,15 @@
 //! Every write goes to a temporary file (`.tmp-*`, never listed) in the target's folder and is
 //! renamed into place, so a reader sees a whole object or none. Create-only writes use a hard
 //! link, which fails atomically if the target exists. A multipart upload is one file that
-//! parts are written into at their offset; `complete` renames it to its destination. Disk
-//! I/O runs on blocking threads so the async workers keep serving; reads and writes stream in
-//! large buffers so a blob never sits in memory whole.
+//! parts are written into at their offset; `complete` renames it to its destination.
+//!
+//! Disk I/O runs on blocking threads so the async workers keep serving, one bounded operation
+//! at a time (a stat, a rename, one read of a chunk, one write of a buffer) through the
+//! [`regulator`], which lets at most `max_threads` of them run at once. No thread is held
+//! while a client's bytes are awaited or sent: a blob streams out one regulated read at a
+//! time ([`reader`]), and upload data is gathered in large buffers on the async side and each
+//! full buffer written by one regulated operation ([`direct`]). A blob never sits in memory
+//! whole, and slow clients, however many, cannot take the threads that other requests need.
 //!
 //! Small writes (tags, links, upload states: `put` and `put_if_absent` of at most
 //! [`SMALL_WRITE`] bytes) go through a group commit (see [`commit`]): one thread per driver
@@ -23,24 +29,24 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use bytes::Bytes;
 
 use super::{check_path, ByteStream, Meta, Storage, StorageError, Written};
 
 mod commit;
 mod direct;
+mod reader;
+pub mod regulator;
 
-/// Size of each read when streaming an object out.
-const READ_CHUNK: usize = 512 * 1024;
+use regulator::Regulator;
+
 /// Prefix of temporary files; never a valid path component of ours, never listed.
 const TMP_PREFIX: &str = ".tmp-";
 /// Writes of at most this many bytes go through the group commit; larger ones are written
@@ -55,6 +61,7 @@ pub struct FsStorage {
     listings: Arc<ListingCache>,
     committer: commit::Committer,
     writer: Arc<direct::Writer>,
+    regulator: Regulator,
 }
 
 /// Sorted folder listings, reused while the folder's modification time is unchanged.
@@ -79,11 +86,27 @@ impl FsStorage {
     /// Opens (creating if needed) a store at `root`. With `fsync`, data is flushed to disk
     /// before it becomes visible, so a crash never leaves a visible but empty object, and a
     /// write returns only once it is on disk. Starts the thread that commits small writes.
+    /// At most [`regulator::DEFAULT_MAX_THREADS`] disk operations run at once (see
+    /// [`FsStorage::with_max_threads`]).
     pub fn new(root: impl Into<PathBuf>, fsync: bool) -> io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
         let committer = commit::Committer::start(fsync)?;
-        Ok(FsStorage { root, fsync, listings: Arc::default(), committer, writer: Arc::new(direct::Writer::new(fsync)) })
+        Ok(FsStorage {
+            root,
+            fsync,
+            listings: Arc::default(),
+            committer,
+            writer: Arc::new(direct::Writer::new(fsync)),
+            regulator: Regulator::new(regulator::DEFAULT_MAX_THREADS),
+        })
+    }
+
+    /// Lets at most `max` blocking disk operations run at once (at least one), each on a
+    /// thread of tokio's blocking pool (see [`regulator`]).
+    pub fn with_max_threads(mut self, max: usize) -> Self {
+        self.regulator = Regulator::new(max);
+        self
     }
 
     /// The folder this driver stores into.
@@ -94,6 +117,17 @@ impl FsStorage {
     fn full(&self, path: &str) -> Result<PathBuf, StorageError> {
         check_path(path)?;
         Ok(self.root.join(path))
+    }
+
+    /// Runs `f` on `path` as one regulated disk operation.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        path: PathBuf,
+        f: impl FnOnce(&Path) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let shown = path.clone();
+        let ran = self.regulator.run(move || f(&path)).await;
+        ran.and_then(|r| r).map_err(|e| io_err(&shown, e))
     }
 }
 
@@ -171,80 +205,37 @@ fn sync_parent(path: &Path, fsync: bool) -> io::Result<()> {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    path: PathBuf,
-    f: impl FnOnce(&Path) -> io::Result<T> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(move || f(&path).map_err(|e| io_err(&path, e)))
-        .await
-        .map_err(|e| StorageError::Io { path: String::new(), source: io::Error::other(e) })?
-}
-
 #[async_trait]
 impl Storage for FsStorage {
     async fn get(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
         let full = self.full(path)?;
-        let (tx, rx) = mpsc::channel::<Result<Bytes, StorageError>>(4);
-        let mut file = blocking(full.clone(), |p| File::open(p)).await?;
-        tokio::task::spawn_blocking(move || {
-            let (start, mut left) = match &range {
-                Some(r) => (r.start, r.end.saturating_sub(r.start)),
-                None => (0, u64::MAX),
-            };
-            if start > 0 {
-                if let Err(e) = file.seek(SeekFrom::Start(start)) {
-                    let _ = tx.blocking_send(Err(io_err(&full, e)));
-                    return;
-                }
-            }
-            while left > 0 {
-                let want = left.min(READ_CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(want);
-                match file.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        left -= n as u64;
-                        if tx.blocking_send(Ok(buf.freeze())).is_err() {
-                            return; // the reader went away
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(io_err(&full, e)));
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
+        reader::stream(&self.regulator, full, range).await
     }
 
     async fn read(&self, path: &str) -> Result<Bytes, StorageError> {
         let full = self.full(path)?;
-        blocking(full, |p| fs::read(p).map(Bytes::from)).await
+        self.blocking(full, |p| fs::read(p).map(Bytes::from)).await
     }
 
     async fn stat(&self, path: &str) -> Result<Meta, StorageError> {
         let full = self.full(path)?;
-        blocking(full, stat_file).await
+        self.blocking(full, stat_file).await
     }
 
     async fn stat_many(&self, paths: &[String]) -> Vec<Result<Meta, StorageError>> {
         let full: Vec<Result<PathBuf, StorageError>> = paths.iter().map(|p| self.full(p)).collect();
-        let stats = tokio::task::spawn_blocking(move || {
-            full.into_iter().map(|p| p.and_then(|p| stat_file(&p).map_err(|e| io_err(&p, e)))).collect::<Vec<_>>()
-        })
-        .await;
+        let stats = self
+            .regulator
+            .run(move || {
+                full.into_iter().map(|p| p.and_then(|p| stat_file(&p).map_err(|e| io_err(&p, e)))).collect::<Vec<_>>()
+            })
+            .await;
         match stats {
             Ok(stats) => stats,
-            Err(e) => {
-                let e = io::Error::other(e);
-                paths
-                    .iter()
-                    .map(|p| Err(StorageError::Io { path: p.clone(), source: io::Error::new(e.kind(), e.to_string()) }))
-                    .collect()
-            }
+            Err(e) => paths
+                .iter()
+                .map(|p| Err(StorageError::Io { path: p.clone(), source: io::Error::new(e.kind(), e.to_string()) }))
+                .collect(),
         }
     }
 
@@ -257,7 +248,7 @@ impl Storage for FsStorage {
             };
         }
         let fsync = self.fsync;
-        blocking(full, move |p| {
+        self.blocking(full, move |p| {
             let tmp = write_tmp(p, &data, fsync)?;
             fs::rename(&tmp, p).inspect_err(|_| {
                 let _ = fs::remove_file(&tmp);
@@ -273,7 +264,7 @@ impl Storage for FsStorage {
             return self.committer.write(full.clone(), data, true).await.map_err(|e| io_err(&full, e));
         }
         let fsync = self.fsync;
-        blocking(full, move |p| {
+        self.blocking(full, move |p| {
             if p.exists() {
                 return Ok(false);
             }
@@ -292,7 +283,7 @@ impl Storage for FsStorage {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let full = if prefix.is_empty() { self.root.clone() } else { self.full(prefix.trim_end_matches('/'))? };
         let cache = self.listings.clone();
-        blocking(full, move |p| {
+        self.blocking(full, move |p| {
             let modified = match fs::metadata(p) {
                 Ok(m) => m.modified()?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -333,7 +324,7 @@ impl Storage for FsStorage {
 
     async fn delete(&self, path: &str) -> Result<bool, StorageError> {
         let full = self.full(path)?;
-        blocking(full, |p| match fs::remove_file(p) {
+        self.blocking(full, |p| match fs::remove_file(p) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -343,7 +334,7 @@ impl Storage for FsStorage {
 
     async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
         let full = self.full(prefix.trim_end_matches('/'))?;
-        blocking(full, |p| match fs::remove_dir_all(p) {
+        self.blocking(full, |p| match fs::remove_dir_all(p) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         })
@@ -358,7 +349,7 @@ impl Storage for FsStorage {
         body: ByteStream,
     ) -> Result<Written, StorageError> {
         let full = self.full(upload)?;
-        let len = self.writer.write(full, offset, body).await?;
+        let len = self.writer.write(&self.regulator, full, offset, body).await?;
         // The upload's file is all its state: its length is checked against `offset`.
         Ok(Written { len, resume: String::new() })
     }
@@ -367,7 +358,7 @@ impl Storage for FsStorage {
         let from = self.full(upload)?;
         let to = self.full(dest)?;
         let fsync = self.fsync;
-        blocking(from, move |from| {
+        self.blocking(from, move |from| {
             // With fsync every write_part flushed its bytes before returning (and the size
             // with them: fdatasync), so the data is on disk; what remains is the rename.
             if let Some(parent) = to.parent() {
@@ -387,6 +378,7 @@ impl Storage for FsStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn passes_the_driver_suite() {
@@ -456,6 +448,44 @@ mod tests {
         assert_eq!(rest.len as usize, data.len() - cut - 5000);
         driver.complete("up/data", "", "blobs/b/data").await.unwrap();
         assert_eq!(driver.read("blobs/b/data").await.unwrap(), &data[..]);
+    }
+
+    /// A download that stops reading and an upload whose body stops coming hold no blocking
+    /// thread between their disk operations: with a pool of two threads, a stat still runs.
+    #[test]
+    fn stalled_transfers_hold_no_thread() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let limit = Duration::from_secs(10);
+            let dir = tempfile::tempdir().unwrap();
+            let driver = FsStorage::new(dir.path(), false).unwrap();
+            driver.put("blob", Bytes::from(vec![5u8; 8 << 20])).await.unwrap();
+            let mut download = tokio::time::timeout(limit, driver.get("blob", None)).await.unwrap().unwrap();
+            tokio::time::timeout(limit, download.next()).await.unwrap().unwrap().unwrap();
+            let body = futures_util::stream::iter([Ok(Bytes::from(vec![1u8; 5 << 20]))])
+                .chain(futures_util::stream::pending())
+                .boxed();
+            let d = driver.clone();
+            let upload = tokio::spawn(async move { d.write_part("up/data", "", 0, body).await });
+            // The upload's first buffer reaches the disk; then it waits for bytes.
+            let written = || fs::metadata(dir.path().join("up/data")).map(|m| m.len()).unwrap_or(0);
+            tokio::time::timeout(limit, async {
+                while written() < 4 << 20 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("the upload's first buffer was not written");
+            let stat = tokio::time::timeout(limit, driver.stat("blob")).await;
+            assert_eq!(stat.expect("a stat waited for a thread").unwrap().size, 8 << 20);
+            upload.abort();
+            drop(download);
+        });
     }
 
     #[tokio::test]

@@ -5,8 +5,9 @@
 //! storage driver needs to continue its multipart upload) is one object in storage, rewritten
 //! once after every accepted chunk, so the session survives a restart and can be continued by
 //! another process without re-reading its bytes. Bytes are hashed as they stream
-//! to the driver (those of a long body on a thread of their own, beside the driver's
-//! writing); a chunk that fails half-way changes nothing. A blob becomes readable only
+//! to the driver (those of a long body a batch at a time on blocking threads, beside the
+//! driver's writing, and no thread held between batches); a chunk that fails half-way
+//! changes nothing. A blob becomes readable only
 //! after its digest has been checked.
 
 use std::sync::{Arc, Mutex};
@@ -81,20 +82,45 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// Bytes of a body hashed as they pass, on the task that receives it; past them the rest is
-/// hashed on a thread of its own, beside the driver's writing. sha256 is the slowest step of
-/// a push, and on the receiving task it held up the receiving; a short body (a config, a
-/// manifest-sized blob) costs no thread hand-off. Bodies of unannounced length (docker and
-/// skopeo stream a layer in one chunked `PATCH`) switch over just the same.
+/// hashed a batch at a time on blocking threads, beside the driver's writing. sha256 is the
+/// slowest step of a push, and on the receiving task it held up the receiving; a short body
+/// (a config, a manifest-sized blob) costs no thread hand-off. Bodies of unannounced length
+/// (docker and skopeo stream a layer in one chunked `PATCH`) switch over just the same.
 const HASH_HERE_UP_TO: u64 = 1 << 20;
-/// Bytes handed to the hashing thread at once: one wake-up per batch, not per network chunk.
+/// Bytes handed to a hashing thread at once: one wake-up per batch, not per network chunk.
 const HASH_BATCH: usize = 1 << 20;
-/// Batches waiting for the hashing thread at most; the body waits while that many do.
+/// Batches waiting to be hashed at most; the body waits while that many do.
 const HASH_AHEAD: usize = 8;
 
 /// Where a body's hash is computed, with the bytes hashed so far.
 enum Hashed {
     Here(Box<Hasher>, u64),
-    Apart(tokio::task::JoinHandle<(Hasher, u64)>),
+    Apart(tokio::task::JoinHandle<std::io::Result<(Hasher, u64)>>),
+}
+
+/// Hashes the batches `rx` brings as they come, each batch (or the batches waiting together)
+/// on a blocking thread that is given back as soon as they are hashed: a client that stalls
+/// mid-body holds no thread. Returns the hasher and the bytes it saw.
+async fn hash_apart(
+    mut hasher: Hasher,
+    mut seen: u64,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+) -> std::io::Result<(Hasher, u64)> {
+    while let Some(mut batch) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            batch.extend(more);
+        }
+        (hasher, seen) = tokio::task::spawn_blocking(move || {
+            for bytes in &batch {
+                hasher.update(bytes);
+                seen += bytes.len() as u64;
+            }
+            (hasher, seen)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+    }
+    Ok((hasher, seen))
 }
 
 /// The hash of a body streaming to the driver (see [`hashing`]).
@@ -108,7 +134,7 @@ impl HashTask {
         let hashed = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
         let (hasher, seen) = match hashed {
             Some(Hashed::Here(hasher, seen)) => (*hasher, seen),
-            Some(Hashed::Apart(handle)) => handle.await.map_err(std::io::Error::other)?,
+            Some(Hashed::Apart(handle)) => handle.await.map_err(std::io::Error::other)??,
             None => return Err(std::io::Error::other("the hash was already taken")),
         };
         if seen != written {
@@ -122,14 +148,15 @@ impl HashTask {
 struct Feed {
     body: ByteStream,
     hashed: Arc<Mutex<Option<Hashed>>>,
-    /// To the hashing thread, once there is one.
+    /// To the hashing task, once there is one.
     apart: Option<tokio::sync::mpsc::Sender<Vec<Bytes>>>,
     batch: Vec<Bytes>,
     batched: usize,
 }
 
 impl Feed {
-    /// Hashes `bytes` here; past [`HASH_HERE_UP_TO`] bytes, moves the hasher to a thread.
+    /// Hashes `bytes` here; past [`HASH_HERE_UP_TO`] bytes, moves the hasher to a task of
+    /// its own ([`hash_apart`]).
     fn hash_here(&mut self, bytes: &Bytes) {
         let mut hashed = self.hashed.lock().unwrap_or_else(|p| p.into_inner());
         let Some(Hashed::Here(hasher, seen)) = hashed.as_mut() else { return };
@@ -138,23 +165,15 @@ impl Feed {
         if *seen < HASH_HERE_UP_TO {
             return;
         }
-        let Some(Hashed::Here(mut hasher, mut seen)) = hashed.take() else { return };
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_AHEAD);
-        *hashed = Some(Hashed::Apart(tokio::task::spawn_blocking(move || {
-            while let Some(batch) = rx.blocking_recv() {
-                for bytes in &batch {
-                    hasher.update(bytes);
-                    seen += bytes.len() as u64;
-                }
-            }
-            (*hasher, seen)
-        })));
+        let Some(Hashed::Here(hasher, seen)) = hashed.take() else { return };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(HASH_AHEAD);
+        *hashed = Some(Hashed::Apart(tokio::spawn(hash_apart(*hasher, seen, rx))));
         self.apart = Some(tx);
     }
 }
 
 /// Wraps a body so every chunk is hashed as it passes to the driver: the first
-/// [`HASH_HERE_UP_TO`] bytes inline, the rest on a blocking thread fed in batches of
+/// [`HASH_HERE_UP_TO`] bytes inline, the rest on blocking threads in batches of
 /// [`HASH_BATCH`] (the chunks are shared, not copied).
 fn hashing(body: ByteStream, hasher: Hasher) -> (ByteStream, HashTask) {
     let hashed = Arc::new(Mutex::new(Some(Hashed::Here(Box::new(hasher), 0))));
@@ -169,7 +188,7 @@ fn hashing(body: ByteStream, hasher: Hasher) -> (ByteStream, HashTask) {
                 feed.batch.push(bytes.clone());
             }
         }
-        // A full batch, or the end of the body: the hashing thread takes what has passed.
+        // A full batch, or the end of the body: the hashing task takes what has passed.
         if let Some(tx) = &feed.apart {
             if (feed.batched >= HASH_BATCH || item.is_none()) && !feed.batch.is_empty() {
                 feed.batched = 0;
@@ -507,6 +526,30 @@ mod tests {
         assert_eq!(stream.map(|c| c.unwrap().len()).collect::<Vec<_>>().await.iter().sum::<usize>(), data.len());
         assert!(apart(&task));
         assert_eq!(task.finish(data.len() as u64).await.unwrap().finish(), Digest::sha256_of(&data));
+    }
+
+    /// A long body that stops coming holds no thread for its hash: with a pool of one
+    /// blocking thread, other blocking work still runs while the body waits.
+    #[test]
+    fn a_stalled_body_holds_no_hashing_thread() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let data = vec![3u8; 3 * HASH_BATCH + 100];
+            let body = pieces(&data).chain(futures_util::stream::pending()).boxed();
+            let (mut stream, task) = hashing(body, Hasher::new(Algorithm::Sha256));
+            let mut taken = 0;
+            while taken < data.len() {
+                taken += stream.next().await.unwrap().unwrap().len();
+            }
+            assert!(apart(&task));
+            let other = tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(|| 7)).await;
+            assert_eq!(other.expect("the hash held the only blocking thread").unwrap(), 7);
+        });
     }
 
     #[tokio::test]

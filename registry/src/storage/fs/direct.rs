@@ -1,6 +1,8 @@
 //! How the filesystem driver writes upload data: request bytes are copied once, into large
-//! reusable buffers whose memory is aligned for `O_DIRECT`, and a blocking thread writes each
-//! full buffer while the next one fills.
+//! reusable buffers whose memory is aligned for `O_DIRECT`, and each full buffer is written by
+//! one regulated operation (see [`super::regulator`]) while the next one fills. The open file
+//! waits between buffers on the async side: a client that stalls mid-body holds its buffer
+//! and its file, never a thread.
 //!
 //! With `fsync` the data file is opened with `O_DIRECT` when the write starts at an aligned
 //! offset and the filesystem accepts the flag: each buffer then goes from our memory to the
@@ -19,6 +21,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::io_err;
+use super::regulator::Regulator;
 use crate::storage::{ByteStream, StorageError};
 
 /// Alignment of memory, file offsets and lengths for `O_DIRECT`: a multiple of every logical
@@ -29,7 +32,7 @@ const BUFFER: usize = 4 * 1024 * 1024;
 /// Buffers kept for reuse between uploads at most. Memory the process has not touched before
 /// is slow to fault in on some virtual machines; reused buffers are not.
 const BUFFERS_KEPT: usize = 4;
-/// Buffers filled ahead of the writing thread at most.
+/// Full buffers waiting to be written at most.
 const AHEAD: usize = 2;
 
 /// A buffer of [`BUFFER`] bytes starting at an [`ALIGN`]-aligned address.
@@ -98,41 +101,32 @@ impl Writer {
     /// [`crate::storage::Storage::write_part`]); returns the bytes written.
     pub(super) async fn write(
         self: &Arc<Self>,
+        regulator: &Regulator,
         path: PathBuf,
         offset: u64,
-        mut body: ByteStream,
+        body: ByteStream,
     ) -> Result<u64, StorageError> {
-        let (tx, mut rx) = mpsc::channel::<Aligned>(AHEAD);
-        let this = self.clone();
-        let target = path.clone();
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut run = || -> io::Result<u64> {
-                let mut out = this.open(&target, offset)?;
-                let mut written = 0u64;
-                while let Some(buf) = rx.blocking_recv() {
-                    let n = buf.len as u64;
-                    let result = out.write(buf.data());
-                    this.give_back(buf);
-                    result?;
-                    written += n;
-                }
-                if this.fsync {
-                    out.file.sync_data()?;
-                }
-                Ok(written)
-            };
-            run().map_err(|e| io_err(&target, e))
-        });
-        // Network chunks are small; the writing thread gets whole buffers, so the cost of a
-        // hand-off (waking another thread) is paid once per buffer.
-        let mut failure = None;
+        let (tx, rx) = mpsc::channel::<Aligned>(AHEAD);
+        // Filling and writing go on side by side, in this task: each write of a buffer takes
+        // a thread only while it runs.
+        let (failure, written) = tokio::join!(self.fill(body, tx), self.drain(regulator, &path, offset, rx));
+        match failure {
+            Some(e) => Err(e), // the body's failure, not what it caused
+            None => written.map_err(|e| io_err(&path, e)),
+        }
+    }
+
+    /// Copies the body into buffers and sends each full one (and the last) to be written;
+    /// returns the body's error, if it failed. Network chunks are small; a write gets a whole
+    /// buffer, so the cost of a hand-off to a thread is paid once per buffer.
+    async fn fill(&self, mut body: ByteStream, tx: mpsc::Sender<Aligned>) -> Option<StorageError> {
         let mut buf = self.take();
-        'body: while let Some(item) = body.next().await {
+        while let Some(item) = body.next().await {
             let chunk = match item {
                 Ok(chunk) => chunk,
                 Err(e) => {
-                    failure = Some(e);
-                    break;
+                    self.give_back(buf);
+                    return Some(e);
                 }
             };
             let mut rest = &chunk[..];
@@ -142,24 +136,49 @@ impl Writer {
                 if buf.is_full() {
                     let full = std::mem::replace(&mut buf, self.take());
                     if tx.send(full).await.is_err() {
-                        break 'body; // the writer failed; its error is returned below
+                        self.give_back(buf);
+                        return None; // the writing failed; its error is returned
                     }
                 }
             }
         }
-        if failure.is_none() && buf.len > 0 {
+        if buf.len > 0 {
             let _ = tx.send(buf).await;
         } else {
             self.give_back(buf);
         }
-        drop(tx);
-        let written = writer
-            .await
-            .map_err(|e| StorageError::Io { path: path.display().to_string(), source: io::Error::other(e) })?;
-        match failure {
-            Some(e) => Err(e),
-            None => written,
+        None
+    }
+
+    /// Opens the file and writes each buffer received, one regulated operation per buffer;
+    /// with `fsync`, flushes the file's data at the end. Returns the bytes written.
+    async fn drain(
+        self: &Arc<Self>,
+        regulator: &Regulator,
+        path: &Path,
+        offset: u64,
+        mut rx: mpsc::Receiver<Aligned>,
+    ) -> io::Result<u64> {
+        let (this, target) = (self.clone(), path.to_path_buf());
+        let mut out = regulator.run(move || this.open(&target, offset)).await??;
+        let mut written = 0u64;
+        while let Some(buf) = rx.recv().await {
+            let this = self.clone();
+            let (back, result) = regulator
+                .run(move || {
+                    let n = buf.len as u64;
+                    let result = out.write(buf.data()).map(|()| n);
+                    this.give_back(buf);
+                    (out, result)
+                })
+                .await?;
+            out = back;
+            written += result?;
         }
+        if self.fsync {
+            regulator.run(move || out.file.sync_data()).await??;
+        }
+        Ok(written)
     }
 
     /// Opens the data file for writing at `offset`, dropping whatever a failed earlier write
