@@ -38,37 +38,31 @@
 //! **Stages** the target needs run wave by wave ([`crate::plan::Plan::waves`]); the stages
 //! of a wave run at once on their own threads.
 
+use runtime::unpack::{self, UnpackMode};
+use runtime::Store;
+use shared::client::Client;
+use shared::date::rfc3339;
+use shared::manifest::Platform;
+use shared::{media_type, Algorithm, Digest, Hasher, ImageRef};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use runtime::container::spec::{Tmpfs, Volume};
-use runtime::inroot::Root;
-use runtime::unpack::{self, UnpackMode};
-use runtime::{PullOptions, Store};
-use shared::client::Client;
-use shared::date::rfc3339;
-use shared::manifest::Platform;
-use shared::{media_type, Algorithm, Digest, Hasher, ImageRef};
 use tokio::runtime::Handle;
 
-use crate::archive;
 use crate::cache::{Cache, CacheError, Entry as CacheEntry, LayerRef};
 use crate::config::{Empty, Health, History, ImageConfig};
-use crate::context::{ContextError, Pick, PickKind, Select, StatCache, Tree};
-use crate::expand::{self, ExpandError};
+use crate::context::{ContextError, StatCache, Tree};
+use crate::expand;
 use crate::fsindex::{self, FsIndex, Node};
-use crate::ignore::{has_glob, Ignore, IgnoreError};
-use crate::instructions::{self, Command, Copy, Instruction, MountKind, NetworkMode, Run, Source, Step};
-use crate::plan::{Base, Plan, PlanError, PROXY_ARGS};
+use crate::ignore::Ignore;
+use crate::instructions::{self, Command, Instruction, Step};
+use crate::plan::{Plan, PROXY_ARGS};
 use crate::progress::{Outcome, Progress};
-use crate::run::{self as runner, Cancel, Request, RunError, RuntimeCommand, Sandbox, Snapshot};
-use crate::syntax::{Pos, SyntaxError};
-use crate::tarball::{self, Compression, Content, Entry, Kind, TarError, WriteOptions};
+use crate::run::{Cancel, RunError, RuntimeCommand};
+use crate::tarball::{self, Compression, Entry, Kind, WriteOptions};
 
 mod copy;
 mod error;

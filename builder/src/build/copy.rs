@@ -1,8 +1,27 @@
 //! COPY and ADD steps of the executor: sources from the context, another stage or an image,
 //! archives ADD extracts, URLs it downloads, and the directories a destination needs. The
-//! layer is built straight from the sources, without a container.
+//! layer is built straight from the sources, without a container, in three steps: the
+//! arguments expanded (`copy_args`), the key over everything they select (`copy_key`), and on
+//! a miss the layer's entries (`copy_entries`).
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runtime::unpack::{self, UnpackMode};
+use shared::{Algorithm, Digest, Hasher};
+
+use super::{absolute, apply_layer, key_of, resolve_chown, step_io, Exec, Image, StageState, StepError};
+use crate::archive;
+use crate::context::{Pick, PickKind, Select, Tree};
+use crate::expand;
+use crate::fsindex::{self, FsIndex};
+use crate::ignore::{has_glob, Ignore};
+use crate::instructions::{Copy, Source};
+use crate::progress::Outcome;
+use crate::syntax::Heredoc;
+use crate::tarball::{Content, Entry, Kind};
 
 impl Exec<'_> {
     /// Directory entries for every ancestor of `paths` (and the paths themselves) missing
@@ -56,74 +75,103 @@ impl Exec<'_> {
     }
 
     pub(super) fn copy(&self, st: &mut StageState, c: &Copy, text: &str) -> Result<(Outcome, Option<u64>), StepError> {
-        let what = if c.add { "ADD" } else { "COPY" };
+        let args = self.copy_args(st, c)?;
+        // The key needs neither the image's paths (is the destination a directory?) nor its
+        // users (--chown by name): both follow from the parent's layer key, which is part of
+        // the key, so they are looked at on a miss only. Sources from another stage or image
+        // are keyed by its layer key, and unpacked on a miss only.
+        let source_image = match &args.from {
+            None => None,
+            Some(f) => Some(self.source_image(f, self.stage_index(st))?),
+        };
+        let picks = if args.paths.is_empty() || args.from.is_some() {
+            Vec::new()
+        } else {
+            self.context.select(&args.select(args.dest_is_dir))?
+        };
+        let keyed = self.copy_key(st, c, &args, source_image.as_ref(), &picks)?;
+        // `--link` (BuildKit's semantics): the layer is made as on an empty root, so neither
+        // its content nor its cache key depends on the layers below; only the stage's layer
+        // key, which later steps build on, chains it onto the parent's.
+        let key = keyed.key.clone();
+        let layer_key = if c.link {
+            key_of(&[st.image.layer_key.to_string().as_bytes(), b"--link", key.to_string().as_bytes()])
+        } else {
+            key.clone()
+        };
+        let created_by = format!("{text} # buildkit");
+        if let Some(size) = self.lookup(st, &key, &created_by)? {
+            st.image.layer_key = layer_key;
+            return Ok((Outcome::Cached, size));
+        }
+        // A miss: look at the image (an empty one for --link), then write the layer straight
+        // from the files.
+        if !c.link {
+            self.index(st)?;
+        }
+        let empty = FsIndex::default();
+        let index = if c.link { &empty } else { &st.index };
+        let entries = self.copy_entries(index, c.link, &args, source_image.as_ref(), picks, keyed)?;
+        let size = self.commit(st, &key, entries, &created_by)?;
+        st.image.layer_key = layer_key;
+        Ok((Outcome::Done, size))
+    }
+
+    /// The step's arguments, expanded, its sources sorted into paths, heredocs and URLs.
+    fn copy_args(&self, st: &StageState, c: &Copy) -> Result<CopyArgs, StepError> {
         let workdir = st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
         let dest_raw = self.expand(st, &c.dest)?;
-        let dest_abs = absolute(&workdir, &dest_raw);
         let trailing = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
-        let mut paths = Vec::new();
-        let mut heredocs = Vec::new();
-        let mut urls = Vec::new();
+        let mut args = CopyArgs {
+            what: if c.add { "ADD" } else { "COPY" },
+            dest_abs: absolute(&workdir, &dest_raw),
+            dest_is_dir: trailing,
+            parents: c.parents,
+            paths: Vec::new(),
+            heredocs: Vec::new(),
+            urls: Vec::new(),
+            chown: c.chown.as_ref().map(|s| self.expand(st, s)).transpose()?,
+            chmod: None,
+            exclude: c.exclude.iter().map(|e| self.expand(st, e)).collect::<Result<_, _>>()?,
+            from: c.from.as_ref().map(|f| self.expand(st, f)).transpose()?,
+        };
         for s in &c.sources {
             match s {
                 Source::Path(p) => {
                     let p = self.expand(st, p)?;
                     if c.add && (p.starts_with("http://") || p.starts_with("https://")) {
-                        urls.push(p);
+                        args.urls.push(p);
                     } else if c.add && (p.starts_with("git@") || p.ends_with(".git")) {
                         return Err(StepError::Invalid(format!("ADD of git repositories is not supported: {p}")));
                     } else {
-                        paths.push(p);
+                        args.paths.push(p);
                     }
                 }
-                Source::Heredoc(h) => heredocs.push(h.clone()),
+                Source::Heredoc(h) => args.heredocs.push(h.clone()),
             }
         }
-        let chown = match &c.chown {
-            Some(spec) => Some(self.expand(st, spec)?),
-            None => None,
-        };
-        let chmod = match &c.chmod {
-            Some(m) => {
-                let m = self.expand(st, m)?;
-                Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
-                    StepError::Invalid(format!("invalid --chmod {m:?}: expected an octal mode such as 0755"))
-                })?)
-            }
-            None => None,
-        };
-        let exclude: Vec<String> = c.exclude.iter().map(|e| self.expand(st, e)).collect::<Result<_, _>>()?;
-        let many = c.sources.len() > 1 || paths.iter().any(|p| has_glob(p));
-        let from = match &c.from {
-            Some(f) => Some(self.expand(st, f)?),
-            None => None,
-        };
-        // The key needs neither the image's paths (is the destination a directory?) nor its
-        // users (--chown by name): both follow from the parent's layer key, which is part of
-        // the key, so they are looked at on a miss only. Sources from another stage or image
-        // are keyed by its layer key, and unpacked on a miss only.
-        let stage_index = self.stage_index(st);
-        let source_image = match &from {
-            None => None,
-            Some(f) => Some(self.source_image(f, stage_index)?),
-        };
-        let tree_key = source_image.as_ref().map(|i| i.layer_key.clone());
-        let key_dest_is_dir = trailing || many;
-        // `--link` (BuildKit's semantics): the layer is made as on an empty root, so neither
-        // its content nor its cache key depends on the layers below; only the stage's layer
-        // key, which later steps build on, chains it onto the parent's.
-        let parent_key = st.image.layer_key.clone();
-        let sel = Select {
-            what,
-            sources: &paths,
-            dest: &dest_abs,
-            dest_is_dir: key_dest_is_dir,
-            exclude: &exclude,
-            parents: c.parents,
-        };
-        let picks = if paths.is_empty() || from.is_some() { Vec::new() } else { self.context.select(&sel)? };
+        if let Some(m) = &c.chmod {
+            let m = self.expand(st, m)?;
+            args.chmod = Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
+                StepError::Invalid(format!("invalid --chmod {m:?}: expected an octal mode such as 0755"))
+            })?);
+        }
+        args.dest_is_dir |= c.sources.len() > 1 || args.paths.iter().any(|p| has_glob(p));
+        Ok(args)
+    }
 
-        // The key: parent, arguments, and every selected path.
+    /// The step's key: the parent (unless `--link`), the arguments, and every selected
+    /// path's name, kind, mode and content (heredocs' and downloads' too); with what it read
+    /// that writing the layer needs again.
+    fn copy_key(
+        &self,
+        st: &StageState,
+        c: &Copy,
+        args: &CopyArgs,
+        source_image: Option<&Image>,
+        picks: &[Pick],
+    ) -> Result<Keyed, StepError> {
+        use std::os::unix::fs::MetadataExt;
         let mut h = Hasher::new(Algorithm::Sha256);
         let mut feed = |b: &[u8]| {
             h.update(&(b.len() as u64).to_le_bytes());
@@ -132,36 +180,29 @@ impl Exec<'_> {
         if c.link {
             feed(b"--link");
         } else {
-            feed(parent_key.to_string().as_bytes());
+            feed(st.image.layer_key.to_string().as_bytes());
         }
-        feed(what.as_bytes());
-        feed(dest_abs.as_bytes());
+        feed(args.what.as_bytes());
+        feed(args.dest_abs.as_bytes());
         feed(&[
-            u8::from(key_dest_is_dir),
+            u8::from(args.dest_is_dir),
             u8::from(c.parents),
             u8::from(c.link),
             u8::from(self.options.keep_timestamps),
         ]);
-        feed(format!("{chown:?}:{chmod:?}").as_bytes());
-        for e in &exclude {
+        feed(format!("{:?}:{:?}", args.chown, args.chmod).as_bytes());
+        for e in args.exclude.iter().chain(&args.paths) {
             feed(e.as_bytes());
         }
-        for p in &paths {
-            feed(p.as_bytes());
-        }
-        if let Some(k) = &tree_key {
-            feed(k.to_string().as_bytes());
+        if let Some(image) = source_image {
+            feed(image.layer_key.to_string().as_bytes());
         }
         let files: Vec<(&Path, &fs::Metadata)> =
             picks.iter().filter(|p| p.kind == PickKind::File).map(|p| (p.source.as_path(), &p.meta)).collect();
         let digests = self.stat.digest_all(&files)?;
-        let mut digest_of: HashMap<&Path, &Digest> = HashMap::new();
-        for ((p, _), d) in files.iter().zip(&digests) {
-            digest_of.insert(p, d);
-        }
-        let mut archives: BTreeSet<PathBuf> = BTreeSet::new();
-        for p in &picks {
-            use std::os::unix::fs::MetadataExt;
+        let digest_of: HashMap<&Path, &Digest> = files.iter().map(|(p, _)| *p).zip(&digests).collect();
+        let (mut archives, mut heredoc_files, mut downloads) = (BTreeSet::new(), Vec::new(), Vec::new());
+        for p in picks {
             feed(p.target.as_bytes());
             feed(format!("{:?}:{:o}", p.kind, p.meta.mode() & 0o7777).as_bytes());
             if let Some(d) = digest_of.get(p.source.as_path()) {
@@ -178,8 +219,7 @@ impl Exec<'_> {
                 feed(&[u8::from(is_archive)]);
             }
         }
-        let mut heredoc_files = Vec::new();
-        for hd in &heredocs {
+        for hd in &args.heredocs {
             let content = if hd.expand {
                 expand::expand_keep_quotes(&hd.content, self.plan.escape, &|n| st.lookup(n))?
             } else {
@@ -189,8 +229,7 @@ impl Exec<'_> {
             feed(content.as_bytes());
             heredoc_files.push((hd.name.clone(), content));
         }
-        let mut downloads = Vec::new();
-        for url in &urls {
+        for url in &args.urls {
             let bytes = self.download(url, c.checksum.as_deref())?;
             let name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or("download").to_string();
             let name = if name.is_empty() { "download".to_string() } else { name };
@@ -198,112 +237,63 @@ impl Exec<'_> {
             feed(Digest::sha256_of(&bytes).to_string().as_bytes());
             downloads.push((name, bytes));
         }
-        let key = h.finish();
-        let layer_key = if c.link {
-            key_of(&[parent_key.to_string().as_bytes(), b"--link", key.to_string().as_bytes()])
-        } else {
-            key.clone()
-        };
-        let created_by = format!("{text} # buildkit");
-        if let Some(size) = self.lookup(st, &key, &created_by)? {
-            st.image.layer_key = layer_key;
-            return Ok((Outcome::Cached, size));
-        }
+        Ok(Keyed { key: h.finish(), archives, heredoc_files, downloads })
+    }
 
-        // A miss: look at the image (an empty one for --link), then write the layer straight
-        // from the files.
-        let empty = FsIndex::default();
-        let index = if c.link {
-            &empty
-        } else {
-            self.index(st)?;
-            &st.index
-        };
-        let dest_is_dir = key_dest_is_dir || index.is_dir(&dest_abs);
-        let (uid, gid) = match &chown {
-            Some(spec) => resolve_chown(spec, (!c.link).then_some(index))?,
+    /// The layer's entries, on a miss: the selected paths (re-selected when the image makes
+    /// the destination a directory, or from the stage's root), extracted archives, heredocs
+    /// and downloads, below their parents as resolved in the image, and the parent
+    /// directories the image lacks.
+    fn copy_entries(
+        &self,
+        index: &FsIndex,
+        link: bool,
+        args: &CopyArgs,
+        source_image: Option<&Image>,
+        picks: Vec<Pick>,
+        keyed: Keyed,
+    ) -> Result<Vec<Entry>, StepError> {
+        use std::os::unix::fs::MetadataExt;
+        let dest_is_dir = args.dest_is_dir || index.is_dir(&args.dest_abs);
+        let (uid, gid) = match &args.chown {
+            Some(spec) => resolve_chown(spec, (!link).then_some(index))?,
             None => (0, 0),
         };
-        let picks = match (&source_image, &from) {
+        let picks = match (source_image, &args.from) {
             (Some(image), Some(name)) => {
                 let dir = self.materialise(image)?;
                 let tree = Tree::new(&dir, Ignore::default(), &format!("stage {name}"))?;
-                tree.select(&Select { dest_is_dir, ..sel })?
+                tree.select(&args.select(dest_is_dir))?
             }
-            _ if dest_is_dir != key_dest_is_dir && !paths.is_empty() => {
-                self.context.select(&Select { dest_is_dir, ..sel })?
+            _ if dest_is_dir != args.dest_is_dir && !args.paths.is_empty() => {
+                self.context.select(&args.select(dest_is_dir))?
             }
             _ => picks,
         };
-        let target_of =
-            |name: &str| if dest_is_dir { join_rel(&dest_abs, name) } else { fsindex::normalise(&dest_abs) };
+        let mode_of = |m: u32| args.chmod.unwrap_or(m);
         let mut entries: Vec<Entry> = Vec::new();
-        let mut targets: Vec<String> = Vec::new();
-        let mode_of = |m: u32| chmod.unwrap_or(m);
         for p in &picks {
-            use std::os::unix::fs::MetadataExt;
-            let mode = p.meta.mode() & 0o7777;
-            let mtime = p.meta.mtime();
             if p.kind == PickKind::Dir && index.is_dir(&p.target) {
                 // An existing directory keeps its metadata.
                 continue;
             }
-            if archives.contains(&p.source) {
-                let (extracted, root) = self.extract_archive(&p.source)?;
-                let dir = parent_dir_for_archive(&p.target, dest_is_dir, &dest_abs);
-                let t = Tree::new(&extracted, Ignore::default(), "archive")?;
-                let all = vec![".".to_string()];
-                let inner = t.select(&Select {
-                    what,
-                    sources: &all,
-                    dest: &format!("/{dir}"),
-                    dest_is_dir: true,
-                    exclude: &[],
-                    parents: false,
-                })?;
-                for q in inner {
-                    if q.kind == PickKind::Dir && index.is_dir(&q.target) {
-                        continue;
-                    }
-                    targets.push(q.target.clone());
-                    entries.push(pick_entry(&q, q.meta.uid().into(), q.meta.gid().into(), q.meta.mode() & 0o7777));
-                }
-                // Last, over any entry of the same path: the archive's `./` gives its owner and
-                // mode to the directory it extracts into (Docker's untar merges it), never `/`.
-                if let (Some(r), false) = (root, dir.is_empty()) {
-                    entries.retain(|e| e.path != dir);
-                    targets.push(dir.clone());
-                    let mut e = Entry::dir(dir.clone(), r.mode, r.uid, r.gid);
-                    e.mtime = i64::try_from(r.mtime).unwrap_or(i64::MAX);
-                    entries.push(e);
-                }
+            if keyed.archives.contains(&p.source) {
+                let dir = parent_dir_for_archive(&p.target, dest_is_dir, &args.dest_abs);
+                self.archive_entries(index, args.what, &p.source, &dir, &mut entries)?;
                 continue;
             }
-            targets.push(p.target.clone());
-            let mut e = pick_entry(p, uid, gid, mode_of(mode));
-            e.mtime = mtime;
+            let mut e = pick_entry(p, uid, gid, mode_of(p.meta.mode() & 0o7777));
+            e.mtime = p.meta.mtime();
             entries.push(e);
         }
-        for (name, content) in heredoc_files {
-            let target = target_of(&name);
-            targets.push(target.clone());
-            let bytes = content.into_bytes();
+        let target_of =
+            |name: &str| if dest_is_dir { join_rel(&args.dest_abs, name) } else { fsindex::normalise(&args.dest_abs) };
+        let generated = keyed.heredoc_files.into_iter().map(|(n, c)| (n, c.into_bytes(), 0o644));
+        for (name, bytes, mode) in generated.chain(keyed.downloads.into_iter().map(|(n, b)| (n, b, 0o600))) {
             entries.push(Entry {
-                path: target,
+                path: target_of(&name),
                 kind: Kind::File { size: bytes.len() as u64, content: Content::Bytes(Arc::new(bytes)) },
-                mode: mode_of(0o644),
-                uid,
-                gid,
-                mtime: self.epoch,
-            });
-        }
-        for (name, bytes) in downloads {
-            let target = target_of(&name);
-            targets.push(target.clone());
-            entries.push(Entry {
-                path: target,
-                kind: Kind::File { size: bytes.len() as u64, content: Content::Bytes(Arc::new(bytes)) },
-                mode: mode_of(0o600),
+                mode: mode_of(mode),
                 uid,
                 gid,
                 mtime: self.epoch,
@@ -315,21 +305,55 @@ impl Exec<'_> {
         for e in &mut entries {
             e.path = resolver.resolve(&e.path)?;
         }
-        for t in &mut targets {
-            *t = resolver.resolve(t)?;
-        }
         // Parent directories the image lacks.
         let parents: Vec<String> =
-            targets.iter().filter_map(|t| t.rsplit_once('/').map(|(d, _)| d.to_string())).collect();
+            entries.iter().filter_map(|e| e.path.rsplit_once('/').map(|(d, _)| d.to_string())).collect();
         let existing: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
         for d in self.missing_dirs(index, &parents, uid, gid) {
             if !existing.contains(&d.path) {
                 entries.push(d);
             }
         }
-        let size = self.commit(st, &key, entries, &created_by)?;
-        st.image.layer_key = layer_key;
-        Ok((Outcome::Done, size))
+        Ok(entries)
+    }
+
+    /// Adds the entries of the archive `source` extracted into `dir` (relative to the root)
+    /// to `entries`, owners and modes from the archive.
+    fn archive_entries(
+        &self,
+        index: &FsIndex,
+        what: &str,
+        source: &Path,
+        dir: &str,
+        entries: &mut Vec<Entry>,
+    ) -> Result<(), StepError> {
+        use std::os::unix::fs::MetadataExt;
+        let (extracted, root) = self.extract_archive(source)?;
+        let t = Tree::new(&extracted, Ignore::default(), "archive")?;
+        let all = vec![".".to_string()];
+        let inner = t.select(&Select {
+            what,
+            sources: &all,
+            dest: &format!("/{dir}"),
+            dest_is_dir: true,
+            exclude: &[],
+            parents: false,
+        })?;
+        for q in inner {
+            if q.kind == PickKind::Dir && index.is_dir(&q.target) {
+                continue;
+            }
+            entries.push(pick_entry(&q, q.meta.uid().into(), q.meta.gid().into(), q.meta.mode() & 0o7777));
+        }
+        // Last, over any entry of the same path: the archive's `./` gives its owner and mode
+        // to the directory it extracts into (Docker's untar merges it), never `/`.
+        if let (Some(r), false) = (root, dir.is_empty()) {
+            entries.retain(|e| e.path != dir);
+            let mut e = Entry::dir(dir.to_string(), r.mode, r.uid, r.gid);
+            e.mtime = i64::try_from(r.mtime).unwrap_or(i64::MAX);
+            entries.push(e);
+        }
+        Ok(())
     }
 
     /// Extracts the archive at `path` into a fresh directory; returns it and the archive's
@@ -362,6 +386,49 @@ impl Exec<'_> {
         }
         Ok(bytes)
     }
+}
+
+/// A COPY or ADD step's arguments, expanded.
+struct CopyArgs {
+    what: &'static str,
+    /// The destination, absolute and cleaned.
+    dest_abs: String,
+    /// Whether the destination is a directory whatever the image holds (a trailing `/`,
+    /// several sources, a wildcard).
+    dest_is_dir: bool,
+    parents: bool,
+    paths: Vec<String>,
+    heredocs: Vec<Heredoc>,
+    urls: Vec<String>,
+    chown: Option<String>,
+    chmod: Option<u32>,
+    exclude: Vec<String>,
+    from: Option<String>,
+}
+
+impl CopyArgs {
+    /// The selection of the step's paths, into a destination that is a directory or not.
+    fn select(&self, dest_is_dir: bool) -> Select<'_> {
+        Select {
+            what: self.what,
+            sources: &self.paths,
+            dest: &self.dest_abs,
+            dest_is_dir,
+            exclude: &self.exclude,
+            parents: self.parents,
+        }
+    }
+}
+
+/// A COPY or ADD step's key, and what computing it read that writing the layer needs.
+struct Keyed {
+    key: Digest,
+    /// Selected files that ADD extracts.
+    archives: BTreeSet<PathBuf>,
+    /// Heredocs as (name, expanded content).
+    heredoc_files: Vec<(String, String)>,
+    /// Downloads as (name, content).
+    downloads: Vec<(String, Vec<u8>)>,
 }
 
 /// An entry for a selected path.

@@ -1,6 +1,21 @@
 //! What a build and its steps fail with.
 
-use super::*;
+use std::io;
+use std::path::PathBuf;
+
+use runtime::unpack;
+use shared::Digest;
+
+use crate::cache::CacheError;
+use crate::context::ContextError;
+use crate::expand::ExpandError;
+use crate::fsindex;
+use crate::ignore::IgnoreError;
+use crate::plan::PlanError;
+use crate::run::RunError;
+use crate::syntax::Pos;
+use crate::syntax::SyntaxError;
+use crate::tarball::TarError;
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]

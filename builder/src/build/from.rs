@@ -1,7 +1,15 @@
 //! FROM: the image a stage starts from — `scratch`, an earlier stage, or an image pulled
 //! through the runtime's store (and recorded there).
 
-use super::*;
+use runtime::PullOptions;
+use shared::manifest::Platform;
+use shared::ImageRef;
+
+use super::{key_of, Exec, Image, Layer, StepError};
+use crate::cache::LayerRef;
+use crate::config::ImageConfig;
+use crate::instructions::{Instruction, Step};
+use crate::plan::Base;
 
 impl Exec<'_> {
     /// The image a stage starts from, and whether it was fetched now (not cached).

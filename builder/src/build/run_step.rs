@@ -1,7 +1,30 @@
 //! RUN steps of the executor: the stage's workspace (a plain directory holding its layers),
-//! the step's container through [`crate::run`], and the layer of what it changed.
+//! the step's container through [`crate::run`], and the layer of what it changed. A step is
+//! its command and environment (`run_spec`), its mounts and what they add to the key
+//! (`mounts`; bind mount sources made ready on a miss only, `ready_binds`), and on a miss the
+//! run and the diff (`execute`).
 
-use super::*;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use runtime::container::spec::{Tmpfs, Volume};
+use runtime::inroot::Root;
+use runtime::unpack;
+use shared::{Algorithm, Digest, Hasher};
+
+use super::{
+    absolute, apply_layer, escapes, key_of, only_heredoc_markers, step_io, Exec, Image, StageState, StepError,
+    Workspace,
+};
+use crate::context::{ContextError, Pick, PickKind, Select};
+use crate::instructions::{Command, Mount, MountKind, NetworkMode, Run};
+use crate::plan::PROXY_ARGS;
+use crate::progress::Outcome;
+use crate::run::{self as runner, Request, Sandbox, Snapshot};
+use crate::tarball::Entry;
 
 /// Where a bind mount's files come from, made ready on a cache miss only.
 enum BindSource {
@@ -9,6 +32,28 @@ enum BindSource {
     Context { picks: Vec<Pick> },
     /// A path in the root of another stage or an image.
     Stage { name: String, image: Box<Image>, source: String },
+}
+
+/// A RUN step's command and environment, as its key and history see them.
+struct RunSpec {
+    args: Vec<String>,
+    /// The environment (declared build arguments, then ENV).
+    env: Vec<String>,
+    /// Proxy build arguments: in the environment, out of the key and history.
+    proxies: Vec<String>,
+    user: String,
+    cwd: String,
+    created_by: String,
+}
+
+/// A RUN step's mounts: what the container gets and what they add to the key.
+#[derive(Default)]
+struct Mounts {
+    binds: Vec<Volume>,
+    tmpfs: Vec<Tmpfs>,
+    key: Vec<String>,
+    /// Bind mounts whose sources are made ready on a miss: (bind, source, read-only).
+    deferred: Vec<(usize, BindSource, bool)>,
 }
 
 /// Counts RUN containers, so their IDs are unique within the process.
@@ -36,11 +81,37 @@ impl Exec<'_> {
     }
 
     pub(super) fn run(&self, st: &mut StageState, r: &Run, id: usize) -> Result<(Outcome, Option<u64>), StepError> {
-        // The command, heredocs included.
+        let spec = self.run_spec(st, r);
+        let mut mounts = self.mounts(st, r, &spec.cwd)?;
+        let key_text = serde_json::json!({
+            "args": spec.args, "env": spec.env, "user": spec.user, "cwd": spec.cwd,
+            "network": format!("{:?}", r.network), "mounts": mounts.key, "security": r.security,
+        })
+        .to_string();
+        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"RUN", key_text.as_bytes()]);
+        if let Some(size) = self.lookup(st, &key, &spec.created_by)? {
+            return Ok((Outcome::Cached, size));
+        }
+        self.ready_binds(&mut mounts)?;
+        let entries = self.execute(st, &spec, mounts, r.network == NetworkMode::None, &key, id)?;
+        let size = self.commit(st, &key, entries, &spec.created_by)?;
+        if let Some(ws) = st.workspace.as_mut() {
+            if let Some(l) = st.image.layers.last() {
+                if !ws.applied.contains(&l.layer.diff_id) || ws.applied.len() < st.image.layers.len() {
+                    ws.applied = st.image.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+                }
+            }
+        }
+        Ok((Outcome::Done, size))
+    }
+
+    /// The step's command (heredocs included), environment, user, working directory and
+    /// history text.
+    fn run_spec(&self, st: &StageState, r: &Run) -> RunSpec {
+        let shell = || st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
         let args = match (&r.command, r.heredocs.first()) {
             (Command::Shell(cmd), Some(first)) if only_heredoc_markers(cmd) => {
-                let mut shell =
-                    st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                let mut shell = shell();
                 shell.push(first.content.clone());
                 shell
             }
@@ -51,8 +122,7 @@ impl Exec<'_> {
                     full.push_str(&h.content);
                     full.push_str(&h.name);
                 }
-                let mut shell =
-                    st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+                let mut shell = shell();
                 shell.push(full);
                 shell
             }
@@ -63,52 +133,48 @@ impl Exec<'_> {
         let arg_env = st.vars.history_args();
         let proxies: Vec<String> =
             PROXY_ARGS.iter().filter_map(|p| self.options.build_args.get(*p).map(|v| format!("{p}={v}"))).collect();
-        let user = st.image.config.config.user.clone().unwrap_or_default();
-        let cwd = st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into());
         let command_text = args.join(" ");
         let created_by = if arg_env.is_empty() {
             format!("RUN {command_text} # buildkit")
         } else {
             format!("RUN |{} {} {command_text} # buildkit", arg_env.len(), arg_env.join(" "))
         };
+        RunSpec {
+            args,
+            env: full_env,
+            proxies,
+            user: st.image.config.config.user.clone().unwrap_or_default(),
+            cwd: st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into()),
+            created_by,
+        }
+    }
 
-        // Mounts, and what they add to the key.
-        let mut binds: Vec<Volume> = Vec::new();
-        let mut tmpfs: Vec<Tmpfs> = Vec::new();
-        let mut mount_key: Vec<String> = Vec::new();
-        // Bind mounts, whose sources are made ready on a miss: (bind, source, read-only).
-        let mut deferred: Vec<(usize, BindSource, bool)> = Vec::new();
-        let stage_index = self.stage_index(st);
+    /// The step's mounts and what they add to its key; bind mount sources are made ready
+    /// later ([`Exec::ready_binds`]), on a miss only.
+    fn mounts(&self, st: &StageState, r: &Run, cwd: &str) -> Result<Mounts, StepError> {
+        let mut mounts = Mounts::default();
         for m in &r.mounts {
             let target = m.target.as_ref().map(|t| self.expand(st, t)).transpose()?;
             match m.kind {
                 MountKind::Cache => {
-                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let target = absolute(cwd, target.as_deref().unwrap_or_default());
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
-                    let dir = self.cache().mount_dir(&id);
-                    if !dir.exists() {
-                        fs::create_dir_all(&dir).map_err(step_io(&dir))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode.unwrap_or(0o755)))
-                            .map_err(step_io(&dir))?;
-                        if m.uid.is_some() || m.gid.is_some() {
-                            std::os::unix::fs::chown(&dir, m.uid, m.gid).map_err(step_io(&dir))?;
-                        }
-                    }
-                    binds.push(Volume { host: dir, container: target.clone(), read_only: m.readonly.unwrap_or(false) });
-                    mount_key.push(format!("cache:{id}:{target}"));
+                    let host = self.cache_mount_dir(m, &id)?;
+                    let read_only = m.readonly.unwrap_or(false);
+                    mounts.binds.push(Volume { host, container: target.clone(), read_only });
+                    mounts.key.push(format!("cache:{id}:{target}"));
                 }
                 MountKind::Tmpfs => {
-                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let target = absolute(cwd, target.as_deref().unwrap_or_default());
                     let mut options = vec!["mode=1777".to_string()];
                     if let Some(size) = m.size {
                         options.push(format!("size={size}"));
                     }
-                    tmpfs.push(Tmpfs { path: target.clone(), options });
-                    mount_key.push(format!("tmpfs:{target}"));
+                    mounts.tmpfs.push(Tmpfs { path: target.clone(), options });
+                    mounts.key.push(format!("tmpfs:{target}"));
                 }
                 MountKind::Bind => {
-                    let target = absolute(&cwd, target.as_deref().unwrap_or_default());
+                    let target = absolute(cwd, target.as_deref().unwrap_or_default());
                     let source =
                         m.source.as_ref().map(|s| self.expand(st, s)).transpose()?.unwrap_or_else(|| ".".into());
                     let read_only = m.readonly.unwrap_or(true);
@@ -120,14 +186,14 @@ impl Exec<'_> {
                         Some(from) => {
                             // Keyed by the stage's (or image's) layer key; unpacked on a miss.
                             let name = self.expand(st, from)?;
-                            let image = self.source_image(&name, stage_index)?;
+                            let image = self.source_image(&name, self.stage_index(st))?;
                             let key = image.layer_key.clone();
                             (BindSource::Stage { name, image: Box::new(image), source }, key)
                         }
                     };
-                    deferred.push((binds.len(), source, read_only));
-                    binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
-                    mount_key.push(format!("bind:{target}:{key}:{read_only}"));
+                    mounts.deferred.push((mounts.binds.len(), source, read_only));
+                    mounts.binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
+                    mounts.key.push(format!("bind:{target}:{key}:{read_only}"));
                 }
                 MountKind::Secret => {
                     let id_name =
@@ -137,7 +203,11 @@ impl Exec<'_> {
                     let target = target.unwrap_or_else(|| format!("/run/secrets/{id_name}"));
                     match self.options.secrets.get(&id_name) {
                         Some(path) => {
-                            binds.push(Volume { host: path.clone(), container: target.clone(), read_only: true });
+                            mounts.binds.push(Volume {
+                                host: path.clone(),
+                                container: target.clone(),
+                                read_only: true,
+                            });
                         }
                         None if m.required => {
                             return Err(StepError::Invalid(format!(
@@ -147,28 +217,37 @@ impl Exec<'_> {
                         None => {}
                     }
                     // Secrets stay out of the key, as BuildKit keeps them out.
-                    mount_key.push(format!("secret:{id_name}:{target}"));
+                    mounts.key.push(format!("secret:{id_name}:{target}"));
                 }
-                MountKind::Ssh => {
-                    if m.required {
-                        return Err(StepError::Invalid("RUN --mount=type=ssh is not supported".into()));
-                    }
+                MountKind::Ssh if m.required => {
+                    return Err(StepError::Invalid("RUN --mount=type=ssh is not supported".into()));
                 }
+                MountKind::Ssh => {}
             }
         }
+        Ok(mounts)
+    }
 
-        let key_text = serde_json::json!({
-            "args": args, "env": full_env, "user": user, "cwd": cwd,
-            "network": format!("{:?}", r.network), "mounts": mount_key, "security": r.security,
-        })
-        .to_string();
-        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"RUN", key_text.as_bytes()]);
-        if let Some(size) = self.lookup(st, &key, &created_by)? {
-            return Ok((Outcome::Cached, size));
+    /// The directory of cache mount `id`, made (with the mount's mode and owners) the first
+    /// time.
+    fn cache_mount_dir(&self, m: &Mount, id: &str) -> Result<PathBuf, StepError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.cache().mount_dir(id);
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(step_io(&dir))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode.unwrap_or(0o755))).map_err(step_io(&dir))?;
+            if m.uid.is_some() || m.gid.is_some() {
+                std::os::unix::fs::chown(&dir, m.uid, m.gid).map_err(step_io(&dir))?;
+            }
         }
+        Ok(dir)
+    }
 
-        for (i, source, read_only) in deferred {
-            binds[i].host = match source {
+    /// Gives the bind mounts their sources: a private copy of the context's files, or the
+    /// path resolved in a stage's root (copied when the mount is writable).
+    fn ready_binds(&self, mounts: &mut Mounts) -> Result<(), StepError> {
+        for (i, source, read_only) in std::mem::take(&mut mounts.deferred) {
+            mounts.binds[i].host = match source {
                 // A private copy already: writes to it are thrown away with it.
                 BindSource::Context { picks } => self.context_copy(&picks)?,
                 BindSource::Stage { name, image, source } => {
@@ -184,39 +263,50 @@ impl Exec<'_> {
                 }
             };
         }
+        Ok(())
+    }
+
+    /// Runs the step in a container over the stage's workspace and returns the layer
+    /// entries of what it changed (mount points it needed removed again).
+    fn execute(
+        &self,
+        st: &mut StageState,
+        spec: &RunSpec,
+        mounts: Mounts,
+        no_network: bool,
+        key: &Digest,
+        id: usize,
+    ) -> Result<Vec<Entry>, StepError> {
         let rootfs = self.workspace(st)?;
         let mut mount_points: Vec<String> =
             ["/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-        mount_points.extend(binds.iter().map(|b| b.container.clone()));
-        mount_points.extend(tmpfs.iter().map(|t| t.path.clone()));
+        mount_points.extend(mounts.binds.iter().map(|b| b.container.clone()));
+        mount_points.extend(mounts.tmpfs.iter().map(|t| t.path.clone()));
         let before = Snapshot::take(&rootfs)?;
         // The working directory exists for the command, as Docker makes it: inside the
         // root, through the image's links as a chroot would follow them. Made after the
         // snapshot, it belongs to the layer (as in BuildKit).
-        if !runner::missing_mount_points(&rootfs, std::slice::from_ref(&cwd))?.is_empty() {
-            Root::open(&rootfs)?.mkdir_all(&cwd, 0o755)?;
+        if !runner::missing_mount_points(&rootfs, std::slice::from_ref(&spec.cwd))?.is_empty() {
+            Root::open(&rootfs)?.mkdir_all(&spec.cwd, 0o755)?;
         }
         let created = runner::missing_mount_points(&rootfs, &mount_points)?;
         let times = runner::parent_times(&rootfs, &created)?;
-        let mut full = full_env.clone();
-        full.extend(proxies);
         let request = Request {
-            args: args.clone(),
-            env: full,
-            cwd: cwd.clone(),
-            user,
-            no_network: r.network == NetworkMode::None,
-            binds,
-            tmpfs,
+            args: spec.args.clone(),
+            env: spec.env.iter().chain(&spec.proxies).cloned().collect(),
+            cwd: spec.cwd.clone(),
+            user: spec.user.clone(),
+            no_network,
+            binds: mounts.binds,
+            tmpfs: mounts.tmpfs,
         };
-        let work = self.temp_dir("run")?;
         let sandbox = Sandbox {
             runtime: self.options.oci_runtime.clone(),
             rootfs: rootfs.clone(),
-            work,
+            work: self.temp_dir("run")?,
             // Unique even when two stages run the same step at once.
             id: format!(
                 "berth-build-{}-{}-{}",
@@ -237,7 +327,7 @@ impl Exec<'_> {
                 let _ = unpack::remove_tree(&ws.dir);
             }
             return Err(StepError::Exit {
-                command: serde_json::to_string(&args).unwrap_or_default(),
+                command: serde_json::to_string(&spec.args).unwrap_or_default(),
                 code,
                 output: tail,
             });
@@ -246,15 +336,7 @@ impl Exec<'_> {
         // Overlay whiteouts (character devices 0/0) must never appear; runc does not make
         // them, but a command could: keep them as devices, as Docker would.
         entries.retain(|e| !e.path.is_empty());
-        let size = self.commit(st, &key, entries, &created_by)?;
-        if let Some(ws) = st.workspace.as_mut() {
-            if let Some(l) = st.image.layers.last() {
-                if !ws.applied.contains(&l.layer.diff_id) || ws.applied.len() < st.image.layers.len() {
-                    ws.applied = st.image.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
-                }
-            }
-        }
-        Ok((Outcome::Done, size))
+        Ok(entries)
     }
 
     /// The context files a bind mount of `source` shows (`.dockerignore` applied, links
