@@ -14,8 +14,14 @@
 //! the entry ([`UnpackError::Unsafe`]): absolute paths, `..` components, paths that go
 //! through a symbolic link (one planted earlier in the same layer, or in a lower layer when
 //! flattening), hard links whose target is outside or goes through a symbolic link, hard
-//! links to directories. A symbolic link itself may point anywhere: it is stored, never
-//! followed. An entry that replaces a symbolic link replaces the link, not what it points at.
+//! links to directories, and sparse files (GNU or PAX sparse entries, as Docker refuses them:
+//! a few bytes of tar can declare gigabytes of holes). A symbolic link itself may point
+//! anywhere: it is stored, never followed. An entry that replaces a symbolic link replaces
+//! the link, not what it points at.
+//!
+//! **Disk space.** A file that would leave less than [`DISK_RESERVE`] free on the
+//! destination's file system stops the unpack before it is written
+//! ([`UnpackError::NoSpace`]); the caller removes what was written, as for any error.
 //!
 //! **What is kept:** contents, permission bits (set-id and sticky included), owners (when
 //! running as root), modification times, extended attributes from PAX `SCHILY.xattr.*`
