@@ -2,6 +2,7 @@
 //! through the runtime's store (and recorded there).
 
 use super::*;
+use crate::config::RunConfig;
 
 impl Exec<'_> {
     /// The image a stage starts from, and whether it was fetched now (not cached).
@@ -13,6 +14,9 @@ impl Exec<'_> {
                         architecture: self.platform.architecture.clone(),
                         os: self.platform.os.clone(),
                         variant: self.platform.variant.clone(),
+                        // BuildKit's empty image (`emptyImage`): working directory `/`; its
+                        // default PATH comes with the stage's variables (`vars`).
+                        config: RunConfig { working_dir: Some("/".into()), ..RunConfig::default() },
                         ..ImageConfig::default()
                     },
                     layers: Vec::new(),
