@@ -170,7 +170,13 @@ async fn berth_builds_what_buildkit_builds() -> Result<()> {
         write_files(&ctx, FILES)?;
         let mut args = vec![format!("BASE={}", base.base)];
         args.extend(case.build_args.iter().map(|a| a.to_string()));
-        let ours = berth_build(&root, &ctx, &args, &work.path().join(format!("{}-berth", case.name))).await?;
+        let ours = match berth_build(&root, &ctx, &args, &work.path().join(format!("{}-berth", case.name))).await {
+            Ok(image) => image,
+            Err(e) => {
+                failures.push(format!("{} ({}): berth: {e:#}", case.name, case.item));
+                continue;
+            }
+        };
         // Unique per run: other builds share the engine.
         let tag = format!("berth-fidelity/{}:{}", case.name, base.registry.addr.port());
         let dir = work.path().join(format!("{}-buildkit", case.name));
