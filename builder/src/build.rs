@@ -6,10 +6,14 @@
 //! - **COPY/ADD** select their files from the context (or a stage's or image's root),
 //!   hash exactly those (through the stat cache), and write the layer straight from the
 //!   files: no container. Owners are 0:0 unless `--chown`; `--chmod` sets modes; parent
-//!   directories the image lacks are created. ADD extracts local tar archives (plain, gzip,
+//!   directories the image lacks are created. The image's symbolic links on the way to a
+//!   destination are followed inside the image (`/bin -> usr/bin`: `usr/bin/tool`) and stay
+//!   links. ADD extracts local tar archives (plain, gzip,
 //!   bzip2, xz, zstd: [`crate::archive`]) and downloads URLs (checked against `--checksum`).
 //! - **RUN** runs in a container over the stage's root ([`crate::run`]); its layer is the
-//!   difference. **WORKDIR** creates its directory when the image lacks it.
+//!   difference. **WORKDIR** creates its directory when the image lacks it (through the
+//!   image's links, inside it). Paths of a step's root, the context and other stages' roots
+//!   are resolved with [`runtime::inroot`], as a chroot would.
 //! - The other instructions change the image config only.
 //!
 //! **Keys.** Each stage carries the key of its file system (`layer key`): the base's is the
@@ -45,6 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use runtime::container::spec::{Tmpfs, Volume};
+use runtime::inroot::Root;
 use runtime::unpack::{self, UnpackMode};
 use runtime::{PullOptions, Store};
 use shared::client::Client;
@@ -797,8 +802,13 @@ impl Exec<'_> {
             return Ok((Outcome::Cached, size));
         }
         self.index(st)?;
-        // An existing directory makes no layer (the entry records that).
-        let entries = self.missing_dirs(&st.index, &[fsindex::normalise(&dir)], 0, 0);
+        // An existing directory makes no layer (the entry records that). Links of the image
+        // on the way are followed inside it (a link to a missing directory makes that
+        // directory, as BuildKit's does), and stay links.
+        let resolved = st.index.resolve(&dir, true).ok_or_else(|| {
+            StepError::Invalid(format!("WORKDIR {dir}: too many levels of symbolic links in the image"))
+        })?;
+        let entries = self.missing_dirs(&st.index, &[resolved], 0, 0);
         let size = self.commit(st, &key, entries, &created_by)?;
         Ok((Outcome::Done, size))
     }

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use runtime::container::spec::{self, HostFacts, RunOptions, SpecInput, Tmpfs, Volume};
 use runtime::container::user;
+use runtime::inroot::{InRootError, Root};
 
 use crate::tarball::{Content, Entry, Kind};
 
@@ -70,6 +71,9 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    /// A path in the step's root could not be resolved inside it.
+    #[error(transparent)]
+    InRoot(#[from] InRootError),
     /// The build was cancelled while the step ran; its container was killed.
     #[error("cancelled")]
     Cancelled,
@@ -316,63 +320,55 @@ pub fn read_in_root(root: &Path, rel: &str) -> Option<String> {
 }
 
 /// The paths among `targets` (absolute, inside the root) and their parents that do not
-/// exist yet, parents first: what a runtime will create as mount points.
-pub fn missing_mount_points(root: &Path, targets: &[String]) -> Vec<String> {
+/// exist yet, parents first, as the root's canonical paths (links in the image resolved
+/// inside it, as the runtime resolves mount targets): what a runtime will create as mount
+/// points, or the builder as the working directory.
+pub fn missing_mount_points(root: &Path, targets: &[String]) -> Result<Vec<String>, RunError> {
+    let root = Root::open(root)?;
     let mut missing = Vec::new();
     for t in targets {
-        let mut current = String::new();
-        for part in t.split('/').filter(|p| !p.is_empty()) {
-            current = if current.is_empty() { part.to_string() } else { format!("{current}/{part}") };
-            if fs::symlink_metadata(root.join(&current)).is_err() && !missing.contains(&current) {
-                missing.push(current.clone());
+        for m in root.resolve(t, true)?.missing() {
+            if !missing.contains(&m) {
+                missing.push(m);
             }
         }
     }
-    missing
+    Ok(missing)
 }
 
 /// The modification times of the directories that will hold the mount points in
-/// `created`, so [`remove_mount_points`] can put them back.
-pub fn parent_times(root: &Path, created: &[String]) -> Vec<(PathBuf, std::time::SystemTime)> {
+/// `created` (canonical paths from [`missing_mount_points`]), so [`remove_mount_points`]
+/// can put them back.
+pub fn parent_times(root: &Path, created: &[String]) -> Result<Vec<(String, std::time::SystemTime)>, RunError> {
+    let root = Root::open(root)?;
     let mut out = Vec::new();
     for rel in created {
-        let parent = match rel.rsplit_once('/') {
-            Some((p, _)) => root.join(p),
-            None => root.to_path_buf(),
-        };
-        if out.iter().any(|(p, _): &(PathBuf, _)| *p == parent) {
+        let parent = rel.rsplit_once('/').map_or("", |(p, _)| p).to_string();
+        if out.iter().any(|(p, _): &(String, _)| *p == parent) {
             continue;
         }
-        if let Ok(t) = fs::symlink_metadata(&parent).and_then(|m| m.modified()) {
+        let Some(dir) = root.open_dir_strict(&parent)? else { continue };
+        if let Ok(t) = fs::File::from(dir).metadata().and_then(|m| m.modified()) {
             out.push((parent, t));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Removes mount points the runtime created (deepest first), when they are empty, and
 /// restores their parents' modification times (`times` from [`parent_times`]), so the
-/// parents do not look changed.
-pub fn remove_mount_points(root: &Path, created: &[String], times: &[(PathBuf, std::time::SystemTime)]) {
-    remove_created(root, created);
-    for (dir, t) in times {
-        if let Ok(f) = fs::File::open(dir) {
-            let _ = f.set_modified(*t);
+/// parents do not look changed. Nothing is followed: a link the command put on the way
+/// stops the removal there.
+pub fn remove_mount_points(root: &Path, created: &[String], times: &[(String, std::time::SystemTime)]) {
+    let Ok(root) = Root::open(root) else { return };
+    for rel in created.iter().rev() {
+        if let Err(e) = root.remove_if_empty(rel) {
+            tracing::debug!(error = %shared::error_chain(&e), "mount point left in place");
         }
     }
-}
-
-fn remove_created(root: &Path, created: &[String]) {
-    for rel in created.iter().rev() {
-        let path = root.join(rel);
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {
-                let _ = fs::remove_dir(&path);
-            }
-            Ok(m) if m.len() == 0 => {
-                let _ = fs::remove_file(&path);
-            }
-            _ => {}
+    for (dir, t) in times {
+        if let Ok(Some(fd)) = root.open_dir_strict(dir) {
+            let _ = fs::File::from(fd).set_modified(*t);
         }
     }
 }
@@ -624,17 +620,43 @@ mod tests {
     }
 
     #[test]
+    fn mount_points_through_links_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::create_dir_all(outside.join("empty")).unwrap();
+        // Links out of the root, as an image (or a RUN before) may hold them.
+        symlink(&outside, r.join("run")).unwrap();
+        symlink("../outside", r.join("up")).unwrap();
+        let inside = outside.to_string_lossy().trim_start_matches('/').to_string();
+        let missing = missing_mount_points(&r, &["/run/secrets/x".into(), "/up/new".into()]).unwrap();
+        let mut want: Vec<String> = Vec::new();
+        let mut cur = String::new();
+        for part in format!("{inside}/secrets/x").split('/') {
+            cur = if cur.is_empty() { part.to_string() } else { format!("{cur}/{part}") };
+            want.push(cur.clone());
+        }
+        want.extend(["outside".to_string(), "outside/new".to_string()]);
+        assert_eq!(missing, want);
+        // Removing what a runtime made follows no link: `up/empty` is the host's directory.
+        let times = parent_times(&r, &["up/empty".to_string()]).unwrap();
+        remove_mount_points(&r, &["up/empty".to_string(), "run/x".to_string()], &times);
+        assert!(outside.join("empty").is_dir(), "a host directory was removed through a link");
+    }
+
+    #[test]
     fn finds_and_removes_created_mount_points() {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
         fs::create_dir_all(r.join("etc")).unwrap();
-        let missing = missing_mount_points(r, &["/proc".into(), "/etc/hosts".into(), "/run/secrets/x".into()]);
+        let missing = missing_mount_points(r, &["/proc".into(), "/etc/hosts".into(), "/run/secrets/x".into()]).unwrap();
         assert_eq!(missing, ["proc", "etc/hosts", "run", "run/secrets", "run/secrets/x"]);
         fs::create_dir_all(r.join("proc")).unwrap();
         fs::write(r.join("etc/hosts"), "").unwrap();
         fs::create_dir_all(r.join("run/secrets")).unwrap();
         fs::write(r.join("run/secrets/x"), "").unwrap();
-        let times = parent_times(r, &missing);
+        let times = parent_times(r, &missing).unwrap();
         remove_mount_points(r, &missing, &times);
         assert!(!r.join("proc").exists() && !r.join("run").exists() && !r.join("etc/hosts").exists());
         assert!(r.join("etc").exists());

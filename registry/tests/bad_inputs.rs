@@ -231,8 +231,24 @@ async fn invalid_names_and_tags() {
     for tag in [".hidden", "-dash", long_tag.as_str()] {
         let r = reg.call("PUT", &format!("/v2/r/manifests/{tag}"), "{}").await;
         r.expect(StatusCode::BAD_REQUEST, "TAG_INVALID");
+        // DELETE may answer 400 too (end-9 of the spec's endpoint table).
+        let r = reg.call("DELETE", &format!("/v2/r/manifests/{tag}"), Body::empty()).await;
+        r.expect(StatusCode::BAD_REQUEST, "TAG_INVALID");
     }
     assert!(reg.files().is_empty(), "{:?}", reg.files());
+}
+
+#[tokio::test]
+async fn pulling_by_an_invalid_reference_is_not_found() {
+    // end-3 (GET/HEAD of a manifest) fails only with 404: a reference that is neither a tag
+    // nor a digest names no manifest.
+    let reg = Registry::new().await;
+    let long_tag = "t".repeat(129);
+    for reference in [".hidden", "-dash", long_tag.as_str(), "sha256:zz", "md5:d41d8cd98f00b204e9800998ecf8427e"] {
+        let uri = format!("/v2/r/manifests/{reference}");
+        reg.call("GET", &uri, Body::empty()).await.expect(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+        assert_eq!(reg.call("HEAD", &uri, Body::empty()).await.status, StatusCode::NOT_FOUND, "{reference}");
+    }
 }
 
 fn image_manifest(config: &Digest, config_size: usize, layer: &Digest, layer_size: usize) -> String {

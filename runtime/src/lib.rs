@@ -15,6 +15,7 @@ pub mod container;
 pub mod content;
 pub mod images;
 pub mod import;
+pub mod inroot;
 pub mod paths;
 pub mod progress;
 pub mod pull;

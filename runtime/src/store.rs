@@ -18,6 +18,13 @@ use crate::unpack::{self, remove_tree, UnpackError, UnpackMode};
 /// The default root of the store.
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 
+/// The most the store's root may allow: everything for its owner, passing through for its
+/// group, nothing for other users, as Docker's `/var/lib/docker` (CVE-2021-41091). Snapshots
+/// and containers' upper directories hold files from images and containers, set-user-ID
+/// ones among them, which other local users must not be able to run. Containers reach
+/// their roots through their mounts, never by this path, so they still run as any user.
+pub const ROOT_MODE: u32 = 0o710;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,10 +109,12 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store at `root`. When nobody else is using it, left-
-    /// overs of interrupted work in `tmp/` are removed.
+    /// overs of interrupted work in `tmp/` are removed. The root is made (or, made by an
+    /// older berth, changed to) mode [`ROOT_MODE`] at most.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let paths = Paths::new(root);
-        for dir in [paths.root().to_path_buf(), paths.blobs(), paths.snapshots(), paths.tmp()] {
+        create_private_root(paths.root())?;
+        for dir in [paths.blobs(), paths.snapshots(), paths.tmp()] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         let lock_path = paths.lock();
@@ -236,6 +245,25 @@ impl Store {
     }
 }
 
+/// Creates the store's root directory `root` (its parents as usual) with mode
+/// [`ROOT_MODE`], or takes from an existing one every permission beyond it.
+fn create_private_root(root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    match fs::DirBuilder::new().mode(ROOT_MODE).create(root) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(root)(e)),
+        _ => {}
+    }
+    let mode = fs::metadata(root).map_err(io_err(root))?.permissions().mode() & 0o7777;
+    if mode & !ROOT_MODE != 0 {
+        tracing::info!(path = %root.display(), from = format!("{mode:o}"), to = format!("{:o}", mode & ROOT_MODE), "closing the store's root to other users");
+        fs::set_permissions(root, fs::Permissions::from_mode(mode & ROOT_MODE)).map_err(io_err(root))?;
+    }
+    Ok(())
+}
+
 /// Removes everything inside `dir`.
 fn clean_dir(dir: &Path) -> Result<(), StoreError> {
     let entries = match fs::read_dir(dir) {
@@ -249,4 +277,72 @@ fn clean_dir(dir: &Path) -> Result<(), StoreError> {
         remove_tree(&path).map_err(io_err(&path))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_root_is_closed_to_other_users_new_or_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("parent/store");
+        Store::open(&root).unwrap();
+        assert_eq!(mode(&root), 0o710);
+        assert_eq!(mode(&root.join("..")) & 0o755, 0o755, "parents are made as usual");
+        // A store made by an older berth (0755, or looser) is closed when opened.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        Store::open(&root).unwrap();
+        assert_eq!(mode(&root), 0o710);
+        // A stricter one stays as it is.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        Store::open(&root).unwrap();
+        assert_eq!(mode(&root), 0o700);
+    }
+
+    /// Runs `args` as user nobody (uid and gid 65534, no groups); true when it succeeds.
+    /// A shell that already runs as nobody executes the program: setpriv may look it up
+    /// before it changes user.
+    fn as_nobody(args: &[&Path]) -> bool {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/busybox", "sh", "-c"])
+            .arg("exec \"$0\" \"$@\"")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    #[test]
+    fn other_users_cannot_reach_set_user_id_files_in_snapshots() {
+        if !shared::testing::require_root("store::tests::other_users_cannot_reach_set_user_id_files_in_snapshots") {
+            return;
+        }
+        // Everyone may enter the folder the store is in, as `/var/lib` is.
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let root = dir.path().join("store");
+        let store = Store::open(&root).unwrap();
+        // A set-user-ID root program of some image, as a snapshot holds it.
+        let rootfs = store.snapshots().rootfs(&Digest::sha256_of(b"canary layer"));
+        fs::create_dir_all(&rootfs).unwrap();
+        // Named busybox, which then runs as busybox whatever folder it is in.
+        let canary = rootfs.join("busybox");
+        fs::copy("/bin/busybox", &canary).unwrap();
+        fs::set_permissions(&canary, fs::Permissions::from_mode(0o4755)).unwrap();
+        let true_ = Path::new("true");
+        assert!(as_nobody(&[Path::new("/bin/busybox"), true_]), "setpriv cannot run commands as nobody here");
+        assert!(!as_nobody(&[&canary, true_]), "user nobody ran a set-user-ID file inside the store");
+        // The same file outside the store runs (so it is the store's root that stops it).
+        let outside = dir.path().join("outside/busybox");
+        fs::create_dir(dir.path().join("outside")).unwrap();
+        fs::copy(&canary, &outside).unwrap();
+        assert!(as_nobody(&[&outside, true_]), "the canary does not run as nobody at all");
+    }
 }

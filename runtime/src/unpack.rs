@@ -97,6 +97,29 @@ pub enum UnpackError {
         /// The digest of what was read.
         actual: Digest,
     },
+    /// Writing the entry would leave less than [`DISK_RESERVE`] free on the destination's
+    /// file system.
+    #[error(
+        "layer entry {entry:?} needs {size} bytes, but its file system has {available} bytes free and berth \
+         keeps {DISK_RESERVE} of them free: make room (berth rmi, berth rm) and try again"
+    )]
+    NoSpace {
+        /// The entry's path as the tar has it.
+        entry: String,
+        /// Its size.
+        size: u64,
+        /// What the file system had free when asked.
+        available: u64,
+    },
+    /// The free space of the destination's file system could not be read.
+    #[error("cannot read the free space of {path}")]
+    FreeSpace {
+        /// The destination.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The destination directory could not be opened.
     #[error("cannot open {path}")]
     Destination {
@@ -119,6 +142,22 @@ pub fn unpack(
 ) -> Result<Unpacked, UnpackError> {
     let root = rfs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| UnpackError::Destination { path: dest.to_path_buf(), source: e.into() })?;
+    let free = || {
+        let st =
+            rfs::statvfs(dest).map_err(|e| UnpackError::FreeSpace { path: dest.to_path_buf(), source: e.into() })?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    };
+    unpack_within(blob, root, mode, expected_diff_id, SpaceGuard::new(free))
+}
+
+/// [`unpack`] into the directory `root`, with `space` deciding whether each file fits.
+fn unpack_within(
+    blob: impl Read,
+    root: OwnedFd,
+    mode: UnpackMode,
+    expected_diff_id: Option<&Digest>,
+    space: SpaceGuard<'_>,
+) -> Result<Unpacked, UnpackError> {
     let algorithm = expected_diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
     let reader = decompress(BufReader::with_capacity(256 * 1024, blob)).map_err(UnpackError::Read)?;
     let hashing = HashingReader { inner: reader, hasher: Hasher::new(algorithm) };
@@ -132,6 +171,7 @@ pub fn unpack(
         overlay_whiteouts: true,
         content_bytes: 0,
         entries: 0,
+        space,
     };
     for entry in archive.entries().map_err(UnpackError::Read)? {
         let mut entry = entry.map_err(UnpackError::Read)?;
@@ -228,7 +268,43 @@ struct PendingDir {
     mtime: u64,
 }
 
-struct Extractor {
+/// What an unpack keeps free on the destination's file system: a layer that would take
+/// more stops with [`UnpackError::NoSpace`] (and the caller removes what it wrote), rather
+/// than filling the disk that the store, the containers and the host share.
+pub const DISK_RESERVE: u64 = 256 << 20;
+
+/// Keeps an unpack from filling its file system. The free space is asked for when a file
+/// does not fit in what was left of the last answer, so a layer of many small files costs
+/// few `statvfs` calls; a file larger than the free space less [`DISK_RESERVE`] is refused
+/// before a byte of it is written.
+struct SpaceGuard<'a> {
+    free: Box<dyn FnMut() -> Result<u64, UnpackError> + 'a>,
+    /// Bytes that may still be written before asking again.
+    budget: u64,
+}
+
+impl<'a> SpaceGuard<'a> {
+    fn new(free: impl FnMut() -> Result<u64, UnpackError> + 'a) -> SpaceGuard<'a> {
+        SpaceGuard { free: Box::new(free), budget: 0 }
+    }
+
+    /// Takes `size` bytes for `entry`, or refuses them.
+    fn take(&mut self, size: u64, entry: &str) -> Result<(), UnpackError> {
+        if size <= self.budget {
+            self.budget -= size;
+            return Ok(());
+        }
+        let available = (self.free)()?;
+        let usable = available.saturating_sub(DISK_RESERVE);
+        if size > usable {
+            return Err(UnpackError::NoSpace { entry: entry.to_string(), size, available });
+        }
+        self.budget = usable - size;
+        Ok(())
+    }
+}
+
+struct Extractor<'a> {
     root: OwnedFd,
     mode: UnpackMode,
     is_root: bool,
@@ -238,6 +314,7 @@ struct Extractor {
     overlay_whiteouts: bool,
     content_bytes: u64,
     entries: u64,
+    space: SpaceGuard<'a>,
 }
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -274,7 +351,7 @@ fn timestamps(mtime: u64) -> Timestamps {
     Timestamps { last_access: t, last_modification: t }
 }
 
-impl Extractor {
+impl Extractor<'_> {
     fn unsafe_entry(entry: &str, reason: impl Into<String>) -> UnpackError {
         UnpackError::Unsafe { entry: entry.to_string(), reason: reason.into() }
     }
@@ -352,6 +429,10 @@ impl Extractor {
         ) {
             return Ok(());
         }
+        if kind == EntryType::GNUSparse || is_pax_sparse(entry) {
+            // Docker refuses them too; expanded, a few bytes of tar can declare gigabytes.
+            return Err(Self::unsafe_entry(shown_entry, "sparse files (GNU or PAX sparse format) are not supported"));
+        }
         let path = components(&raw).map_err(|reason| Self::unsafe_entry(shown_entry, reason))?;
         let Some((name, parents)) = path.split_last() else {
             // The root itself ("./"): nothing to create.
@@ -373,7 +454,8 @@ impl Extractor {
         let parent = parent.as_fd();
         let err = Self::entry_err(shown_entry);
         match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            EntryType::Regular | EntryType::Continuous => {
+                self.space.take(header.size().unwrap_or(0), shown_entry)?;
                 self.clear(parent, name, false, shown_entry)?;
                 let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let fd = rfs::openat(parent, name.as_os_str(), flags, Mode::from_raw_mode(0o600)).map_err(err)?;
@@ -381,8 +463,10 @@ impl Extractor {
                 let written = copy(entry, &mut file)
                     .map_err(|source| UnpackError::Entry { entry: shown_entry.to_string(), source })?;
                 self.content_bytes += written;
-                self.set_xattrs(file.as_fd(), &xattrs, shown_entry)?;
+                // Owner first: a change of owner clears `security.capability` (and the set-id
+                // bits, which the mode below sets again).
                 self.own(file.as_fd(), uid, gid, shown_entry)?;
+                self.set_xattrs(file.as_fd(), &xattrs, shown_entry)?;
                 rfs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(Self::entry_err(shown_entry))?;
                 rfs::futimens(&file, &timestamps(mtime)).map_err(Self::entry_err(shown_entry))?;
             }
@@ -393,8 +477,8 @@ impl Extractor {
                 let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
                 let dir = rfs::openat(parent, name.as_os_str(), flags, Mode::empty())
                     .map_err(Self::entry_err(shown_entry))?;
-                self.set_xattrs(dir.as_fd(), &xattrs, shown_entry)?;
                 self.own(dir.as_fd(), uid, gid, shown_entry)?;
+                self.set_xattrs(dir.as_fd(), &xattrs, shown_entry)?;
                 self.dirs.push(PendingDir { path: path.clone(), mode, mtime });
             }
             EntryType::Symlink => {
@@ -621,6 +705,13 @@ fn ids(uid: u64, gid: u64, entry: &str) -> Result<(rfs::Uid, rfs::Gid), UnpackEr
         .filter(|&g| g != u32::MAX)
         .ok_or_else(|| Extractor::unsafe_entry(entry, format!("group id {gid} out of range")))?;
     Ok((rfs::Uid::from_raw(uid), rfs::Gid::from_raw(gid)))
+}
+
+/// Whether the entry's PAX records describe a sparse file (`GNU.sparse.*`, formats 0.0,
+/// 0.1 and 1.0), whose data is a map of holes rather than the file's bytes.
+fn is_pax_sparse<R: Read>(entry: &mut tar::Entry<'_, R>) -> bool {
+    let Ok(Some(extensions)) = entry.pax_extensions() else { return false };
+    extensions.filter_map(Result::ok).any(|ext| ext.key_bytes().starts_with(b"GNU.sparse."))
 }
 
 /// The entry's `SCHILY.xattr.*` PAX records as (name, value).

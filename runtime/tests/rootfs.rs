@@ -1,94 +1,21 @@
 //! A container's root made from a pulled image: as an overlayfs over the snapshots (as
 //! root), and as a flattened copy where the snapshots hold their whiteouts as `.wh.` marker
 //! files (unpacked without the privileges for overlayfs whiteouts); whiteouts and opaque
-//! directories are applied either way, and the user is resolved from the result.
+//! directories are applied either way, and the user is resolved from the result. An image
+//! that lists a layer twice is still overlaid.
+
+mod support;
 
 use std::fs;
-use std::io::Write;
 use std::sync::Arc;
 
 use runtime::container::rootfs::{self, RootfsKind};
 use runtime::container::user;
 use runtime::{NoProgress, PullOptions, Store};
-use serde_json::json;
 use shared::client::testing::{FakeAuth, FakeRegistry};
 use shared::client::{Anonymous, Client, ClientConfig};
-use shared::manifest::{Descriptor, Platform};
-use shared::{media_type, Digest, ImageRef};
-
-struct Layer {
-    gz: Vec<u8>,
-    diff_id: Digest,
-}
-
-/// A layer of (path, contents); paths ending in `/` are directories.
-fn layer(entries: &[(&str, &[u8])]) -> Layer {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, data) in entries {
-        let mut h = tar::Header::new_ustar();
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        if let Some(dir) = path.strip_suffix('/') {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            builder.append_data(&mut h, dir, &[][..]).unwrap();
-        } else {
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            builder.append_data(&mut h, path, *data).unwrap();
-        }
-    }
-    let tar = builder.into_inner().unwrap();
-    let diff_id = Digest::sha256_of(&tar);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).unwrap();
-    Layer { gz: gz.finish().unwrap(), diff_id }
-}
-
-fn descriptor(media_type: &str, data: &[u8]) -> Descriptor {
-    Descriptor {
-        media_type: media_type.into(),
-        digest: Digest::sha256_of(data),
-        size: data.len() as u64,
-        artifact_type: None,
-        annotations: None,
-        platform: None,
-        urls: None,
-    }
-}
-
-fn add_image(registry: &FakeRegistry, repo: &str, tag: &str, layers: &[&Layer]) {
-    let host = Platform::host();
-    let config = serde_json::to_vec(&json!({
-        "architecture": host.architecture,
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
-        "config": {"Cmd": ["sh"]},
-    }))
-    .unwrap();
-    registry.add_blob(&config);
-    for l in layers {
-        registry.add_blob(&l.gz);
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": descriptor(media_type::OCI_CONFIG, &config),
-        "layers": layers.iter().map(|l| descriptor(media_type::OCI_LAYER_GZIP, &l.gz)).collect::<Vec<_>>(),
-    }))
-    .unwrap();
-    registry.add_manifest(repo, Some(tag), media_type::OCI_MANIFEST, &manifest);
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
+use shared::ImageRef;
+use support::{add_image, layer};
 
 /// Fails unless `root` shows the image with its whiteouts applied.
 fn check_tree(root: &std::path::Path) {
@@ -134,7 +61,8 @@ async fn container_roots_apply_whiteouts_as_overlay_or_copy() {
     let (rootfs_dir, upper, work) =
         (dir.path().join("c1/rootfs"), dir.path().join("c1/upper"), dir.path().join("c1/work"));
     let kind = rootfs::mount(&store, &image, &rootfs_dir, &upper, &work).unwrap();
-    if is_root() && rootfs::overlay_available() {
+    let test = "container_roots_apply_whiteouts_as_overlay_or_copy (as overlayfs)";
+    if shared::testing::require_root(test) && rootfs::overlay_available() {
         assert_eq!(kind, RootfsKind::Overlay);
         assert!(rootfs::is_mounted(&rootfs_dir));
         // Writes go to the container's upper directory, never to a snapshot.
@@ -166,4 +94,32 @@ async fn container_roots_apply_whiteouts_as_overlay_or_copy() {
         assert_eq!(kind, RootfsKind::Copy);
         check_tree(&rootfs_dir);
     }
+}
+
+/// An image may list one layer twice (a build that added the same files again): its root is
+/// still an overlay, not a full copy (overlayfs refuses a directory twice among its layers).
+#[tokio::test]
+async fn an_image_with_a_layer_twice_is_still_an_overlay() {
+    let test = "an_image_with_a_layer_twice_is_still_an_overlay";
+    if !shared::testing::require_root(test) || !rootfs::overlay_available() {
+        return;
+    }
+    let registry = FakeRegistry::start(FakeAuth::None, false).await.unwrap();
+    let same = layer(&[("etc/", b""), ("etc/version", b"one")]);
+    let middle = layer(&[("etc/", b""), ("etc/version", b"two"), ("etc/middle", b"m")]);
+    add_image(&registry, "team/twice", "v1", &[&same, &middle, &same]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let reference: ImageRef = format!("{}/team/twice:v1", registry.host()).parse().unwrap();
+    let client = Client::new(ClientConfig::default(), Arc::new(Anonymous)).unwrap();
+    let image = store.pull(&client, &reference, &PullOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!(image.layers.len(), 3);
+    let c = dir.path().join("c");
+    let root = c.join("rootfs");
+    let kind = rootfs::mount(&store, &image, &root, &c.join("upper"), &c.join("work")).unwrap();
+    let seen = (fs::read_to_string(root.join("etc/version")), fs::read_to_string(root.join("etc/middle")));
+    rootfs::unmount(&root).unwrap();
+    assert_eq!(kind, RootfsKind::Overlay, "the image was copied, not overlaid");
+    // The top copy of the layer wins over the middle one.
+    assert_eq!((seen.0.unwrap().as_str(), seen.1.unwrap().as_str()), ("one", "m"));
 }

@@ -301,3 +301,45 @@ async fn refuses_hostile_layers_during_a_pull() {
     assert!(store.snapshots().list().unwrap().is_empty());
     assert!(tmp_is_empty(root.path()));
 }
+
+/// A gzip layer of one GNU sparse file declaring `real_size` bytes, nearly all of them a
+/// hole: some 93 bytes of blob.
+fn sparse_bomb(real_size: u64) -> Layer {
+    let mut h = tar::Header::new_gnu();
+    h.set_path("bomb").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_size(1);
+    h.set_mtime(0);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.set_real_size(real_size);
+    gnu.sparse[0].set_offset(real_size - 1);
+    gnu.sparse[0].set_length(1);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.push(b'x');
+    tar.extend(std::iter::repeat_n(0u8, 511 + 1024));
+    let diff_id = Digest::sha256_of(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&tar).unwrap();
+    Layer { gz: gz.finish().unwrap(), diff_id }
+}
+
+#[tokio::test]
+async fn refuses_a_sparse_file_bomb_and_leaves_nothing() {
+    let registry = FakeRegistry::start(FakeAuth::None, false).await.unwrap();
+    let bomb = sparse_bomb(2 << 30);
+    assert!(bomb.gz.len() < 128, "the bomb is {} bytes", bomb.gz.len());
+    add_image(&registry, "bomb", "v1", &[&bomb], None);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let err = store
+        .pull(&client(), &image(&registry, "bomb:v1"), &PullOptions::default(), &runtime::NoProgress)
+        .await
+        .unwrap_err();
+    let message = chain(&err);
+    assert!(message.contains("refusing layer entry \"bomb\"") && message.contains("sparse"), "{message}");
+    assert!(store.snapshots().list().unwrap().is_empty());
+    assert!(store.images().unwrap().is_empty());
+    assert!(tmp_is_empty(root.path()));
+}

@@ -17,6 +17,8 @@ pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod platform;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 

@@ -352,3 +352,70 @@ pub fn image_differences(
     let _ = fs::remove_dir_all(&b);
     Ok(diffs)
 }
+
+/// Pushes a one-layer image of the directory `rootfs` (owners 0:0) to `registry` as
+/// `<host>/e2e/<name>:v1` and returns that reference. The config has busybox's `PATH` and
+/// `WorkingDir` `working_dir` when given.
+pub async fn push_rootfs_image(
+    registry: &Registry,
+    name: &str,
+    rootfs: &Path,
+    working_dir: Option<&str>,
+) -> Result<String> {
+    let work = tempfile::tempdir()?;
+    let options = shared::layer::LayerOptions { uid: Some(0), gid: Some(0), ..Default::default() };
+    let layer_file = work.path().join("layer.tar.gz");
+    let layer = shared::layer::write_layer_to_file(rootfs, &options, &layer_file)?;
+    let mut settings = serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["sh"],
+    });
+    if let Some(dir) = working_dir {
+        settings["WorkingDir"] = dir.into();
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": settings,
+        "rootfs": { "type": "layers", "diff_ids": [layer.diff_id] },
+        "history": [{ "created_by": format!("berth e2e: {name}") }],
+    }))?;
+    let reference = format!("{}/e2e/{name}:v1", registry.host());
+    let target: ImageRef = reference.parse()?;
+    let client = Client::anonymous()?;
+    let config_digest = client.push_blob_bytes(&target, config.clone().into()).await?;
+    let file = tokio::fs::File::open(&layer_file).await?;
+    client.push_blob(&target, &layer.digest, layer.size, file, None).await?;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": shared::media_type::OCI_MANIFEST,
+        "config": { "mediaType": shared::media_type::OCI_CONFIG, "digest": config_digest, "size": config.len() },
+        "layers": [layer.descriptor()],
+    }))?;
+    client.push_manifest(&target, &target.reference(), shared::media_type::OCI_MANIFEST, manifest.into()).await?;
+    Ok(reference)
+}
+
+/// The paths of one layer blob (gzip, zstd or plain tar), as its entries name them (`./`
+/// and trailing `/` dropped), with `dir`, `link -> TARGET` or `file`.
+pub fn layer_entries(blob: &Path) -> Result<BTreeMap<String, String>> {
+    let file = fs::File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
+    let reader = unpack::decompress(BufReader::new(file))?;
+    let mut archive = tar::Archive::new(reader);
+    let mut out = BTreeMap::new();
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let path = entry.path()?.to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+        let what = match entry.header().entry_type() {
+            tar::EntryType::Directory => "dir".to_string(),
+            tar::EntryType::Symlink => {
+                format!("link -> {}", entry.link_name()?.map(|l| l.to_string_lossy().into_owned()).unwrap_or_default())
+            }
+            _ => "file".to_string(),
+        };
+        if !path.is_empty() {
+            out.insert(path, what);
+        }
+    }
+    Ok(out)
+}

@@ -8,7 +8,12 @@
 //! run with the embedded runtime (`berth oci-runtime`) unless a test names another: the same
 //! RUN-bearing build under runc gives the same layers, and SIGINT or SIGTERM during a RUN
 //! leaves no container, state, mount, cgroup or process behind, under either runtime. ADD
-//! extracts bzip2 and xz archives made by the system's `tar`, by content, not name. With a
+//! extracts bzip2 and xz archives made by the system's `tar`, by content, not name. Links
+//! never lead out of a root: RUN bind mounts of a context link or a stage's `r -> /` do not
+//! show a host canary (and a context mount hides `.dockerignore`d files); a base whose
+//! working directory goes through a link to a host directory leaves that directory empty;
+//! `COPY tool /bin/` on a merged-`/usr` base writes `usr/bin/tool`, as BuildKit does (compared
+//! with the engine's BuildKit when there is one). With a
 //! Docker engine, `docker load` of the archive and `docker pull` + `docker run` of the
 //! pushed image (SKIP without an engine, failure under `CI=true`).
 
@@ -17,7 +22,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::build::{berth, berth_binary, berth_ok, flatten, list_tree, read_layout, write_files, BaseRegistry};
+use e2e::build::{
+    berth, berth_binary, berth_ok, flatten, list_tree, read_layout, write_files, BaseRegistry, Reference,
+};
 use e2e::{describe_failure, require_tools, run, run_ok};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -854,6 +861,221 @@ async fn signals_during_a_run_cancel_and_leave_nothing_behind() -> Result<()> {
         let root_text = root.to_str().context("utf-8")?;
         ensure!(!mounts.contains(root_text), "{what}: mounts left under {root_text}");
         assert_no_debris(&root)?;
+    }
+    Ok(())
+}
+
+/// Every file under `dir` whose content holds `needle`, for canary checks.
+fn files_containing(dir: &Path, needle: &str) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (path, _) in list_tree(dir)? {
+        let full = dir.join(&path);
+        if fs::symlink_metadata(&full)?.is_file() && fs::read_to_string(&full).unwrap_or_default().contains(needle) {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+/// A host file outside every root the build reads: a directory with `secret` holding a
+/// value unique to this run. Returns the directory and the value.
+fn canary() -> Result<(tempfile::TempDir, String)> {
+    let dir = tempfile::Builder::new().prefix("berth-canary-").tempdir()?;
+    let secret = format!("canary-{}-{}", std::process::id(), dir.path().display());
+    fs::write(dir.path().join("secret"), &secret)?;
+    Ok((dir, secret))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_bind_mounts_resolve_inside_the_context_and_the_stage() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let (canary_dir, secret) = canary()?;
+    let canary_path = canary_dir.path().to_str().context("utf-8")?.to_string();
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    // `link` points at the host's canary directory; the context has a directory of the same
+    // path, so the in-context check passes: the mount must show that one, not the host's.
+    let dockerfile = format!(
+        r#"FROM {base} AS stage
+RUN ln -s / /r && mkdir -p {canary_path} && echo stage-own > {canary_path}/secret
+FROM {base}
+RUN --mount=type=bind,source=link,target=/m cat /m/secret > /via-link
+RUN --mount=type=bind,target=/ctx sh -c 'ls -a /ctx > /listing; cat /ctx/link/secret > /ctx-link || true'
+RUN --mount=type=bind,from=stage,source=r{canary_path}/secret,target=/s cat /s > /via-stage
+"#,
+        base = base.base
+    );
+    let in_context = format!("{}/secret", canary_path.trim_start_matches('/'));
+    write_files(
+        &ctx,
+        &[
+            ("Dockerfile", &dockerfile),
+            (&in_context, "in-context\n"),
+            ("kept.txt", "kept\n"),
+            ("ignored.txt", "ignored\n"),
+            (".dockerignore", "ignored.txt\n"),
+        ],
+    )?;
+    std::os::unix::fs::symlink(&canary_path, ctx.join("link"))?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let dest = format!("type=oci,dest={}", out.display());
+    berth_ok(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await?;
+    let flat = work.path().join("flat");
+    flatten(&read_layout(&out, "latest")?, &flat)?;
+    let read = |p: &str| fs::read_to_string(flat.join(p)).unwrap_or_else(|e| format!("<{e}>"));
+    ensure!(read("via-link") == "in-context\n", "a context link was followed out of the context: {}", read("via-link"));
+    ensure!(read("via-stage") == "stage-own\n", "a stage's link was followed out of its root: {}", read("via-stage"));
+    let listing = read("listing");
+    ensure!(listing.contains("kept.txt") && listing.contains("link"), "context bind mount shows:\n{listing}");
+    ensure!(!listing.contains("ignored.txt"), "a .dockerignore'd file is in the context bind mount:\n{listing}");
+    let leaks = files_containing(&flat, &secret)?;
+    ensure!(leaks.is_empty(), "the host's canary was read into {leaks:?}");
+
+    // A source that exists only through the link, on the host: a clear error, no canary.
+    fs::write(canary_dir.path().join("only-on-host"), &secret)?;
+    let dockerfile = format!(
+        "FROM {base} AS stage\nRUN ln -s / /r\nFROM {base}\nRUN --mount=type=bind,from=stage,source=r{canary_path}/only-on-host,target=/s cat /s\n",
+        base = base.base
+    );
+    write_files(&ctx, &[("Dockerfile", &dockerfile)])?;
+    let ran =
+        berth(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await?;
+    ensure!(!ran.ok, "the build read a host file through a stage's link:\n{}", ran.stderr);
+    ensure!(ran.stderr.contains("does not exist in stage"), "unclear error:\n{}", ran.stderr);
+    ensure!(!ran.stderr.contains(&secret) && !ran.stdout.contains(&secret), "the canary was printed");
+    assert_no_debris(&root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_dir_through_a_link_is_made_inside_the_root() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let canary_dir = tempfile::Builder::new().prefix("berth-canary-").tempdir()?;
+    let canary_path = canary_dir.path().to_str().context("utf-8")?.to_string();
+    let canary_rel = canary_path.trim_start_matches('/').to_string();
+    let work = tempfile::tempdir()?;
+    // A base image whose working directory goes through `/w -> <the host's canary dir>`.
+    let rootfs = work.path().join("rootfs");
+    e2e::busybox_rootfs(&rootfs)?;
+    std::os::unix::fs::symlink(&canary_path, rootfs.join("w"))?;
+    let image = e2e::build::push_rootfs_image(&base.registry, "linked-workdir", &rootfs, Some("/w/sub")).await?;
+    let ctx = work.path().join("ctx");
+    let dockerfile = format!(
+        "FROM {image}\nRUN pwd > /pwd.txt\nRUN --mount=type=tmpfs,target=/w/mnt true\nWORKDIR /w/wd\nRUN pwd > /pwd2.txt\n"
+    );
+    write_files(&ctx, &[("Dockerfile", &dockerfile)])?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    let dest = format!("type=oci,dest={}", out.display());
+    let built =
+        berth(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await;
+    let gained: Vec<_> = fs::read_dir(canary_dir.path())?.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+    ensure!(gained.is_empty(), "the build created {gained:?} in the host's {canary_path}");
+    let built = built?;
+    ensure!(built.ok, "build failed:\n{}", built.stderr);
+    let flat = work.path().join("flat");
+    flatten(&read_layout(&out, "latest")?, &flat)?;
+    let tree = list_tree(&flat)?;
+    let read = |p: &str| fs::read_to_string(flat.join(p)).unwrap_or_else(|e| format!("<{e}>"));
+    // The command runs where the link leads inside the root (`pwd` prints the physical path).
+    let (pwd, pwd2) = (read("pwd.txt"), read("pwd2.txt"));
+    ensure!(pwd == format!("{canary_path}/sub\n") && pwd2 == format!("{canary_path}/wd\n"), "{pwd} {pwd2}");
+    ensure!(tree["w"].starts_with("link -> "), "/w is no longer a link: {}", tree["w"]);
+    for made in ["sub", "wd"] {
+        let path = format!("{canary_rel}/{made}");
+        ensure!(tree.get(&path).is_some_and(|d| d.starts_with("dir ")), "{path} is not in the image:\n{tree:#?}");
+    }
+    ensure!(!tree.contains_key(&format!("{canary_rel}/mnt")), "the tmpfs mount point leaked into the image");
+    Ok(())
+}
+
+/// Images this test made in the Docker engine, removed however the test ends.
+struct DockerImages(Vec<String>);
+
+impl Drop for DockerImages {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = std::process::Command::new("/usr/bin/docker").arg("rmi").arg("-f").args(&self.0).output();
+        }
+    }
+}
+
+/// Builds `ctx` with the engine's BuildKit (the differential harness's reference) and returns
+/// its layer tars, bottom first, from the image's `dir:` copy under `dir`.
+async fn buildkit_layers(ctx: &Path, tag: &str, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    Ok(Reference::BuildKit.build(tag, ctx, &[], &dir.join("image")).await?.blobs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_through_merged_usr_links_writes_where_they_point() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    // Debian's merged /usr: /bin is a link to usr/bin.
+    let rootfs = work.path().join("rootfs");
+    e2e::busybox_rootfs(&rootfs)?;
+    fs::create_dir_all(rootfs.join("usr"))?;
+    fs::rename(rootfs.join("bin"), rootfs.join("usr/bin"))?;
+    std::os::unix::fs::symlink("usr/bin", rootfs.join("bin"))?;
+    let image = e2e::build::push_rootfs_image(&base.registry, "merged-usr", &rootfs, None).await?;
+    let docker = e2e::docker_available("copy_through_merged_usr_links_writes_where_they_point").await?;
+    let mut cleanup = DockerImages(Vec::new());
+    let cases = [("copy-only", ""), ("copy-and-run", "RUN /bin/tool > /ran\n")];
+    for (name, run_step) in cases {
+        let ctx = work.path().join(name);
+        let dockerfile = format!("FROM {image}\nCOPY tool /bin/\n{run_step}");
+        write_files(&ctx, &[("Dockerfile", &dockerfile), ("tool", "#!/bin/sh\necho tool ran\n")])?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(ctx.join("tool"), fs::Permissions::from_mode(0o755))?;
+        let root = work.path().join(format!("root-{name}"));
+        let out = work.path().join(format!("out-{name}"));
+        let dest = format!("type=oci,dest={}", out.display());
+        berth_ok(&root, &["build", "--progress", "plain", "--output", &dest, ctx.to_str().context("utf-8")?]).await?;
+        let ours = read_layout(&out, "latest")?;
+        // The COPY layer is the base's next one.
+        let copy_layer = e2e::build::layer_entries(&ours.blobs[1])?;
+        ensure!(copy_layer.get("usr/bin/tool").is_some_and(|e| e == "file"), "{name}: COPY layer {copy_layer:?}");
+        ensure!(!copy_layer.keys().any(|p| p == "bin" || p.starts_with("bin/")), "{name}: COPY layer {copy_layer:?}");
+        let flat = work.path().join(format!("flat-{name}"));
+        flatten(&ours, &flat)?;
+        let tree = list_tree(&flat)?;
+        ensure!(tree["bin"] == "link -> usr/bin 777 0:0", "{name}: /bin became {}", tree["bin"]);
+        if !run_step.is_empty() {
+            let ran = fs::read_to_string(flat.join("ran"))?;
+            ensure!(ran == "tool ran\n", "{name}: RUN /bin/tool printed {ran:?}");
+        }
+        if !docker {
+            continue;
+        }
+        // BuildKit (which wins where it and buildah disagree) writes the same places. Its
+        // COPY layer also lists the existing parents (`usr`, `usr/bin`), which berth's does
+        // not: those directories are unchanged, so the other entries and the root file
+        // systems are compared.
+        let tag = format!("berth-e2e-merged-usr-{name}:{}", std::process::id());
+        cleanup.0.push(tag.clone());
+        let saved = work.path().join(format!("docker-{name}"));
+        fs::create_dir_all(&saved)?;
+        let theirs = buildkit_layers(&ctx, &tag, &saved).await?;
+        let their_copy = e2e::build::layer_entries(&theirs[1])?;
+        let files = |l: &std::collections::BTreeMap<String, String>| {
+            l.iter().filter(|(_, w)| *w != "dir").map(|(p, w)| format!("{p} {w}")).collect::<Vec<_>>()
+        };
+        ensure!(
+            files(&copy_layer) == files(&their_copy),
+            "{name}: COPY layers: berth {copy_layer:?} / BuildKit {their_copy:?}"
+        );
+        let their_flat = work.path().join(format!("flat-docker-{name}"));
+        let files_of = e2e::build::ImageFiles {
+            manifest: ours.manifest.clone(),
+            config: serde_json::Value::Null,
+            layers: Vec::new(),
+            blobs: theirs,
+        };
+        flatten(&files_of, &their_flat)?;
+        let diffs = e2e::build::tree_differences(&tree, &list_tree(&their_flat)?);
+        ensure!(diffs.is_empty(), "{name}: root file systems differ from BuildKit's:\n  {}", diffs.join("\n  "));
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 //! into a temporary store and runs it, with the embedded runtime and with runc.
 //!
 //! These tests need root (namespaces, mounts, cgroups); without it each prints a SKIP line
-//! and passes. Every container a test makes is killed and removed when the test ends,
-//! however it ends ([`Root`]'s `Drop`), so no mount, cgroup or process is left behind.
+//! and passes, except under `CI=true`, where it fails (`shared::testing`). Every container a
+//! test makes is killed and removed when the test ends, however it ends ([`Root`]'s `Drop`), so no mount, cgroup or process is left behind.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,16 +18,10 @@ use runtime::container::Containers;
 /// Debian's runc, which the tests compare the embedded runtime with.
 const RUNC: &str = "/usr/sbin/runc";
 
-/// True when containers can be made here; else prints a SKIP line for `test`.
+/// True when containers can be made here (as root); else prints a SKIP line for `test`,
+/// or fails it under `CI=true`.
 fn permitted(test: &str) -> bool {
-    let root = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false);
-    if !root {
-        println!("SKIP {test}: running containers needs root (namespaces, mounts, cgroups)");
-    }
-    root
+    shared::testing::require_root(test)
 }
 
 /// The `berth` binary next to this test's executable (`target/<profile>/berth`).
@@ -273,16 +267,49 @@ async fn runs_busybox_with_the_embedded_runtime() -> Result<()> {
     check_runtime(&root, None).await
 }
 
+/// A test that needs root, run as user nobody: it passes with a SKIP line, except under
+/// `CI=true`, where it fails (issue 11.11: CI must not pass tests it never ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_tests_fail_under_ci_when_not_root() -> Result<()> {
+    if !permitted("root_tests_fail_under_ci_when_not_root") {
+        return Ok(());
+    }
+    // A copy of this test binary in a folder that nobody may enter, wherever the tree lives.
+    let dir = tempfile::tempdir()?;
+    fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let exe = dir.path().join("run-tests");
+    fs::copy(std::env::current_exe()?, &exe)?;
+    let exe = exe.to_string_lossy().into_owned();
+    let test = "runs_busybox_with_the_embedded_runtime";
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups", "env"];
+    for ci in [true, false] {
+        let ci_env = if ci { vec!["CI=true"] } else { vec!["-u", "CI"] };
+        let args: Vec<&str> =
+            nobody.iter().copied().chain(ci_env).chain([exe.as_str(), "--exact", test, "--nocapture"]).collect();
+        let out = run("setpriv", &args).await?;
+        let shown = describe_failure("setpriv", &args, &out);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if ci {
+            ensure!(!out.status.success(), "under CI=true the test passed as nobody: {shown}");
+            ensure!(
+                String::from_utf8_lossy(&out.stderr).contains("it needs root") || stdout.contains("it needs root"),
+                "{shown}"
+            );
+        } else {
+            ensure!(out.status.success() && stdout.contains(&format!("SKIP {test}")), "{shown}");
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_the_same_bundle_with_runc() -> Result<()> {
     if !permitted("runs_the_same_bundle_with_runc") {
         return Ok(());
     }
     if !Path::new(RUNC).is_file() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            bail!("CI=true but {RUNC} is missing (apt-get install -y runc)");
-        }
-        println!("SKIP runs_the_same_bundle_with_runc: {RUNC} is not installed");
+        let why = format!("{RUNC} is not installed (apt-get install -y runc)");
+        shared::testing::skip("runs_the_same_bundle_with_runc", &why);
         return Ok(());
     }
     let root = Root::new().await?;

@@ -448,3 +448,37 @@ async fn remembered_small_objects_follow_other_writers() {
     assert!(a.delete("state/x").await.unwrap());
     assert!(b.read("state/x").await.unwrap_err().is_not_found());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_digest_of_another_algorithm_is_the_clients_error() {
+    // The session hashes as sha256; a sha512 digest at PUT makes the driver complete the
+    // upload into a staged copy before the bytes can be checked. A mismatch found then is
+    // the client's 400, and the completed upload is cleared away, not aborted.
+    let server = S3Server::start().unwrap();
+    let config = server.registry_config("rehash").await.unwrap();
+    let driver = registry::storage::s3::S3Storage::new(&server.config("rehash")).await.unwrap();
+    let r = Replica::start(config).await;
+    // Bytes held as parts, and bytes held only as a tail (an upload without parts).
+    for (i, size) in [6 * 1024 * 1024 + 5, 1000].into_iter().enumerate() {
+        let blob = data(size, 30 + i as u64);
+        let location = start_upload(&r.base, "r").await;
+        patch(&r.base, &location, 0, blob.clone()).await;
+        let wrong = Digest::of(shared::Algorithm::Sha512, b"other bytes");
+        let resp = client().put(format!("{}{location}?digest={wrong}", r.base)).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "size {size}");
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["errors"][0]["code"], "DIGEST_INVALID", "size {size}");
+        let status = client().get(format!("{}{location}", r.base)).send().await.unwrap();
+        assert_eq!(status.status(), 404, "the session outlived its failed finish");
+        let left = driver.list("uploads").await.unwrap();
+        assert!(left.is_empty(), "size {size}: {left:?}");
+        let head = client().head(format!("{}/v2/r/blobs/{wrong}", r.base)).send().await.unwrap();
+        assert_eq!(head.status(), 404);
+        // The right sha512 digest still stores the blob.
+        let location = start_upload(&r.base, "r").await;
+        patch(&r.base, &location, 0, blob.clone()).await;
+        let right = Digest::of(shared::Algorithm::Sha512, &blob);
+        finish(&r.base, &location, &right).await;
+        assert!(get_blob(&r.base, "r", &right).await == blob);
+    }
+}

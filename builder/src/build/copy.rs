@@ -309,6 +309,15 @@ impl Exec<'_> {
                 mtime: self.epoch,
             });
         }
+        // Links of the image on the way (`/bin -> usr/bin`) are followed inside it, and the
+        // links themselves stay: each path is written below its parent as resolved.
+        let mut resolver = ParentResolver::new(index);
+        for e in &mut entries {
+            e.path = resolver.resolve(&e.path)?;
+        }
+        for t in &mut targets {
+            *t = resolver.resolve(t)?;
+        }
         // Parent directories the image lacks.
         let parents: Vec<String> =
             targets.iter().filter_map(|t| t.rsplit_once('/').map(|(d, _)| d.to_string())).collect();
@@ -386,5 +395,76 @@ fn join_rel(dir_abs: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{d}/{name}")
+    }
+}
+
+/// Resolves the parent directories of layer paths through the image's symbolic links, as
+/// a chroot would (see [`FsIndex::resolve`]), remembering each parent's resolution.
+pub(super) struct ParentResolver<'a> {
+    index: &'a FsIndex,
+    seen: HashMap<String, String>,
+}
+
+impl<'a> ParentResolver<'a> {
+    pub(super) fn new(index: &'a FsIndex) -> ParentResolver<'a> {
+        ParentResolver { index, seen: HashMap::new() }
+    }
+
+    /// `path` (relative to the root) with its parent resolved; the last component is kept.
+    pub(super) fn resolve(&mut self, path: &str) -> Result<String, StepError> {
+        let path = fsindex::normalise(path);
+        let Some((parent, name)) = path.rsplit_once('/') else { return Ok(path) };
+        let parent = match self.seen.get(parent) {
+            Some(p) => p.clone(),
+            None => {
+                let resolved = self.index.resolve(parent, true).ok_or_else(|| {
+                    StepError::Invalid(format!("/{parent}: too many levels of symbolic links in the image"))
+                })?;
+                self.seen.insert(parent.to_string(), resolved.clone());
+                resolved
+            }
+        };
+        Ok(if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_resolve_through_the_images_links() {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, target) in [
+            ("usr/", tar::EntryType::Directory, ""),
+            ("usr/bin/", tar::EntryType::Directory, ""),
+            ("bin", tar::EntryType::Symlink, "usr/bin"),
+            ("w", tar::EntryType::Symlink, "/srv/app"),
+            ("r", tar::EntryType::Symlink, "/"),
+            ("up", tar::EntryType::Symlink, "../../.."),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(kind);
+            h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(0);
+            if !target.is_empty() {
+                h.set_link_name(target).unwrap();
+            }
+            h.set_path(path).unwrap();
+            h.set_cksum();
+            b.append(&h, &[][..]).unwrap();
+        }
+        let mut index = FsIndex::default();
+        index.apply_tar(b.into_inner().unwrap().as_slice()).unwrap();
+        let mut r = ParentResolver::new(&index);
+        assert_eq!(r.resolve("bin/tool").unwrap(), "usr/bin/tool");
+        assert_eq!(r.resolve("bin").unwrap(), "bin", "the link itself stays");
+        assert_eq!(r.resolve("w/sub/f").unwrap(), "srv/app/sub/f", "a link to a missing directory");
+        assert_eq!(r.resolve("r/bin/x").unwrap(), "usr/bin/x");
+        assert_eq!(r.resolve("up/etc/x").unwrap(), "etc/x", "`..` stops at the root");
+        assert_eq!(r.resolve("top").unwrap(), "top");
     }
 }

@@ -134,6 +134,9 @@ pub enum StepError {
         #[source]
         source: io::Error,
     },
+    /// A path could not be resolved inside a step's root, a stage's root or the context.
+    #[error(transparent)]
+    InRoot(#[from] runtime::inroot::InRootError),
     /// A base image config is unreadable.
     #[error("the config of {image} is not valid JSON")]
     Config {

@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// Where a bind mount's files come from, made ready on a cache miss only.
+enum BindSource {
+    /// Files of the build context (targets below `m`, from [`Exec::context_bind`]).
+    Context { picks: Vec<Pick> },
+    /// A path in the root of another stage or an image.
+    Stage { name: String, image: Box<Image>, source: String },
+}
+
 /// Counts RUN containers, so their IDs are unique within the process.
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -68,8 +76,8 @@ impl Exec<'_> {
         let mut binds: Vec<Volume> = Vec::new();
         let mut tmpfs: Vec<Tmpfs> = Vec::new();
         let mut mount_key: Vec<String> = Vec::new();
-        // Bind mounts from other stages, resolved on a miss: (bind, image, source, read-only).
-        let mut deferred: Vec<(usize, Image, String, bool)> = Vec::new();
+        // Bind mounts, whose sources are made ready on a miss: (bind, source, read-only).
+        let mut deferred: Vec<(usize, BindSource, bool)> = Vec::new();
         let stage_index = self.stage_index(st);
         for m in &r.mounts {
             let target = m.target.as_ref().map(|t| self.expand(st, t)).transpose()?;
@@ -103,60 +111,22 @@ impl Exec<'_> {
                     let target = absolute(&cwd, target.as_deref().unwrap_or_default());
                     let source =
                         m.source.as_ref().map(|s| self.expand(st, s)).transpose()?.unwrap_or_else(|| ".".into());
-                    let (host, key) = match &m.from {
+                    let read_only = m.readonly.unwrap_or(true);
+                    let (source, key) = match &m.from {
                         None => {
-                            let rel = crate::ignore::clean(&source);
-                            if source.split('/').filter(|p| *p == "..").count() > 0 && escapes(&source) {
-                                return Err(ContextError::Escapes {
-                                    what: "RUN --mount".into(),
-                                    path: source,
-                                    tree: "build context".into(),
-                                }
-                                .into());
-                            }
-                            let all = vec![rel.clone()];
-                            let picks = self.context.select(&Select {
-                                what: "RUN --mount",
-                                sources: &all,
-                                dest: "/m",
-                                dest_is_dir: true,
-                                exclude: &[],
-                                parents: false,
-                            })?;
-                            let files: Vec<(&Path, &fs::Metadata)> = picks
-                                .iter()
-                                .filter(|p| p.kind == PickKind::File)
-                                .map(|p| (p.source.as_path(), &p.meta))
-                                .collect();
-                            let digests = self.stat.digest_all(&files)?;
-                            let mut h = Hasher::new(Algorithm::Sha256);
-                            for (p, d) in picks.iter().filter(|p| p.kind == PickKind::File).zip(&digests) {
-                                h.update(p.target.as_bytes());
-                                h.update(d.to_string().as_bytes());
-                            }
-                            (self.context.root().join(&rel), h.finish())
+                            let (picks, key) = self.context_bind(&source)?;
+                            (BindSource::Context { picks }, key)
                         }
                         Some(from) => {
                             // Keyed by the stage's (or image's) layer key; unpacked on a miss.
-                            let from = self.expand(st, from)?;
-                            let image = self.source_image(&from, stage_index)?;
+                            let name = self.expand(st, from)?;
+                            let image = self.source_image(&name, stage_index)?;
                             let key = image.layer_key.clone();
-                            let read_only = m.readonly.unwrap_or(true);
-                            deferred.push((binds.len(), image, crate::ignore::clean(&source), read_only));
-                            binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
-                            mount_key.push(format!("bind:{target}:{key}:{read_only}"));
-                            continue;
+                            (BindSource::Stage { name, image: Box::new(image), source }, key)
                         }
                     };
-                    let read_only = m.readonly.unwrap_or(true);
-                    if !read_only {
-                        // Writes to a rw bind mount are thrown away: give it a copy.
-                        let copy = self.temp_dir("bind")?;
-                        copy_tree(&host, &copy)?;
-                        binds.push(Volume { host: copy, container: target.clone(), read_only: false });
-                    } else {
-                        binds.push(Volume { host, container: target.clone(), read_only: true });
-                    }
+                    deferred.push((binds.len(), source, read_only));
+                    binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
                     mount_key.push(format!("bind:{target}:{key}:{read_only}"));
                 }
                 MountKind::Secret => {
@@ -197,14 +167,21 @@ impl Exec<'_> {
             return Ok((Outcome::Cached, size));
         }
 
-        for (i, image, source, read_only) in deferred {
-            let host = self.materialise(&image)?.join(source);
-            binds[i].host = if read_only {
-                host
-            } else {
-                let copy = self.temp_dir("bind")?;
-                copy_tree(&host, &copy)?;
-                copy
+        for (i, source, read_only) in deferred {
+            binds[i].host = match source {
+                // A private copy already: writes to it are thrown away with it.
+                BindSource::Context { picks } => self.context_copy(&picks)?,
+                BindSource::Stage { name, image, source } => {
+                    let host = self.stage_source(&name, &image, &source)?;
+                    if read_only {
+                        host
+                    } else {
+                        // Writes to a rw bind mount are thrown away: give it a copy.
+                        let copy = self.temp_dir("bind")?;
+                        copy_tree(&host, &copy)?;
+                        copy
+                    }
+                }
             };
         }
         let rootfs = self.workspace(st)?;
@@ -215,15 +192,15 @@ impl Exec<'_> {
                 .collect();
         mount_points.extend(binds.iter().map(|b| b.container.clone()));
         mount_points.extend(tmpfs.iter().map(|t| t.path.clone()));
-        let created = runner::missing_mount_points(&rootfs, &mount_points);
-        // The working directory exists for the command, as Docker makes it.
-        let cwd_created = runner::missing_mount_points(&rootfs, std::slice::from_ref(&cwd));
-        for d in &cwd_created {
-            let p = rootfs.join(d);
-            fs::create_dir_all(&p).map_err(step_io(&p))?;
-        }
-        let times = runner::parent_times(&rootfs, &created);
         let before = Snapshot::take(&rootfs)?;
+        // The working directory exists for the command, as Docker makes it: inside the
+        // root, through the image's links as a chroot would follow them. Made after the
+        // snapshot, it belongs to the layer (as in BuildKit).
+        if !runner::missing_mount_points(&rootfs, std::slice::from_ref(&cwd))?.is_empty() {
+            Root::open(&rootfs)?.mkdir_all(&cwd, 0o755)?;
+        }
+        let created = runner::missing_mount_points(&rootfs, &mount_points)?;
+        let times = runner::parent_times(&rootfs, &created)?;
         let mut full = full_env.clone();
         full.extend(proxies);
         let request = Request {
@@ -266,8 +243,6 @@ impl Exec<'_> {
             });
         }
         let mut entries = before.diff(&rootfs)?;
-        // The working directory created for the command belongs to the layer (as Docker).
-        let _ = cwd_created;
         // Overlay whiteouts (character devices 0/0) must never appear; runc does not make
         // them, but a command could: keep them as devices, as Docker would.
         entries.retain(|e| !e.path.is_empty());
@@ -280,6 +255,102 @@ impl Exec<'_> {
             }
         }
         Ok((Outcome::Done, size))
+    }
+
+    /// The context files a bind mount of `source` shows (`.dockerignore` applied, links
+    /// resolved inside the context, as targets below `m`) and the key they give the step.
+    fn context_bind(&self, source: &str) -> Result<(Vec<Pick>, Digest), StepError> {
+        if escapes(source) {
+            return Err(ContextError::Escapes {
+                what: "RUN --mount".into(),
+                path: source.to_string(),
+                tree: "build context".into(),
+            }
+            .into());
+        }
+        let all = vec![crate::ignore::clean(source)];
+        let picks = self.context.select(&Select {
+            what: "RUN --mount",
+            sources: &all,
+            dest: "/m",
+            dest_is_dir: true,
+            exclude: &[],
+            parents: false,
+        })?;
+        let files: Vec<(&Path, &fs::Metadata)> =
+            picks.iter().filter(|p| p.kind == PickKind::File).map(|p| (p.source.as_path(), &p.meta)).collect();
+        let digests = self.stat.digest_all(&files)?;
+        let mut h = Hasher::new(Algorithm::Sha256);
+        for (p, d) in picks.iter().filter(|p| p.kind == PickKind::File).zip(&digests) {
+            h.update(p.target.as_bytes());
+            h.update(d.to_string().as_bytes());
+        }
+        Ok((picks, h.finish()))
+    }
+
+    /// A private copy of the context files `picks` (from [`Exec::context_bind`]), for a
+    /// bind mount: only what the selection shows (so `.dockerignore` applies, as BuildKit
+    /// applies it), each file read through the context's root as a chroot would resolve it,
+    /// so no link (planted before or during the build) leads the mount out of the context.
+    /// Returns the directory, or the file when the source is a single file.
+    fn context_copy(&self, picks: &[Pick]) -> Result<PathBuf, StepError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = self.temp_dir("bind")?;
+        let context = Root::open(self.context.root())?;
+        let mut dirs = vec![];
+        let mut single_file = None;
+        for p in picks {
+            let below = p.target.strip_prefix('m').unwrap_or(&p.target).trim_start_matches('/');
+            let dest = if below.is_empty() { dir.clone() } else { dir.join(below) };
+            match &p.kind {
+                PickKind::Dir => {
+                    if dest != dir {
+                        fs::create_dir(&dest).map_err(step_io(&dest))?;
+                    }
+                    dirs.push((dest, p.meta.clone()));
+                }
+                PickKind::File => {
+                    let rel = p.source.strip_prefix(self.context.root()).unwrap_or(&p.source);
+                    let rel = rel.to_string_lossy();
+                    let Some(mut from) = context.open_file(&rel)? else {
+                        return Err(StepError::Invalid(format!("RUN --mount: {rel} vanished from the build context")));
+                    };
+                    let mut to = File::create(&dest).map_err(step_io(&dest))?;
+                    io::copy(&mut from, &mut to).map_err(step_io(&dest))?;
+                    to.set_permissions(fs::Permissions::from_mode(p.meta.mode() & 0o7777)).map_err(step_io(&dest))?;
+                    if let Ok(t) = p.meta.modified() {
+                        let _ = to.set_modified(t);
+                    }
+                    if picks.len() == 1 {
+                        single_file = Some(dest);
+                    }
+                }
+                PickKind::Symlink(t) => std::os::unix::fs::symlink(t, &dest).map_err(step_io(&dest))?,
+                // FIFOs and devices are not shown (BuildKit does not send them either).
+                PickKind::Special => {}
+            }
+        }
+        for (d, meta) in dirs.iter().rev() {
+            fs::set_permissions(d, fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(step_io(d))?;
+            if let (Ok(t), Ok(f)) = (meta.modified(), File::open(d)) {
+                let _ = f.set_modified(t);
+            }
+        }
+        Ok(single_file.unwrap_or(dir))
+    }
+
+    /// Where `source` is in the root of stage (or image) `name`: resolved inside that root
+    /// as a chroot would, so a link the stage made (`r -> /`) stays in it. The root is this
+    /// build's own unpacked copy and the path has no link left to follow.
+    fn stage_source(&self, name: &str, image: &Image, source: &str) -> Result<PathBuf, StepError> {
+        let root = Root::open(&self.materialise(image)?)?;
+        let resolved = root.resolve(source, true)?;
+        if resolved.fd.is_none() {
+            return Err(StepError::Invalid(format!(
+                "RUN --mount from={name}: {source:?} does not exist in {name} (links resolve inside its root)"
+            )));
+        }
+        Ok(root.host_path(&resolved.path))
     }
 }
 

@@ -4,7 +4,9 @@
 //! Repository names may hold slashes, so everything under `/v2/` is one wildcard route whose
 //! path is parsed once, from the right, by [`Route::parse`]; the handlers live in
 //! [`blobs`], [`uploads`], [`manifests`] and [`listing`]. A middleware records one tracing
-//! event and one metrics observation per request and counts body bytes both ways.
+//! event and one metrics observation per request and counts body bytes both ways; the
+//! outermost one, [`early`], lets a client that sends its whole body before reading get an
+//! answer given before the body was read.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::storage::{ByteStream, StorageError};
 use crate::store::{Store, StoreError};
 
 mod blobs;
+mod early;
 mod listing;
 mod manifests;
 mod uploads;
@@ -60,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(early::layer))
         .with_state(state)
 }
 
@@ -167,6 +171,17 @@ impl Req {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (k == key).then(|| percent_decode(v))
         })
+    }
+
+    /// Every value of a query parameter, percent-decoded, in order.
+    pub fn query_all(&self, key: &str) -> Vec<String> {
+        let Some(q) = self.uri.query() else { return Vec::new() };
+        q.split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == key).then(|| percent_decode(v))
+            })
+            .collect()
     }
 
     /// A header as a string.
@@ -420,6 +435,51 @@ mod tests {
         assert_eq!(Route::parse("a/tags/list/tags/list"), Some(Route::Tags("a/tags/list")));
         assert_eq!(Route::parse("a"), None);
         assert_eq!(Route::parse("a/other/x"), None);
+    }
+
+    /// A registry on a temporary folder, and its state.
+    async fn registry() -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.storage.filesystem.root = dir.path().to_path_buf();
+        config.storage.filesystem.fsync = false;
+        let state = crate::state(config).await.unwrap();
+        (dir, state)
+    }
+
+    async fn call(app: &Router, method: &str, uri: &str, body: &'static str) -> Response {
+        use tower::ServiceExt;
+        let req = Request::builder().method(method).uri(uri).body(Body::from(body)).unwrap();
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn upload_requests_leave_no_lock_entries() {
+        let (_dir, state) = registry().await;
+        let store = state.store.clone();
+        let app = router(state);
+        let digest = shared::Digest::sha256_of(b"data");
+        // Unknown sessions, with ids well-formed or not.
+        for i in 0..50u32 {
+            for id in [format!("{i:032x}"), format!("no-{i}")] {
+                for method in ["GET", "PATCH", "PUT", "DELETE"] {
+                    let resp = call(&app, method, &format!("/v2/r/blobs/uploads/{id}?digest={digest}"), "data").await;
+                    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method} {id}");
+                }
+            }
+        }
+        // Sessions written to and left open, finished, cancelled, then asked for again.
+        for end in ["open", "PUT", "DELETE"] {
+            let resp = call(&app, "POST", "/v2/r/blobs/uploads/", "").await;
+            let location = resp.headers()[header::LOCATION].to_str().unwrap().to_string();
+            assert_eq!(call(&app, "PATCH", &location, "data").await.status(), StatusCode::ACCEPTED);
+            if end != "open" {
+                let resp = call(&app, end, &format!("{location}?digest={digest}"), "").await;
+                assert!(resp.status().is_success(), "{end}: {}", resp.status());
+                assert_eq!(call(&app, "PATCH", &location, "data").await.status(), StatusCode::NOT_FOUND);
+            }
+        }
+        assert_eq!(store.upload_locks_len(), 0);
     }
 
     #[test]

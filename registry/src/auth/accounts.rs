@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -102,6 +103,8 @@ pub struct Htpasswd {
     cache_ttl: Duration,
     cache_salt: [u8; 32],
     verified: Mutex<HashMap<[u8; 32], Instant>>,
+    /// bcrypt verifications run, known users and unknown alike.
+    bcrypt_runs: AtomicU64,
 }
 
 #[derive(Default)]
@@ -109,6 +112,39 @@ struct HtState {
     users: HashMap<String, String>,
     stamp: Option<(SystemTime, u64)>,
     checked: Option<Instant>,
+    /// A hash no password matches, at the users' cost: a name that is no user's is checked
+    /// against it, so that it costs what a user's does and its answer does not come sooner
+    /// (which would tell who the users are). `None` without users.
+    dummy: Option<String>,
+}
+
+impl HtState {
+    fn new(users: HashMap<String, String>, stamp: Option<(SystemTime, u64)>) -> HtState {
+        let dummy = dummy_hash(&users);
+        HtState { users, stamp, checked: Some(Instant::now()), dummy }
+    }
+}
+
+/// The cost of a bcrypt hash (`$2b$10$…` is 10).
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.get(4..6)?.parse().ok()
+}
+
+/// A well-formed bcrypt hash at the cost most users' hashes have (the higher on a tie),
+/// matching no password one can send: its salt and digest are those of a random secret.
+fn dummy_hash(users: &HashMap<String, String>) -> Option<String> {
+    let mut costs: HashMap<u32, usize> = HashMap::new();
+    for hash in users.values() {
+        if let Some(cost) = bcrypt_cost(hash) {
+            *costs.entry(cost).or_default() += 1;
+        }
+    }
+    let (cost, _) = costs.into_iter().max_by_key(|&(cost, n)| (n, cost))?;
+    let secret = hex::encode(random_bytes::<16>().ok()?);
+    // Made at the lowest cost (quick), then given the users' cost: verifying against it
+    // runs the users' number of rounds and never matches.
+    let quick = bcrypt::hash(secret, 4).ok()?;
+    Some(format!("$2b${cost:02}{}", quick.get(6..)?))
 }
 
 impl std::fmt::Debug for Htpasswd {
@@ -129,11 +165,11 @@ impl Htpasswd {
             cache_ttl,
             cache_salt: random_bytes()?,
             verified: Mutex::new(HashMap::new()),
+            bcrypt_runs: AtomicU64::new(0),
         };
         if let Some(path) = path {
             let (users, stamp) = read_htpasswd(path)?;
-            let mut state = ht.state.write().unwrap_or_else(PoisonError::into_inner);
-            *state = HtState { users, stamp: Some(stamp), checked: Some(Instant::now()) };
+            *ht.state.write().unwrap_or_else(PoisonError::into_inner) = HtState::new(users, Some(stamp));
         }
         Ok(ht)
     }
@@ -156,8 +192,7 @@ impl Htpasswd {
         match read_htpasswd(path) {
             Ok((users, stamp)) => {
                 tracing::info!(path = %path.display(), users = users.len(), "htpasswd file reloaded");
-                state.users = users;
-                state.stamp = Some(stamp);
+                *state = HtState::new(users, Some(stamp));
             }
             Err(e) => tracing::warn!(error = %shared::error_chain(&e), "keeping the users read before"),
         }
@@ -169,23 +204,36 @@ impl Htpasswd {
         self.state.read().unwrap_or_else(PoisonError::into_inner).users.get(user).cloned()
     }
 
+    /// The hash of `user`, and whether it is theirs: for a name that is no user's, the dummy
+    /// hash at the users' cost (see [`HtState`]).
+    fn hash_or_dummy(&self, user: &str) -> Option<(String, bool)> {
+        self.refresh();
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        match state.users.get(user) {
+            Some(hash) => Some((hash.clone(), true)),
+            None => state.dummy.clone().map(|dummy| (dummy, false)),
+        }
+    }
+
     /// True when `user` exists and `password` is theirs. Returns a fingerprint of the stored
-    /// hash (for refresh tokens) on success.
+    /// hash (for refresh tokens) on success. A user name that is not a user's costs the same
+    /// bcrypt work as a wrong password of a user.
     pub async fn verify(&self, user: &str, password: &str) -> Option<String> {
-        let hash = self.hash_of(user)?;
+        let (hash, known) = self.hash_or_dummy(user)?;
         let fingerprint = hex::encode(&sha256(&[hash.as_bytes()])[..8]);
         let key = sha256(&[&self.cache_salt, user.as_bytes(), password.as_bytes(), hash.as_bytes()]);
         {
             let cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-            if cache.get(&key).is_some_and(|until| Instant::now() < *until) {
+            if known && cache.get(&key).is_some_and(|until| Instant::now() < *until) {
                 return Some(fingerprint);
             }
         }
         let password = password.to_string();
+        self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
             .await
             .unwrap_or(false);
-        if !ok {
+        if !ok || !known {
             return None;
         }
         if !self.cache_ttl.is_zero() {
@@ -443,6 +491,39 @@ mod tests {
         assert!(Htpasswd::open(Some(&dir.path().join("missing")), Duration::ZERO).is_err());
         let none = Htpasswd::open(None, Duration::ZERO).unwrap();
         assert!(none.verify("alice", "wonderland").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_users_cost_the_same_bcrypt_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        // Most users at cost 5, one at 4: the dummy takes the users' usual cost.
+        let (a, b, c) =
+            (hash_password("a", 5).unwrap(), hash_password("b", 5).unwrap(), hash_password("c", 4).unwrap());
+        std::fs::write(&file, format!("alice:{a}\nbob:{b}\ncarol:{c}\n")).unwrap();
+        let ht = Htpasswd::open(Some(&file), Duration::ZERO).unwrap();
+        let dummy = ht.state.read().unwrap().dummy.clone().unwrap();
+        assert_eq!(bcrypt_cost(&dummy), Some(5));
+        assert_eq!(dummy.len(), a.len());
+        let runs = || ht.bcrypt_runs.load(Ordering::Relaxed);
+        assert!(ht.verify("alice", "wrong").await.is_none());
+        assert_eq!(runs(), 1, "a wrong password runs bcrypt");
+        for (user, password) in [("mallory", "wrong"), ("mallory", ""), ("", "a")] {
+            assert!(ht.verify(user, password).await.is_none());
+        }
+        assert_eq!(runs(), 4, "an unknown user runs bcrypt just the same");
+        // The dummy matches no password: not even the secret it was made from, which is
+        // hashed at another cost.
+        assert!(!bcrypt::verify("", &dummy).unwrap());
+        // A reload to other costs follows them; no users, no dummy (nothing to find out).
+        std::fs::write(&file, format!("alice:{c}\n")).unwrap();
+        ht.state.write().unwrap().checked = None;
+        assert!(ht.verify("nobody", "x").await.is_none());
+        assert_eq!(bcrypt_cost(&ht.state.read().unwrap().dummy.clone().unwrap()), Some(4));
+        std::fs::write(&file, "").unwrap();
+        ht.state.write().unwrap().checked = None;
+        assert!(ht.verify("nobody", "x").await.is_none());
+        assert!(ht.state.read().unwrap().dummy.is_none());
     }
 
     #[tokio::test]

@@ -70,11 +70,13 @@ fn not_found_as(e: StorageError, as_err: StoreError) -> StoreError {
 }
 
 impl Store {
-    /// Validates and stores a manifest pushed to `repo` under `reference`.
+    /// Validates and stores a manifest pushed to `repo` under `reference`, and points
+    /// `tags` (the `tag` query parameters of a push) at it too, once it is stored.
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
+        tags: &[Tag],
         content_type: Option<&str>,
         body: Bytes,
     ) -> StoreResult<Pushed> {
@@ -117,9 +119,16 @@ impl Store {
             let json = serde_json::to_vec(&entry).map_err(|e| StoreError::ManifestInvalid(e.to_string()))?;
             self.storage.put(&paths::referrer(repo, &subject.digest, &digest), Bytes::from(json)).await?;
         }
-        if let Reference::Tag(tag) = reference {
-            self.storage.put(&paths::tag(repo, tag), Bytes::from(digest.to_string())).await?;
-        }
+        let named = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
+        let link = Bytes::from(digest.to_string());
+        let writes = named.into_iter().chain(tags).map(|tag| {
+            let (path, link) = (paths::tag(repo, tag), link.clone());
+            async move { self.storage.put(&path, link).await }
+        });
+        try_join_all(writes).await?;
         self.cache_put(StoredManifest { digest: digest.clone(), media_type: manifest.media_type, body });
         Ok(Pushed { digest, subject: manifest.subject.map(|s| s.digest) })
     }

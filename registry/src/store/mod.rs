@@ -16,6 +16,7 @@ use shared::{Digest, RepoName};
 use crate::paths;
 use crate::storage::{ByteStream, Storage, StorageError};
 
+mod locks;
 mod manifests;
 mod uploads;
 
@@ -80,14 +81,14 @@ pub struct Store {
     /// Manifest bytes and media type by digest (immutable content, so always safe to reuse
     /// once a revision link has been checked).
     manifest_cache: Mutex<(usize, HashMap<Digest, Arc<StoredManifest>>)>,
-    /// One lock per upload session being written by this process.
-    upload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The locks of the upload sessions this process is writing.
+    upload_locks: locks::UploadLocks,
 }
 
 impl Store {
     /// A store over `storage`.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Store { storage, manifest_cache: Mutex::new((0, HashMap::new())), upload_locks: Mutex::new(HashMap::new()) }
+        Store { storage, manifest_cache: Mutex::new((0, HashMap::new())), upload_locks: locks::UploadLocks::default() }
     }
 
     /// The driver underneath.
@@ -170,8 +171,133 @@ impl Store {
         Ok(found)
     }
 
+    /// How many upload sessions have a lock entry (for tests: it is the sessions being
+    /// written at the moment, not every id ever seen).
+    #[cfg(test)]
+    pub(crate) fn upload_locks_len(&self) -> usize {
+        self.upload_locks.len()
+    }
+
     /// True when the repository holds anything.
     pub async fn repo_exists(&self, repo: &RepoName) -> StoreResult<bool> {
         Ok(!self.storage.list(&paths::repo(repo)).await?.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use futures_util::StreamExt;
+    use shared::Algorithm;
+
+    use super::*;
+    use crate::storage::fs::FsStorage;
+    use crate::storage::{Meta, Written};
+
+    /// The filesystem driver, but strict as S3 is about aborts: aborting an upload that is
+    /// no longer there (it was completed) fails. Its `delete_all` can be made to fail too.
+    struct Strict {
+        inner: FsStorage,
+        failing_delete_all: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Storage for Strict {
+        async fn get(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
+            self.inner.get(path, range).await
+        }
+        async fn read(&self, path: &str) -> Result<Bytes, StorageError> {
+            self.inner.read(path).await
+        }
+        async fn stat(&self, path: &str) -> Result<Meta, StorageError> {
+            self.inner.stat(path).await
+        }
+        async fn put(&self, path: &str, data: Bytes) -> Result<(), StorageError> {
+            self.inner.put(path, data).await
+        }
+        async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, StorageError> {
+            self.inner.put_if_absent(path, data).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, path: &str) -> Result<bool, StorageError> {
+            self.inner.delete(path).await
+        }
+        async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
+            if self.failing_delete_all.load(Ordering::Relaxed) {
+                return Err(StorageError::Io { path: prefix.into(), source: std::io::Error::other("back end down") });
+            }
+            self.inner.delete_all(prefix).await
+        }
+        async fn write_part(
+            &self,
+            upload: &str,
+            resume: &str,
+            offset: u64,
+            body: ByteStream,
+        ) -> Result<Written, StorageError> {
+            self.inner.write_part(upload, resume, offset, body).await
+        }
+        async fn complete(&self, upload: &str, resume: &str, dest: &str) -> Result<(), StorageError> {
+            self.inner.complete(upload, resume, dest).await
+        }
+        async fn abort(&self, upload: &str, resume: &str) -> Result<(), StorageError> {
+            match self.inner.stat(upload).await {
+                Err(e) if e.is_not_found() => Err(StorageError::Io {
+                    path: upload.into(),
+                    source: std::io::Error::other("NoSuchUpload: the upload was completed"),
+                }),
+                _ => self.inner.abort(upload, resume).await,
+            }
+        }
+    }
+
+    fn strict() -> (tempfile::TempDir, Arc<Strict>, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = FsStorage::new(dir.path(), false).unwrap();
+        let driver = Arc::new(Strict { inner, failing_delete_all: AtomicBool::new(false) });
+        let store = Store::new(driver.clone());
+        (dir, driver, store)
+    }
+
+    fn body(data: &[u8]) -> ByteStream {
+        futures_util::stream::iter(vec![Ok(Bytes::copy_from_slice(data))]).boxed()
+    }
+
+    #[tokio::test]
+    async fn a_mismatch_found_after_completing_is_the_clients_error() {
+        let (_dir, driver, store) = strict();
+        let repo: RepoName = "r".parse().unwrap();
+        // A sha256 session finished with a sha512 digest: the driver completes the upload
+        // into a staged copy, then the bytes do not match.
+        let up = store.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+        store.append(&repo, &up.id, Some(0), Some(4), body(b"data")).await.unwrap();
+        let wrong = Digest::of(Algorithm::Sha512, b"other");
+        let err = store.finish_upload(&repo, &up.id, &wrong, None, None, body(b"")).await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+        assert!(driver.list(paths::UPLOADS).await.unwrap().is_empty());
+        assert!(store.blob_size(&repo, &wrong).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_clean_up_never_replaces_the_answer() {
+        let (_dir, driver, store) = strict();
+        let repo: RepoName = "r".parse().unwrap();
+        driver.failing_delete_all.store(true, Ordering::Relaxed);
+        for wrong in [Digest::sha256_of(b"other"), Digest::of(Algorithm::Sha512, b"other")] {
+            let up = store.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+            let err = store.finish_upload(&repo, &up.id, &wrong, None, Some(4), body(b"data")).await.unwrap_err();
+            assert!(matches!(err, StoreError::DigestMismatch { .. }), "{wrong}: {err}");
+        }
+        // A blob stored is stored, whatever happens to the session's debris after.
+        for right in [Digest::sha256_of(b"data"), Digest::of(Algorithm::Sha512, b"data")] {
+            let up = store.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+            store.finish_upload(&repo, &up.id, &right, None, Some(4), body(b"data")).await.unwrap();
+            assert_eq!(store.blob_size(&repo, &right).await.unwrap(), 4);
+        }
     }
 }

@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use shared::{Algorithm, Digest, Hasher, RepoName};
 
+use super::locks::UploadLock;
 use super::{Store, StoreError, StoreResult};
 use crate::paths;
 use crate::storage::{ByteStream, StorageError, Written};
@@ -53,6 +54,25 @@ enum Committed {
     Completed,
     /// The blob was already stored; the upload's data is still to be discarded.
     AlreadyStored,
+}
+
+/// A commit that failed, and whether the driver had completed the session's upload by then
+/// (its bytes moved to the blob or the staged copy): a completed upload is not aborted.
+struct Failed {
+    error: StoreError,
+    completed: bool,
+}
+
+impl Failed {
+    /// A failure before the driver completed the upload.
+    fn before(e: impl Into<StoreError>) -> Failed {
+        Failed { error: e.into(), completed: false }
+    }
+
+    /// A failure after the driver completed the upload.
+    fn after(e: impl Into<StoreError>) -> Failed {
+        Failed { error: e.into(), completed: true }
+    }
 }
 
 /// Session ids are 32 lowercase hex characters; anything else is unknown (and never a path).
@@ -163,13 +183,13 @@ fn hashing(body: ByteStream, hasher: Hasher) -> (ByteStream, HashTask) {
 }
 
 impl Store {
-    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.upload_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(id.to_string()).or_default().clone()
-    }
-
-    fn forget_lock(&self, id: &str) {
-        self.upload_locks.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    /// A share of the lock of session `id`, once `id` is known to be well-formed (an id
+    /// that cannot be a session makes no entry).
+    fn upload_lock(&self, id: &str) -> StoreResult<UploadLock<'_>> {
+        if !valid_id(id) {
+            return Err(StoreError::UploadUnknown(id.to_string()));
+        }
+        Ok(self.upload_locks.get(id))
     }
 
     async fn load(&self, repo: &RepoName, id: &str) -> StoreResult<State> {
@@ -227,7 +247,7 @@ impl Store {
         len: Option<u64>,
         body: ByteStream,
     ) -> StoreResult<UploadStatus> {
-        let lock = self.upload_lock(id);
+        let lock = self.upload_lock(id)?;
         let _guard = lock.lock().await;
         let mut state = self.load(repo, id).await?;
         self.append_locked(id, &mut state, start, len, body).await?;
@@ -283,7 +303,7 @@ impl Store {
         len: Option<u64>,
         body: ByteStream,
     ) -> StoreResult<()> {
-        let lock = self.upload_lock(id);
+        let lock = self.upload_lock(id)?;
         let _guard = lock.lock().await;
         let mut state = self.load(repo, id).await?;
         // Most clients finish with an empty body: then there is nothing to append or record
@@ -304,19 +324,24 @@ impl Store {
         } else {
             self.commit_rehashed(repo, id, &state.resume, digest).await
         };
-        match result {
-            // The driver consumed the upload; only the session's own objects are left.
-            Ok(Committed::Completed) => {
-                self.storage.delete_all(&paths::upload(id)).await?;
-                self.forget_lock(id);
-                Ok(())
+        self.settle(id, &state.resume, result).await
+    }
+
+    /// Clears a finished session away after its commit. What the driver completed is never
+    /// aborted (only the session's own objects are left, the staged copy among them), and a
+    /// failed clean-up is logged, never answered: the client gets the commit's own result,
+    /// and the purge removes what is left.
+    async fn settle(&self, id: &str, resume: &str, result: Result<Committed, Failed>) -> StoreResult<()> {
+        let cleanup = match &result {
+            Ok(Committed::Completed) | Err(Failed { completed: true, .. }) => {
+                self.storage.delete_all(&paths::upload(id)).await.map_err(StoreError::from)
             }
-            Ok(Committed::AlreadyStored) => self.discard(id, &state.resume).await,
-            Err(e) => {
-                self.discard(id, &state.resume).await?;
-                Err(e)
-            }
+            Ok(Committed::AlreadyStored) | Err(Failed { completed: false, .. }) => self.discard(id, resume).await,
+        };
+        if let Err(e) = cleanup {
+            tracing::warn!(upload = id, error = %shared::error_chain(&e), "clearing a finished upload session failed");
         }
+        result.map(|_| ()).map_err(|f| f.error)
     }
 
     async fn commit(
@@ -326,20 +351,22 @@ impl Store {
         resume: &str,
         expected: &Digest,
         actual: Digest,
-    ) -> StoreResult<Committed> {
+    ) -> Result<Committed, Failed> {
         if &actual != expected {
-            return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
+            return Err(Failed::before(StoreError::DigestMismatch { expected: expected.clone(), actual }));
         }
         let dest = paths::blob_data(expected);
         let outcome = match self.storage.stat(&dest).await {
             Ok(_) => Committed::AlreadyStored,
             Err(e) if e.is_not_found() => {
-                self.storage.complete(&paths::upload_data(id), resume, &dest).await?;
+                self.storage.complete(&paths::upload_data(id), resume, &dest).await.map_err(Failed::before)?;
                 Committed::Completed
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(Failed::before(e)),
         };
-        self.storage.put(&paths::layer_link(repo, expected), Bytes::new()).await?;
+        let completed = matches!(outcome, Committed::Completed);
+        let linked = self.storage.put(&paths::layer_link(repo, expected), Bytes::new()).await;
+        linked.map_err(|e| Failed { error: e.into(), completed })?;
         Ok(outcome)
     }
 
@@ -351,11 +378,23 @@ impl Store {
         id: &str,
         resume: &str,
         expected: &Digest,
-    ) -> StoreResult<Committed> {
+    ) -> Result<Committed, Failed> {
         let staged = format!("{}/staged", paths::upload(id));
-        self.storage.complete(&paths::upload_data(id), resume, &staged).await?;
+        self.storage.complete(&paths::upload_data(id), resume, &staged).await.map_err(Failed::before)?;
+        // From here on the driver's upload is completed (into `staged`): nothing to abort.
+        self.rehash_staged(repo, id, &staged, expected).await.map_err(Failed::after)
+    }
+
+    /// Hashes the staged bytes of a session, and stores them as the blob if they match.
+    async fn rehash_staged(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        staged: &str,
+        expected: &Digest,
+    ) -> StoreResult<Committed> {
         let mut hasher = Hasher::new(expected.algorithm());
-        let mut bytes = self.storage.get(&staged, None).await?;
+        let mut bytes = self.storage.get(staged, None).await?;
         while let Some(chunk) = bytes.next().await {
             hasher.update(&chunk?);
         }
@@ -364,7 +403,7 @@ impl Store {
             return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
         }
         let copy = format!("{}/copy", paths::upload(id));
-        let body = self.storage.get(&staged, None).await?;
+        let body = self.storage.get(staged, None).await?;
         let Written { resume, .. } = self.storage.write_part(&copy, "", 0, body).await?;
         let dest = paths::blob_data(expected);
         self.storage.complete(&copy, &resume, &dest).await?;
@@ -376,13 +415,12 @@ impl Store {
     async fn discard(&self, id: &str, resume: &str) -> StoreResult<()> {
         self.storage.abort(&paths::upload_data(id), resume).await?;
         self.storage.delete_all(&paths::upload(id)).await?;
-        self.forget_lock(id);
         Ok(())
     }
 
     /// Cancels a session and drops its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> StoreResult<()> {
-        let lock = self.upload_lock(id);
+        let lock = self.upload_lock(id)?;
         let _guard = lock.lock().await;
         let state = self.load(repo, id).await?;
         self.discard(id, &state.resume).await
@@ -402,7 +440,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             };
             if stale {
-                let lock = self.upload_lock(&id);
+                let lock = self.upload_locks.get(&id);
                 let _guard = lock.lock().await;
                 // The driver's upload is known from the state; a folder without one is debris.
                 let resume = match self.storage.read(&paths::upload_state(&id)).await {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use rustix::fs::{Mode, OFlags};
 
 /// How long the container's process may take to send its terminal once it was started.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,18 +28,18 @@ pub struct ConsoleSocket {
 }
 
 impl ConsoleSocket {
-    /// Listens on `DIR/console.sock`. The socket is bound by a name relative to `dir`, so
-    /// that a long store path does not overflow a socket address (108 bytes); the caller
-    /// must be single-threaded, as the working directory changes for the moment of the bind.
+    /// Listens on `DIR/console.sock`. The socket is bound through `/proc/self/fd/N/` of a
+    /// descriptor of `dir`, so that a long store path does not overflow a socket address
+    /// (108 bytes), without touching the process's working directory (other threads use it).
     pub fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
         const NAME: &str = "console.sock";
         let path = dir.join(NAME);
         let _ = std::fs::remove_file(&path);
-        let previous = std::env::current_dir()?;
-        std::env::set_current_dir(dir)?;
-        let bound = UnixListener::bind(NAME);
-        std::env::set_current_dir(previous)?;
-        Ok(ConsoleSocket { listener: bound?, path })
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let handle = rustix::fs::open(dir, flags, Mode::empty())?;
+        let short = format!("/proc/self/fd/{}/{NAME}", handle.as_raw_fd());
+        let listener = UnixListener::bind(short)?;
+        Ok(ConsoleSocket { listener, path })
     }
 
     /// The socket's path, for the runtime.

@@ -12,6 +12,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -112,23 +113,31 @@ fn mount_overlay(
     upper: &Path,
     work: &Path,
 ) -> Result<(), RootfsError> {
-    // Lower directories relative to the snapshots folder keep the options short (they must
-    // fit in a page); the mount happens with that folder as the working directory.
-    let snapshots = store.root().join("snapshots");
-    let lower: Vec<String> = image
+    // Every directory is named by `/proc/self/fd/N` of a descriptor held open for the mount,
+    // which keeps the options short (they must fit in a page: some 200 layers, whatever the
+    // store's path) without changing the process's working directory, which other threads
+    // use. overlayfs resolves each name once, when mounting.
+    let open = |p: &Path| {
+        rfs::open(p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| io_err(p)(e.into()))
+    };
+    let name = |fd: &rustix::fd::OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
+    // Top layer first. overlayfs refuses a directory twice (overlapping layers); a layer the
+    // image lists again is its topmost copy only, which hides everything the lower one has.
+    let mut seen = std::collections::HashSet::new();
+    let lower = image
         .layers
         .iter()
         .rev()
-        .map(|l| format!("{}/{}/rootfs", l.diff_id.algorithm().as_str(), l.diff_id.hex()))
-        .collect();
-    let abs = |p: &Path| -> Result<PathBuf, RootfsError> { std::path::absolute(p).map_err(io_err(p)) };
-    let (target, upper, work) = (abs(rootfs)?, abs(upper)?, abs(work)?);
-    let data = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+        .filter(|l| seen.insert(&l.diff_id))
+        .map(|l| open(&store.snapshots().rootfs(&l.diff_id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (upper, work) = (open(upper)?, open(work)?);
+    let lower: Vec<String> = lower.iter().map(name).collect();
+    let data = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), name(&upper), name(&work));
     let volatile =
         std::ffi::CString::new(format!("{data},volatile")).map_err(|e| io_err(rootfs)(io::Error::other(e)))?;
     let data = std::ffi::CString::new(data).map_err(|e| io_err(rootfs)(io::Error::other(e)))?;
-    let cwd = std::env::current_dir().map_err(io_err(Path::new(".")))?;
-    std::env::set_current_dir(&snapshots).map_err(io_err(&snapshots))?;
+    let target = std::path::absolute(rootfs).map_err(io_err(rootfs))?;
     let mount = |data: &std::ffi::CStr| rmount::mount("overlay", &target, "overlay", MountFlags::empty(), Some(data));
     // `volatile` (Linux 5.10) leaves out every sync of the upper directory, above all the
     // one at unmount, which flushes the whole upper file system and so costs milliseconds
@@ -138,7 +147,6 @@ fn mount_overlay(
         Err(Errno::INVAL) => mount(&data),
         other => other,
     };
-    std::env::set_current_dir(&cwd).map_err(io_err(&cwd))?;
     result.map_err(|e| RootfsError::Mount { target: target.clone(), source: e.into() })
 }
 

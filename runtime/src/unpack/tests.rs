@@ -344,7 +344,7 @@ fn keeps_metadata() {
     assert_eq!(suid.permissions().mode() & 0o7777, 0o4755);
     assert_eq!(suid.mtime(), 1_000_000);
     assert!(fs::symlink_metadata(dest.join("pipe")).unwrap().file_type().is_fifo());
-    if rustix::process::geteuid().is_root() {
+    if shared::testing::require_root("unpack::tests::keeps_metadata (devices, owners)") {
         assert!(fs::symlink_metadata(dest.join("null")).unwrap().file_type().is_char_device());
         assert_eq!(suid.uid(), 0);
     }
@@ -390,6 +390,117 @@ fn checks_the_diff_id_and_reads_every_format() {
     // Garbage is a read error, not a panic.
     let s = Sandbox::new();
     assert!(unpack(&[0x1f, 0x8b, 0, 1, 2, 3][..], &s.dest(), UnpackMode::Snapshot, None).is_err());
+}
+
+/// A GNU sparse entry (`S`) `path` of `real_size` bytes: one byte of data at its end, the
+/// rest a hole, so the tar stays tiny however large the file it declares.
+fn gnu_sparse_tar(path: &str, real_size: u64) -> Vec<u8> {
+    let mut h = Header::new_gnu();
+    h.set_path(path).unwrap();
+    h.set_entry_type(EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_size(1);
+    h.set_mtime(0);
+    let gnu = h.as_gnu_mut().unwrap();
+    gnu.set_real_size(real_size);
+    gnu.sparse[0].set_offset(real_size - 1);
+    gnu.sparse[0].set_length(1);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.push(b'x');
+    out.extend(std::iter::repeat_n(0u8, 511 + 1024));
+    out
+}
+
+fn is_empty(dir: &Path) -> bool {
+    fs::read_dir(dir).unwrap().next().is_none()
+}
+
+#[test]
+fn refuses_sparse_files_before_writing_them() {
+    for mode in [UnpackMode::Snapshot, UnpackMode::Flatten] {
+        // GNU's old format: 2 GiB declared by a 2.5 KiB tar.
+        let s = Sandbox::new();
+        refused(s.unpack(&gnu_sparse_tar("bomb", 2 << 30), mode), "bomb", "sparse");
+        assert!(is_empty(&s.dest()), "a refused sparse file left something behind");
+        // PAX formats 0.1 and 1.0: a regular entry whose records say it is sparse.
+        for records in [
+            &[("GNU.sparse.offset", &b"0"[..]), ("GNU.sparse.numbytes", b"1"), ("GNU.sparse.size", b"1000000")][..],
+            &[("GNU.sparse.major", &b"1"[..]), ("GNU.sparse.minor", b"0"), ("GNU.sparse.realsize", b"1000000")][..],
+        ] {
+            let s = Sandbox::new();
+            let tar = Tar::new().file("plain", b"ok").pax(records).file("GNUSparseFile.0/pax", b"1\n0\n1\nx").finish();
+            refused(s.unpack(&tar, mode), "GNUSparseFile.0/pax", "sparse");
+        }
+    }
+}
+
+/// Unpacks `tar` into `dest` as if its file system had `free` bytes free before it, less
+/// what the files in `dest` take; counts the asks.
+fn unpack_with_free(tar: &[u8], dest: &Path, free: u64, asked: &std::cell::Cell<u32>) -> Result<Unpacked, UnpackError> {
+    let root = rfs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    let space = SpaceGuard::new(|| {
+        asked.set(asked.get() + 1);
+        let used: u64 = fs::read_dir(dest).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        Ok(free - used)
+    });
+    unpack_within(tar, root, UnpackMode::Snapshot, None, space)
+}
+
+#[test]
+fn stops_before_the_disk_is_full() {
+    let asked = std::cell::Cell::new(0);
+    let small = Tar::new().file("a", &[1; 300]).file("b", &[2; 300]).file("c", &[3; 300]).finish();
+    // 1000 bytes beyond the reserve: three files of 300 fit, with one look at the disk.
+    let s = Sandbox::new();
+    unpack_with_free(&small, &s.dest(), DISK_RESERVE + 1000, &asked).unwrap();
+    assert_eq!(fs::read(s.dest().join("c")).unwrap(), [3; 300]);
+    assert_eq!(asked.get(), 1, "the free space was asked for more often than needed");
+    // 500 beyond it: the second file would eat into the reserve, and is not written.
+    let s = Sandbox::new();
+    match unpack_with_free(&small, &s.dest(), DISK_RESERVE + 500, &asked) {
+        Err(e @ UnpackError::NoSpace { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("\"b\"") && message.contains("300 bytes"), "{message}");
+        }
+        other => panic!("expected NoSpace, got {other:?}"),
+    }
+    assert!(!s.dest().join("b").exists(), "the file that did not fit was written");
+    // A real file system has room for a small layer.
+    let s = Sandbox::new();
+    s.unpack(&small, UnpackMode::Snapshot).unwrap();
+}
+
+#[test]
+fn keeps_file_capabilities() {
+    if !shared::testing::require_root("unpack::tests::keeps_file_capabilities") {
+        return;
+    }
+    // vfs_cap_data revision 2, effective, permitted: CAP_NET_RAW (13).
+    let mut cap = vec![0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00];
+    cap.extend([0u8; 12]);
+    for mode in [UnpackMode::Snapshot, UnpackMode::Flatten] {
+        let s = Sandbox::new();
+        // Owned by someone else than the unpacking user, so its owner really changes.
+        let mut tar = Tar::new().pax(&[("SCHILY.xattr.security.capability", &cap)]);
+        let mut h = Header::new_gnu();
+        h.set_path("ping").unwrap();
+        h.set_entry_type(EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        h.set_size(2);
+        h.set_cksum();
+        tar.out.extend_from_slice(h.as_bytes());
+        tar.out.extend_from_slice(b"#!");
+        tar.out.extend([0u8; 510]);
+        s.unpack(&tar.finish(), mode).unwrap();
+        let mut value = [0u8; 64];
+        let n = rfs::getxattr(s.dest().join("ping"), "security.capability", &mut value[..])
+            .expect("the file capability was lost");
+        assert_eq!(&value[..n], &cap[..]);
+        assert_eq!(fs::metadata(s.dest().join("ping")).unwrap().uid(), 1000);
+    }
 }
 
 #[test]
