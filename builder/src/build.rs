@@ -27,7 +27,9 @@
 //! (parent directories created, nothing of the image read, `--chown` numeric), so a change
 //! before it reuses the cached layer, blob for blob; the stage's layer key after it still
 //! hashes the parent's with it. Metadata steps
-//! do not change the layer key, so a changed LABEL or CMD re-runs nothing. A hit reuses the
+//! do not change the layer key, so a changed LABEL or CMD re-runs nothing. A cache entry's
+//! key adds to the step's key the compression and `SOURCE_DATE_EPOCH` (as given, unset
+//! differing from 0), which every layer's timestamps follow. A hit reuses the
 //! stored layer without running anything; `--no-cache` skips lookups (results are still
 //! stored).
 //!
@@ -668,9 +670,15 @@ impl Exec<'_> {
 
     /// The cache entry's key for step key `key`: the layer blob depends on the compression
     /// too (the step key, which the next step builds on, does not).
+    /// `SOURCE_DATE_EPOCH` is part of it as given (unset is not 0): a layer's timestamps
+    /// follow it, so a build never reuses a layer made with another value, or without one.
     fn entry_key(&self, key: &Digest) -> Digest {
         let how = format!("{}:{}", self.options.compression.name(), self.options.compression_level);
-        key_of(&[key.to_string().as_bytes(), how.as_bytes()])
+        let epoch = match self.options.source_date_epoch {
+            Some(e) => format!("epoch:{e}"),
+            None => "epoch:unset".to_string(),
+        };
+        key_of(&[key.to_string().as_bytes(), how.as_bytes(), epoch.as_bytes()])
     }
 
     /// Looks the key up (unless --no-cache); a hit adds its layer.

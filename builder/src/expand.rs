@@ -307,7 +307,7 @@ impl Lexer<'_> {
             tokens.reverse();
             chars.reverse();
         }
-        let end = glob::match_at(&tokens, &chars, 0, greedy).unwrap_or(0);
+        let end = glob::first_matches(&tokens, &chars, greedy)[0].unwrap_or(0);
         Ok(if op == '%' { chars[end..].iter().rev().collect() } else { chars[end..].iter().collect() })
     }
 
@@ -336,8 +336,6 @@ impl Lexer<'_> {
 /// The shell patterns of `#`, `%` and `/` substitutions, matched as BuildKit's regular
 /// expressions match them (see the module docs).
 mod glob {
-    use std::collections::HashMap;
-
     /// One element of a pattern.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(super) enum Token {
@@ -367,50 +365,40 @@ mod glob {
         Ok(tokens)
     }
 
-    /// Where the first match of `tokens` starting at `start` ends: `*` tries the fewest
-    /// characters first, or the most when `greedy` (a backtracking matcher's order, which is
-    /// the order of leftmost-first regular expressions). Failures are remembered, so this
-    /// takes at most tokens × characters² steps whatever the pattern.
-    pub(super) fn match_at(tokens: &[Token], value: &[char], start: usize, greedy: bool) -> Option<usize> {
-        let mut memo = HashMap::new();
-        step(tokens, value, 0, start, greedy, &mut memo)
-    }
-
-    fn step(
-        tokens: &[Token],
-        value: &[char],
-        t: usize,
-        v: usize,
-        greedy: bool,
-        memo: &mut HashMap<(usize, usize), Option<usize>>,
-    ) -> Option<usize> {
-        let Some(token) = tokens.get(t) else { return Some(v) };
-        if let Some(known) = memo.get(&(t, v)) {
-            return *known;
-        }
-        let found = match token {
-            Token::Literal(c) => {
-                (value.get(v) == Some(c)).then(|| step(tokens, value, t + 1, v + 1, greedy, memo)).flatten()
-            }
-            Token::One => {
-                value.get(v).filter(|c| **c != '\n').and_then(|_| step(tokens, value, t + 1, v + 1, greedy, memo))
-            }
-            Token::Any => {
-                // The run may not cross a newline.
-                let limit = value[v..].iter().position(|c| *c == '\n').map_or(value.len(), |p| v + p);
-                let mut found = None;
-                for k in 0..=(limit - v) {
-                    let end = if greedy { limit - k } else { v + k };
-                    found = step(tokens, value, t + 1, end, greedy, memo);
-                    if found.is_some() {
-                        break;
+    /// For each start in `value` (`0..=len`), where the first match of `tokens` from there
+    /// ends: `*` tries the fewest characters first, or the most when `greedy` (a
+    /// backtracking matcher's order, which is the order of leftmost-first regular
+    /// expressions). Worked out token by token from the last, so it takes tokens ×
+    /// characters steps and no recursion, whatever the pattern.
+    pub(super) fn first_matches(tokens: &[Token], value: &[char], greedy: bool) -> Vec<Option<usize>> {
+        let n = value.len();
+        // What the tokens after the current one match from each position: nothing matches
+        // the empty rest of the pattern where it starts.
+        let mut next: Vec<Option<usize>> = (0..=n).map(Some).collect();
+        for token in tokens.iter().rev() {
+            let mut row = vec![None; n + 1];
+            // For `*`, scanning from the end: the nearest (lazy) or farthest (greedy) place
+            // the rest matches from, among those the run can reach (up to a newline).
+            let mut reach: Option<usize> = None;
+            for v in (0..=n).rev() {
+                row[v] = match token {
+                    Token::Literal(c) => (value.get(v) == Some(c)).then(|| next[v + 1]).flatten(),
+                    Token::One => value.get(v).filter(|c| **c != '\n').and_then(|_| next[v + 1]),
+                    Token::Any => {
+                        let here = next[v].is_some().then_some(v);
+                        reach = match value.get(v) {
+                            // A run from v may not cross the newline at v.
+                            None | Some('\n') => here,
+                            Some(_) if greedy => reach.or(here),
+                            Some(_) => here.or(reach),
+                        };
+                        reach.and_then(|k| next[k])
                     }
-                }
-                found
+                };
             }
-        };
-        memo.insert((t, v), found);
-        found
+            next = row;
+        }
+        next
     }
 
     /// Replaces the leftmost match (or, with `all`, every match, as Go's `ReplaceAllString`
@@ -421,9 +409,9 @@ mod glob {
         let mut copied = 0;
         let mut last_end: Option<usize> = None;
         let mut search = 0;
+        let ends = first_matches(tokens, value, true);
         while search <= value.len() {
-            let Some((a, b)) = (search..=value.len()).find_map(|s| match_at(tokens, value, s, true).map(|e| (s, e)))
-            else {
+            let Some((a, b)) = (search..=value.len()).find_map(|s| ends[s].map(|e| (s, e))) else {
                 break;
             };
             out.extend(&value[copied..a]);
@@ -571,6 +559,24 @@ mod tests {
         // Every empty match of `//` is replaced, as Go's ReplaceAllString does.
         assert_eq!(with(&[("X", "ab")], "${X//*/-}").unwrap(), "-");
         assert_eq!(with(&[("X", "ab")], "${X//$E/-}").unwrap(), "-a-b-");
+    }
+
+    #[test]
+    fn long_patterns_and_values_take_no_deep_recursion() {
+        let value = "ab".repeat(50);
+        let pattern = "?*".repeat(25_000);
+        let word = format!("${{V#{pattern}}}|${{V%%*b}}|${{V//a*b/x}}|${{V#{}}}", "?*".repeat(50));
+        assert_eq!(with(&[("V", &value)], &word).unwrap(), format!("{value}||x|{}", "ab".repeat(25)));
+    }
+
+    proptest::proptest! {
+        /// Any word, with any variables, expands or fails with an error: never a panic.
+        #[test]
+        fn never_panics(word in "[$\\{}#%/*?:+\\-'\"ab\n ]{0,40}", value in "[ab*?/\\\n]{0,12}") {
+            let map = std::collections::HashMap::from([("a".to_string(), value)]);
+            let _ = expand(&word, '\\', &|n| map.get(n).cloned());
+            let _ = expand_keep_quotes(&word, '`', &|n| map.get(n).cloned());
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Helpers for the builder's end-to-end tests (`tests/tests/build.rs`, `build_buildah.rs`):
-//! a busybox base image pushed into an in-process berth registry, the `berth` binary run
-//! with a private store root, images read back from OCI layouts or skopeo/buildah `dir:`
-//! copies and flattened into plain trees, and trees compared file by file.
+//! Helpers for the builder's end-to-end tests (`tests/tests/build.rs`, `build_buildah.rs`,
+//! `build_fidelity.rs`): a busybox base image pushed into an in-process berth registry, the
+//! `berth` binary run with a private store root, images read back from OCI layouts or
+//! skopeo/buildah `dir:` copies and flattened into plain trees, trees compared file by file,
+//! and the differential harness: the same context built by berth and by a [`Reference`]
+//! (buildah, or the Docker engine's BuildKit) and compared by [`image_differences`].
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,7 +18,7 @@ use shared::layout::Layout;
 use shared::manifest::{Descriptor, Manifest};
 use shared::{Digest, ImageRef};
 
-use crate::{run, BusyboxImage, Registry};
+use crate::{run, run_ok, BusyboxImage, Registry};
 
 /// A registry with the busybox image pushed as `<host>/e2e/busybox:v1`.
 #[derive(Debug)]
@@ -196,6 +198,159 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<()> {
         fs::write(&p, content)?;
     }
     Ok(())
+}
+
+/// A reference builder for the differential tests: the same Dockerfile and context built by
+/// berth and by the reference must give the same root file system and image config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// Debian's buildah: `buildah bud --layers --timestamp 0 --isolation chroot`.
+    Buildah,
+    /// BuildKit as the Docker engine 20.10 runs it: `DOCKER_BUILDKIT=1` with the engine's own
+    /// client ([`DOCKER_20_10`]; the newer client on the PATH wants buildx). Its Dockerfile
+    /// frontend is older than today's.
+    BuildKit,
+}
+
+/// The Docker 20.10 client, which still builds with the engine's BuildKit directly.
+pub const DOCKER_20_10: &str = "/usr/bin/docker";
+
+impl Reference {
+    /// What its RUN steps leave in images that berth's must not have, left out of its side
+    /// of the comparison: buildah leaves empty `/etc/hostname`, `/etc/hosts`,
+    /// `/etc/resolv.conf` and `/run` behind; BuildKit removes its mount stubs.
+    pub fn leaks(self) -> &'static [&'static str] {
+        match self {
+            Reference::Buildah => &["etc/hostname", "etc/hosts", "etc/resolv.conf", "run"],
+            Reference::BuildKit => &[],
+        }
+    }
+
+    /// Builds the context `ctx` with `build_args` (`K=V`) as image `tag` (a unique name,
+    /// removed again), and reads the image back through a `dir:` copy at `out`.
+    pub async fn build(self, tag: &str, ctx: &Path, build_args: &[String], out: &Path) -> Result<ImageFiles> {
+        let ctx = ctx.to_str().context("context path is not UTF-8")?;
+        let out_text = out.to_str().context("output path is not UTF-8")?;
+        let mut args: Vec<String> = Vec::new();
+        for a in build_args {
+            args.push("--build-arg".into());
+            args.push(a.clone());
+        }
+        match self {
+            Reference::Buildah => {
+                let mut bud: Vec<String> = ["bud", "--layers", "--timestamp", "0", "--isolation", "chroot"]
+                    .iter()
+                    .chain(&["--format", "docker", "--tls-verify=false", "-q"])
+                    .map(|s| s.to_string())
+                    .collect();
+                bud.extend(args);
+                bud.extend(["-t".into(), tag.into(), ctx.into()]);
+                run_ok("buildah", &bud.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+                let pushed = run_ok("buildah", &["push", "-q", tag, &format!("dir:{out_text}")]).await;
+                let _ = run("buildah", &["rmi", "-f", tag]).await;
+                pushed?;
+            }
+            Reference::BuildKit => {
+                let mut build: Vec<String> =
+                    ["DOCKER_BUILDKIT=1", DOCKER_20_10, "build", "--progress", "plain"].map(String::from).to_vec();
+                build.extend(args);
+                build.extend(["-t".into(), tag.into(), ctx.into()]);
+                run_ok("env", &build.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+                let archive = format!("{out_text}.tar");
+                let saved = run_ok(DOCKER_20_10, &["save", "-o", &archive, tag]).await;
+                let _ = run(DOCKER_20_10, &["rmi", "-f", tag]).await;
+                saved?;
+                crate::skopeo(&["copy", &format!("docker-archive:{archive}"), &format!("dir:{out_text}")]).await?;
+                let _ = fs::remove_file(&archive);
+            }
+        }
+        read_dir_transport(out)
+    }
+
+    /// Builds the context `ctx` and expects it to fail; returns the reference's output.
+    pub async fn build_fails(self, tag: &str, ctx: &Path) -> Result<String> {
+        let ctx = ctx.to_str().context("context path is not UTF-8")?;
+        let output = match self {
+            Reference::Buildah => run("buildah", &["bud", "--isolation", "chroot", "-q", "-t", tag, ctx]).await?,
+            Reference::BuildKit => {
+                run("env", &["DOCKER_BUILDKIT=1", DOCKER_20_10, "build", "--progress", "plain", "-t", tag, ctx]).await?
+            }
+        };
+        ensure!(!output.status.success(), "the reference built {ctx}, which should fail");
+        Ok(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+/// Builds the context `ctx` with `berth build` (store at `root`, `build_args` as `K=V`) into
+/// an OCI layout at `out`, and reads the image back.
+pub async fn berth_build(root: &Path, ctx: &Path, build_args: &[String], out: &Path) -> Result<ImageFiles> {
+    let mut args: Vec<String> = vec!["build".into(), "--progress".into(), "plain".into()];
+    for a in build_args {
+        args.push("--build-arg".into());
+        args.push(a.clone());
+    }
+    args.extend(["--output".into(), format!("type=oci,dest={}", out.display()), ctx.display().to_string()]);
+    berth_ok(root, &args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    read_layout(out, "latest")
+}
+
+/// The config fields the differential comparison covers (Env, Cmd, Entrypoint, WorkingDir,
+/// User, ExposedPorts, Labels, Volumes, StopSignal, Healthcheck), with buildah's own label
+/// removed and an empty list or map the same as none.
+pub fn config_view(config: &serde_json::Value) -> serde_json::Value {
+    let c = &config["config"];
+    let mut labels = c["Labels"].clone();
+    if let Some(map) = labels.as_object_mut() {
+        map.remove("io.buildah.version");
+    }
+    let or_null = |v: &serde_json::Value| match v {
+        serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
+        serde_json::Value::Object(o) if o.is_empty() => serde_json::Value::Null,
+        other => other.clone(),
+    };
+    serde_json::json!({
+        "Env": or_null(&c["Env"]),
+        "Cmd": or_null(&c["Cmd"]),
+        "Entrypoint": or_null(&c["Entrypoint"]),
+        "WorkingDir": c["WorkingDir"].as_str().unwrap_or(""),
+        "User": c["User"].as_str().unwrap_or(""),
+        "ExposedPorts": or_null(&c["ExposedPorts"]),
+        "Labels": or_null(&labels),
+        "Volumes": or_null(&c["Volumes"]),
+        "StopSignal": c["StopSignal"].as_str().unwrap_or(""),
+        "Healthcheck": or_null(&c["Healthcheck"]),
+    })
+}
+
+/// Compares berth's image with a reference's: root file systems (paths, types, modes,
+/// owners, contents, link targets; `reference`'s leaks left out of its side and refused on
+/// berth's) and [`config_view`]s. Flattens both under `scratch`; one line per difference.
+pub fn image_differences(
+    ours: &ImageFiles,
+    theirs: &ImageFiles,
+    reference: Reference,
+    scratch: &Path,
+) -> Result<Vec<String>> {
+    let (a, b) = (scratch.join("flat-berth"), scratch.join("flat-reference"));
+    flatten(ours, &a)?;
+    flatten(theirs, &b)?;
+    let ours_tree = list_tree(&a)?;
+    let mut theirs_tree = list_tree(&b)?;
+    let mut diffs = Vec::new();
+    for leak in reference.leaks() {
+        if ours_tree.contains_key(*leak) {
+            diffs.push(format!("berth's image has {leak}"));
+        }
+        theirs_tree.remove(*leak);
+    }
+    diffs.extend(tree_differences(&ours_tree, &theirs_tree));
+    let (ca, cb) = (config_view(&ours.config), config_view(&theirs.config));
+    if ca != cb {
+        diffs.push(format!("configs differ:\n  berth     {ca}\n  reference {cb}"));
+    }
+    let _ = fs::remove_dir_all(&a);
+    let _ = fs::remove_dir_all(&b);
+    Ok(diffs)
 }
 
 /// Pushes a one-layer image of the directory `rootfs` (owners 0:0) to `registry` as

@@ -22,7 +22,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::build::{berth, berth_binary, berth_ok, flatten, list_tree, read_layout, write_files, BaseRegistry};
+use e2e::build::{
+    berth, berth_binary, berth_ok, flatten, list_tree, read_layout, write_files, BaseRegistry, Reference,
+};
 use e2e::{describe_failure, require_tools, run, run_ok};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -1000,21 +1002,10 @@ impl Drop for DockerImages {
     }
 }
 
-/// Builds `ctx` with the engine's BuildKit (the 20.10 client), saves the image and returns
-/// its layer tars, bottom first, from the `docker save` archive unpacked under `dir`.
+/// Builds `ctx` with the engine's BuildKit (the differential harness's reference) and returns
+/// its layer tars, bottom first, from the image's `dir:` copy under `dir`.
 async fn buildkit_layers(ctx: &Path, tag: &str, dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let ctx = ctx.to_str().context("utf-8")?;
-    let args = ["DOCKER_BUILDKIT=1", "/usr/bin/docker", "build", "--progress", "plain", "-t", tag, ctx];
-    let output = run("env", &args).await?;
-    ensure!(output.status.success(), "{}", describe_failure("env", &args, &output));
-    let archive = dir.join("saved.tar");
-    run_ok("/usr/bin/docker", &["save", "-o", archive.to_str().context("utf-8")?, tag]).await?;
-    let unpacked = dir.join("saved");
-    fs::create_dir_all(&unpacked)?;
-    run_ok("tar", &["-xf", archive.to_str().context("utf-8")?, "-C", unpacked.to_str().context("utf-8")?]).await?;
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(unpacked.join("manifest.json"))?)?;
-    let layers = manifest[0]["Layers"].as_array().context("docker save wrote no Layers")?;
-    Ok(layers.iter().filter_map(|l| l.as_str()).map(|l| unpacked.join(l)).collect())
+    Ok(Reference::BuildKit.build(tag, ctx, &[], &dir.join("image")).await?.blobs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

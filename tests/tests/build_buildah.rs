@@ -13,11 +13,8 @@
 //! (`apt-get install -y buildah`), which the test command installs.
 
 use anyhow::{ensure, Result};
-use e2e::build::{
-    berth_ok, flatten, list_tree, read_dir_transport, read_layout, tree_differences, write_files, BaseRegistry,
-};
+use e2e::build::{berth_build, image_differences, write_files, BaseRegistry, Reference};
 use e2e::{require_tools, run, run_ok};
-use std::fs;
 
 struct Case {
     name: &'static str,
@@ -109,39 +106,6 @@ COPY sub/ /a/
     },
 ];
 
-/// What buildah's RUN steps leave in images (see the module docs).
-const BUILDAH_LEAKS: &[&str] = &["etc/hostname", "etc/hosts", "etc/resolv.conf", "run"];
-
-/// The config fields the comparison covers, with buildah's own label removed.
-fn config_view(config: &serde_json::Value) -> serde_json::Value {
-    let c = &config["config"];
-    let mut labels = c["Labels"].clone();
-    if let Some(map) = labels.as_object_mut() {
-        map.remove("io.buildah.version");
-        if map.is_empty() {
-            labels = serde_json::Value::Null;
-        }
-    }
-    // An empty list or map is the same as none.
-    let or_null = |v: &serde_json::Value| match v {
-        serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
-        serde_json::Value::Object(o) if o.is_empty() => serde_json::Value::Null,
-        other => other.clone(),
-    };
-    serde_json::json!({
-        "Env": or_null(&c["Env"]),
-        "Cmd": or_null(&c["Cmd"]),
-        "Entrypoint": or_null(&c["Entrypoint"]),
-        "WorkingDir": c["WorkingDir"].as_str().unwrap_or(""),
-        "User": c["User"].as_str().unwrap_or(""),
-        "ExposedPorts": or_null(&c["ExposedPorts"]),
-        "Labels": labels,
-        "Volumes": or_null(&c["Volumes"]),
-        "StopSignal": c["StopSignal"].as_str().unwrap_or(""),
-        "Healthcheck": or_null(&c["Healthcheck"]),
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn berth_and_buildah_build_the_same_images() -> Result<()> {
     require_tools(&["buildah"])?;
@@ -167,71 +131,16 @@ async fn berth_and_buildah_build_the_same_images() -> Result<()> {
             write_files(&ctx, &[("notar", "not a tar\n")])?;
             run_ok("xz", &[&ctx.join("notar").to_string_lossy()]).await?;
         }
-        let base_arg = format!("BASE={}", base.base);
-        let mut args: Vec<String> = vec!["--build-arg".into(), base_arg.clone()];
-        for a in case.build_args {
-            args.push("--build-arg".into());
-            args.push(a.to_string());
-        }
-
-        // berth
-        let oci = work.path().join(format!("{}-berth", case.name));
-        let mut berth_args: Vec<String> = vec!["build".into(), "--progress".into(), "plain".into()];
-        berth_args.extend(args.iter().cloned());
-        berth_args.extend(["--output".into(), format!("type=oci,dest={}", oci.display()), ctx.display().to_string()]);
-        berth_ok(&root, &berth_args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
-        let ours = read_layout(&oci, "latest")?;
-
-        // buildah
-        let name = format!("localhost/berth-diff-{}", case.name);
-        let mut bud: Vec<String> = [
-            "bud",
-            "--layers",
-            "--timestamp",
-            "0",
-            "--isolation",
-            "chroot",
-            "--format",
-            "docker",
-            "--tls-verify=false",
-            "-q",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        bud.extend(args.iter().cloned());
-        bud.extend(["-t".into(), name.clone(), ctx.display().to_string()]);
-        run_ok("buildah", &bud.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        let mut args = vec![format!("BASE={}", base.base)];
+        args.extend(case.build_args.iter().map(|a| a.to_string()));
+        let ours = berth_build(&root, &ctx, &args, &work.path().join(format!("{}-berth", case.name))).await?;
+        let tag = format!("localhost/berth-diff-{}", case.name);
         let dir = work.path().join(format!("{}-buildah", case.name));
-        let pushed = run_ok("buildah", &["push", "-q", &name, &format!("dir:{}", dir.display())]).await;
-        let _ = run("buildah", &["rmi", "-f", &name]).await;
-        pushed?;
-        let theirs = read_dir_transport(&dir)?;
-
-        let (a, b) = (
-            work.path().join(format!("{}-flat-berth", case.name)),
-            work.path().join(format!("{}-flat-buildah", case.name)),
-        );
-        flatten(&ours, &a)?;
-        flatten(&theirs, &b)?;
-        let ours_tree = list_tree(&a)?;
-        let mut theirs_tree = list_tree(&b)?;
-        for leak in BUILDAH_LEAKS {
-            if ours_tree.contains_key(*leak) {
-                failures.push(format!("{}: berth's image has {leak}", case.name));
-            }
-            theirs_tree.remove(*leak);
-        }
-        let diffs = tree_differences(&ours_tree, &theirs_tree);
+        let theirs = Reference::Buildah.build(&tag, &ctx, &args, &dir).await?;
+        let diffs = image_differences(&ours, &theirs, Reference::Buildah, work.path())?;
         if !diffs.is_empty() {
-            failures.push(format!("{}: root file systems differ:\n  {}", case.name, diffs.join("\n  ")));
+            failures.push(format!("{}:\n  {}", case.name, diffs.join("\n  ")));
         }
-        let (ca, cb) = (config_view(&ours.config), config_view(&theirs.config));
-        if ca != cb {
-            failures.push(format!("{}: configs differ:\n  berth   {ca}\n  buildah {cb}", case.name));
-        }
-        let _ = fs::remove_dir_all(&a);
-        let _ = fs::remove_dir_all(&b);
     }
     // buildah pulled the base into its own storage: leave nothing behind.
     let _ = run("buildah", &["rmi", "-f", &base.base]).await;

@@ -10,6 +10,7 @@ use crate::cache::LayerRef;
 use crate::config::ImageConfig;
 use crate::instructions::{Instruction, Step};
 use crate::plan::Base;
+use crate::config::RunConfig;
 
 impl Exec<'_> {
     /// The image a stage starts from, and whether it was fetched now (not cached).
@@ -21,6 +22,9 @@ impl Exec<'_> {
                         architecture: self.platform.architecture.clone(),
                         os: self.platform.os.clone(),
                         variant: self.platform.variant.clone(),
+                        // BuildKit's empty image (`emptyImage`): working directory `/`; its
+                        // default PATH comes with the stage's variables (`vars`).
+                        config: RunConfig { working_dir: Some("/".into()), ..RunConfig::default() },
                         ..ImageConfig::default()
                     },
                     layers: Vec::new(),
