@@ -8,9 +8,9 @@ use shared::ImageRef;
 use super::{key_of, Exec, Image, Layer, StepError};
 use crate::cache::LayerRef;
 use crate::config::ImageConfig;
+use crate::config::RunConfig;
 use crate::instructions::{Instruction, Step};
 use crate::plan::Base;
-use crate::config::RunConfig;
 
 impl Exec<'_> {
     /// The image a stage starts from, and whether it was fetched now (not cached).
