@@ -3,8 +3,9 @@
 //!
 //! Repository names may hold slashes, so everything under `/v2/` is one wildcard route whose
 //! path [`crate::route`] has parsed once into the request's [`Route`]; the handlers live in
-//! [`blobs`], [`uploads`], [`manifests`] and [`listing`]. A middleware records one tracing
-//! event and one metrics observation per request and counts body bytes both ways; the
+//! [`blobs`], [`uploads`], [`manifests`] and [`listing`]. A middleware gives each request one
+//! tracing span (method, route, status, duration), records one metrics observation and counts
+//! body bytes both ways; the
 //! outermost one, [`early`], lets a client that sends its whole body before reading get an
 //! answer given before the body was read.
 
@@ -23,6 +24,7 @@ use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use shared::{DigestError, NameError, RepoName};
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult, Code};
@@ -264,26 +266,39 @@ impl<F: Fn(u64) + Unpin + Send + 'static> http_body::Body for Counted<F> {
     }
 }
 
-/// One tracing event and one metrics observation per request; body bytes counted both ways.
+/// One tracing span per request (method, route, path; status and duration once answered)
+/// around everything done for it, closed by one event, and one metrics observation; body
+/// bytes counted both ways.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let route = crate::route::label_of(&req);
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route,
+        path = req.uri().path(),
+        status = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
     let metrics = state.metrics.clone();
     let req = req.map(|body| {
         let m = metrics.clone();
         Body::new(Counted { inner: body, count: move |n| m.add_bytes_in(n) })
     });
-    let resp = next.run(req).await;
+    let resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status();
     let elapsed = start.elapsed();
     state.metrics.observe(method.as_str(), route, status.as_u16(), elapsed);
-    if status.is_server_error() {
-        tracing::warn!(%method, path, route, status = status.as_u16(), ?elapsed, "request failed");
-    } else {
-        tracing::debug!(%method, path, route, status = status.as_u16(), ?elapsed, "request");
-    }
+    span.record("status", status.as_u16());
+    span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!("request failed");
+        } else {
+            tracing::debug!("request");
+        }
+    });
     let m = metrics;
     resp.map(|body| Body::new(Counted { inner: body, count: move |n| m.add_bytes_out(n) }))
 }
