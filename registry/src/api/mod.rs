@@ -6,11 +6,10 @@
 //! [`blobs`], [`uploads`], [`manifests`] and [`listing`]. A middleware gives each request one
 //! tracing span (method, route, status, duration), records one metrics observation and counts
 //! body bytes both ways; the
-//! outermost one, [`early`], lets a client that sends its whole body before reading get an
+//! outermost one, [`crate::body::early_answers`], lets a client that sends its whole body before reading get an
 //! answer given before the body was read.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -26,31 +25,16 @@ use futures_util::StreamExt;
 use shared::{DigestError, NameError, RepoName};
 use tracing::Instrument;
 
-use crate::config::Config;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::metrics::Metrics;
 use crate::route::Route;
 use crate::storage::{ByteStream, StorageError};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+pub use crate::AppState;
 
 mod blobs;
-mod early;
 mod listing;
 mod manifests;
 mod uploads;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The content store.
-    pub store: Arc<Store>,
-    /// The configuration the server started with.
-    pub config: Arc<Config>,
-    /// The metrics registry.
-    pub metrics: Arc<Metrics>,
-    /// Access control, when `[auth]` is configured.
-    pub auth: Option<Arc<crate::auth::Auth>>,
-}
 
 /// Builds the router for a registry over `state`.
 pub fn router(state: AppState) -> Router {
@@ -67,7 +51,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(crate::route::layer))
-        .layer(middleware::from_fn(early::layer))
+        .layer(middleware::from_fn(crate::body::early_answers))
         .with_state(state)
 }
 
@@ -130,39 +114,6 @@ impl Req {
     /// chunked body). The server reads exactly that many bytes or fails the body.
     pub fn body_len(body: &Body) -> Option<u64> {
         http_body::Body::size_hint(body).exact()
-    }
-
-    /// Reads the whole body, refusing more than `limit` bytes with 413.
-    pub async fn body_bytes(body: Body, limit: usize) -> ApiResult<Bytes> {
-        let too_big = || {
-            ApiError::new(Code::SizeInvalid)
-                .status(StatusCode::PAYLOAD_TOO_LARGE)
-                .detail(format!("body larger than the limit of {limit} bytes"))
-        };
-        let mut body = body.into_data_stream();
-        let mut out = bytes::BytesMut::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::new(Code::BlobUploadInvalid).detail(format!("reading the body failed: {e}")))?;
-            if out.len() + chunk.len() > limit {
-                drain(body, limit).await;
-                return Err(too_big());
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out.freeze())
-    }
-}
-
-/// Reads and drops what is left of a refused body, up to a bound, so the client gets to read
-/// the error instead of a reset connection; a body larger than that is cut off.
-pub(crate) async fn drain(mut body: axum::body::BodyDataStream, refused_limit: usize) {
-    let mut left = refused_limit.saturating_mul(4).max(16 << 20);
-    while let Some(Ok(chunk)) = body.next().await {
-        match left.checked_sub(chunk.len()) {
-            Some(l) => left = l,
-            None => break,
-        }
     }
 }
 
@@ -316,7 +267,7 @@ mod tests {
     /// A registry on a temporary folder, and its state.
     async fn registry() -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
+        let mut config = crate::Config::default();
         config.storage.filesystem.root = dir.path().to_path_buf();
         config.storage.filesystem.fsync = false;
         let state = crate::state(config).await.unwrap();
