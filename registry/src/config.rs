@@ -231,7 +231,7 @@ pub struct AuthConfig {
     /// before it gets 429 `TOOMANYREQUESTS`; 0 means no limit. Default 100. Behind a proxy,
     /// set `trust_forwarded_for`, or every client counts as the proxy's address.
     pub max_failed_logins_per_address: u32,
-    /// The window of `max_failed_logins`, in seconds. Default 60.
+    /// The window of both failed-login limits, in seconds. Default 60.
     pub failed_login_window_secs: u64,
     /// Take the client address from the last `X-Forwarded-For` entry (set this behind a
     /// reverse proxy that appends it). Default `false`.

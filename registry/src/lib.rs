@@ -5,7 +5,10 @@
 //! with `tower::ServiceExt::oneshot`. The layers, top to bottom: [`api`] (HTTP handlers),
 //! [`store`] (content logic), [`storage`] (drivers), with [`paths`] drawing the layout.
 //! [`auth`] (accounts, tokens, permissions, audit log) sits in front of the handlers when
-//! `[auth]` is configured, and [`tls`] serves HTTPS when `[tls]` is.
+//! `[auth]` is configured, and [`tls`] serves HTTPS when `[tls]` is. Both read the request's
+//! [`route`], parsed once; handlers tell what they changed with [`events`]; [`body`] reads
+//! request bodies and answers early ones. The handlers and access control share the
+//! [`AppState`]; neither module reaches into the other's.
 #![deny(missing_docs)]
 
 use std::future::Future;
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -79,15 +83,28 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn storage::Storage>, 
     Ok(Arc::new(driver))
 }
 
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The content store.
+    pub store: Arc<store::Store>,
+    /// The configuration the server started with.
+    pub config: Arc<Config>,
+    /// The metrics registry.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Access control, when `[auth]` is configured.
+    pub auth: Option<Arc<crate::auth::Auth>>,
+}
+
 /// Opens the storage the configuration names and builds the application state.
-pub async fn state(config: Config) -> Result<api::AppState, ServeError> {
+pub async fn state(config: Config) -> Result<AppState, ServeError> {
     config.validate()?;
     let driver = open_storage(&config).await?;
     let auth = match &config.auth {
         Some(_) => Some(Arc::new(auth::Auth::new(&config, driver.clone()).await?)),
         None => None,
     };
-    Ok(api::AppState {
+    Ok(AppState {
         store: Arc::new(store::Store::new(driver)),
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::default()),
@@ -137,7 +154,7 @@ pub async fn serve_on(
 }
 
 /// Deletes abandoned upload sessions periodically, as configured.
-fn spawn_upload_purge(state: &api::AppState) -> Option<tokio::task::JoinHandle<()>> {
+fn spawn_upload_purge(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
     let uploads = &state.config.uploads;
     if uploads.purge_interval_secs == 0 {
         return None;

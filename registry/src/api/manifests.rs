@@ -127,13 +127,13 @@ async fn put(req: Req, body: axum::body::Body, repo: &RepoName, reference: &Refe
     let limit = req.state.config.limits.max_manifest_bytes;
     let declared = req.header(header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
     if declared.is_some_and(|l| l > limit as u64) {
-        super::drain(body.into_data_stream(), limit).await;
+        crate::body::drain_refused(body.into_data_stream(), limit).await;
         return Err(ApiError::new(Code::SizeInvalid)
             .status(StatusCode::PAYLOAD_TOO_LARGE)
             .detail(format!("manifest larger than the limit of {limit} bytes")));
     }
     let content_type = req.header(header::CONTENT_TYPE).map(str::to_string);
-    let body = Req::body_bytes(body, limit).await?;
+    let body = crate::body::read_limited(body, limit).await?;
     let pushed = req.state.store.put_manifest(repo, reference, &tags, content_type.as_deref(), body).await?;
     let mut resp = (
         StatusCode::CREATED,

@@ -3,13 +3,13 @@
 //!
 //! Repository names may hold slashes, so everything under `/v2/` is one wildcard route whose
 //! path [`crate::route`] has parsed once into the request's [`Route`]; the handlers live in
-//! [`blobs`], [`uploads`], [`manifests`] and [`listing`]. A middleware records one tracing
-//! event and one metrics observation per request and counts body bytes both ways; the
-//! outermost one, [`early`], lets a client that sends its whole body before reading get an
+//! [`blobs`], [`uploads`], [`manifests`] and [`listing`]. A middleware gives each request one
+//! tracing span (method, route, status, duration), records one metrics observation and counts
+//! body bytes both ways; the
+//! outermost one, [`crate::body::early_answers`], lets a client that sends its whole body before reading get an
 //! answer given before the body was read.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -23,32 +23,18 @@ use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use shared::{DigestError, NameError, RepoName};
+use tracing::Instrument;
 
-use crate::config::Config;
 use crate::error::{ApiError, ApiResult, Code};
-use crate::metrics::Metrics;
 use crate::route::Route;
 use crate::storage::{ByteStream, StorageError};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+pub use crate::AppState;
 
 mod blobs;
-mod early;
 mod listing;
 mod manifests;
 mod uploads;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The content store.
-    pub store: Arc<Store>,
-    /// The configuration the server started with.
-    pub config: Arc<Config>,
-    /// The metrics registry.
-    pub metrics: Arc<Metrics>,
-    /// Access control, when `[auth]` is configured.
-    pub auth: Option<Arc<crate::auth::Auth>>,
-}
 
 /// Builds the router for a registry over `state`.
 pub fn router(state: AppState) -> Router {
@@ -65,7 +51,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(crate::route::layer))
-        .layer(middleware::from_fn(early::layer))
+        .layer(middleware::from_fn(crate::body::early_answers))
         .with_state(state)
 }
 
@@ -128,39 +114,6 @@ impl Req {
     /// chunked body). The server reads exactly that many bytes or fails the body.
     pub fn body_len(body: &Body) -> Option<u64> {
         http_body::Body::size_hint(body).exact()
-    }
-
-    /// Reads the whole body, refusing more than `limit` bytes with 413.
-    pub async fn body_bytes(body: Body, limit: usize) -> ApiResult<Bytes> {
-        let too_big = || {
-            ApiError::new(Code::SizeInvalid)
-                .status(StatusCode::PAYLOAD_TOO_LARGE)
-                .detail(format!("body larger than the limit of {limit} bytes"))
-        };
-        let mut body = body.into_data_stream();
-        let mut out = bytes::BytesMut::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::new(Code::BlobUploadInvalid).detail(format!("reading the body failed: {e}")))?;
-            if out.len() + chunk.len() > limit {
-                drain(body, limit).await;
-                return Err(too_big());
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out.freeze())
-    }
-}
-
-/// Reads and drops what is left of a refused body, up to a bound, so the client gets to read
-/// the error instead of a reset connection; a body larger than that is cut off.
-pub(crate) async fn drain(mut body: axum::body::BodyDataStream, refused_limit: usize) {
-    let mut left = refused_limit.saturating_mul(4).max(16 << 20);
-    while let Some(Ok(chunk)) = body.next().await {
-        match left.checked_sub(chunk.len()) {
-            Some(l) => left = l,
-            None => break,
-        }
     }
 }
 
@@ -264,26 +217,39 @@ impl<F: Fn(u64) + Unpin + Send + 'static> http_body::Body for Counted<F> {
     }
 }
 
-/// One tracing event and one metrics observation per request; body bytes counted both ways.
+/// One tracing span per request (method, route, path; status and duration once answered)
+/// around everything done for it, closed by one event, and one metrics observation; body
+/// bytes counted both ways.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
     let route = crate::route::label_of(&req);
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route,
+        path = req.uri().path(),
+        status = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
     let metrics = state.metrics.clone();
     let req = req.map(|body| {
         let m = metrics.clone();
         Body::new(Counted { inner: body, count: move |n| m.add_bytes_in(n) })
     });
-    let resp = next.run(req).await;
+    let resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status();
     let elapsed = start.elapsed();
     state.metrics.observe(method.as_str(), route, status.as_u16(), elapsed);
-    if status.is_server_error() {
-        tracing::warn!(%method, path, route, status = status.as_u16(), ?elapsed, "request failed");
-    } else {
-        tracing::debug!(%method, path, route, status = status.as_u16(), ?elapsed, "request");
-    }
+    span.record("status", status.as_u16());
+    span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!("request failed");
+        } else {
+            tracing::debug!("request");
+        }
+    });
     let m = metrics;
     resp.map(|body| Body::new(Counted { inner: body, count: move |n| m.add_bytes_out(n) }))
 }
@@ -301,7 +267,7 @@ mod tests {
     /// A registry on a temporary folder, and its state.
     async fn registry() -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
+        let mut config = crate::Config::default();
         config.storage.filesystem.root = dir.path().to_path_buf();
         config.storage.filesystem.fsync = false;
         let state = crate::state(config).await.unwrap();

@@ -49,12 +49,12 @@ use self::audit::{Audit, Counter, Limiter};
 use self::jwt::{JwtError, SigningKey, VerifyKey};
 pub use self::rules::Identity;
 use self::rules::{Rules, DELETE, PULL, PUSH};
-use crate::api::AppState;
 use crate::config::{AuthConfig, Config};
 use crate::error::{ApiError, Code};
 use crate::paths;
 use crate::route::{query, Route};
 use crate::storage::{Storage, StorageError};
+use crate::AppState;
 
 /// Clock skew allowed on a token's `exp` and `nbf`, as distribution allows.
 pub const LEEWAY_SECS: i64 = 60;

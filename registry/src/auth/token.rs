@@ -28,9 +28,9 @@ use super::accounts::{now_secs, random_bytes};
 use super::jwt::{self, Audience, Claims, ResourceActions};
 use super::rules::{self, Identity};
 use super::{client_addr, decode_basic, Auth, Refusal};
-use crate::api::{AppState, Req};
 use crate::error::{ApiError, Code};
 use crate::route::percent_decode;
+use crate::AppState;
 
 /// The largest token request body read.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -94,7 +94,7 @@ async fn get(auth: &Auth, headers: &HeaderMap, query: &str, client: Option<IpAdd
 }
 
 async fn post(auth: &Auth, body: Body, client: Option<IpAddr>) -> Result<Response, ApiError> {
-    let bytes = Req::body_bytes(body, MAX_FORM_BYTES).await?;
+    let bytes = crate::body::read_limited(body, MAX_FORM_BYTES).await?;
     let params = form(&String::from_utf8_lossy(&bytes));
     let scopes: Vec<&str> = param(&params, "scope").unwrap_or("").split(' ').collect();
     match param(&params, "grant_type") {
