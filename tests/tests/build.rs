@@ -888,6 +888,10 @@ fn canary() -> Result<(tempfile::TempDir, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_bind_mounts_resolve_inside_the_context_and_the_stage() -> Result<()> {
+    // RUN steps run containers.
+    if !shared::testing::require_root("run_bind_mounts_resolve_inside_the_context_and_the_stage") {
+        return Ok(());
+    }
     require_tools(&[])?;
     let base = BaseRegistry::start().await?;
     let (canary_dir, secret) = canary()?;
@@ -950,6 +954,10 @@ RUN --mount=type=bind,from=stage,source=r{canary_path}/secret,target=/s cat /s >
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_working_dir_through_a_link_is_made_inside_the_root() -> Result<()> {
+    // RUN steps run containers.
+    if !shared::testing::require_root("a_working_dir_through_a_link_is_made_inside_the_root") {
+        return Ok(());
+    }
     require_tools(&[])?;
     let base = BaseRegistry::start().await?;
     let canary_dir = tempfile::Builder::new().prefix("berth-canary-").tempdir()?;
@@ -1010,6 +1018,10 @@ async fn buildkit_layers(ctx: &Path, tag: &str, dir: &Path) -> Result<Vec<std::p
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_through_merged_usr_links_writes_where_they_point() -> Result<()> {
+    // RUN steps run containers.
+    if !shared::testing::require_root("copy_through_merged_usr_links_writes_where_they_point") {
+        return Ok(());
+    }
     require_tools(&[])?;
     let base = BaseRegistry::start().await?;
     let work = tempfile::tempdir()?;
