@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod metrics;
 pub mod paths;
 pub mod storage;

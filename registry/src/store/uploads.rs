@@ -330,6 +330,7 @@ impl Store {
         if &actual != expected {
             return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
         }
+        crate::gc::fence(self.storage.as_ref(), &[expected]).await?;
         let dest = paths::blob_data(expected);
         let outcome = match self.storage.stat(&dest).await {
             Ok(_) => Committed::AlreadyStored,
@@ -363,6 +364,7 @@ impl Store {
         if &actual != expected {
             return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
         }
+        crate::gc::fence(self.storage.as_ref(), &[expected]).await?;
         let copy = format!("{}/copy", paths::upload(id));
         let body = self.storage.get(&staged, None).await?;
         let Written { resume, .. } = self.storage.write_part(&copy, "", 0, body).await?;
@@ -386,6 +388,28 @@ impl Store {
         let _guard = lock.lock().await;
         let state = self.load(repo, id).await?;
         self.discard(id, &state.resume).await
+    }
+
+    /// The driver's resume text of every upload session's last recorded write (for the
+    /// collector: what they name is in use).
+    pub(crate) async fn upload_resumes(&self) -> StoreResult<Vec<String>> {
+        let mut out = Vec::new();
+        for id in self.storage.list(paths::UPLOADS).await? {
+            if !valid_id(&id) {
+                continue;
+            }
+            let Some(raw) = self.storage.read_opt(paths::upload_state(&id)).await? else { continue };
+            match serde_json::from_slice::<State>(&raw) {
+                Ok(state) if !state.resume.is_empty() => out.push(state.resume),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(
+                        StorageError::Io { path: paths::upload_state(&id), source: std::io::Error::other(e) }.into()
+                    )
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Removes sessions that have not received anything for `max_age`; returns how many.
