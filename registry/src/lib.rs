@@ -115,6 +115,7 @@ pub async fn serve_on(
     let tls = config.tls.clone();
     let state = state(config).await?;
     let purge = spawn_upload_purge(&state);
+    let collect = gc::schedule::spawn(state.store.storage().clone(), &state.config.gc);
     let addr = listener.local_addr()?;
     let app = api::router(state);
     let result = match &tls {
@@ -128,7 +129,7 @@ pub async fn serve_on(
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServeError::from)
         }
     };
-    if let Some(task) = purge {
+    for task in [purge, collect].into_iter().flatten() {
         task.abort();
     }
     result

@@ -153,3 +153,80 @@ impl Held {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::fs::FsStorage;
+
+    fn storage() -> (tempfile::TempDir, Arc<dyn Storage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path(), false).unwrap());
+        (dir, s)
+    }
+
+    const TTL: Duration = Duration::from_secs(300);
+
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_release_frees_it() {
+        let (_dir, s) = storage();
+        let a = acquire(s.clone(), "a", TTL).await.unwrap();
+        assert!(a.valid());
+        assert!(matches!(acquire(s.clone(), "b", TTL).await, Err(GcError::Busy { holder }) if holder == "a"));
+        a.renew().await.unwrap();
+        a.release().await.unwrap();
+        assert!(!a.valid());
+        let b = acquire(s.clone(), "b", TTL).await.unwrap();
+        assert_eq!(b.generation, a.generation + 1);
+        assert_eq!(generations(s.as_ref()).await.unwrap(), vec![b.generation], "older generations are deleted");
+    }
+
+    /// A holder that died (its lease expired, margin included) is replaced by the next
+    /// generation; should it come back, it cannot renew and stops.
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_and_its_holder_stops() {
+        let (_dir, s) = storage();
+        let a = acquire(s.clone(), "a", TTL).await.unwrap();
+        let expired = Record { holder: "a".into(), expires_ms: now_ms() - MARGIN.as_millis() as u64 - 1000 };
+        s.put(&paths::gc_lease(a.generation), Bytes::from(serde_json::to_vec(&expired).unwrap())).await.unwrap();
+        let b = acquire(s.clone(), "b", TTL).await.unwrap();
+        assert_eq!(b.generation, a.generation + 1);
+        assert!(matches!(a.renew().await, Err(GcError::LeaseLost)));
+        assert!(!a.valid(), "a lost lease stops deletions");
+        // Its release leaves the new holder's lease alone.
+        a.release().await.unwrap();
+        assert!(matches!(acquire(s.clone(), "c", TTL).await, Err(GcError::Busy { holder }) if holder == "b"));
+    }
+
+    /// A run whose lease was lost deletes nothing.
+    #[tokio::test]
+    async fn a_run_without_its_lease_deletes_nothing() {
+        let (_dir, s) = storage();
+        let store = crate::store::Store::new(s.clone());
+        let repo = "r".parse().unwrap();
+        let lonely = crate::gc::suite::push_blob(&store, &repo, b"lonely").await.unwrap();
+        let a = acquire(s.clone(), "a", TTL).await.unwrap();
+        a.release().await.unwrap();
+        let options = crate::gc::Options { grace: Duration::ZERO, delete_untagged: false, dry_run: false };
+        let run = crate::gc::Collector::new(s.clone(), options).with_lease(a).run().await;
+        assert!(matches!(run, Err(GcError::LeaseLost)), "{run:?}");
+        assert_eq!(store.blob_size(&repo, &lonely).await.unwrap(), 6);
+    }
+
+    /// Two replicas racing for a free lease: exactly one gets it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_replicas_get_it_once() {
+        let (_dir, s) = storage();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { acquire(s, &format!("r{i}"), TTL).await.is_ok() })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1);
+    }
+}

@@ -83,6 +83,7 @@ use crate::storage::{OwnSwept, Storage, StorageError};
 mod fence;
 pub mod lease;
 mod mark;
+pub mod schedule;
 pub mod suite;
 mod sweep;
 
