@@ -64,3 +64,15 @@ async fn data_objects_nothing_links_go() {
     assert!(data_objects(&driver, "gc-data").await.is_empty());
     assert!(store.blob_size(&repo, &first).await.is_err());
 }
+
+/// Pushes on two replicas race collections on a third, all on one bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushes_race_collections_on_s3() {
+    let server = S3Server::start().unwrap();
+    server.bucket("gc-race").await.unwrap();
+    let mut replicas: Vec<Arc<dyn Storage>> = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Arc::new(S3Storage::new(&server.config("gc-race")).await.unwrap()));
+    }
+    registry::gc::suite::pushes_race_collections(replicas).await;
+}

@@ -40,7 +40,7 @@ pub(crate) async fn fence(storage: &dyn Storage, digests: &[&Digest]) -> Result<
     unique.sort();
     unique.dedup();
     let markers: Vec<String> = unique.iter().map(|d| paths::blob_touched(d)).collect();
-    try_join_all(markers.iter().map(|m| storage.put(m, Bytes::new()))).await?;
+    try_join_all(markers.iter().map(|m| touch(storage, m))).await?;
     // Only after the markers are written: see the argument in the module doc of `gc`.
     while let Some(until_ms) = doomed_until(storage, &unique).await? {
         let wait_until = until_ms + MARGIN.as_millis() as u64;
@@ -52,6 +52,18 @@ pub(crate) async fn fence(storage: &dyn Storage, digests: &[&Digest]) -> Result<
         tokio::time::sleep(POLL).await;
     }
     Ok(())
+}
+
+/// Rewrites a marker. On a filesystem the collector may remove the blob's folder while the
+/// marker is being written into it (the write then finds no folder): write it again.
+async fn touch(storage: &dyn Storage, marker: &str) -> Result<(), StorageError> {
+    let mut tries = 0;
+    loop {
+        match storage.put(marker, Bytes::new()).await {
+            Err(e) if e.is_not_found() && tries < 5 => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 /// The latest deadline of the doomed records (of any run) listing one of `digests`.

@@ -345,4 +345,13 @@ mod tests {
         })
         .await;
     }
+
+    /// Pushes on two replicas race collections on a third, all on one folder.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn pushes_race_collections_on_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas: Vec<Arc<dyn Storage>> =
+            (0..3).map(|_| Arc::new(FsStorage::new(dir.path(), false).unwrap()) as Arc<dyn Storage>).collect();
+        super::suite::pushes_race_collections(replicas).await;
+    }
 }

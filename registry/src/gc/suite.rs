@@ -418,3 +418,107 @@ async fn race_upload_and_mount_end_with_the_blob_present(s: Arc<dyn Storage>) {
         assert!(pulls(&store, &other, &layer).await);
     }
 }
+
+/// What a racing client pushes: an image of a config and two layers, one of them new and one
+/// taken from the image it pushed before (so it refers again to a blob the collector may be
+/// deleting, as a rebuild that shares a base layer does).
+async fn push_racing_image(store: &Store, r: &RepoName, tag: &str, round: usize, shared: &[u8]) -> Digest {
+    let config = format!("{{\"round\":{round},\"tag\":\"{tag}\"}}").into_bytes();
+    let fresh = format!("fresh layer {tag} {round} ").repeat(50).into_bytes();
+    for _attempt in 0..20 {
+        // Like docker: blobs the registry already holds are not uploaded again.
+        for blob in [&config, &fresh, &shared.to_vec()] {
+            if !pulls(store, r, &Digest::sha256_of(blob)).await {
+                push_blob(store, r, blob).await.unwrap();
+            }
+        }
+        let layers = [(&Digest::sha256_of(shared), shared.len()), (&Digest::sha256_of(&fresh), fresh.len())];
+        let body = image((&Digest::sha256_of(&config), config.len()), &layers, None);
+        match push_manifest(store, r, &body, Some(tag)).await {
+            Ok(d) => return d,
+            // A blob went between its check and the manifest: push again, as a client would.
+            Err(StoreError::ManifestBlobUnknown(_)) => continue,
+            Err(e) => panic!("push of {r}:{tag} failed: {e}"),
+        }
+    }
+    panic!("{r}:{tag} could not be pushed in 20 attempts");
+}
+
+/// Checks that every tag's manifest and the blobs it needs pull whole; returns their digests.
+async fn needed_by_tags(store: &Store, tags: Vec<(RepoName, String)>) -> std::collections::BTreeSet<Digest> {
+    let mut needed = std::collections::BTreeSet::new();
+    for (r, tag) in tags {
+        let m = store.get_manifest(&r, &Reference::Tag(tag.parse().unwrap())).await.unwrap();
+        assert_eq!(Digest::sha256_of(&m.body), m.digest);
+        let parsed = shared::manifest::Manifest::parse(&m.body, None).unwrap();
+        for d in parsed.config.iter().chain(&parsed.layers) {
+            assert!(pulls(store, &r, &d.digest).await, "{r}:{tag} needs {} and it does not pull", d.digest);
+            needed.insert(d.digest.clone());
+        }
+        needed.insert(m.digest.clone());
+    }
+    needed
+}
+
+/// Several clients push and re-tag images continuously, on replicas of their own, while
+/// another replica collects again and again (one-second grace, untagged manifests removed).
+/// Afterwards every tag's manifest and every blob it needs pulls with the right digest, and a
+/// last collection leaves exactly what the tags need. `replicas` are drivers on one storage
+/// (at least two: the last one collects).
+pub async fn pushes_race_collections(replicas: Vec<Arc<dyn Storage>>) {
+    let (collector_storage, pushers) = replicas.split_last().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let collecting = {
+        let (s, done) = (collector_storage.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut runs = 0;
+            while !done.load(Ordering::SeqCst) {
+                Collector::new(s.clone(), options(1, true)).run().await.unwrap();
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let clients: Vec<_> = pushers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| (0..2).map(move |j| (format!("race/client{i}"), format!("t{j}"), s.clone())))
+        .map(|(r, tag, s)| {
+            tokio::spawn(async move {
+                let store = Store::new(s);
+                let r = repo(&r);
+                let mut shared = format!("base layer {r}:{tag} 0 ").repeat(40).into_bytes();
+                for round in 0..12 {
+                    push_racing_image(&store, &r, &tag, round, &shared).await;
+                    if round % 4 == 3 {
+                        // A new base: the old one is left to the collector.
+                        shared = format!("base layer {r}:{tag} {round} ").repeat(40).into_bytes();
+                    }
+                }
+                (r, tag)
+            })
+        })
+        .collect();
+    let mut tags = Vec::new();
+    for c in clients {
+        tags.push(c.await.unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(collecting.await.unwrap() >= 1);
+    let store = Store::new(collector_storage.clone());
+    needed_by_tags(&store, tags.clone()).await;
+    // Once the grace period is over, a collection leaves only what the tags need.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    Collector::new(collector_storage.clone(), options(1, true)).run().await.unwrap();
+    let needed = needed_by_tags(&store, tags).await;
+    let left: std::collections::BTreeSet<Digest> = everything(collector_storage.as_ref(), paths::BLOBS.into())
+        .await
+        .into_iter()
+        .filter_map(|(path, _)| {
+            let mut parts = path.split('/').skip(1);
+            let (alg, _, hex) = (parts.next()?, parts.next()?, parts.next()?);
+            format!("{alg}:{hex}").parse().ok()
+        })
+        .collect();
+    assert_eq!(left, needed, "blobs left that no tag needs, or missing ones");
+}
