@@ -76,3 +76,89 @@ async fn pushes_race_collections_on_s3() {
     }
     registry::gc::suite::pushes_race_collections(replicas).await;
 }
+
+/// Bytes of every file below `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                pending.push(e.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// A tarball of one 2 MiB file of bytes that differ with `seed`.
+fn layer_tar(dir: &std::path::Path, seed: u64) -> std::path::PathBuf {
+    let content = dir.join(format!("content-{seed}"));
+    std::fs::create_dir_all(&content).unwrap();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let bytes: Vec<u8> = (0..2 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(content.join("data"), bytes).unwrap();
+    let tar = dir.join(format!("layer-{seed}.tar"));
+    let out =
+        std::process::Command::new("tar").arg("-C").arg(&content).arg("-cf").arg(&tar).arg("data").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tar
+}
+
+/// `docker push` of one tag with new layers twenty times, then a collection: the storage is
+/// back to about one image's size, and `docker pull` still gets the last image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_pushes_one_tag_twenty_times_then_collection_frees_the_rest() -> anyhow::Result<()> {
+    if !e2e::docker_available("docker_pushes_one_tag_twenty_times_then_collection_frees_the_rest").await? {
+        return Ok(());
+    }
+    let work = tempfile::tempdir()?;
+    let registry = e2e::Registry::start().await?;
+    let image = format!("{}/e2e/gc-retag:latest", registry.host());
+    let _cleanup = RemoveImage(image.clone());
+    let mut one_image = 0;
+    let mut last_id = String::new();
+    for i in 0..20 {
+        let tar = layer_tar(work.path(), i);
+        e2e::run_ok("docker", &["import", tar.to_str().unwrap(), &image]).await?;
+        e2e::run_ok("docker", &["push", &image]).await?;
+        last_id = e2e::run_ok("docker", &["image", "inspect", "--format", "{{.Id}}", &image]).await?;
+        if i == 0 {
+            one_image = du(registry.root());
+        }
+    }
+    let pushed = du(registry.root());
+    assert!(pushed > 15 * one_image, "twenty images take {pushed} bytes, one took {one_image}");
+
+    let storage: Arc<dyn Storage> = Arc::new(registry::storage::fs::FsStorage::new(registry.root(), false)?);
+    let options = Options { grace: Duration::ZERO, delete_untagged: true, dry_run: false };
+    let report = registry::gc::schedule::run_once(storage, options, None).await?;
+    let after = du(registry.root());
+    assert!(after < one_image + one_image / 4, "after collection {after} bytes, one image took {one_image}");
+    assert!(report.bytes_freed() > 19 * 2 * 1024 * 1024, "{report:?}");
+
+    e2e::run_ok("docker", &["rmi", &image]).await?;
+    e2e::run_ok("docker", &["pull", &image]).await?;
+    let pulled = e2e::run_ok("docker", &["image", "inspect", "--format", "{{.Id}}", &image]).await?;
+    assert_eq!(pulled, last_id, "the pulled image is not the last one pushed");
+    Ok(())
+}
+
+/// Removes a local Docker image when the test ends, however it ends.
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
