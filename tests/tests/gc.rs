@@ -162,3 +162,27 @@ impl Drop for RemoveImage {
         let _ = std::process::Command::new("docker").args(["rmi", "-f", &self.0]).output();
     }
 }
+
+/// `berth serve` with `[gc]` collects on its schedule, under the lease, while it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_collects_on_its_schedule() {
+    let registry = e2e::Registry::start_with(|c| {
+        c.gc.interval_secs = 1;
+        c.gc.grace_secs = 0;
+    })
+    .await
+    .unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(registry::storage::fs::FsStorage::new(registry.root(), false).unwrap());
+    let store = Store::new(storage.clone());
+    let repo = "r".parse().unwrap();
+    let lonely = registry::gc::suite::push_blob(&store, &repo, b"lonely").await.unwrap();
+    // Polled, with a generous deadline: the outcome does not depend on when the run happens.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store.blob_size(&repo, &lonely).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the scheduled collection never removed the blob");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // It took the lease, and released it.
+    let names = storage.list("_gc").await.unwrap();
+    assert!(names.iter().any(|n| n.starts_with("lease.")), "{names:?}");
+}

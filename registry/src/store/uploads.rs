@@ -399,14 +399,12 @@ impl Store {
                 continue;
             }
             let Some(raw) = self.storage.read_opt(paths::upload_state(&id)).await? else { continue };
+            // A session whose state cannot be read cannot be continued either: what it named
+            // is no longer in use.
             match serde_json::from_slice::<State>(&raw) {
                 Ok(state) if !state.resume.is_empty() => out.push(state.resume),
                 Ok(_) => {}
-                Err(e) => {
-                    return Err(
-                        StorageError::Io { path: paths::upload_state(&id), source: std::io::Error::other(e) }.into()
-                    )
-                }
+                Err(_) => tracing::warn!(id, "unreadable upload session state skipped"),
             }
         }
         Ok(out)
