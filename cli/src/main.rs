@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the registry server (OCI distribution API).
     Serve(commands::serve::Args),
+    /// Free the registry storage nothing needs (one garbage collection).
+    Gc(commands::gc::Args),
     /// Build an image from a Dockerfile.
     Build(Box<commands::build::Args>),
     /// Pull an image from a registry into the local store.
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::ContainerShim(flags) => return commands::run::shim_main(&root, flags),
         Command::OciRuntime(args) => return commands::oci_runtime::main(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Gc(args) => commands::gc::run(args),
         Command::Build(args) => return commands::build::main(&root, *args),
         Command::Pull(args) => commands::pull::run(&root, args),
         Command::Login(args) => commands::login::run(args),

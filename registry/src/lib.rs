@@ -21,6 +21,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod gc;
 pub mod metrics;
 pub mod paths;
 pub mod route;
@@ -134,6 +135,7 @@ pub async fn serve_on(
     let tls = config.tls.clone();
     let state = state(config).await?;
     let purge = spawn_upload_purge(&state);
+    let collect = gc::schedule::spawn(state.store.storage().clone(), &state.config.gc);
     let addr = listener.local_addr()?;
     let app = api::router(state);
     let result = match &tls {
@@ -147,7 +149,7 @@ pub async fn serve_on(
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServeError::from)
         }
     };
-    if let Some(task) = purge {
+    for task in [purge, collect].into_iter().flatten() {
         task.abort();
     }
     result
