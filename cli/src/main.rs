@@ -36,6 +36,8 @@ enum Command {
     Images(commands::images::Args),
     /// Remove images from the local store, and the content no other image uses.
     Rmi(commands::rmi::Args),
+    /// Give an image of the local store another name.
+    Tag(commands::tag::Args),
     /// Run a command in a new container.
     Run(Box<commands::run::Args>),
     /// List containers.
@@ -77,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Command::Robot(args) => commands::robot::run(args),
         Command::Images(args) => commands::images::run(&root, args),
         Command::Rmi(args) => commands::rmi::run(&root, args),
+        Command::Tag(args) => commands::tag::run(&root, args),
         Command::Run(args) => return commands::run::run(&root, *args),
         Command::Ps(args) => commands::ps::run(&root, args),
         Command::Logs(args) => commands::logs::run(&root, args),

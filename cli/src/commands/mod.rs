@@ -13,6 +13,7 @@ pub mod robot;
 pub mod run;
 pub mod serve;
 pub mod stop;
+pub mod tag;
 
 use std::path::Path;
 
