@@ -38,6 +38,10 @@ enum Command {
     Rmi(commands::rmi::Args),
     /// Give an image of the local store another name.
     Tag(commands::tag::Args),
+    /// Write images of the local store to a tar archive (docker-archive and OCI layout).
+    Save(commands::save::SaveArgs),
+    /// Load images from a tar archive (docker save, berth save, OCI layout) into the store.
+    Load(commands::save::LoadArgs),
     /// Run a command in a new container.
     Run(Box<commands::run::Args>),
     /// List containers.
@@ -80,6 +84,8 @@ fn main() -> std::process::ExitCode {
         Command::Images(args) => commands::images::run(&root, args),
         Command::Rmi(args) => commands::rmi::run(&root, args),
         Command::Tag(args) => commands::tag::run(&root, args),
+        Command::Save(args) => commands::save::save(&root, args),
+        Command::Load(args) => commands::save::load(&root, args),
         Command::Run(args) => return commands::run::run(&root, *args),
         Command::Ps(args) => commands::ps::run(&root, args),
         Command::Logs(args) => commands::logs::run(&root, args),

@@ -1,7 +1,7 @@
 //! The container runtime's image side: a local content-addressed store, pulling images into
 //! it, unpacking layers into shared snapshots, and removing images again.
 //!
-//! `berth pull`, `berth images` and `berth rmi` (in `cli`) call [`Store`], and `berth build -t`
+//! `berth pull`, `images`, `rmi`, `tag`, `save` and `load` (in `cli`) call [`Store`], and `berth build -t`
 //! records what it built with [`Store::import`]; the registry client is [`shared::client`]. The store's layout on disk is drawn in [`paths`].
 //! `berth run`, `ps`, `logs`, `stop` and `rm` call [`container`]: containers whose roots are
 //! overlays of the snapshots (or [`Store::flatten`]ed copies), run as OCI bundles by an
@@ -11,6 +11,7 @@
 //! entry) and does not repeat its `source()`, so print the chain (anyhow's `{:#}`).
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod container;
 pub mod content;
 pub mod images;
@@ -23,6 +24,7 @@ pub mod snapshots;
 pub mod store;
 pub mod unpack;
 
+pub use archive::ArchiveError;
 pub use images::{ImageRecord, LayerRecord};
 pub use import::{ImportError, LocalImage};
 pub use progress::{NoProgress, Progress, PullEvent, TerminalProgress};

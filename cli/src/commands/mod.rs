@@ -11,6 +11,7 @@ pub mod rm;
 pub mod rmi;
 pub mod robot;
 pub mod run;
+pub mod save;
 pub mod serve;
 pub mod stop;
 pub mod tag;
