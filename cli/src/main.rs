@@ -26,6 +26,8 @@ enum Command {
     Build(Box<commands::build::Args>),
     /// Pull an image from a registry into the local store.
     Pull(commands::pull::Args),
+    /// Push an image of the local store to a registry.
+    Push(commands::push::Args),
     /// Log in to a registry (credentials kept in Docker's config.json).
     Login(commands::login::Args),
     /// Log out of a registry.
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Build(args) => return commands::build::main(&root, *args),
         Command::Pull(args) => commands::pull::run(&root, args),
+        Command::Push(args) => commands::push::run(&root, args),
         Command::Login(args) => commands::login::run(args),
         Command::Logout(args) => commands::login::logout(args),
         Command::Robot(args) => commands::robot::run(args),

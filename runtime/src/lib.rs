@@ -1,7 +1,7 @@
 //! The container runtime's image side: a local content-addressed store, pulling images into
 //! it, unpacking layers into shared snapshots, and removing images again.
 //!
-//! `berth pull`, `images`, `rmi`, `tag`, `save` and `load` (in `cli`) call [`Store`], and `berth build -t`
+//! `berth pull`, `push`, `images`, `rmi`, `tag`, `save` and `load` (in `cli`) call [`Store`], and `berth build -t`
 //! records what it built with [`Store::import`]; the registry client is [`shared::client`]. The store's layout on disk is drawn in [`paths`].
 //! `berth run`, `ps`, `logs`, `stop` and `rm` call [`container`]: containers whose roots are
 //! overlays of the snapshots (or [`Store::flatten`]ed copies), run as OCI bundles by an
@@ -20,6 +20,7 @@ pub mod inroot;
 pub mod paths;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod snapshots;
 pub mod store;
 pub mod unpack;
@@ -29,4 +30,5 @@ pub use images::{ImageRecord, LayerRecord};
 pub use import::{ImportError, LocalImage};
 pub use progress::{NoProgress, Progress, PullEvent, TerminalProgress};
 pub use pull::{PullError, PullOptions};
+pub use push::{PushError, PushEvent, PushProgress};
 pub use store::{Collected, Removed, Store, StoreError, DEFAULT_ROOT};

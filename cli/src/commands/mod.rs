@@ -7,6 +7,7 @@ pub mod logs;
 pub mod oci_runtime;
 pub mod ps;
 pub mod pull;
+pub mod push;
 pub mod rm;
 pub mod rmi;
 pub mod robot;
