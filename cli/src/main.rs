@@ -38,6 +38,8 @@ enum Command {
     Images(commands::images::Args),
     /// Remove images from the local store, and the content no other image uses.
     Rmi(commands::rmi::Args),
+    /// Show images or containers as JSON (shaped like `docker inspect`).
+    Inspect(commands::inspect::Args),
     /// Give an image of the local store another name.
     Tag(commands::tag::Args),
     /// Write images of the local store to a tar archive (docker-archive and OCI layout).
@@ -87,6 +89,7 @@ fn main() -> std::process::ExitCode {
         Command::Images(args) => commands::images::run(&root, args),
         Command::Rmi(args) => commands::rmi::run(&root, args),
         Command::Tag(args) => commands::tag::run(&root, args),
+        Command::Inspect(args) => commands::inspect::run(&root, args),
         Command::Save(args) => commands::save::save(&root, args),
         Command::Load(args) => commands::save::load(&root, args),
         Command::Run(args) => return commands::run::run(&root, *args),

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod images;
+pub mod inspect;
 pub mod login;
 pub mod logs;
 pub mod oci_runtime;
