@@ -1,8 +1,10 @@
 //! The container runtime's image side: a local content-addressed store, pulling images into
 //! it, unpacking layers into shared snapshots, and removing images again.
 //!
-//! `berth pull`, `push`, `images`, `rmi`, `tag`, `save` and `load` (in `cli`) call [`Store`], and `berth build -t`
-//! records what it built with [`Store::import`]; the registry client is [`shared::client`]. The store's layout on disk is drawn in [`paths`].
+//! `berth pull`, `push`, `images`, `rmi`, `tag`, `save`, `load` and `inspect` (in `cli`) call
+//! [`Store`] ([`pull`], [`push`], [`archive`], [`inspect`]), and `berth build -t` records what
+//! it built with [`Store::import`]; the registry client is [`shared::client`]. The store's
+//! layout on disk is drawn in [`paths`].
 //! `berth run`, `ps`, `logs`, `stop` and `rm` call [`container`]: containers whose roots are
 //! overlays of the snapshots (or [`Store::flatten`]ed copies), run as OCI bundles by an
 //! embedded runtime or by runc/crun.
