@@ -3,17 +3,21 @@
 pub mod build;
 pub mod gc;
 pub mod images;
+pub mod inspect;
 pub mod login;
 pub mod logs;
 pub mod oci_runtime;
 pub mod ps;
 pub mod pull;
+pub mod push;
 pub mod rm;
 pub mod rmi;
 pub mod robot;
 pub mod run;
+pub mod save;
 pub mod serve;
 pub mod stop;
+pub mod tag;
 
 use std::path::Path;
 

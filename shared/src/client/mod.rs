@@ -46,7 +46,7 @@ use self::auth::{pick_challenge, Challenge, HostAuth, Scope, Token, TokenRespons
 pub use self::auth::{Anonymous, CredentialError, CredentialProvider, Credentials, StaticCredentials};
 pub use self::docker_config::{DockerConfig, DockerConfigError};
 pub use self::pull::{PulledManifest, ResolvedImage};
-pub use self::push::Mount;
+pub use self::push::{BlobPush, Mount};
 use crate::digest::Digest;
 use crate::manifest::ManifestError;
 
