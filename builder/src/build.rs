@@ -66,6 +66,7 @@ use crate::progress::{Outcome, Progress};
 use crate::run::{Cancel, RunError, RuntimeCommand};
 use crate::tarball::{self, Compression, Entry, Kind, WriteOptions};
 
+mod chmod;
 mod copy;
 mod error;
 mod from;
@@ -791,19 +792,30 @@ impl Exec<'_> {
         let dir = absolute(&current, &w);
         st.image.config.config.working_dir = Some(dir.clone());
         let created_by = format!("WORKDIR {dir}");
+        // The directories it makes belong to the current USER (BuildKit's mkdir WithUser).
+        let user = st.image.config.config.user.clone().unwrap_or_default();
         // Looked up before the image's paths are: a hit needs no index.
-        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"WORKDIR", dir.as_bytes()]);
+        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"WORKDIR", dir.as_bytes(), user.as_bytes()]);
         if let Some(size) = self.lookup(st, &key, &created_by)? {
             return Ok((Outcome::Cached, size));
         }
         self.index(st)?;
+        let (uid, gid) = match user.as_str() {
+            "" => (0, 0),
+            u => resolve_chown(u, Some(&st.index)).map_err(|e| match e {
+                StepError::Invalid(m) => {
+                    StepError::Invalid(format!("WORKDIR {dir} as USER {u}: {}", m.trim_start_matches("--chown: ")))
+                }
+                other => other,
+            })?,
+        };
         // An existing directory makes no layer (the entry records that). Links of the image
         // on the way are followed inside it (a link to a missing directory makes that
         // directory, as BuildKit's does), and stay links.
         let resolved = st.index.resolve(&dir, true).ok_or_else(|| {
             StepError::Invalid(format!("WORKDIR {dir}: too many levels of symbolic links in the image"))
         })?;
-        let entries = self.missing_dirs(&st.index, &[resolved], 0, 0);
+        let entries = self.missing_dirs(&st.index, &[resolved], uid, gid);
         let size = self.commit(st, &key, entries, &created_by)?;
         Ok((Outcome::Done, size))
     }
