@@ -5,14 +5,15 @@
 //!   run first.
 //! - **COPY/ADD** select their files from the context (or a stage's or image's root),
 //!   hash exactly those (through the stat cache), and write the layer straight from the
-//!   files: no container. Owners are 0:0 unless `--chown`; `--chmod` sets modes; parent
-//!   directories the image lacks are created. The image's symbolic links on the way to a
-//!   destination are followed inside the image (`/bin -> usr/bin`: `usr/bin/tool`) and stay
-//!   links. ADD extracts local tar archives (plain, gzip,
+//!   files: no container. Owners are 0:0 unless `--chown` (files from a stage or an image
+//!   keep theirs); `--chmod` (octal or symbolic) sets the modes of what is copied; parent
+//!   directories the image lacks are created (0755); context hard links stay links. The
+//!   image's symbolic links on the way to a destination are followed inside the image
+//!   (`/bin -> usr/bin`: `usr/bin/tool`) and stay links. ADD extracts local tar archives (plain, gzip,
 //!   bzip2, xz, zstd: [`crate::archive`]) and downloads URLs (checked against `--checksum`).
 //! - **RUN** runs in a container over the stage's root ([`crate::run`]); its layer is the
-//!   difference. **WORKDIR** creates its directory when the image lacks it (through the
-//!   image's links, inside it). Paths of a step's root, the context and other stages' roots
+//!   difference. **WORKDIR** creates its directory when the image lacks it, owned by the
+//!   current USER (through the image's links, inside it). Paths of a step's root, the context and other stages' roots
 //!   are resolved with [`runtime::inroot`], as a chroot would.
 //! - The other instructions change the image config only.
 //!

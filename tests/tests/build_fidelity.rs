@@ -192,13 +192,15 @@ COPY --chmod=751 a.txt sub /multi/in/
         name: "add-chown-archive-dir",
         // ADD --chown extracts an archive with its own owners, and the directories it makes
         // for it (the destination and its parents) are `--chown`'s; an archive's `./` entry
-        // gives its owner and mode to the directory it extracts into.
+        // changes neither an existing directory it extracts into (/tmp) nor one ADD makes
+        // (/z, /made: 0755, `--chown`'s ids or root's). buildah gives them the `./`'s.
         dockerfile: r#"ARG BASE
 FROM ${BASE}
 ADD --chown=1500:1600 arch.tar /x/y/
 ADD --chown=1500:1600 arch-root.tar /z/
 ADD --chown=1500:1600 arch.tar /tmp/
-ADD arch-root.tar /home/
+ADD arch-root.tar /tmp/
+ADD arch-root.tar /made/
 "#,
         build_args: &[],
         documented_env: None,
@@ -439,8 +441,9 @@ async fn hard_links_stay_hard_links() -> Result<()> {
 
 /// 14.7: the symbolic `--chmod` (`u+x,go-w`), which BuildKit's frontend accepts since
 /// Dockerfile 1.14 and the engine's 20.10 refuses, so checked against BuildKit's documented
-/// meaning (chmod(1)'s): applied to each copied path's own mode; the directory the step
-/// makes for its destination is 0755.
+/// meaning (chmod(1)'s): applied to each copied path's own mode (`X`: directories and
+/// executables); the directories the step makes for its destination are 0755, a source
+/// directory's destination included (as the engine's BuildKit does with an octal mode).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn symbolic_chmod_applies_to_each_copied_path() -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -450,13 +453,24 @@ async fn symbolic_chmod_applies_to_each_copied_path() -> Result<()> {
     let dockerfile = "FROM scratch\nCOPY --chmod=u+x,go-w a.txt /s/deep/\nCOPY --chmod=a=rX sub /r/\n";
     write_files(&ctx, &[("Dockerfile", dockerfile)])?;
     write_files(&ctx, FILES)?;
-    for (path, mode) in [("a.txt", 0o666), ("sub", 0o775), ("sub/x.txt", 0o664)] {
+    write_files(&ctx, &[("sub/inner/y.sh", "y\n")])?;
+    for (path, mode) in
+        [("a.txt", 0o666), ("sub", 0o775), ("sub/x.txt", 0o664), ("sub/inner", 0o700), ("sub/inner/y.sh", 0o744)]
+    {
         fs::set_permissions(ctx.join(path), fs::Permissions::from_mode(mode))?;
     }
     let image = berth_build(&work.path().join("root"), &ctx, &[], &work.path().join("out")).await?;
     let flat = work.path().join("flat");
     flatten(&image, &flat)?;
-    for (path, want) in [("s", 0o755), ("s/deep", 0o755), ("s/deep/a.txt", 0o744), ("r", 0o555), ("r/x.txt", 0o444)] {
+    for (path, want) in [
+        ("s", 0o755),
+        ("s/deep", 0o755),
+        ("s/deep/a.txt", 0o744),
+        ("r", 0o755),
+        ("r/x.txt", 0o444),
+        ("r/inner", 0o555),
+        ("r/inner/y.sh", 0o555),
+    ] {
         let got = fs::symlink_metadata(flat.join(path)).with_context(|| path.to_string())?.mode() & 0o7777;
         ensure!(got == want, "/{path}: mode {got:o}, want {want:o}");
     }

@@ -348,7 +348,9 @@ impl Exec<'_> {
         entries: &mut Vec<Entry>,
     ) -> Result<(), StepError> {
         use std::os::unix::fs::MetadataExt;
-        let (extracted, root) = self.extract_archive(source)?;
+        // The archive's `./` entry changes nothing: an existing directory keeps its owner and
+        // mode, one the step makes gets the above (BuildKit's rule, where buildah differs).
+        let (extracted, _) = self.extract_archive(source)?;
         let t = Tree::new(&extracted, Ignore::default(), "archive")?;
         let all = vec![".".to_string()];
         let inner = t.select(&Select {
@@ -365,22 +367,13 @@ impl Exec<'_> {
             }
             if q.kind == PickKind::Dir && q.target == dir {
                 // The directory extracted into, when ADD makes it: 0755 and `--chown`'s ids
-                // (BuildKit's MkdirAll before the untar), unless the archive's `./` says more.
+                // (BuildKit's MkdirAll before the untar).
                 let mut e = Entry::dir(dir.to_string(), 0o755, uid, gid);
                 e.mtime = self.epoch;
                 entries.push(e);
                 continue;
             }
             entries.push(pick_entry(&q, q.meta.uid().into(), q.meta.gid().into(), q.meta.mode() & 0o7777));
-        }
-        // Last, over any entry of the same path: the archive's `./` gives its owner and mode
-        // to an existing directory it extracts into (Docker's untar merges it), never `/`;
-        // one the step makes keeps 0755 and `--chown`'s ids (BuildKit's rule).
-        if let (Some(r), false, true) = (root, dir.is_empty(), index.is_dir(dir)) {
-            entries.retain(|e| e.path != dir);
-            let mut e = Entry::dir(dir.to_string(), r.mode, r.uid, r.gid);
-            e.mtime = i64::try_from(r.mtime).unwrap_or(i64::MAX);
-            entries.push(e);
         }
         Ok(())
     }
