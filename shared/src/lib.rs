@@ -5,13 +5,15 @@
 //! manifest URL points at, and [`manifest`] reads the manifests a client sends. An
 //! [`ImageRef`] is what a person types (`busybox`, `ghcr.io/org/app:v1`), [`platform`]
 //! picks an index entry for a machine, and [`client`] talks to registries. One helper per
-//! job for what people type, for every crate: [`size`] (`64m`) and [`duration`] (`1h30m`).
-//! This crate knows nothing of HTTP servers or storage back ends.
+//! job for what people type, for every crate: [`size`] (`64m`), [`duration`] (`1h30m`),
+//! and [`glob`] (`**/*.md`). This crate knows
+//! nothing of HTTP servers or storage back ends.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod digest;
 pub mod duration;
+pub mod glob;
 pub mod image_ref;
 pub mod layer;
 pub mod layout;
