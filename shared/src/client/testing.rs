@@ -11,6 +11,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -392,7 +394,7 @@ fn check_auth(auth: &FakeAuth, req: &Request, push: bool, realm: &str) -> Result
     match auth {
         FakeAuth::None => Ok(()),
         FakeAuth::Basic(user, pass) => {
-            let want = format!("Basic {}", super::base64(format!("{user}:{pass}").as_bytes()));
+            let want = format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")));
             if header == want {
                 Ok(())
             } else {
@@ -423,7 +425,7 @@ fn handle(s: &mut State, auth: &FakeAuth, cdn: Option<&str>, req: Request) -> Re
     let realm = format!("http://{host}/token");
     if req.path == "/token" {
         if let FakeAuth::Bearer(Some((user, pass))) = auth {
-            let want = format!("Basic {}", super::base64(format!("{user}:{pass}").as_bytes()));
+            let want = format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")));
             if req.header("authorization") != Some(want.as_str()) {
                 return Response::status(401);
             }
