@@ -6,7 +6,7 @@
 //! [`ImageRef`] is what a person types (`busybox`, `ghcr.io/org/app:v1`), [`platform`]
 //! picks an index entry for a machine, and [`client`] talks to registries. One helper per
 //! job for what people type, for every crate: [`size`] (`64m`), [`duration`] (`1h30m`),
-//! and [`glob`] (`**/*.md`). This crate knows
+//! [`glob`] (`**/*.md`) and [`query`] (query strings, percent-encoding). This crate knows
 //! nothing of HTTP servers or storage back ends.
 #![deny(missing_docs)]
 
@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod platform;
+pub mod query;
 pub mod size;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};

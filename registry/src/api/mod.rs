@@ -160,13 +160,9 @@ pub(crate) struct Req {
 }
 
 impl Req {
-    /// A query parameter's first value, percent-decoded.
+    /// A query parameter's first value, decoded ([`shared::query::value`]).
     pub fn query(&self, key: &str) -> Option<String> {
-        let q = self.uri.query()?;
-        q.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == key).then(|| percent_decode(v))
-        })
+        shared::query::value(self.uri.query()?, key)
     }
 
     /// A header as a string.
@@ -217,32 +213,6 @@ pub(crate) async fn drain(mut body: axum::body::BodyDataStream, refused_limit: u
             None => break,
         }
     }
-}
-
-/// Decodes `%XX` escapes and `+` (as a space) in a query value.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            // Bytes, not `&s[..]`: a `%` before a multi-byte character must not split it.
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parses a repository name from the path, or answers `NAME_INVALID`.
@@ -420,13 +390,5 @@ mod tests {
         assert_eq!(Route::parse("a/tags/list/tags/list"), Some(Route::Tags("a/tags/list")));
         assert_eq!(Route::parse("a"), None);
         assert_eq!(Route::parse("a/other/x"), None);
-    }
-
-    #[test]
-    fn decodes_queries() {
-        assert_eq!(percent_decode("sha256%3Aab"), "sha256:ab");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("x+y"), "x y");
-        assert_eq!(percent_decode("%é%"), "%é%");
     }
 }

@@ -594,12 +594,9 @@ impl Need {
     }
 }
 
-/// A query parameter's first value, decoded.
+/// A query parameter's first value, decoded ([`shared::query::value`]).
 pub(crate) fn query(uri: &Uri, key: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| crate::api::percent_decode(v))
-    })
+    shared::query::value(uri.query()?, key)
 }
 
 /// Which repositories `_catalog` may list for the caller.
@@ -619,9 +616,8 @@ fn without_mount(uri: &Uri) -> Uri {
         .query()
         .unwrap_or("")
         .split('&')
-        .filter(|p| {
-            !p.is_empty() && !p.starts_with("mount=") && !p.starts_with("from=") && *p != "mount" && *p != "from"
-        })
+        // Keys compared decoded, as the handler reads them: `%6Dount=` is `mount=` too.
+        .filter(|p| !p.is_empty() && !shared::query::pairs(p).iter().any(|(k, _)| k == "mount" || k == "from"))
         .collect();
     let text = if query.is_empty() { uri.path().to_string() } else { format!("{}?{}", uri.path(), query.join("&")) };
     text.parse().unwrap_or_else(|_| uri.clone())
@@ -758,6 +754,10 @@ mod tests {
         assert_eq!(without_mount(&u).to_string(), "/v2/a/blobs/uploads/?x=1");
         let u: Uri = "/v2/a/blobs/uploads/?mount=sha256:00".parse().unwrap();
         assert_eq!(without_mount(&u).to_string(), "/v2/a/blobs/uploads/");
+        // The handler decodes keys, so an escaped key is the same argument and goes too.
+        let u: Uri = "/v2/a/blobs/uploads/?%6Dount=sha256:00&fr%6Fm=b&x=1".parse().unwrap();
+        assert_eq!(without_mount(&u).to_string(), "/v2/a/blobs/uploads/?x=1");
+        assert_eq!(query(&u, "mount").as_deref(), Some("sha256:00"));
     }
 
     #[test]
