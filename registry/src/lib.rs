@@ -16,6 +16,8 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod paths;
 pub mod storage;

@@ -28,10 +28,10 @@ use crate::metrics::Metrics;
 use crate::storage::{ByteStream, StorageError};
 use crate::store::{Store, StoreError};
 
-mod blobs;
+pub(crate) mod blobs;
 mod listing;
 mod manifests;
-mod uploads;
+pub(crate) mod uploads;
 
 /// What every handler can reach.
 #[derive(Clone)]
