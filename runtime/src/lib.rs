@@ -22,6 +22,9 @@ pub mod snapshots;
 pub mod store;
 pub mod unpack;
 
+#[cfg(test)]
+mod never_panics;
+
 pub use images::{ImageRecord, LayerRecord};
 pub use import::{ImportError, LocalImage};
 pub use progress::{NoProgress, Progress, PullEvent, TerminalProgress};
