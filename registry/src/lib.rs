@@ -21,6 +21,8 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod metrics;
 pub mod paths;

@@ -29,6 +29,9 @@ pub mod store;
 pub mod unpack;
 
 pub use archive::ArchiveError;
+#[cfg(test)]
+mod never_panics;
+
 pub use images::{ImageRecord, LayerRecord};
 pub use import::{ImportError, LocalImage};
 pub use inspect::{inspect_container, InspectError};

@@ -100,23 +100,11 @@ pub struct ShimFlags {
     pub id: String,
 }
 
-/// Parses `64m`, `1g`, `512k`, `100b` or plain bytes (powers of 1024, as Docker).
+/// Parses `64m`, `1g`, `512k`, `100b` or plain bytes (powers of 1024, as Docker), through
+/// [`shared::size::parse_size`]; the kernel takes at most `i64::MAX`.
 pub fn parse_bytes(text: &str) -> Result<i64> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (number, unit) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let value: f64 =
-        number.parse().map_err(|_| anyhow!("invalid size {text:?} (use bytes, or a number with k, m or g)"))?;
-    if value < 0.0 {
-        bail!("invalid size {text:?}");
-    }
-    Ok((value * unit as f64) as i64)
+    let bytes = shared::size::parse_size(text)?;
+    i64::try_from(bytes).map_err(|_| anyhow!("size {text:?} is too large"))
 }
 
 /// `KEY=VALUE` stays; a bare `KEY` takes the value `lookup` gives, or is dropped.
@@ -327,6 +315,8 @@ mod tests {
         assert_eq!(parse_bytes("512kb").unwrap(), 512 << 10);
         assert_eq!(parse_bytes("1.5g").unwrap(), 3 << 29);
         assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("8388608t").is_err(), "2^63 bytes does not fit the kernel's i64");
+        assert_eq!(parse_bytes("8388607t").unwrap(), 8_388_607 << 40);
     }
 
     #[test]

@@ -81,7 +81,7 @@ async fn push_manifest(store: &Store, repo: &RepoName, body: &[u8], tag: Option<
         Some(t) => Reference::Tag(t.parse().unwrap()),
         None => Reference::Digest(digest.clone()),
     };
-    store.put_manifest(repo, &reference, None, Bytes::copy_from_slice(body)).await?;
+    store.put_manifest(repo, &reference, &[], None, Bytes::copy_from_slice(body)).await?;
     Ok(digest)
 }
 

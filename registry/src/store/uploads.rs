@@ -374,7 +374,7 @@ impl Store {
         if &actual != expected {
             return Err(Failed::before(StoreError::DigestMismatch { expected: expected.clone(), actual }));
         }
-        crate::gc::fence(self.storage.as_ref(), &[expected]).await?;
+        crate::gc::fence(self.storage.as_ref(), &[expected]).await.map_err(Failed::before)?;
         let dest = paths::blob_data(expected);
         let outcome = match self.storage.stat(&dest).await {
             Ok(_) => Committed::AlreadyStored,
