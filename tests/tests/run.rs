@@ -623,7 +623,9 @@ async fn containers_get_a_fresh_session_keyring() -> Result<()> {
     let mut outputs = Vec::new();
     let runc = Path::new(RUNC).is_file();
     for runtime in [None, runc.then_some(RUNC)] {
-        let mut run_args = vec!["run", "--rm", "-v", &volume];
+        // Unconfined: Docker's profile refuses every key syscall; this checks what is left
+        // beneath it (`security_defaults_and_options_match_docker` checks the profile).
+        let mut run_args = vec!["run", "--rm", "--security-opt", "seccomp=unconfined", "-v", &volume];
         if let Some(r) = runtime {
             run_args.extend(["--runtime", r]);
         }
@@ -882,5 +884,85 @@ async fn containers_cannot_overwrite_the_berth_binary() -> Result<()> {
         running.raw_os_error() == Some(30) && ended.raw_os_error() == Some(30),
         "expected a read-only file system (EROFS) both times: {running}; {ended}"
     );
+    root.assert_clean()
+}
+
+/// What a container may do, one line per attempt: a user namespace (`unshare -U`), a tmpfs
+/// mount, a key (`add_key`), its session keyring (`keyctl`), a `chown`, and whether
+/// `/dev/berth-null` is a device. `/k` holds the host's `keyctl` ([`keyctl_folder`]).
+const SECURITY_PROBE: &str = "K='/k/ld.so --library-path /k /k/keyctl'; \
+     try() { name=$1; shift; if \"$@\" >/dev/null 2>&1; then echo \"$name: ok\"; else echo \"$name: refused\"; fi; }; \
+     try unshare unshare -U true; \
+     mkdir -p /tmp/m; try mount mount -t tmpfs none /tmp/m; \
+     try add_key $K add user berth-probe x @s; \
+     try keyctl $K rdescribe @s; \
+     touch /tmp/f; try chown chown 1:1 /tmp/f; \
+     if [ -c /dev/berth-null ]; then echo 'device: yes'; else echo 'device: no'; fi";
+
+/// The probe's lines for each (flags, expected) pair, with the embedded runtime and with runc.
+async fn check_security(root: &Root, tools: &Path, cases: &[(&[&str], [&str; 6])]) -> Result<()> {
+    let volume = format!("{}:/k:ro", tools.display());
+    let runc = Path::new(RUNC).is_file();
+    if !runc {
+        println!("runc is not installed: only the embedded runtime's security defaults are checked");
+    }
+    for runtime in [None, runc.then_some(RUNC)].into_iter().take(if runc { 2 } else { 1 }) {
+        for (flags, expected) in cases {
+            let mut all = vec!["-v", &volume];
+            all.extend_from_slice(flags);
+            let (code, out, err) = root.run(runtime, &all, &["sh", "-c", SECURITY_PROBE]).await?;
+            let name = runtime.unwrap_or("embedded");
+            ensure!(code == 0, "{name} {flags:?}: exit {code}: {out} {err}");
+            let lines: Vec<&str> = out.lines().collect();
+            ensure!(lines == expected, "{name} {flags:?}: got {lines:?}, expected {expected:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Docker's default seccomp profile applies unless `--security-opt seccomp=unconfined`: it
+/// refuses `unshare`, `mount`, `add_key` and `keyctl` as `docker run` does, and allows them
+/// (or leaves them to the capabilities) when unconfined or with `CAP_SYS_ADMIN`;
+/// `--cap-drop`, `--device` and `--privileged` act as Docker's. Both runtimes alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_defaults_and_options_match_docker() -> Result<()> {
+    let test = "security_defaults_and_options_match_docker";
+    if !permitted(test) || !have_tool(test, "keyctl", "keyutils")? {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let tools = tempfile::tempdir()?;
+    keyctl_folder(tools.path())?;
+    let (ok, refused) = ("ok", "refused");
+    let lines = |u, m, a, k, c, d| {
+        [
+            format!("unshare: {u}"),
+            format!("mount: {m}"),
+            format!("add_key: {a}"),
+            format!("keyctl: {k}"),
+            format!("chown: {c}"),
+            format!("device: {d}"),
+        ]
+    };
+    let default = lines(refused, refused, refused, refused, ok, "no");
+    // Unconfined: as without a profile; mount still needs CAP_SYS_ADMIN.
+    let unconfined = lines(ok, refused, ok, ok, ok, "no");
+    let sys_admin = lines(ok, ok, ok, ok, ok, "no");
+    let cap_drop = lines(refused, refused, refused, refused, refused, "no");
+    let device = lines(refused, refused, refused, refused, ok, "yes");
+    let owned: Vec<(&[&str], [String; 6])> = vec![
+        (&[], default),
+        (&["--security-opt", "seccomp=unconfined"], unconfined),
+        (&["--security-opt", "seccomp=unconfined", "--cap-add", "SYS_ADMIN"], sys_admin.clone()),
+        // The profile allows what CAP_SYS_ADMIN allows, as Docker's does, but never keys.
+        (&["--cap-add", "CAP_SYS_ADMIN"], lines(ok, ok, refused, refused, ok, "no")),
+        (&["--privileged"], sys_admin),
+        (&["--cap-drop", "chown"], cap_drop),
+        (&["--device", "/dev/null:/dev/berth-null:rw"], device),
+    ];
+    let cases: Vec<(&[&str], [&str; 6])> =
+        owned.iter().map(|(flags, lines)| (*flags, lines.each_ref().map(String::as_str))).collect();
+    check_security(&root, tools.path(), &cases).await?;
     root.assert_clean()
 }
