@@ -148,9 +148,10 @@ impl OciRuntime {
 }
 
 /// libcontainer 0.7 reads `SCMP_CMP_MASKED_EQ`'s operands the other way round from the
-/// runtime spec and runc (`valueTwo` as the mask, `value` as the datum), so Docker's profile
-/// would refuse every `clone`: the bundle's `config.json` is rewritten with them swapped
-/// before it reads it. A bundle is started once, by one runtime.
+/// runtime spec and runc (`valueTwo` as the mask, `value` as the datum): Docker's `clone`
+/// rule would then mask with 0 and let `clone(CLONE_NEWUSER)` through (`tests/tests/run.rs`
+/// shows it). The bundle's `config.json` is rewritten with them swapped before it reads it;
+/// a bundle is started once, by one runtime.
 fn adapt_seccomp_for_libcontainer(bundle: &Path) -> Result<(), OciError> {
     let path = bundle.join("config.json");
     let config_err = |source| OciError::Config { path: path.clone(), source };
