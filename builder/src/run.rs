@@ -214,6 +214,9 @@ pub fn run(
             swap_limit: false,
             nofile_max: nofile_hard_limit(),
             cgroup_namespace: spec::host_has_cgroup_namespaces(),
+            capability_mask: spec::host_capability_mask(),
+            seccomp: runtime::container::seccomp::Target::host(),
+            devices: Vec::new(),
         },
     };
     let mut config = spec::build(&input).map_err(RunError::Spec)?;

@@ -646,6 +646,7 @@ RUN --mount=type=bind,from=tools,source=/opt,target=/mnt/tools cat /mnt/tools/to
 RUN --mount=type=secret,id=token cat /run/secrets/token | wc -c > /secret-length
 RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/t && cat /scratch/t > /from-tmpfs'
 RUN --network=none sh -c 'ls /sys/class/net | sort | tr "\n" " " > /interfaces'
+RUN if unshare -U true 2>/dev/null; then echo allowed; else echo refused; fi > /unshare
 RUN <<EOT
 echo "heredoc script" > /heredoc
 EOT
@@ -678,6 +679,8 @@ EOT
     ensure!(read("secret-length").trim() == "6", "secret: {}", read("secret-length"));
     ensure!(read("from-tmpfs") == "t\n", "tmpfs: {}", read("from-tmpfs"));
     ensure!(read("interfaces").trim() == "lo", "--network=none: {}", read("interfaces"));
+    // Docker's default seccomp profile, as BuildKit applies it, refuses new namespaces.
+    ensure!(read("unshare") == "refused\n", "RUN under the default seccomp profile: unshare -U {}", read("unshare"));
     ensure!(read("heredoc") == "heredoc script\n", "RUN heredoc: {}", read("heredoc"));
     ensure!(read("heredoc-cat") == "piped\n", "RUN with a heredoc: {}", read("heredoc-cat"));
     ensure!(read("onbuilt") == "triggered\n", "ONBUILD trigger: {}", read("onbuilt"));
