@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod paths;
+pub mod policy;
 pub mod route;
 pub mod storage;
 pub mod store;

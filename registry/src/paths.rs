@@ -57,6 +57,11 @@ pub fn manifest_revision(name: &RepoName, d: &Digest) -> String {
     format!("repositories/{name}/_manifests/revisions/{}/{}", d.algorithm(), d.hex())
 }
 
+/// The folder of a repository's manifest revisions (`<alg>/<hex>` below it).
+pub fn manifest_revisions(name: &RepoName) -> String {
+    format!("repositories/{name}/_manifests/revisions")
+}
+
 /// The folder of a repository's tags.
 pub fn tags(name: &RepoName) -> String {
     format!("repositories/{name}/_manifests/tags")
