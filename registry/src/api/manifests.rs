@@ -6,6 +6,9 @@
 //! Manifests are served exactly as pushed. `Accept` negotiation: when a client that accepts
 //! only single-image manifest types asks for an index or manifest list, it gets the entry for
 //! linux/amd64 (or the first entry) instead, as distribution does for old Docker clients.
+//!
+//! A `PUT` or `DELETE` passes the repository's policies first ([`crate::policy`]: immutable
+//! tags, quotas).
 
 use std::sync::Arc;
 

@@ -5,7 +5,8 @@
 //! order things are written (see [`crate::paths`] for the layout), and the driver only moves
 //! bytes. All state lives in storage, so a restarted server (or another replica on the same
 //! storage) carries on where this one stopped; the only in-memory state is a cache of
-//! immutable manifest bytes (and of the blobs they reference) and per-process locks that serialise writes to one upload.
+//! immutable manifest bytes (and of the blobs they reference) and per-process locks that
+//! serialise writes to one upload.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
