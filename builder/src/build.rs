@@ -5,14 +5,15 @@
 //!   run first.
 //! - **COPY/ADD** select their files from the context (or a stage's or image's root),
 //!   hash exactly those (through the stat cache), and write the layer straight from the
-//!   files: no container. Owners are 0:0 unless `--chown`; `--chmod` sets modes; parent
-//!   directories the image lacks are created. The image's symbolic links on the way to a
-//!   destination are followed inside the image (`/bin -> usr/bin`: `usr/bin/tool`) and stay
-//!   links. ADD extracts local tar archives (plain, gzip,
+//!   files: no container. Owners are 0:0 unless `--chown` (files from a stage or an image
+//!   keep theirs); `--chmod` (octal or symbolic) sets the modes of what is copied; parent
+//!   directories the image lacks are created (0755); context hard links stay links. The
+//!   image's symbolic links on the way to a destination are followed inside the image
+//!   (`/bin -> usr/bin`: `usr/bin/tool`) and stay links. ADD extracts local tar archives (plain, gzip,
 //!   bzip2, xz, zstd: [`crate::archive`]) and downloads URLs (checked against `--checksum`).
 //! - **RUN** runs in a container over the stage's root ([`crate::run`]); its layer is the
-//!   difference. **WORKDIR** creates its directory when the image lacks it (through the
-//!   image's links, inside it). Paths of a step's root, the context and other stages' roots
+//!   difference. **WORKDIR** creates its directory when the image lacks it, owned by the
+//!   current USER (through the image's links, inside it). Paths of a step's root, the context and other stages' roots
 //!   are resolved with [`runtime::inroot`], as a chroot would.
 //! - The other instructions change the image config only.
 //!
@@ -66,6 +67,7 @@ use crate::progress::{Outcome, Progress};
 use crate::run::{Cancel, RunError, RuntimeCommand};
 use crate::tarball::{self, Compression, Entry, Kind, WriteOptions};
 
+mod chmod;
 mod copy;
 mod error;
 mod from;
@@ -791,19 +793,30 @@ impl Exec<'_> {
         let dir = absolute(&current, &w);
         st.image.config.config.working_dir = Some(dir.clone());
         let created_by = format!("WORKDIR {dir}");
+        // The directories it makes belong to the current USER (BuildKit's mkdir WithUser).
+        let user = st.image.config.config.user.clone().unwrap_or_default();
         // Looked up before the image's paths are: a hit needs no index.
-        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"WORKDIR", dir.as_bytes()]);
+        let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"WORKDIR", dir.as_bytes(), user.as_bytes()]);
         if let Some(size) = self.lookup(st, &key, &created_by)? {
             return Ok((Outcome::Cached, size));
         }
         self.index(st)?;
+        let (uid, gid) = match user.as_str() {
+            "" => (0, 0),
+            u => resolve_chown(u, Some(&st.index)).map_err(|e| match e {
+                StepError::Invalid(m) => {
+                    StepError::Invalid(format!("WORKDIR {dir} as USER {u}: {}", m.trim_start_matches("--chown: ")))
+                }
+                other => other,
+            })?,
+        };
         // An existing directory makes no layer (the entry records that). Links of the image
         // on the way are followed inside it (a link to a missing directory makes that
         // directory, as BuildKit's does), and stay links.
         let resolved = st.index.resolve(&dir, true).ok_or_else(|| {
             StepError::Invalid(format!("WORKDIR {dir}: too many levels of symbolic links in the image"))
         })?;
-        let entries = self.missing_dirs(&st.index, &[resolved], 0, 0);
+        let entries = self.missing_dirs(&st.index, &[resolved], uid, gid);
         let size = self.commit(st, &key, entries, &created_by)?;
         Ok((Outcome::Done, size))
     }

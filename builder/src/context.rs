@@ -27,7 +27,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use shared::{Algorithm, Digest, Hasher};
 
-use crate::ignore::{glob_match, has_glob, Ignore};
+use shared::glob::{Glob, GlobError};
+
+use crate::ignore::{has_glob, Ignore};
 
 /// Why sources could not be selected or read.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,15 @@ pub enum ContextError {
         tree: String,
         /// True when the file exists but the ignore file excludes it.
         ignored: bool,
+    },
+    /// A wildcard source or an `--exclude` pattern is malformed.
+    #[error("{what}: {source}")]
+    Pattern {
+        /// The step's keyword.
+        what: String,
+        /// The pattern and what is wrong with it.
+        #[source]
+        source: GlobError,
     },
     /// A file or directory could not be read.
     #[error("cannot read {path}")]
@@ -199,17 +210,17 @@ impl Tree {
     /// Whether the ignore file (which sees `rel`, relative to the root) or an `--exclude`
     /// pattern (which sees the path relative to the source being copied, `base`) leaves
     /// `rel` out.
-    fn excluded(&self, rel: &str, base: &str, exclude: &[String]) -> bool {
+    fn excluded(&self, rel: &str, base: &str, exclude: &[Glob]) -> bool {
         if self.ignore.excluded(rel) {
             return true;
         }
         let below = if base.is_empty() { rel } else { rel.strip_prefix(base).unwrap_or(rel).trim_start_matches('/') };
-        exclude.iter().any(|p| glob_match(p, below) || parent_matches(p, below))
+        exclude.iter().any(|g| g.matches_or_parent(below))
     }
 
     /// Every path under `rel` (itself excluded), relative to the root, sorted, with the
     /// ignore file and `exclude` applied.
-    fn walk(&self, rel: &str, exclude: &[String]) -> Result<Vec<(String, Metadata)>, ContextError> {
+    fn walk(&self, rel: &str, exclude: &[Glob]) -> Result<Vec<(String, Metadata)>, ContextError> {
         let mut out = Vec::new();
         let mut pending = vec![rel.to_string()];
         while let Some(dir) = pending.pop() {
@@ -244,11 +255,15 @@ impl Tree {
             }
         };
         let dest = s.dest.trim_start_matches('/');
+        let compile = |p: &str| Glob::path(p).map_err(|source| ContextError::Pattern { what: s.what.into(), source });
+        let exclude: Vec<Glob> = s.exclude.iter().map(|p| compile(p)).collect::<Result<_, _>>()?;
         for written in s.sources {
             let rel = self.clean(s.what, written)?;
             let matches: Vec<String> = if has_glob(&rel) {
-                let all = self.walk("", s.exclude)?;
-                all.into_iter().map(|(p, _)| p).filter(|p| glob_match(&rel, p)).collect()
+                // A wildcard that matches nothing selects nothing (BuildKit's empty wildcard).
+                let glob = compile(&rel)?;
+                let all = self.walk("", &exclude)?;
+                all.into_iter().map(|(p, _)| p).filter(|p| glob.is_match(p)).collect()
             } else {
                 vec![rel.clone()]
             };
@@ -298,7 +313,7 @@ impl Tree {
                             },
                         );
                     }
-                    for (child, cmeta) in self.walk(&resolved, s.exclude)? {
+                    for (child, cmeta) in self.walk(&resolved, &exclude)? {
                         let below = child.strip_prefix(&resolved).unwrap_or(&child).trim_start_matches('/');
                         let target = join(&base_target, below);
                         let source = self.root.join(&child);
@@ -313,17 +328,6 @@ impl Tree {
         }
         Ok(picks.into_values().collect())
     }
-}
-
-fn parent_matches(pattern: &str, rel: &str) -> bool {
-    let mut end = rel.len();
-    while let Some(i) = rel[..end].rfind('/') {
-        if glob_match(pattern, &rel[..i]) {
-            return true;
-        }
-        end = i;
-    }
-    false
 }
 
 fn kind_of(path: &Path, meta: &Metadata) -> Result<PickKind, ContextError> {
@@ -550,6 +554,19 @@ mod tests {
         let exclude = vec!["**/*.md".to_string(), "sub".to_string()];
         let s = Select { exclude: &exclude, ..sel(&src, "/e", true) };
         assert_eq!(targets(&t.select(&s).unwrap()), ["e", "e/a.rs"]);
+    }
+
+    #[test]
+    fn malformed_patterns_are_errors_not_misses() {
+        let (_d, t) = tree();
+        let src = vec!["src/[a.rs".to_string()];
+        let e = t.select(&sel(&src, "/x", true)).unwrap_err();
+        assert!(matches!(e, ContextError::Pattern { .. }), "{e}");
+        assert!(e.to_string().contains("src/[a.rs"), "{e}");
+        let src = vec!["src".to_string()];
+        let exclude = vec!["[".to_string()];
+        let s = Select { exclude: &exclude, ..sel(&src, "/e", true) };
+        assert!(matches!(t.select(&s).unwrap_err(), ContextError::Pattern { .. }));
     }
 
     #[test]

@@ -695,7 +695,7 @@ fn parse_mount(cx: &Ctx<'_>, flag: &Flag) -> Result<Mount, SyntaxError> {
             ("mode", Some(v)) => mount.mode = Some(number("mode", v, 8)?),
             ("uid", Some(v)) => mount.uid = Some(number("uid", v, 10)?),
             ("gid", Some(v)) => mount.gid = Some(number("gid", v, 10)?),
-            ("size", Some(v)) => mount.size = Some(parse_size(v).ok_or_else(|| bad(format!("invalid size {v:?}")))?),
+            ("size", Some(v)) => mount.size = Some(shared::size::parse_size(v).map_err(|e| bad(e.to_string()))?),
             (k, _) => return Err(bad(format!("unexpected key {k:?}"))),
         }
     }
@@ -710,49 +710,10 @@ fn parse_mount(cx: &Ctx<'_>, flag: &Flag) -> Result<Mount, SyntaxError> {
     Ok(mount)
 }
 
-/// `64m`, `1g`, `512` (bytes).
-fn parse_size(v: &str) -> Option<u64> {
-    let lower = v.to_ascii_lowercase();
-    let (num, mult) = match lower.trim_end_matches('b').chars().last()? {
-        'k' => (&lower[..lower.find('k')?], 1u64 << 10),
-        'm' => (&lower[..lower.find('m')?], 1 << 20),
-        'g' => (&lower[..lower.find('g')?], 1 << 30),
-        _ => (lower.trim_end_matches('b'), 1),
-    };
-    num.parse::<u64>().ok().map(|n| n * mult)
-}
-
-/// A Go duration (`30s`, `1m30s`, `500ms`, `1h`) in nanoseconds.
+/// A Go duration (`30s`, `1m30s`, `500ms`, `1h`) in nanoseconds, as BuildKit stores
+/// `HEALTHCHECK` times; read by [`shared::duration::parse_duration`].
 pub fn parse_duration(text: &str) -> Option<i64> {
-    if text == "0" {
-        return Some(0);
-    }
-    let mut total: f64 = 0.0;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += n * unit;
-    }
-    Some(total as i64)
+    shared::duration::parse_duration(text).ok().and_then(|d| i64::try_from(d.as_nanos()).ok())
 }
 
 #[cfg(test)]
@@ -1003,5 +964,19 @@ mod tests {
         assert_eq!(parse_duration("0"), Some(0));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration(""), None);
+        // Go's limit: about 292 years of nanoseconds in an i64.
+        assert_eq!(parse_duration("2562047h"), Some(2_562_047 * 3_600_000_000_000));
+        assert_eq!(parse_duration("2562048h"), None);
+    }
+
+    #[test]
+    fn tmpfs_sizes_that_overflow_are_errors() {
+        let Instruction::Run(r) = one("RUN --mount=type=tmpfs,target=/t,size=1.5k true") else { panic!() };
+        assert_eq!(r.mounts[0].size, Some(1536));
+        // 99999999999 GiB is past u64: this multiplied without a check and panicked.
+        let e = error("FROM a\nRUN --mount=type=tmpfs,target=/t,size=99999999999g true\n");
+        assert!(e.message.contains("too large"), "{e}");
+        let e = error("FROM a\nRUN --mount=type=tmpfs,target=/t,size=lots true\n");
+        assert!(e.message.contains("invalid size"), "{e}");
     }
 }

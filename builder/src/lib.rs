@@ -37,6 +37,9 @@ pub mod run;
 pub mod syntax;
 pub mod tarball;
 
+#[cfg(test)]
+mod never_panics;
+
 pub use build::{BuildError, Builder, Built, Options};
 pub use run::{Cancel, RuntimeCommand};
 pub use tarball::Compression;

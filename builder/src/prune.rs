@@ -382,30 +382,10 @@ fn remove_any(path: &Path) -> Result<(), PruneError> {
 }
 
 /// A `--keep-storage` size: bytes, or a number with a unit `k`, `m`, `g`, `t` (powers of
-/// 1024, as Docker's), optionally followed by `i` and/or `b`: `512MB`, `1.5g`, `10GiB`.
+/// 1024, as Docker's), optionally followed by `i` and/or `b`: `512MB`, `1.5g`, `10GiB`
+/// (read by [`shared::size::parse_size`]).
 pub fn parse_size(text: &str) -> Result<u64, PruneError> {
-    let bad = || PruneError::Size(text.to_string());
-    let t = text.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let unit = unit.trim();
-    let unit = unit.strip_suffix('b').unwrap_or(unit);
-    let unit = unit.strip_suffix('i').unwrap_or(unit);
-    let power = match unit {
-        "" => 0,
-        "k" => 1,
-        "m" => 2,
-        "g" => 3,
-        "t" => 4,
-        "p" => 5,
-        _ => return Err(bad()),
-    };
-    let bytes = number * 1024f64.powi(power);
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes as u64)
+    shared::size::parse_size(text).map_err(|_| PruneError::Size(text.to_string()))
 }
 
 /// A `--filter`: `until=DURATION`, DURATION as Go writes them (`24h`, `1h30m`, `90s`,
@@ -416,34 +396,7 @@ pub fn parse_filter(text: &str) -> Result<Duration, PruneError> {
     if name.trim() != "until" {
         return Err(bad());
     }
-    parse_duration(value.trim()).ok_or_else(bad)
-}
-
-fn parse_duration(text: &str) -> Option<Duration> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut rest = text;
-    let mut seconds = 0f64;
-    while !rest.is_empty() {
-        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (number, tail) = rest.split_at(split);
-        let number: f64 = number.parse().ok()?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let scale = match unit {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        seconds += number * scale;
-        rest = tail;
-    }
-    Duration::try_from_secs_f64(seconds).ok()
+    shared::duration::parse_duration(value.trim()).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -607,7 +560,7 @@ mod tests {
         assert_eq!(parse_size("1.5k").unwrap(), 1536);
         assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
         assert_eq!(parse_size("3 MB").unwrap(), 3 << 20);
-        for bad in ["", "GB", "10XB", "-1", "1e3"] {
+        for bad in ["", "GB", "10XB", "-1", "1e3", "99999999999999999g"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_filter("until=24h").unwrap(), Duration::from_secs(86400));

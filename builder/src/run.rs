@@ -18,8 +18,9 @@
 //! [`Snapshot::diff`] compares after: new and changed paths (with their parent directories)
 //! become layer entries, deleted ones whiteouts, and files with several names inside the
 //! change hard links. Mount points the runtime had to create for `/proc`, `/dev`, `/sys`,
-//! `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname` and the step's `--mount`s are removed
-//! again before the diff, so none of them leaks into the image.
+//! `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, and the stub files of the step's
+//! `--mount`s, are removed again before the diff, so none of them leaks into the image; the
+//! directories made for the step's `--mount`s stay, as BuildKit's do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -213,6 +214,9 @@ pub fn run(
             swap_limit: false,
             nofile_max: nofile_hard_limit(),
             cgroup_namespace: spec::host_has_cgroup_namespaces(),
+            capability_mask: spec::host_capability_mask(),
+            seccomp: runtime::container::seccomp::Target::host(),
+            devices: Vec::new(),
         },
     };
     let mut config = spec::build(&input).map_err(RunError::Spec)?;
@@ -377,6 +381,14 @@ pub fn remove_mount_points(root: &Path, created: &[String], times: &[(String, st
     }
 }
 
+/// Those of `created` (canonical paths from [`missing_mount_points`]) that are not
+/// directories now: the stub files a runtime made for mounts of files, which go again while
+/// the directories it made stay (as BuildKit's do).
+pub fn stub_files(root: &Path, created: &[String]) -> Vec<String> {
+    let Ok(r) = Root::open(root) else { return Vec::new() };
+    created.iter().filter(|rel| !matches!(r.open_dir_strict(rel), Ok(Some(_)))).cloned().collect()
+}
+
 /// What a path looked like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stat {
@@ -451,6 +463,11 @@ impl Snapshot {
         for (path, stat) in &after.paths {
             match self.paths.get(path) {
                 Some(old) if old == stat => {}
+                // Only its count of names (and so its ctime) changed: a link was added to or
+                // removed from it elsewhere. The file itself is not in the layer (BuildKit's
+                // differ compares neither), a new name of it is, with the content.
+                Some(old) if !old.is_dir() && Stat { nlink: stat.nlink, ctime: stat.ctime, ..old.clone() } == *stat => {
+                }
                 Some(old)
                     if old.is_dir()
                         && stat.is_dir()
@@ -621,6 +638,40 @@ mod tests {
         assert!(matches!(by["usr/lib/deep/ln"].kind, Kind::Symlink(_)));
         assert!(matches!(by["etc/change"].kind, Kind::File { size: 1, .. }));
         assert!(by.contains_key("usr"), "parents of changes are included");
+    }
+
+    /// 14.11: a new name of an existing file is the only entry (with the content); the
+    /// file, whose link count and ctime changed, is not in the layer.
+    #[test]
+    fn a_new_link_to_an_existing_file_is_the_only_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::create_dir_all(r.join("srv")).unwrap();
+        fs::write(r.join("etc/data"), "d").unwrap();
+        let before = Snapshot::take(r).unwrap();
+        fs::hard_link(r.join("etc/data"), r.join("srv/data-link")).unwrap();
+        let entries = before.diff(r).unwrap();
+        assert_eq!(names(&entries), ["srv", "srv/data-link"]);
+        let by: HashMap<&str, &Entry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        assert!(matches!(by["srv/data-link"].kind, Kind::File { size: 1, .. }));
+    }
+
+    /// 14.10: of the mount points made for a step, stub files are removed and directories
+    /// stay.
+    #[test]
+    fn only_stub_files_of_step_mounts_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        let created = missing_mount_points(r, &["/run/secrets/x".into(), "/mnt/cache".into()]).unwrap();
+        fs::create_dir_all(r.join("run/secrets")).unwrap();
+        fs::write(r.join("run/secrets/x"), "").unwrap();
+        fs::create_dir_all(r.join("mnt/cache")).unwrap();
+        let stubs = stub_files(r, &created);
+        assert_eq!(stubs, ["run/secrets/x"]);
+        remove_mount_points(r, &stubs, &[]);
+        assert!(!r.join("run/secrets/x").exists() && r.join("run/secrets").is_dir() && r.join("mnt/cache").is_dir());
     }
 
     #[test]

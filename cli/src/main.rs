@@ -22,10 +22,14 @@ struct Cli {
 enum Command {
     /// Run the registry server (OCI distribution API).
     Serve(commands::serve::Args),
+    /// Free the registry storage nothing needs (one garbage collection).
+    Gc(commands::gc::Args),
     /// Build an image from a Dockerfile.
     Build(Box<commands::build::Args>),
     /// Pull an image from a registry into the local store.
     Pull(commands::pull::Args),
+    /// Push an image of the local store to a registry.
+    Push(commands::push::Args),
     /// Log in to a registry (credentials kept in Docker's config.json).
     Login(commands::login::Args),
     /// Log out of a registry.
@@ -36,6 +40,14 @@ enum Command {
     Images(commands::images::Args),
     /// Remove images from the local store, and the content no other image uses.
     Rmi(commands::rmi::Args),
+    /// Show images or containers as JSON (shaped like `docker inspect`).
+    Inspect(commands::inspect::Args),
+    /// Give an image of the local store another name.
+    Tag(commands::tag::Args),
+    /// Write images of the local store to a tar archive (docker-archive and OCI layout).
+    Save(commands::save::SaveArgs),
+    /// Load images from a tar archive (docker save, berth save, OCI layout) into the store.
+    Load(commands::save::LoadArgs),
     /// Run a command in a new container.
     Run(Box<commands::run::Args>),
     /// List containers.
@@ -70,13 +82,19 @@ fn main() -> std::process::ExitCode {
         Command::ContainerShim(flags) => return commands::run::shim_main(&root, flags),
         Command::OciRuntime(args) => return commands::oci_runtime::main(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Gc(args) => commands::gc::run(args),
         Command::Build(args) => return commands::build::main(&root, *args),
         Command::Pull(args) => commands::pull::run(&root, args),
+        Command::Push(args) => commands::push::run(&root, args),
         Command::Login(args) => commands::login::run(args),
         Command::Logout(args) => commands::login::logout(args),
         Command::Robot(args) => commands::robot::run(args),
         Command::Images(args) => commands::images::run(&root, args),
         Command::Rmi(args) => commands::rmi::run(&root, args),
+        Command::Tag(args) => commands::tag::run(&root, args),
+        Command::Inspect(args) => commands::inspect::run(&root, args),
+        Command::Save(args) => commands::save::save(&root, args),
+        Command::Load(args) => commands::save::load(&root, args),
         Command::Run(args) => return commands::run::run(&root, *args),
         Command::Ps(args) => commands::ps::run(&root, args),
         Command::Logs(args) => commands::logs::run(&root, args),

@@ -388,25 +388,6 @@ fn parse_challenge(value: &str) -> Option<Challenge> {
     Some(Challenge::Bearer { realm: get("realm")?, service: get("service"), scope: get("scope") })
 }
 
-/// Decodes `%XX` escapes in the user part of a URL.
-fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl Registry {
     /// A client for the registry at `base` (`http://host:port`, no trailing path).
     pub fn new(base: &str) -> Result<Registry, CheckError> {
@@ -421,7 +402,10 @@ impl Registry {
             Some((scheme, rest)) => match rest.split_once('@').filter(|(userinfo, _)| !userinfo.contains('/')) {
                 Some((userinfo, host)) => {
                     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                    (format!("{scheme}://{host}"), Some((url_decode(user), url_decode(password))))
+                    (
+                        format!("{scheme}://{host}"),
+                        Some((shared::query::unescape(user), shared::query::unescape(password))),
+                    )
                 }
                 None => (base.to_string(), None),
             },
@@ -634,17 +618,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Percent-encodes a query parameter value (everything but the URL's unreserved characters),
-/// so `+` in a media type is not read back as a space.
+/// so `+` in a media type is not read back as a space ([`shared::query::escape`]).
 pub fn query_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    shared::query::escape(value)
 }
 
 /// Appends `key=value` (value escaped) to a URL that may already carry a query.

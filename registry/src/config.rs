@@ -26,6 +26,8 @@ pub struct Config {
     pub limits: Limits,
     /// Upload session housekeeping.
     pub uploads: Uploads,
+    /// Garbage collection.
+    pub gc: GcConfig,
     /// Access control: accounts, tokens and permissions. Without it every request is allowed,
     /// anonymously.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +51,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: Limits::default(),
             uploads: Uploads::default(),
+            gc: GcConfig::default(),
             auth: None,
             tls: None,
             immutable: Vec::new(),
@@ -195,6 +198,41 @@ pub struct Uploads {
 impl Default for Uploads {
     fn default() -> Self {
         Uploads { purge_after_secs: 86_400, purge_interval_secs: 3_600 }
+    }
+}
+
+/// Garbage collection (`[gc]`; see [`crate::gc`]): `berth serve` collects on this schedule,
+/// one replica at a time, and `berth gc` once with these settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// How often `berth serve` collects, in seconds (the first time one interval after it
+    /// starts); 0 never. Default 86400 (a day).
+    pub interval_secs: u64,
+    /// Nothing written, linked or referred to less than this many seconds before a
+    /// collection starts is removed: it must exceed the time a client takes from uploading a
+    /// blob to pushing the manifest that needs it, and the clock differences between replicas
+    /// and storage. Default 86400 (a day).
+    pub grace_secs: u64,
+    /// Also remove manifests no tag needs (nor a live index, nor a live subject), as
+    /// distribution's `--delete-untagged`. Default `false`.
+    pub delete_untagged: bool,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig { interval_secs: 86_400, grace_secs: 86_400, delete_untagged: false }
+    }
+}
+
+impl GcConfig {
+    /// The collector's options for these settings.
+    pub fn options(&self, dry_run: bool) -> crate::gc::Options {
+        crate::gc::Options {
+            grace: std::time::Duration::from_secs(self.grace_secs),
+            delete_untagged: self.delete_untagged,
+            dry_run,
+        }
     }
 }
 
@@ -675,6 +713,16 @@ who = ["group:ci", "authenticated", "user:bob"]
         assert_eq!(setting("[[quota]]\nrepositories = [\"*\"]\nbytes = 0"), "quota");
         assert_eq!(setting("[[quota]]\nrepositories = [\"\"]\nbytes = 5"), "quota");
         assert!(toml::from_str::<Config>("[[quota]]\nrepositories = [\"*\"]").is_err(), "bytes is required");
+    }
+
+    #[test]
+    fn gc_section_parses() {
+        let c = Config::default();
+        assert_eq!((c.gc.interval_secs, c.gc.grace_secs, c.gc.delete_untagged), (86_400, 86_400, false));
+        let c: Config = toml::from_str("[gc]\ninterval_secs = 60\ngrace_secs = 5\ndelete_untagged = true").unwrap();
+        let o = c.gc.options(true);
+        assert_eq!((o.grace.as_secs(), o.delete_untagged, o.dry_run), (5, true, true));
+        assert!(toml::from_str::<Config>("[gc]\ngrace = 5").is_err());
     }
 
     #[test]

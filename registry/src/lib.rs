@@ -21,6 +21,9 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod gc;
 pub mod metrics;
 pub mod paths;
 pub mod policy;
@@ -95,6 +98,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Access control, when `[auth]` is configured.
     pub auth: Option<Arc<crate::auth::Auth>>,
+    /// Immutable tags and quotas.
+    pub policies: Arc<policy::Policies>,
 }
 
 /// Opens the storage the configuration names and builds the application state.
@@ -105,7 +110,10 @@ pub async fn state(config: Config) -> Result<AppState, ServeError> {
         Some(_) => Some(Arc::new(auth::Auth::new(&config, driver.clone()).await?)),
         None => None,
     };
+    let policies = policy::Policies::new(&config)
+        .map_err(|e| config::ConfigError { setting: "immutable/quota", reason: e.to_string() })?;
     Ok(AppState {
+        policies: Arc::new(policies),
         store: Arc::new(store::Store::new(driver)),
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::default()),
@@ -135,6 +143,7 @@ pub async fn serve_on(
     let tls = config.tls.clone();
     let state = state(config).await?;
     let purge = spawn_upload_purge(&state);
+    let collect = gc::schedule::spawn(state.store.storage().clone(), &state.config.gc);
     let addr = listener.local_addr()?;
     let app = api::router(state);
     let result = match &tls {
@@ -148,7 +157,7 @@ pub async fn serve_on(
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServeError::from)
         }
     };
-    if let Some(task) = purge {
+    for task in [purge, collect].into_iter().flatten() {
         task.abort();
     }
     result

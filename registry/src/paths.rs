@@ -3,6 +3,9 @@
 //! ```text
 //! blobs/<alg>/<hex[0..2]>/<hex>/data              blob bytes: layers, configs and manifests, stored
 //!                                                 once for the whole registry, keyed by digest
+//! blobs/<alg>/<hex[0..2]>/<hex>/touched           empty; rewritten (its modification time is what
+//!                                                 counts) by every push, mount or manifest that
+//!                                                 is about to refer to the digest (see [`crate::gc`])
 //! repositories/<name>/                            <name> may hold several components (a/b/c);
 //!                                                 a component never starts with "_", so the
 //!                                                 folders below cannot clash with a name
@@ -21,6 +24,11 @@
 //! uploads/<id>/data                               the driver's multipart upload of those bytes
 //! _auth/robots/<name>                             robot account (JSON): salted SHA-256 of its
 //!                                                 secret (never the secret), created, expires
+//! _gc/doomed/<run>                                the digests collector run <run> is deleting
+//!                                                 right now (JSON), and until when (see [`crate::gc`])
+//! _gc/lease.<n>                                   the collector's lease, generation <n> (20 digits,
+//!                                                 JSON: who collects, until when); taken by a
+//!                                                 create-only write of the next generation
 //! _auth/token-key.pem                             the key that signs tokens when none is
 //!                                                 configured: written once, create-only, so
 //!                                                 every replica signs with the same key
@@ -37,6 +45,35 @@ use shared::{Digest, RepoName, Tag};
 /// The bytes of a blob.
 pub fn blob_data(d: &Digest) -> String {
     format!("blobs/{}/{}/{}/data", d.algorithm(), &d.hex()[..2], d.hex())
+}
+
+/// The folder of all blobs.
+pub const BLOBS: &str = "blobs";
+
+/// The folder of one blob (its data and its touch marker).
+pub fn blob_folder(d: &Digest) -> String {
+    format!("blobs/{}/{}/{}", d.algorithm(), &d.hex()[..2], d.hex())
+}
+
+/// The marker whose modification time says when the digest was last about to be referred to.
+pub fn blob_touched(d: &Digest) -> String {
+    format!("{}/touched", blob_folder(d))
+}
+
+/// The folder of the collector's own objects.
+pub const GC: &str = "_gc";
+
+/// The folder of the digests collector runs are deleting at the moment.
+pub const GC_DOOMED: &str = "_gc/doomed";
+
+/// The digests collector run `run` is deleting at the moment.
+pub fn gc_doomed(run: &str) -> String {
+    format!("_gc/doomed/{run}")
+}
+
+/// Generation `n` of the collector's lease.
+pub fn gc_lease(n: u64) -> String {
+    format!("_gc/lease.{n:020}")
 }
 
 /// A repository's folder.
@@ -57,8 +94,13 @@ pub fn manifest_revision(name: &RepoName, d: &Digest) -> String {
     format!("repositories/{name}/_manifests/revisions/{}/{}", d.algorithm(), d.hex())
 }
 
-/// The folder of a repository's manifest revisions (`<alg>/<hex>` below it).
-pub fn manifest_revisions(name: &RepoName) -> String {
+/// The folder of a repository's blob links (below it: `<alg>/<hex>`).
+pub fn layers(name: &RepoName) -> String {
+    format!("repositories/{name}/_layers")
+}
+
+/// The folder of a repository's manifest revisions (below it: `<alg>/<hex>`).
+pub fn revisions(name: &RepoName) -> String {
     format!("repositories/{name}/_manifests/revisions")
 }
 

@@ -4,8 +4,8 @@
 //! The manifest handlers ([`crate::api`]) call these checks; a refusal is `DENIED` (403) with a
 //! message that names the rule or gives the numbers, because docker and skopeo print an
 //! error's `message` and nothing else. Everything is read from storage at the time of the
-//! request, so replicas sharing storage enforce the same state. Patterns match as in
-//! `[[auth.rules]]` ([`crate::auth::rules::glob`]).
+//! request, so replicas sharing storage enforce the same state. Patterns are compiled once,
+//! at start-up, with [`shared::glob::Glob::star`], as those of `[[auth.rules]]`.
 //!
 //! A check and the write it guards are not one atomic step: two pushes racing past a quota
 //! check may both land.
@@ -14,8 +14,9 @@ use bytes::Bytes;
 use shared::manifest::Manifest;
 use shared::{Algorithm, Digest, Hasher, Reference, RepoName, Tag};
 
-use crate::auth::rules::glob;
-use crate::config::{Config, ImmutableRule, QuotaRule};
+use shared::glob::{Glob, GlobError};
+
+use crate::config::Config;
 use crate::error::{ApiError, Code};
 use crate::store::{Footprint, Store, StoreError};
 
@@ -107,19 +108,63 @@ impl From<PolicyError> for ApiError {
 /// The result of a policy check.
 pub type PolicyResult = Result<(), PolicyError>;
 
-/// The first `[[immutable]]` rule covering `tag` of `repo`, described for a message.
-fn immutable_rule(config: &Config, repo: &RepoName, tag: &Tag) -> Option<String> {
-    let covers = |r: &ImmutableRule| {
-        r.repositories.iter().any(|p| glob(p, repo.as_str())) && r.tags.iter().any(|p| glob(p, tag.as_str()))
-    };
-    let (i, rule) = config.immutable.iter().enumerate().find(|(_, r)| covers(r))?;
-    Some(format!("[[immutable]] rule {}: repositories {:?}, tags {:?}", i + 1, rule.repositories, rule.tags))
+/// One compiled `[[immutable]]` rule.
+struct Immutable {
+    repositories: Vec<Glob>,
+    tags: Vec<Glob>,
+    /// The rule as messages name it.
+    described: String,
 }
 
-/// The quota of `repo`: that of the first `[[quota]]` rule matching it.
-pub fn quota(config: &Config, repo: &RepoName) -> Option<u64> {
-    let matches = |r: &&QuotaRule| r.repositories.iter().any(|p| glob(p, repo.as_str()));
-    config.quota.iter().find(matches).map(|r| r.bytes)
+/// The `[[immutable]]` and `[[quota]]` rules of a configuration, compiled.
+#[derive(Default)]
+pub struct Policies {
+    immutable: Vec<Immutable>,
+    quota: Vec<(Vec<Glob>, u64)>,
+}
+
+fn any_match(globs: &[Glob], text: &str) -> bool {
+    globs.iter().any(|g| g.is_match(text))
+}
+
+impl Policies {
+    /// Compiles the rules of `config`.
+    pub fn new(config: &Config) -> Result<Policies, GlobError> {
+        let compile = |patterns: &[String]| patterns.iter().map(|p| Glob::star(p)).collect::<Result<Vec<_>, _>>();
+        let mut out = Policies::default();
+        for (i, rule) in config.immutable.iter().enumerate() {
+            out.immutable.push(Immutable {
+                repositories: compile(&rule.repositories)?,
+                tags: compile(&rule.tags)?,
+                described: format!(
+                    "[[immutable]] rule {}: repositories {:?}, tags {:?}",
+                    i + 1,
+                    rule.repositories,
+                    rule.tags
+                ),
+            });
+        }
+        for rule in &config.quota {
+            out.quota.push((compile(&rule.repositories)?, rule.bytes));
+        }
+        Ok(out)
+    }
+
+    /// The first `[[immutable]]` rule covering `tag` of `repo`, described for a message.
+    fn immutable_rule(&self, repo: &RepoName, tag: &Tag) -> Option<String> {
+        let covers = |r: &&Immutable| any_match(&r.repositories, repo.as_str()) && any_match(&r.tags, tag.as_str());
+        self.immutable.iter().find(covers).map(|r| r.described.clone())
+    }
+
+    /// Whether any `[[immutable]]` rule covers tags of `repo`.
+    fn guards(&self, repo: &RepoName) -> bool {
+        self.immutable.iter().any(|r| any_match(&r.repositories, repo.as_str()))
+    }
+
+    /// The quota of `repo`: that of the first `[[quota]]` rule matching it.
+    pub fn quota(&self, repo: &RepoName) -> Option<u64> {
+        self.quota.iter().find(|(globs, _)| any_match(globs, repo.as_str())).map(|(_, bytes)| *bytes)
+    }
 }
 
 /// The digest a push of `body` under `reference` will store it as.
@@ -138,7 +183,7 @@ fn pushed_digest(reference: &Reference, body: &Bytes) -> Digest {
 /// unparsable manifest passes: the store refuses it with the right error.
 pub async fn check_push(
     store: &Store,
-    config: &Config,
+    policies: &Policies,
     repo: &RepoName,
     reference: &Reference,
     tags: &[Tag],
@@ -150,8 +195,8 @@ pub async fn check_push(
         Reference::Digest(_) => None,
     };
     let guarded: Vec<(&Tag, String)> =
-        named.into_iter().chain(tags).filter_map(|t| Some((t, immutable_rule(config, repo, t)?))).collect();
-    let limit = quota(config, repo);
+        named.into_iter().chain(tags).filter_map(|t| Some((t, policies.immutable_rule(repo, t)?))).collect();
+    let limit = policies.quota(repo);
     if guarded.is_empty() && limit.is_none() {
         return Ok(());
     }
@@ -180,11 +225,11 @@ pub async fn check_push(
 
 /// The checks of a `DELETE` of `reference` in `repo`: an immutable tag cannot be deleted,
 /// nor a manifest an immutable tag points to.
-pub async fn check_delete(store: &Store, config: &Config, repo: &RepoName, reference: &Reference) -> PolicyResult {
+pub async fn check_delete(store: &Store, policies: &Policies, repo: &RepoName, reference: &Reference) -> PolicyResult {
     let store_err = |source| PolicyError::Store { repo: repo.to_string(), source };
     match reference {
         Reference::Tag(tag) => {
-            let Some(rule) = immutable_rule(config, repo, tag) else { return Ok(()) };
+            let Some(rule) = policies.immutable_rule(repo, tag) else { return Ok(()) };
             match store.resolve_tag(repo, tag).await {
                 Ok(_) => Err(Refusal::TagDeleted { repo: repo.to_string(), tag: tag.to_string(), rule }.into()),
                 Err(StoreError::ManifestUnknown) => Ok(()),
@@ -192,7 +237,7 @@ pub async fn check_delete(store: &Store, config: &Config, repo: &RepoName, refer
             }
         }
         Reference::Digest(digest) => {
-            if !config.immutable.iter().any(|r| r.repositories.iter().any(|p| glob(p, repo.as_str()))) {
+            if !policies.guards(repo) {
                 return Ok(());
             }
             let all = match store.tags(repo, None, None).await {
@@ -201,7 +246,7 @@ pub async fn check_delete(store: &Store, config: &Config, repo: &RepoName, refer
                 Err(e) => return Err(store_err(e)),
             };
             for tag in all.iter().filter_map(|t| t.parse::<Tag>().ok()) {
-                let Some(rule) = immutable_rule(config, repo, &tag) else { continue };
+                let Some(rule) = policies.immutable_rule(repo, &tag) else { continue };
                 match store.resolve_tag(repo, &tag).await {
                     Ok(d) if &d == digest => {
                         let (repo, digest, tag) = (repo.to_string(), digest.clone(), tag.to_string());

@@ -104,46 +104,15 @@ pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// A query parameter's first value, percent-decoded.
+/// A query parameter's first value, decoded ([`shared::query::value`]).
 pub(crate) fn query(uri: &Uri, key: &str) -> Option<String> {
-    query_all(uri, key).into_iter().next()
+    shared::query::value(uri.query()?, key)
 }
 
-/// Every value of a query parameter, percent-decoded, in order.
+/// Every value of a query parameter, decoded, in order ([`shared::query::pairs`]).
 pub(crate) fn query_all(uri: &Uri, key: &str) -> Vec<String> {
     let Some(q) = uri.query() else { return Vec::new() };
-    q.split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == key).then(|| percent_decode(v))
-        })
-        .collect()
-}
-
-/// Decodes `%XX` escapes and `+` (as a space) in a query value.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            // Bytes, not `&s[..]`: a `%` before a multi-byte character must not split it.
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    shared::query::pairs(q).into_iter().filter(|(k, _)| k == key).map(|(_, v)| v).collect()
 }
 
 #[cfg(test)]
@@ -175,10 +144,6 @@ mod tests {
 
     #[test]
     fn decodes_queries() {
-        assert_eq!(percent_decode("sha256%3Aab"), "sha256:ab");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("x+y"), "x y");
-        assert_eq!(percent_decode("%é%"), "%é%");
         let uri: Uri = "/x?tag=a&n=1&tag=b%2Bc&tag".parse().unwrap();
         assert_eq!(query_all(&uri, "tag"), ["a", "b+c", ""]);
         assert_eq!(query(&uri, "n").as_deref(), Some("1"));

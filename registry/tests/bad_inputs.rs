@@ -73,7 +73,8 @@ impl Registry {
                 let p: PathBuf = e.path();
                 if p.is_dir() {
                     walk(base, &p, out);
-                } else {
+                } else if !p.ends_with("touched") {
+                    // (Markers a push rewrites for the collector, not content: see `gc`.)
                     out.push(p.strip_prefix(base).unwrap().display().to_string());
                 }
             }

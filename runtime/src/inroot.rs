@@ -16,7 +16,9 @@
 //! all, for undoing what the caller made (a link planted since is then not followed).
 //!
 //! The builder calls it for everything it reads, creates or mounts in a step's root or a
-//! build context (`builder::build`, `builder::run`).
+//! build context (`builder::build`, `builder::run`); the runtime's helpers for a
+//! container's root ([`crate::container::rootfs`]) for the mount points and directories
+//! they make there.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -126,10 +128,23 @@ impl Root {
     /// symbolic links inside the root (the last one too, unless `flags` has `NOFOLLOW`).
     /// `Ok(None)` when it does not exist.
     pub fn open_at(&self, rel: &str, flags: OFlags) -> Result<Option<OwnedFd>, InRootError> {
+        self.open_mode(rel, flags, Mode::empty())
+    }
+
+    /// Creates the regular file `rel` (mode `mode`) if it is missing and opens it for
+    /// writing, following links inside the root on the way but not a last one (a link there
+    /// is `ELOOP`). Its directory must exist.
+    pub fn create_file(&self, rel: &str, mode: u32) -> Result<File, InRootError> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW;
+        let fd = self.open_mode(rel, flags, Mode::from_raw_mode(mode))?;
+        fd.map(File::from).ok_or_else(|| self.err(rel)(Errno::NOENT))
+    }
+
+    fn open_mode(&self, rel: &str, flags: OFlags, mode: Mode) -> Result<Option<OwnedFd>, InRootError> {
         let trimmed = rel.trim_start_matches('/');
         let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         let name = if trimmed.is_empty() { "." } else { trimmed };
-        match rfs::openat2(&self.dir, name, flags | OFlags::CLOEXEC, Mode::empty(), how) {
+        match rfs::openat2(&self.dir, name, flags | OFlags::CLOEXEC, mode, how) {
             Ok(fd) => return Ok(Some(fd)),
             Err(Errno::NOENT) => return Ok(None),
             // No openat2 (before 5.6, or refused by a seccomp filter): walk instead.
@@ -140,7 +155,7 @@ impl Root {
         let (parent, name, _) = self.walk(rel, follow_last, Missing::Keep)?;
         let Some(parent) = parent else { return Ok(None) };
         let name = name.unwrap_or_else(|| OsString::from("."));
-        match rfs::openat(&parent, name.as_os_str(), flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        match rfs::openat(&parent, name.as_os_str(), flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, mode) {
             Ok(fd) => Ok(Some(fd)),
             Err(Errno::NOENT) => Ok(None),
             Err(e) => Err(self.err(rel)(e)),

@@ -49,6 +49,14 @@ pub enum StoreError {
     /// No image has this reference or digest.
     #[error("no such image: {0}")]
     NotFound(String),
+    /// A digest prefix names more than one image manifest.
+    #[error("{name} names {count} different images; give more digits or a reference")]
+    Ambiguous {
+        /// The name given.
+        name: String,
+        /// How many manifests it matches.
+        count: usize,
+    },
     /// A container (running or not) was made from the image.
     #[error("image {image} is used by container {container} (remove it first with `berth rm`)")]
     InUse {
@@ -165,6 +173,30 @@ impl Store {
             return Ok(images.into_iter().filter(|r| r.manifest.hex().starts_with(hex)).collect());
         }
         Ok(Vec::new())
+    }
+
+    /// The one image `name` means (see [`Store::find`]): every record it matches must name
+    /// the same manifest.
+    pub fn find_one(&self, name: &str) -> Result<ImageRecord, StoreError> {
+        let found = self.find(name)?;
+        let manifests: BTreeSet<&Digest> = found.iter().map(|r| &r.manifest).collect();
+        match (found.first(), manifests.len()) {
+            (None, _) => Err(StoreError::NotFound(name.to_string())),
+            (Some(first), 1) => Ok(first.clone()),
+            (_, count) => Err(StoreError::Ambiguous { name: name.to_string(), count }),
+        }
+    }
+
+    /// Records the image `source` means (see [`Store::find_one`]) under `target` too, as
+    /// `docker tag` does, replacing what `target` named; returns the new record. No content
+    /// is copied: both records use the same blobs and snapshots.
+    pub fn tag(&self, source: &str, target: &shared::ImageRef) -> Result<ImageRecord, StoreError> {
+        // Shared: a removal cannot collect the image's content between lookup and record.
+        let lock_path = self.paths.lock();
+        let _lock = FileLock::shared(&lock_path).map_err(io_err(&lock_path))?;
+        let record = ImageRecord { reference: target.to_string(), ..self.find_one(source)? };
+        self.index.put(record.clone())?;
+        Ok(record)
     }
 
     /// Removes the images `names` mean (see [`Store::find`]) from the index, then the
@@ -286,6 +318,59 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn record(reference: &str, manifest: &[u8]) -> ImageRecord {
+        let d = Digest::sha256_of(manifest);
+        ImageRecord {
+            reference: reference.into(),
+            manifest: d.clone(),
+            media_type: shared::media_type::OCI_MANIFEST.into(),
+            manifest_size: 1,
+            index: None,
+            platform: shared::manifest::Platform::host(),
+            config: d,
+            layers: Vec::new(),
+            created: None,
+            unpacked_size: 0,
+            pulled_at: 0,
+        }
+    }
+
+    #[test]
+    fn tags_name_the_same_image_and_replace_what_they_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let busybox = record("docker.io/library/busybox:latest", b"busybox");
+        store.index.put(busybox.clone()).unwrap();
+        store.index.put(record("localhost:5000/copy:v1", b"older")).unwrap();
+
+        let target: shared::ImageRef = "localhost:5000/copy:v1".parse().unwrap();
+        let tagged = store.tag("busybox", &target).unwrap();
+        assert_eq!(tagged, ImageRecord { reference: "localhost:5000/copy:v1".into(), ..busybox.clone() });
+        assert_eq!(store.find("localhost:5000/copy:v1").unwrap(), vec![tagged]);
+        assert_eq!(store.images().unwrap().len(), 2, "the tag replaced the old record");
+
+        // By digest prefix, as `berth images` shows it.
+        let short = &busybox.manifest.hex()[..12];
+        let other: shared::ImageRef = "other:latest".parse().unwrap();
+        assert_eq!(store.tag(short, &other).unwrap().manifest, busybox.manifest);
+        // A prefix naming two manifests is refused, as is a name nothing has.
+        assert!(matches!(store.tag("missing", &other), Err(StoreError::NotFound(n)) if n == "missing"));
+        // Two manifests whose digests share 4 hex digits (a birthday search, a few hundred
+        // hashes).
+        let mut by_prefix = std::collections::HashMap::new();
+        let (a, b) = (0u32..)
+            .find_map(|i| {
+                let body = i.to_string().into_bytes();
+                let prefix = Digest::sha256_of(&body).hex()[..4].to_string();
+                by_prefix.insert(prefix, body.clone()).map(|earlier| (earlier, body))
+            })
+            .unwrap();
+        store.index.put(record("a:1", &a)).unwrap();
+        store.index.put(record("b:1", &b)).unwrap();
+        let prefix = Digest::sha256_of(&a).hex()[..4].to_string();
+        assert!(matches!(store.tag(&prefix, &other), Err(StoreError::Ambiguous { count: 2, .. })));
     }
 
     #[test]

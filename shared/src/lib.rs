@@ -4,13 +4,17 @@
 //! content, a [`RepoName`] and a [`Tag`] name where it lives, a [`Reference`] is what a
 //! manifest URL points at, and [`manifest`] reads the manifests a client sends. An
 //! [`ImageRef`] is what a person types (`busybox`, `ghcr.io/org/app:v1`), [`platform`]
-//! picks an index entry for a machine, and [`client`] talks to registries. This crate
-//! knows nothing of HTTP servers or storage back ends.
+//! picks an index entry for a machine, and [`client`] talks to registries. One helper per
+//! job for what people type, for every crate: [`size`] (`64m`), [`duration`] (`1h30m`),
+//! [`glob`] (`**/*.md`) and [`query`] (query strings, percent-encoding). This crate knows
+//! nothing of HTTP servers or storage back ends.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod date;
 pub mod digest;
+pub mod duration;
+pub mod glob;
 pub mod image_ref;
 pub mod layer;
 pub mod layout;
@@ -18,6 +22,8 @@ pub mod manifest;
 pub mod media_type;
 pub mod name;
 pub mod platform;
+pub mod query;
+pub mod size;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -337,6 +337,29 @@ pub async fn docker_available(test: &str) -> Result<bool> {
     Ok(false)
 }
 
+/// The `berth` binary next to the test executable (`target/<profile>/berth`).
+pub fn berth_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).context("test executable has no parent directory")?;
+    let bin = dir.join("berth");
+    if !bin.is_file() {
+        bail!("{} is missing; build it with `cargo build -p berth-cli` (cargo test --workspace does)", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Runs `berth --root ROOT ARGS...`; its standard output, or an error that shows both outputs.
+pub async fn berth(root: &Path, args: &[&str]) -> Result<String> {
+    let bin = berth_binary()?;
+    let mut all = vec!["--root", root.to_str().context("root path is not UTF-8")?];
+    all.extend_from_slice(args);
+    let output = run(bin.to_str().context("binary path is not UTF-8")?, &all).await?;
+    if !output.status.success() {
+        bail!("{}", describe_failure("berth", &all, &output));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

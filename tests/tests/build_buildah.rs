@@ -106,6 +106,12 @@ COPY sub/ /a/
     },
 ];
 
+/// Paths whose metadata buildah and BuildKit disagree on, where berth follows BuildKit (the
+/// reference, issue 14): the directories ADD makes to extract an archive into get the
+/// archive's `./` owners from buildah, 0755 and root's (or `--chown`'s) ids from BuildKit
+/// (`build_fidelity`'s case `add-chown-archive-dir`). Their other differences still count.
+const BUILDKIT_WINS: &[&str] = &["extracted", "extracted-bz2", "extracted-xz"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn berth_and_buildah_build_the_same_images() -> Result<()> {
     require_tools(&["buildah"])?;
@@ -137,7 +143,8 @@ async fn berth_and_buildah_build_the_same_images() -> Result<()> {
         let tag = format!("localhost/berth-diff-{}", case.name);
         let dir = work.path().join(format!("{}-buildah", case.name));
         let theirs = Reference::Buildah.build(&tag, &ctx, &args, &dir).await?;
-        let diffs = image_differences(&ours, &theirs, Reference::Buildah, work.path())?;
+        let mut diffs = image_differences(&ours, &theirs, Reference::Buildah, work.path())?;
+        diffs.retain(|d| !BUILDKIT_WINS.iter().any(|p| d.starts_with(&format!("{p}: berth dir "))));
         if !diffs.is_empty() {
             failures.push(format!("{}:\n  {}", case.name, diffs.join("\n  ")));
         }

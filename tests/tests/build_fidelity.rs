@@ -137,10 +137,120 @@ ENV ZIP=${F/tar/zip} UNDER=${F//a/_} DOTS=${P//\//.} ANY=${P/*\//x}
             "ANY=xtool",
         ]),
     },
+    Case {
+        item: "14.2",
+        name: "copy-from-keeps-owners",
+        // Files from another stage keep their owners, directories too; `--chown` replaces
+        // them; the parent directories the step makes are root's.
+        dockerfile: r#"ARG BASE
+FROM ${BASE} AS src
+RUN mkdir -p /s/d && echo x > /s/d/f && echo y > /s/g && chown -R 1234:2345 /s && chown 42:43 /s/g
+FROM ${BASE}
+COPY --from=src /s /kept/
+COPY --from=src /s/g /deep/er/kept-file
+COPY --from=src --chown=7:8 /s /owned/
+"#,
+        build_args: &[],
+        documented_env: None,
+    },
+    Case {
+        item: "14.3",
+        name: "workdir-owned-by-user",
+        // WORKDIR makes the missing directories as the current USER (a name: its uid and
+        // primary group; a number: itself twice), and RUN can then write in it.
+        dockerfile: r#"ARG BASE
+FROM ${BASE}
+RUN echo 'app:x:1500:1600::/home/app:/bin/sh' >> /etc/passwd && echo 'appg:x:1600:' >> /etc/group
+USER app
+WORKDIR /home/app/x
+RUN touch made-by-app
+USER 1700
+WORKDIR /n/m
+USER root
+WORKDIR /r
+"#,
+        build_args: &[],
+        documented_env: None,
+    },
+    Case {
+        item: "14.7",
+        name: "chmod-copied-not-created",
+        // `--chmod` gives its mode to the files and directories copied; the directories made
+        // on the way to the destination are 0755.
+        dockerfile: r#"ARG BASE
+FROM ${BASE}
+COPY --chmod=700 sub /d/
+COPY --chmod=600 a.txt /new/deep/
+COPY --chmod=640 sub /e/f/
+COPY --chmod=751 a.txt sub /multi/in/
+"#,
+        build_args: &[],
+        documented_env: None,
+    },
+    Case {
+        item: "14.8",
+        name: "add-chown-archive-dir",
+        // ADD --chown extracts an archive with its own owners, and the directories it makes
+        // for it (the destination and its parents) are `--chown`'s; an archive's `./` entry
+        // changes neither an existing directory it extracts into (/tmp) nor one ADD makes
+        // (/z, /made: 0755, `--chown`'s ids or root's). buildah gives them the `./`'s.
+        dockerfile: r#"ARG BASE
+FROM ${BASE}
+ADD --chown=1500:1600 arch.tar /x/y/
+ADD --chown=1500:1600 arch-root.tar /z/
+ADD --chown=1500:1600 arch.tar /tmp/
+ADD arch-root.tar /tmp/
+ADD arch-root.tar /made/
+"#,
+        build_args: &[],
+        documented_env: None,
+    },
+    Case {
+        item: "14.10",
+        name: "mount-points-and-cache-sharing",
+        // The directories made for a RUN's mounts stay (empty) in the image; cache mounts
+        // with one id but other uid/gid/mode use caches of their own.
+        dockerfile: r#"ARG BASE
+FROM ${BASE}
+RUN --mount=type=tmpfs,target=/mnt/t/x --mount=type=bind,target=/bound/here --mount=type=cache,target=/var/cache/new true
+RUN --mount=type=cache,id=shared,target=/c,uid=1000,gid=1000,mode=0700 stat -c '%u:%g:%a' /c > /first
+RUN --mount=type=cache,id=shared,target=/c stat -c '%u:%g:%a' /c > /second
+"#,
+        build_args: &[],
+        documented_env: None,
+    },
 ];
 
-/// The files every case's context holds.
+/// The files every case's context holds (besides [`write_archives`]').
 const FILES: &[(&str, &str)] = &[("a.txt", "a\n"), ("a.json", "{}\n"), ("sub/x.txt", "x\n")];
+
+/// Writes the context's archives: `arch.tar` (a directory and a file owned 10:20, no `./`
+/// entry) and `arch-root.tar` (the same after a `./` owned 30:40, mode 0750).
+fn write_archives(ctx: &Path) -> Result<()> {
+    for (name, with_root) in [("arch.tar", false), ("arch-root.tar", true)] {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut entries =
+            vec![("in/", tar::EntryType::Directory, 0o755, 10), ("in/f", tar::EntryType::Regular, 0o644, 10)];
+        if with_root {
+            entries.insert(0, ("./", tar::EntryType::Directory, 0o750, 30));
+        }
+        for (path, kind, mode, uid) in entries {
+            let body: &[u8] = if kind == tar::EntryType::Regular { b"in\n" } else { b"" };
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(kind);
+            h.set_path(path)?;
+            h.set_mode(mode);
+            h.set_uid(uid);
+            h.set_gid(uid + 10);
+            h.set_mtime(0);
+            h.set_size(body.len() as u64);
+            h.set_cksum();
+            b.append(&h, body)?;
+        }
+        fs::write(ctx.join(name), b.into_inner()?)?;
+    }
+    Ok(())
+}
 
 /// Fails unless the Docker 20.10 client is there; false (SKIP) without an engine.
 async fn buildkit_available(test: &str) -> Result<bool> {
@@ -168,6 +278,7 @@ async fn berth_builds_what_buildkit_builds() -> Result<()> {
         let ctx = work.path().join(case.name);
         write_files(&ctx, &[("Dockerfile", case.dockerfile)])?;
         write_files(&ctx, FILES)?;
+        write_archives(&ctx)?;
         let mut args = vec![format!("BASE={}", base.base)];
         args.extend(case.build_args.iter().map(|a| a.to_string()));
         let ours = match berth_build(&root, &ctx, &args, &work.path().join(format!("{}-berth", case.name))).await {
@@ -268,6 +379,100 @@ async fn source_date_epoch_is_part_of_every_cache_key() -> Result<()> {
         ensure!(again || cached <= 1, "epoch {epoch:?}: {cached} steps cached\n{}", ran.stderr);
         ensure!(!again || cached >= 5, "epoch {epoch:?} again: only {cached} steps cached\n{}", ran.stderr);
         seen.push(epoch);
+    }
+    Ok(())
+}
+
+/// A layer's entries: path (`./` and trailing `/` dropped) to kind, mode and owners, with a
+/// hard link's target and a file's size.
+fn layer_listing(blob: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    let file = fs::File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
+    let mut archive = tar::Archive::new(runtime::unpack::decompress(std::io::BufReader::new(file))?);
+    let clean = |p: &Path| p.to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+    let mut out = std::collections::BTreeMap::new();
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let h = entry.header();
+        let what = match h.entry_type() {
+            tar::EntryType::Link => format!("hardlink -> {}", clean(&entry.link_name()?.unwrap_or_default())),
+            tar::EntryType::Directory => "dir".to_string(),
+            tar::EntryType::Regular => format!("file of {} bytes", h.size()?),
+            other => format!("{other:?}"),
+        };
+        let path = clean(&entry.path()?);
+        if !path.is_empty() {
+            out.insert(path, format!("{what} {:o} {}:{}", h.mode()? & 0o7777, h.uid()?, h.gid()?));
+        }
+    }
+    Ok(out)
+}
+
+/// 14.11: hard links in the context stay hard links in COPY's layer (one name carries the
+/// content), and a RUN that adds a name to an existing file puts only that name, with the
+/// content, in its layer: the file it links to is unchanged. Layer by layer against BuildKit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_links_stay_hard_links() -> Result<()> {
+    require_tools(&["skopeo"])?;
+    if !buildkit_available("hard_links_stay_hard_links").await? {
+        return Ok(());
+    }
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let dockerfile = "ARG BASE\nFROM ${BASE}\nCOPY links /links/\nRUN ln /links/one /links/three\n";
+    write_files(&ctx, &[("Dockerfile", dockerfile), ("links/one", "same\n"), ("links/other", "o\n")])?;
+    fs::hard_link(ctx.join("links/one"), ctx.join("links/two"))?;
+    let args = vec![format!("BASE={}", base.base)];
+    let ours = berth_build(&work.path().join("root"), &ctx, &args, &work.path().join("berth")).await?;
+    let tag = format!("berth-fidelity/hard-links:{}", base.registry.addr.port());
+    let theirs = Reference::BuildKit.build(&tag, &ctx, &args, &work.path().join("buildkit")).await?;
+    ensure!(ours.blobs.len() >= 2 && theirs.blobs.len() >= 2, "too few layers");
+    let mut diffs = image_differences(&ours, &theirs, Reference::BuildKit, work.path())?;
+    for back in [2, 1] {
+        let a = layer_listing(&ours.blobs[ours.blobs.len() - back])?;
+        let b = layer_listing(&theirs.blobs[theirs.blobs.len() - back])?;
+        if a != b {
+            diffs.push(format!("layer {back} from the top:\n  berth    {a:?}\n  BuildKit {b:?}"));
+        }
+    }
+    ensure!(diffs.is_empty(), "{}", diffs.join("\n"));
+    Ok(())
+}
+
+/// 14.7: the symbolic `--chmod` (`u+x,go-w`), which BuildKit's frontend accepts since
+/// Dockerfile 1.14 and the engine's 20.10 refuses, so checked against BuildKit's documented
+/// meaning (chmod(1)'s): applied to each copied path's own mode (`X`: directories and
+/// executables); the directories the step makes for its destination are 0755, a source
+/// directory's destination included (as the engine's BuildKit does with an octal mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symbolic_chmod_applies_to_each_copied_path() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    require_tools(&[])?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let dockerfile = "FROM scratch\nCOPY --chmod=u+x,go-w a.txt /s/deep/\nCOPY --chmod=a=rX sub /r/\n";
+    write_files(&ctx, &[("Dockerfile", dockerfile)])?;
+    write_files(&ctx, FILES)?;
+    write_files(&ctx, &[("sub/inner/y.sh", "y\n")])?;
+    for (path, mode) in
+        [("a.txt", 0o666), ("sub", 0o775), ("sub/x.txt", 0o664), ("sub/inner", 0o700), ("sub/inner/y.sh", 0o744)]
+    {
+        fs::set_permissions(ctx.join(path), fs::Permissions::from_mode(mode))?;
+    }
+    let image = berth_build(&work.path().join("root"), &ctx, &[], &work.path().join("out")).await?;
+    let flat = work.path().join("flat");
+    flatten(&image, &flat)?;
+    for (path, want) in [
+        ("s", 0o755),
+        ("s/deep", 0o755),
+        ("s/deep/a.txt", 0o744),
+        ("r", 0o755),
+        ("r/x.txt", 0o444),
+        ("r/inner", 0o555),
+        ("r/inner/y.sh", 0o555),
+    ] {
+        let got = fs::symlink_metadata(flat.join(path)).with_context(|| path.to_string())?.mode() & 0o7777;
+        ensure!(got == want, "/{path}: mode {got:o}, want {want:o}");
     }
     Ok(())
 }

@@ -574,19 +574,26 @@ fn canary_word() -> String {
 /// The host's `keyctl` with its libraries, copied into a folder to mount in containers
 /// (the image is static busybox): run it as `/k/ld.so --library-path /k /k/keyctl`.
 fn keyctl_folder(dest: &Path) -> Result<()> {
+    host_programs_folder(dest, &["keyctl"])
+}
+
+/// Host programs with their libraries, copied into a folder to mount in containers: run
+/// each as `/k/ld.so --library-path /k /k/NAME`.
+fn host_programs_folder(dest: &Path, programs: &[&str]) -> Result<()> {
     fs::create_dir_all(dest)?;
-    let keyctl = fs::canonicalize(
-        String::from_utf8(std::process::Command::new("sh").args(["-c", "command -v keyctl"]).output()?.stdout)?.trim(),
-    )?;
-    fs::copy(&keyctl, dest.join("keyctl"))?;
-    let ldd = std::process::Command::new("ldd").arg(&keyctl).output()?;
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
-        let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else { continue };
-        let name = if line.contains("ld-linux") { "ld.so" } else { path.rsplit('/').next().unwrap_or(path) };
-        fs::copy(path, dest.join(name)).with_context(|| format!("copying {path}"))?;
+    for program in programs {
+        let found = std::process::Command::new("sh").args(["-c", &format!("command -v {program}")]).output()?.stdout;
+        let path = fs::canonicalize(String::from_utf8(found)?.trim())?;
+        fs::copy(&path, dest.join(program))?;
+        let ldd = std::process::Command::new("ldd").arg(&path).output()?;
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+            let Some(lib) = line.split_whitespace().find(|w| w.starts_with('/')) else { continue };
+            let name = if line.contains("ld-linux") { "ld.so" } else { lib.rsplit('/').next().unwrap_or(lib) };
+            fs::copy(lib, dest.join(name)).with_context(|| format!("copying {lib}"))?;
+        }
+        ensure!(dest.join("ld.so").is_file(), "no dynamic loader in `ldd {}`", path.display());
     }
-    ensure!(dest.join("ld.so").is_file(), "no dynamic loader in `ldd {}`", keyctl.display());
     Ok(())
 }
 
@@ -623,7 +630,9 @@ async fn containers_get_a_fresh_session_keyring() -> Result<()> {
     let mut outputs = Vec::new();
     let runc = Path::new(RUNC).is_file();
     for runtime in [None, runc.then_some(RUNC)] {
-        let mut run_args = vec!["run", "--rm", "-v", &volume];
+        // Unconfined: Docker's profile refuses every key syscall; this checks what is left
+        // beneath it (`security_defaults_and_options_match_docker` checks the profile).
+        let mut run_args = vec!["run", "--rm", "--security-opt", "seccomp=unconfined", "-v", &volume];
         if let Some(r) = runtime {
             run_args.extend(["--runtime", r]);
         }
@@ -882,5 +891,97 @@ async fn containers_cannot_overwrite_the_berth_binary() -> Result<()> {
         running.raw_os_error() == Some(30) && ended.raw_os_error() == Some(30),
         "expected a read-only file system (EROFS) both times: {running}; {ended}"
     );
+    root.assert_clean()
+}
+
+/// What a container may do, one line per attempt: start a program (fork and exec, which
+/// Docker's profile allows only with `clone`'s namespace flags masked out), a
+/// `clone(CLONE_NEWUSER)` (with the host's perl), a user namespace (`unshare -U`), a tmpfs
+/// mount, a key (`add_key`), its session keyring (`keyctl`), a `chown`, and whether
+/// `/dev/berth-null` is a device. `/k` holds the host's `keyctl` ([`keyctl_folder`]).
+const SECURITY_PROBE: &str = "K='/k/ld.so --library-path /k /k/keyctl'; \
+     try() { name=$1; shift; if \"$@\" >/dev/null 2>&1; then echo \"$name: ok\"; else echo \"$name: refused\"; fi; }; \
+     try exec /k/ld.so --version; \
+     try clone-newuser /k/ld.so --library-path /k /k/perl -e \
+       '$r = syscall(CLONE, 0x10000011, 0, 0, 0, 0); exit 0 if $r == 0; wait; exit($r < 0 ? 1 : 0)'; \
+     try unshare unshare -U true; \
+     mkdir -p /tmp/m; try mount mount -t tmpfs none /tmp/m; \
+     try add_key $K add user berth-probe x @s; \
+     try keyctl $K rdescribe @s; \
+     touch /tmp/f; try chown chown 1:1 /tmp/f; \
+     if [ -c /dev/berth-null ]; then echo 'device: yes'; else echo 'device: no'; fi";
+
+/// `clone`'s number on this architecture, for perl's `syscall`.
+const CLONE_SYSCALL: &str = if cfg!(target_arch = "aarch64") { "220" } else { "56" };
+
+/// The probe's lines for each (flags, expected) pair, with the embedded runtime and with runc.
+async fn check_security(root: &Root, tools: &Path, cases: &[(&[&str], [&str; 8])]) -> Result<()> {
+    let volume = format!("{}:/k:ro", tools.display());
+    let runc = Path::new(RUNC).is_file();
+    if !runc {
+        println!("runc is not installed: only the embedded runtime's security defaults are checked");
+    }
+    for runtime in [None, runc.then_some(RUNC)].into_iter().take(if runc { 2 } else { 1 }) {
+        for (flags, expected) in cases {
+            let mut all = vec!["-v", &volume];
+            all.extend_from_slice(flags);
+            let probe = SECURITY_PROBE.replace("CLONE", CLONE_SYSCALL);
+            let (code, out, err) = root.run(runtime, &all, &["sh", "-c", &probe]).await?;
+            let name = runtime.unwrap_or("embedded");
+            ensure!(code == 0, "{name} {flags:?}: exit {code}: {out} {err}");
+            let lines: Vec<&str> = out.lines().collect();
+            ensure!(lines == expected, "{name} {flags:?}: got {lines:?}, expected {expected:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Docker's default seccomp profile applies unless `--security-opt seccomp=unconfined`: it
+/// refuses `unshare`, `mount`, `add_key` and `keyctl` as `docker run` does, and allows them
+/// (or leaves them to the capabilities) when unconfined or with `CAP_SYS_ADMIN`;
+/// `--cap-drop`, `--device` and `--privileged` act as Docker's. Both runtimes alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_defaults_and_options_match_docker() -> Result<()> {
+    let test = "security_defaults_and_options_match_docker";
+    if !permitted(test) || !have_tool(test, "keyctl", "keyutils")? {
+        return Ok(());
+    }
+    let root = Root::new().await?;
+    root.berth_ok(&["pull", &root.image]).await?;
+    let tools = tempfile::tempdir()?;
+    host_programs_folder(tools.path(), &["keyctl", "perl"])?;
+    let (ok, refused) = ("ok", "refused");
+    let lines = |u, m, a, k, c, d| {
+        [
+            "exec: ok".to_string(),
+            // clone(CLONE_NEWUSER) goes with unshare: the profile masks clone's flags.
+            format!("clone-newuser: {u}"),
+            format!("unshare: {u}"),
+            format!("mount: {m}"),
+            format!("add_key: {a}"),
+            format!("keyctl: {k}"),
+            format!("chown: {c}"),
+            format!("device: {d}"),
+        ]
+    };
+    let default = lines(refused, refused, refused, refused, ok, "no");
+    // Unconfined: as without a profile; mount still needs CAP_SYS_ADMIN.
+    let unconfined = lines(ok, refused, ok, ok, ok, "no");
+    let sys_admin = lines(ok, ok, ok, ok, ok, "no");
+    let cap_drop = lines(refused, refused, refused, refused, refused, "no");
+    let device = lines(refused, refused, refused, refused, ok, "yes");
+    let owned: Vec<(&[&str], [String; 8])> = vec![
+        (&[], default),
+        (&["--security-opt", "seccomp=unconfined"], unconfined),
+        (&["--security-opt", "seccomp=unconfined", "--cap-add", "SYS_ADMIN"], sys_admin.clone()),
+        // The profile allows what CAP_SYS_ADMIN allows, as Docker's does, but never keys.
+        (&["--cap-add", "CAP_SYS_ADMIN"], lines(ok, ok, refused, refused, ok, "no")),
+        (&["--privileged"], sys_admin),
+        (&["--cap-drop", "chown"], cap_drop),
+        (&["--device", "/dev/null:/dev/berth-null:rw"], device),
+    ];
+    let cases: Vec<(&[&str], [&str; 8])> =
+        owned.iter().map(|(flags, lines)| (*flags, lines.each_ref().map(String::as_str))).collect();
+    check_security(&root, tools.path(), &cases).await?;
     root.assert_clean()
 }

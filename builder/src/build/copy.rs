@@ -12,6 +12,7 @@ use std::sync::Arc;
 use runtime::unpack::{self, UnpackMode};
 use shared::{Algorithm, Digest, Hasher};
 
+use super::chmod::Chmod;
 use super::{absolute, apply_layer, key_of, resolve_chown, step_io, Exec, Image, StageState, StepError};
 use crate::archive;
 use crate::context::{Pick, PickKind, Select, Tree};
@@ -151,10 +152,7 @@ impl Exec<'_> {
             }
         }
         if let Some(m) = &c.chmod {
-            let m = self.expand(st, m)?;
-            args.chmod = Some(u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
-                StepError::Invalid(format!("invalid --chmod {m:?}: expected an octal mode such as 0755"))
-            })?);
+            args.chmod = Some(Chmod::parse(&self.expand(st, m)?)?);
         }
         args.dest_is_dir |= c.sources.len() > 1 || args.paths.iter().any(|p| has_glob(p));
         Ok(args)
@@ -270,8 +268,15 @@ impl Exec<'_> {
             }
             _ => picks,
         };
-        let mode_of = |m: u32| args.chmod.unwrap_or(m);
+        // `--chmod` applies to what is copied; the directories made on the way keep 0755.
+        let mode_of = |m: u32, is_dir: bool| args.chmod.as_ref().map_or(m, |c| c.apply(m, is_dir));
+        // Without `--chown`, files from a stage or an image keep their owners (BuildKit's
+        // rule); the context's are root's.
+        let keep_owners = args.chown.is_none() && args.from.is_some();
+        let dest_rel = fsindex::normalise(&args.dest_abs);
         let mut entries: Vec<Entry> = Vec::new();
+        // For files with several names: the entry's index and the file's (device, inode).
+        let mut linked: Vec<(usize, (u64, u64))> = Vec::new();
         for p in &picks {
             if p.kind == PickKind::Dir && index.is_dir(&p.target) {
                 // An existing directory keeps its metadata.
@@ -279,11 +284,24 @@ impl Exec<'_> {
             }
             if keyed.archives.contains(&p.source) {
                 let dir = parent_dir_for_archive(&p.target, dest_is_dir, &args.dest_abs);
-                self.archive_entries(index, args.what, &p.source, &dir, &mut entries)?;
+                self.archive_entries(index, args.what, &p.source, &dir, (uid, gid), &mut entries)?;
                 continue;
             }
-            let mut e = pick_entry(p, uid, gid, mode_of(p.meta.mode() & 0o7777));
+            if p.kind == PickKind::Dir && p.target == dest_rel {
+                // A source directory's destination, which the step makes: 0755 and
+                // `--chown`'s ids (or root's), whatever the source's mode and owners and
+                // `--chmod` (BuildKit's rule).
+                let mut e = Entry::dir(dest_rel.clone(), 0o755, uid, gid);
+                e.mtime = self.epoch;
+                entries.push(e);
+                continue;
+            }
+            let (u, g) = if keep_owners { (p.meta.uid().into(), p.meta.gid().into()) } else { (uid, gid) };
+            let mut e = pick_entry(p, u, g, mode_of(p.meta.mode() & 0o7777, p.kind == PickKind::Dir));
             e.mtime = p.meta.mtime();
+            if p.kind == PickKind::File && p.meta.nlink() > 1 {
+                linked.push((entries.len(), (p.meta.dev(), p.meta.ino())));
+            }
             entries.push(e);
         }
         let target_of =
@@ -293,7 +311,7 @@ impl Exec<'_> {
             entries.push(Entry {
                 path: target_of(&name),
                 kind: Kind::File { size: bytes.len() as u64, content: Content::Bytes(Arc::new(bytes)) },
-                mode: mode_of(mode),
+                mode: mode_of(mode, false),
                 uid,
                 gid,
                 mtime: self.epoch,
@@ -305,6 +323,7 @@ impl Exec<'_> {
         for e in &mut entries {
             e.path = resolver.resolve(&e.path)?;
         }
+        hard_links(&mut entries, &linked);
         // Parent directories the image lacks.
         let parents: Vec<String> =
             entries.iter().filter_map(|e| e.path.rsplit_once('/').map(|(d, _)| d.to_string())).collect();
@@ -325,10 +344,13 @@ impl Exec<'_> {
         what: &str,
         source: &Path,
         dir: &str,
+        (uid, gid): (u64, u64),
         entries: &mut Vec<Entry>,
     ) -> Result<(), StepError> {
         use std::os::unix::fs::MetadataExt;
-        let (extracted, root) = self.extract_archive(source)?;
+        // The archive's `./` entry changes nothing: an existing directory keeps its owner and
+        // mode, one the step makes gets the above (BuildKit's rule, where buildah differs).
+        let (extracted, _) = self.extract_archive(source)?;
         let t = Tree::new(&extracted, Ignore::default(), "archive")?;
         let all = vec![".".to_string()];
         let inner = t.select(&Select {
@@ -343,15 +365,15 @@ impl Exec<'_> {
             if q.kind == PickKind::Dir && index.is_dir(&q.target) {
                 continue;
             }
+            if q.kind == PickKind::Dir && q.target == dir {
+                // The directory extracted into, when ADD makes it: 0755 and `--chown`'s ids
+                // (BuildKit's MkdirAll before the untar).
+                let mut e = Entry::dir(dir.to_string(), 0o755, uid, gid);
+                e.mtime = self.epoch;
+                entries.push(e);
+                continue;
+            }
             entries.push(pick_entry(&q, q.meta.uid().into(), q.meta.gid().into(), q.meta.mode() & 0o7777));
-        }
-        // Last, over any entry of the same path: the archive's `./` gives its owner and mode
-        // to the directory it extracts into (Docker's untar merges it), never `/`.
-        if let (Some(r), false) = (root, dir.is_empty()) {
-            entries.retain(|e| e.path != dir);
-            let mut e = Entry::dir(dir.to_string(), r.mode, r.uid, r.gid);
-            e.mtime = i64::try_from(r.mtime).unwrap_or(i64::MAX);
-            entries.push(e);
         }
         Ok(())
     }
@@ -401,7 +423,7 @@ struct CopyArgs {
     heredocs: Vec<Heredoc>,
     urls: Vec<String>,
     chown: Option<String>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
     exclude: Vec<String>,
     from: Option<String>,
 }
@@ -442,6 +464,25 @@ fn pick_entry(p: &Pick, uid: u64, gid: u64, mode: u32) -> Entry {
     };
     let mode = if matches!(p.kind, PickKind::Symlink(_)) { 0o777 } else { mode };
     Entry { path: p.target.clone(), kind, mode, uid, gid, mtime: p.meta.mtime() }
+}
+
+/// Makes the entries `linked` names (entry index, file's device and inode) that share a
+/// file hard links to the first of them in the layer's order, which alone carries the
+/// content: hard links in the context stay hard links (BuildKit's copy keeps them).
+fn hard_links(entries: &mut [Entry], linked: &[(usize, (u64, u64))]) {
+    let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    for (i, file) in linked {
+        groups.entry(*file).or_default().push(*i);
+    }
+    for mut names in groups.into_values().filter(|g| g.len() > 1) {
+        names.sort_by(|a, b| Path::new(&entries[*a].path).cmp(Path::new(&entries[*b].path)));
+        let first = entries[names[0]].path.clone();
+        for i in &names[1..] {
+            if entries[*i].path != first {
+                entries[*i].kind = Kind::Hardlink(first.clone());
+            }
+        }
+    }
 }
 
 /// The folder an extracted archive's entries go under (relative to the root): the folder

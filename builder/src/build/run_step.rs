@@ -159,7 +159,7 @@ impl Exec<'_> {
                 MountKind::Cache => {
                     let target = absolute(cwd, target.as_deref().unwrap_or_default());
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
-                    let host = self.cache_mount_dir(m, &id)?;
+                    let host = self.cache_mount_dir(m, &cache_dir_id(m, &id))?;
                     let read_only = m.readonly.unwrap_or(false);
                     mounts.binds.push(Volume { host, container: target.clone(), read_only });
                     mounts.key.push(format!("cache:{id}:{target}"));
@@ -228,7 +228,7 @@ impl Exec<'_> {
         Ok(mounts)
     }
 
-    /// The directory of cache mount `id`, made (with the mount's mode and owners) the first
+    /// The directory of cache mount `id` (see [`cache_dir_id`]), made (with the mount's mode and owners) the first
     /// time.
     fn cache_mount_dir(&self, m: &Mount, id: &str) -> Result<PathBuf, StepError> {
         use std::os::unix::fs::PermissionsExt;
@@ -278,13 +278,16 @@ impl Exec<'_> {
         id: usize,
     ) -> Result<Vec<Entry>, StepError> {
         let rootfs = self.workspace(st)?;
-        let mut mount_points: Vec<String> =
-            ["/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-        mount_points.extend(mounts.binds.iter().map(|b| b.container.clone()));
-        mount_points.extend(mounts.tmpfs.iter().map(|t| t.path.clone()));
+        let system: Vec<String> = ["/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let step_mounts: Vec<String> = mounts
+            .binds
+            .iter()
+            .map(|b| b.container.clone())
+            .chain(mounts.tmpfs.iter().map(|t| t.path.clone()))
+            .collect();
         let before = Snapshot::take(&rootfs)?;
         // The working directory exists for the command, as Docker makes it: inside the
         // root, through the image's links as a chroot would follow them. Made after the
@@ -292,7 +295,8 @@ impl Exec<'_> {
         if !runner::missing_mount_points(&rootfs, std::slice::from_ref(&spec.cwd))?.is_empty() {
             Root::open(&rootfs)?.mkdir_all(&spec.cwd, 0o755)?;
         }
-        let created = runner::missing_mount_points(&rootfs, &mount_points)?;
+        let created = runner::missing_mount_points(&rootfs, &system)?;
+        let created_for_step = runner::missing_mount_points(&rootfs, &step_mounts)?;
         let times = runner::parent_times(&rootfs, &created)?;
         let request = Request {
             args: spec.args.clone(),
@@ -320,6 +324,10 @@ impl Exec<'_> {
         let started = Instant::now();
         let (code, tail) = runner::run(&request, &sandbox, &|line| progress.output(id, line))?;
         runner::remove_mount_points(&rootfs, &created, &times);
+        // The step's mount points: empty stub files go, directories stay in the layer
+        // (BuildKit's MountStubsCleaner skips directories).
+        let stubs = runner::stub_files(&rootfs, &created_for_step);
+        runner::remove_mount_points(&rootfs, &stubs, &[]);
         tracing::debug!(elapsed = ?started.elapsed(), code, "RUN finished");
         if code != 0 {
             // The root is now dirty: drop it, so a retry starts clean.
@@ -448,4 +456,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), StepError> {
         return Err(StepError::Io { path: from.to_path_buf(), source: io::Error::other("cp -a failed") });
     }
     Ok(())
+}
+
+/// The cache directory a cache mount uses: its id, and its `uid`, `gid` and `mode` when any
+/// is given. BuildKit shares a cache by id and by the directory those make (its base), so
+/// mounts with the same id but other owners or mode get caches of their own.
+fn cache_dir_id(m: &Mount, id: &str) -> String {
+    if m.uid.is_none() && m.gid.is_none() && m.mode.is_none() {
+        return id.to_string();
+    }
+    format!("{id}\0{}:{}:{:o}", m.uid.unwrap_or(0), m.gid.unwrap_or(0), m.mode.unwrap_or(0o755))
 }

@@ -1,18 +1,23 @@
 //! One module per subcommand: each parses its flags and calls a library crate.
 
 pub mod build;
+pub mod gc;
 pub mod images;
+pub mod inspect;
 pub mod login;
 pub mod logs;
 pub mod oci_runtime;
 pub mod ps;
 pub mod pull;
+pub mod push;
 pub mod rm;
 pub mod rmi;
 pub mod robot;
 pub mod run;
+pub mod save;
 pub mod serve;
 pub mod stop;
+pub mod tag;
 
 use std::path::Path;
 

@@ -31,8 +31,8 @@ pub enum RobotCommand {
     Create {
         /// Its name: 1 to 64 of a-z, 0-9, '.', '_', '-'. It logs in as robot$NAME.
         name: String,
-        /// Stop working after this long: a number with s, m, h, d or w (30d, 12h).
-        #[arg(long, value_parser = parse_duration)]
+        /// Stop working after this long: numbers with s, m, h, d or w (30d, 12h, 1d12h).
+        #[arg(long, value_parser = shared::duration::parse_duration_days)]
         expires: Option<Duration>,
     },
     /// List the robots.
@@ -42,23 +42,6 @@ pub enum RobotCommand {
         /// Its name (without robot$).
         name: String,
     },
-}
-
-/// `30d`, `12h`, `90m`, `45s`, `2w`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 30d or 12h"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("{s:?}: the unit must be s, m, h, d or w")),
-    };
-    n.checked_mul(secs).map(Duration::from_secs).ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// Runs `berth robot`.
@@ -108,6 +91,8 @@ pub fn run(args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use shared::duration::parse_duration_days as parse_duration;
 
     #[test]
     fn durations_parse() {

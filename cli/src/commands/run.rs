@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use runtime::container::shim::{self, ShimArgs, EXIT_START_FAILED};
-use runtime::container::{Containers, Network, RunOptions, Tmpfs, Volume};
+use runtime::container::spec::device_at;
+use runtime::container::{Containers, Device, Network, RunOptions, SeccompProfile, Tmpfs, Volume};
 use runtime::{ImageRecord, PullOptions, Store, TerminalProgress};
 use shared::client::{Client, ClientConfig};
 use shared::ImageRef;
@@ -74,6 +75,26 @@ pub struct Args {
     /// Give the container a terminal.
     #[arg(long, short = 't')]
     pub tty: bool,
+    /// Add a Linux capability (NET_ADMIN or CAP_NET_ADMIN; ALL for every one). Docker's default
+    /// set: CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP
+    /// NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability from the default set (ALL for every one).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Security options. By default Docker's seccomp profile applies and no_new_privs is set:
+    /// seccomp=unconfined (no filter), seccomp=FILE (a profile in Docker's format),
+    /// no-new-privileges[=true|false].
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    pub security_opt: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (some of r, w, m; default rwm).
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:rwm]")]
+    pub devices: Vec<String>,
+    /// Give the container every capability and host device, no seccomp filter or masked paths,
+    /// and writable /sys and cgroups.
+    #[arg(long)]
+    pub privileged: bool,
     /// OCI runtime: runc, crun, or a path [default: the embedded one].
     #[arg(long, value_name = "RUNTIME")]
     pub runtime: Option<String>,
@@ -100,23 +121,11 @@ pub struct ShimFlags {
     pub id: String,
 }
 
-/// Parses `64m`, `1g`, `512k`, `100b` or plain bytes (powers of 1024, as Docker).
+/// Parses `64m`, `1g`, `512k`, `100b` or plain bytes (powers of 1024, as Docker), through
+/// [`shared::size::parse_size`]; the kernel takes at most `i64::MAX`.
 pub fn parse_bytes(text: &str) -> Result<i64> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (number, unit) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let value: f64 =
-        number.parse().map_err(|_| anyhow!("invalid size {text:?} (use bytes, or a number with k, m or g)"))?;
-    if value < 0.0 {
-        bail!("invalid size {text:?}");
-    }
-    Ok((value * unit as f64) as i64)
+    let bytes = shared::size::parse_size(text)?;
+    i64::try_from(bytes).map_err(|_| anyhow!("size {text:?} is too large"))
 }
 
 /// `KEY=VALUE` stays; a bare `KEY` takes the value `lookup` gives, or is dropped.
@@ -155,6 +164,49 @@ fn parse_tmpfs(spec: &str) -> Result<Tmpfs> {
         bail!("invalid tmpfs {spec:?}: the path must be absolute");
     }
     Ok(Tmpfs { path: path.into(), options: options.split(',').filter(|o| !o.is_empty()).map(String::from).collect() })
+}
+
+/// The security options (`--security-opt`): the seccomp profile and whether set-user-ID
+/// programs may gain privileges.
+fn parse_security_opts(opts: &[String]) -> Result<(SeccompProfile, bool)> {
+    let (mut seccomp, mut new_privileges) = (SeccompProfile::Default, false);
+    for opt in opts {
+        let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt, ""));
+        match (key, value) {
+            ("seccomp", "unconfined") => seccomp = SeccompProfile::Unconfined,
+            ("seccomp", "" | "builtin") => seccomp = SeccompProfile::Default,
+            ("seccomp", file) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the seccomp profile {file} (--security-opt seccomp=FILE)"))?;
+                seccomp = SeccompProfile::Custom(text);
+            }
+            ("no-new-privileges", "" | "true") => new_privileges = false,
+            ("no-new-privileges", "false") => new_privileges = true,
+            _ => bail!(
+                "invalid --security-opt {opt:?}: use seccomp=unconfined, seccomp=FILE or no-new-privileges[=true|false]"
+            ),
+        }
+    }
+    Ok((seccomp, new_privileges))
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`, read from the host's device node.
+fn parse_device(spec: &str) -> Result<Device> {
+    let is_perms = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, container, permissions) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if is_perms(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] if is_perms(p) => (*h, *c, *p),
+        _ => bail!("invalid device {spec:?}: use HOST[:CONTAINER][:PERMISSIONS], permissions some of r, w and m"),
+    };
+    if !host.starts_with('/') || !container.starts_with('/') {
+        bail!("invalid device {spec:?}: both paths must be absolute");
+    }
+    device_at(Path::new(host), container, permissions)
+        .with_context(|| format!("cannot use device {host}"))?
+        .ok_or_else(|| anyhow!("{host} is not a device node (--device takes a block or character device)"))
 }
 
 /// The program for `--runtime`: none, `berth` or `embedded` mean the embedded runtime; a
@@ -200,7 +252,14 @@ pub fn options(args: &Args) -> Result<RunOptions> {
             std::fs::create_dir_all(&v.host).with_context(|| format!("cannot create {}", v.host.display()))?;
         }
     }
+    let (seccomp, new_privileges) = parse_security_opts(&args.security_opt)?;
     Ok(RunOptions {
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        seccomp,
+        new_privileges,
+        devices: args.devices.iter().map(|d| parse_device(d)).collect::<Result<Vec<_>>>()?,
+        privileged: args.privileged,
         name: args.name.clone(),
         command: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
@@ -327,6 +386,8 @@ mod tests {
         assert_eq!(parse_bytes("512kb").unwrap(), 512 << 10);
         assert_eq!(parse_bytes("1.5g").unwrap(), 3 << 29);
         assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("8388608t").is_err(), "2^63 bytes does not fit the kernel's i64");
+        assert_eq!(parse_bytes("8388607t").unwrap(), 8_388_607 << 40);
     }
 
     #[test]
@@ -345,6 +406,24 @@ mod tests {
         assert_eq!(env_entry("HOME", &lookup).as_deref(), Some("HOME=/home/me"));
         assert_eq!(env_entry("UNSET", &lookup), None);
         assert_eq!(env_file_entries("# c\nA=1\n\n  B=2 \nC\n"), ["A=1", "B=2", "C"]);
+    }
+
+    #[test]
+    fn security_options_and_devices() {
+        assert_eq!(parse_security_opts(&[]).unwrap(), (SeccompProfile::Default, false));
+        let opts = |o: &[&str]| parse_security_opts(&o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(opts(&["seccomp=unconfined"]).unwrap(), (SeccompProfile::Unconfined, false));
+        assert_eq!(opts(&["no-new-privileges=false"]).unwrap(), (SeccompProfile::Default, true));
+        assert_eq!(opts(&["no-new-privileges"]).unwrap(), (SeccompProfile::Default, false));
+        assert!(opts(&["seccomp=/no/such/profile.json"]).is_err());
+        assert!(opts(&["apparmor=x"]).is_err());
+        let null = parse_device("/dev/null:/dev/nothing:r").unwrap();
+        assert_eq!((null.container.as_str(), null.major, null.minor, null.block), ("/dev/nothing", 1, 3, false));
+        assert_eq!(null.permissions, "r");
+        assert_eq!(parse_device("/dev/null").unwrap().permissions, "rwm");
+        assert_eq!(parse_device("/dev/null:rw").unwrap().container, "/dev/null");
+        assert!(parse_device("/etc/passwd").is_err());
+        assert!(parse_device("/dev/null:/x:rwz").is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct Args {
 
 /// The top-level configuration keys; `BERTH_*` variables not naming one of them are ignored
 /// (they belong to other commands, such as `BERTH_ROOT` for the local image store).
-const SECTIONS: &[&str] = &["addr", "log_level", "storage", "limits", "uploads", "auth", "tls"];
+const SECTIONS: &[&str] = &["addr", "log_level", "storage", "limits", "uploads", "gc", "auth", "tls"];
 
 /// Sets `path` (already split) in a TOML table, creating tables on the way.
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<()> {

@@ -101,7 +101,7 @@ pub(crate) async fn handle(req: Req, body: axum::body::Body, name: &str, referen
         Method::PUT => put(req, body, &repo, &parse_reference(reference)?).await,
         Method::DELETE => {
             let reference = parse_reference(reference)?;
-            policy::check_delete(&req.state.store, &req.state.config, &repo, &reference).await?;
+            policy::check_delete(&req.state.store, &req.state.policies, &repo, &reference).await?;
             req.state.store.delete_manifest(&repo, &reference).await?;
             let resp = (StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response();
             Ok(Event::ManifestDeleted { repo: repo.to_string(), reference: reference.to_string() }.attach(resp))
@@ -139,8 +139,8 @@ async fn put(req: Req, body: axum::body::Body, repo: &RepoName, reference: &Refe
     }
     let content_type = req.header(header::CONTENT_TYPE).map(str::to_string);
     let body = crate::body::read_limited(body, limit).await?;
-    let (store, config) = (&req.state.store, &req.state.config);
-    policy::check_push(store, config, repo, reference, &tags, content_type.as_deref(), &body).await?;
+    let (store, policies) = (&req.state.store, &req.state.policies);
+    policy::check_push(store, policies, repo, reference, &tags, content_type.as_deref(), &body).await?;
     let pushed = req.state.store.put_manifest(repo, reference, &tags, content_type.as_deref(), body).await?;
     let mut resp = (
         StatusCode::CREATED,

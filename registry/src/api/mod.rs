@@ -31,10 +31,10 @@ use crate::storage::{ByteStream, StorageError};
 use crate::store::StoreError;
 pub use crate::AppState;
 
-mod blobs;
+pub(crate) mod blobs;
 mod listing;
 mod manifests;
-mod uploads;
+pub(crate) mod uploads;
 
 /// Builds the router for a registry over `state`.
 pub fn router(state: AppState) -> Router {
@@ -90,7 +90,7 @@ pub(crate) struct Req {
 }
 
 impl Req {
-    /// A query parameter's first value, percent-decoded.
+    /// A query parameter's first value, decoded ([`shared::query::value`]).
     pub fn query(&self, key: &str) -> Option<String> {
         crate::route::query(&self.uri, key)
     }

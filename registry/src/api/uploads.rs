@@ -92,21 +92,28 @@ pub(crate) async fn start(req: Req, body: Body, name: &str) -> ApiResult<Respons
 /// `Content-Length`.
 fn content_range(req: &Req) -> Result<Option<u64>, ()> {
     let Some(value) = req.header(header::CONTENT_RANGE) else { return Ok(None) };
+    parse_content_range(value, req.header(header::CONTENT_LENGTH)).map(Some).ok_or(())
+}
+
+/// The start of a `Content-Range` value, or `None` when it is malformed or its length is not
+/// `content_length` (when that is given and a number).
+pub(crate) fn parse_content_range(value: &str, content_length: Option<&str>) -> Option<u64> {
     let v = value.trim();
     let v = v.strip_prefix("bytes").map(str::trim_start).unwrap_or(v);
     let v = v.split('/').next().unwrap_or("").trim();
-    let (a, b) = v.split_once('-').ok_or(())?;
-    let start: u64 = a.trim().parse().map_err(|_| ())?;
-    let end: u64 = b.trim().parse().map_err(|_| ())?;
+    let (a, b) = v.split_once('-')?;
+    let start: u64 = a.trim().parse().ok()?;
+    let end: u64 = b.trim().parse().ok()?;
     if end < start {
-        return Err(());
+        return None;
     }
-    if let Some(len) = req.header(header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok()) {
-        if len != end - start + 1 {
-            return Err(());
+    if let Some(len) = content_length.and_then(|l| l.parse::<u64>().ok()) {
+        // Not `end - start + 1`: that overflows for `0-18446744073709551615`.
+        if len.checked_sub(1) != Some(end - start) {
+            return None;
         }
     }
-    Ok(Some(start))
+    Some(start)
 }
 
 /// A 416 telling the client where the upload stands.
@@ -179,5 +186,31 @@ pub(crate) async fn handle(req: Req, body: Body, name: &str, id: &str) -> ApiRes
             Ok((StatusCode::NO_CONTENT, Body::empty()).into_response())
         }
         _ => method_not_allowed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-9", Some("10")), Some(0));
+        assert_eq!(parse_content_range("bytes 10-19/100", Some("10")), Some(10));
+        assert_eq!(parse_content_range("10-19", None), Some(10));
+        assert_eq!(parse_content_range("10-19", Some("9")), None);
+        assert_eq!(parse_content_range("10-19", Some("0")), None);
+        assert_eq!(parse_content_range("19-10", None), None);
+        assert_eq!(parse_content_range("x-1", None), None);
+        assert_eq!(parse_content_range("", None), None);
+    }
+
+    /// The length check computed `end - start + 1`, which overflowed here (a panic in debug
+    /// builds, a wrong answer in release ones).
+    #[test]
+    fn whole_u64_ranges_do_not_overflow() {
+        assert_eq!(parse_content_range("0-18446744073709551615", Some("0")), None);
+        assert_eq!(parse_content_range("0-18446744073709551615", Some("18446744073709551615")), None);
+        assert_eq!(parse_content_range("1-18446744073709551615", Some("18446744073709551615")), Some(1));
     }
 }

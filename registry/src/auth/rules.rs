@@ -4,9 +4,12 @@
 //! subject it names; a caller's permissions are the union of the rules that name it. `*` in a
 //! pattern matches any run of characters, slashes included, so `team-a/*` covers every
 //! repository under `team-a/` and `*` covers all. `anonymous` names everyone (signed in or
-//! not), `authenticated` every user and robot.
+//! not), `authenticated` every user and robot. Patterns are compiled once, as
+//! [`Glob::star`] patterns.
 
 use std::collections::BTreeMap;
+
+use shared::glob::Glob;
 
 use crate::config::{Action, AuthConfig, Subject};
 
@@ -102,7 +105,7 @@ pub fn words(bits: u8) -> Vec<&'static str> {
 }
 
 struct Compiled {
-    patterns: Vec<String>,
+    patterns: Vec<Glob>,
     bits: u8,
     who: Vec<Subject>,
 }
@@ -119,7 +122,12 @@ impl Rules {
         let rules = config
             .rules
             .iter()
-            .map(|r| Compiled { patterns: r.repositories.clone(), bits: bits(&r.actions), who: r.who.clone() })
+            .map(|r| Compiled {
+                // A `*` pattern cannot be malformed; one too long to compile grants nothing.
+                patterns: r.repositories.iter().filter_map(|p| Glob::star(p).ok()).collect(),
+                bits: bits(&r.actions),
+                who: r.who.clone(),
+            })
             .collect();
         Rules { rules, groups: config.groups.clone() }
     }
@@ -146,7 +154,7 @@ impl Rules {
         for rule in &self.rules {
             if out & rule.bits != rule.bits
                 && rule.who.iter().any(|s| self.names(s, identity))
-                && rule.patterns.iter().any(|p| glob(p, repo))
+                && rule.patterns.iter().any(|p| p.is_match(repo))
             {
                 out |= rule.bits;
             }
@@ -155,35 +163,13 @@ impl Rules {
     }
 }
 
-/// Matches `text` against `pattern`, where `*` stands for any run of characters.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == b'*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn globs() {
+        let glob = |p: &str, t: &str| Glob::star(p).unwrap().is_match(t);
         assert!(glob("*", "a/b/c"));
         assert!(glob("team-a/*", "team-a/app"));
         assert!(glob("team-a/*", "team-a/x/y"));

@@ -29,7 +29,6 @@ use super::jwt::{self, Audience, Claims, ResourceActions};
 use super::rules::{self, Identity};
 use super::{client_addr, decode_basic, Auth, Refusal};
 use crate::error::{ApiError, Code};
-use crate::route::percent_decode;
 use crate::AppState;
 
 /// The largest token request body read.
@@ -56,13 +55,7 @@ pub(crate) async fn endpoint(State(state): State<AppState>, req: Request) -> Res
 }
 
 fn form(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
+    shared::query::pairs(text)
 }
 
 fn param<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {

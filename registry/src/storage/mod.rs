@@ -78,6 +78,18 @@ pub struct Written {
     pub resume: String,
 }
 
+/// What [`Storage::sweep_own`] found (and, unless dry, removed). A dry run finds only what
+/// nothing referred to already: not what the blobs it would remove refer to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnSwept {
+    /// Objects nothing refers to.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Multipart uploads no upload session knows.
+    pub uploads: u64,
+}
+
 /// A storage back end.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -157,6 +169,21 @@ pub trait Storage: Send + Sync + 'static {
     /// Discards an upload's bytes; `resume` is that of its last recorded write (empty when
     /// none is known).
     async fn abort(&self, upload: &str, resume: &str) -> Result<(), StorageError>;
+
+    /// Finds what the driver stored of its own, beside the paths it was given, that nothing
+    /// refers to any more and that is older than `before`, and deletes it unless `dry_run`
+    /// (for [`crate::gc`]). `sessions` are the [`Written::resume`] texts recorded by every
+    /// upload session, listed before this call: what they name is in use. The default, for
+    /// drivers that store nothing of their own, finds nothing.
+    async fn sweep_own(
+        &self,
+        sessions: &[String],
+        before: SystemTime,
+        dry_run: bool,
+    ) -> Result<OwnSwept, StorageError> {
+        let _ = (sessions, before, dry_run);
+        Ok(OwnSwept::default())
+    }
 
     /// Requests sent to the back end so far, by operation (empty for drivers that send none).
     fn request_counts(&self) -> Vec<(String, u64)> {

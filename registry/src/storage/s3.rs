@@ -67,6 +67,7 @@ use tokio::task::JoinSet;
 use super::{check_path, ByteStream, Meta, Storage, StorageError, Written};
 use crate::config::S3Config;
 
+mod own;
 mod parts;
 mod resume;
 mod small;
@@ -718,6 +719,15 @@ impl Storage for S3Storage {
             .map_err(|e| sdk_err(dest, e))?;
         self.remember_link(&dest_key, &mp.key, size);
         self.delete_tails(upload).await
+    }
+
+    async fn sweep_own(
+        &self,
+        sessions: &[String],
+        before: SystemTime,
+        dry_run: bool,
+    ) -> Result<super::OwnSwept, StorageError> {
+        self.sweep_data(sessions, before, dry_run).await
     }
 
     fn request_counts(&self) -> Vec<(String, u64)> {

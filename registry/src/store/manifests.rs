@@ -93,6 +93,11 @@ impl Store {
                 return Err(StoreError::DigestMismatch { expected: expected.clone(), actual: digest });
             }
         }
+        // Before anything is checked: see the module doc of `gc`.
+        let named = manifest.config.iter().chain(&manifest.layers).chain(&manifest.manifests);
+        let named =
+            named.filter(|d| !(media_type::is_non_distributable(&d.media_type) && d.urls.is_some())).map(|d| &d.digest);
+        crate::gc::fence(self.storage.as_ref(), &named.chain([&digest]).collect::<Vec<_>>()).await?;
         let stored = self.check_references(repo, &manifest, &digest).await?;
 
         if !stored.blob {

@@ -143,6 +143,7 @@ impl Store {
     /// Links a blob that `from` holds (or, without `from`, that the registry holds at all)
     /// into `repo`; returns false when there is nothing to mount.
     pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> StoreResult<bool> {
+        crate::gc::fence(self.storage.as_ref(), &[digest]).await?;
         if let Some(from) = from {
             match self.storage.stat(&paths::layer_link(from, digest)).await {
                 Ok(_) => {}

@@ -374,6 +374,7 @@ impl Store {
         if &actual != expected {
             return Err(Failed::before(StoreError::DigestMismatch { expected: expected.clone(), actual }));
         }
+        crate::gc::fence(self.storage.as_ref(), &[expected]).await.map_err(Failed::before)?;
         let dest = paths::blob_data(expected);
         let outcome = match self.storage.stat(&dest).await {
             Ok(_) => Committed::AlreadyStored,
@@ -421,6 +422,7 @@ impl Store {
         if &actual != expected {
             return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
         }
+        crate::gc::fence(self.storage.as_ref(), &[expected]).await?;
         let copy = format!("{}/copy", paths::upload(id));
         let body = self.storage.get(staged, None).await?;
         let Written { resume, .. } = self.storage.write_part(&copy, "", 0, body).await?;
@@ -443,6 +445,26 @@ impl Store {
         let _guard = lock.lock().await;
         let state = self.load(repo, id).await?;
         self.discard(id, &state.resume).await
+    }
+
+    /// The driver's resume text of every upload session's last recorded write (for the
+    /// collector: what they name is in use).
+    pub(crate) async fn upload_resumes(&self) -> StoreResult<Vec<String>> {
+        let mut out = Vec::new();
+        for id in self.storage.list(paths::UPLOADS).await? {
+            if !valid_id(&id) {
+                continue;
+            }
+            let Some(raw) = self.storage.read_opt(paths::upload_state(&id)).await? else { continue };
+            // A session whose state cannot be read cannot be continued either: what it named
+            // is no longer in use.
+            match serde_json::from_slice::<State>(&raw) {
+                Ok(state) if !state.resume.is_empty() => out.push(state.resume),
+                Ok(_) => {}
+                Err(_) => tracing::warn!(id, "unreadable upload session state skipped"),
+            }
+        }
+        Ok(out)
     }
 
     /// Removes sessions that have not received anything for `max_age`; returns how many.

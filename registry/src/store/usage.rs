@@ -112,7 +112,7 @@ impl Store {
 
     /// The digests of the manifests `repo` holds.
     async fn revisions(&self, repo: &RepoName) -> StoreResult<Vec<Digest>> {
-        let folder = paths::manifest_revisions(repo);
+        let folder = paths::revisions(repo);
         let mut out = Vec::new();
         for algorithm in self.storage.list(&folder).await? {
             for hex in self.storage.list(&format!("{folder}/{algorithm}")).await? {

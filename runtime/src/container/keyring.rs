@@ -13,9 +13,10 @@
 //!   owner permissions apply (for keys made by `keyctl add`, view only);
 //! - root's user keyring is *not* hidden: it is per user ID (and user namespace), so a
 //!   container running as root can still name it (`@u`), search it and link what it finds
-//!   into a keyring of its own, and then read the key. Docker closes that with its seccomp
-//!   profile (`keyctl`, `add_key` and `request_key` fail); the embedded runtime here is
-//!   built without seccomp, so neither runc nor berth hides the user keyring.
+//!   into a keyring of its own, and then read the key. Docker's seccomp profile, which
+//!   berth applies by default ([`super::seccomp`]), closes that (`keyctl`, `add_key` and
+//!   `request_key` fail); only under `--security-opt seccomp=unconfined` (or `--privileged`)
+//!   is the user keyring reachable, as with Docker.
 
 use std::ffi::CString;
 use std::io;

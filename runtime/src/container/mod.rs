@@ -23,6 +23,7 @@ pub mod keyring;
 pub mod oci;
 pub mod rootfs;
 pub mod sealed;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod supervise;
@@ -39,7 +40,7 @@ use shared::Digest;
 use crate::images::FileLock;
 use crate::paths::Paths;
 pub use rootfs::RootfsKind;
-pub use spec::{Network, RunOptions, Tmpfs, Volume};
+pub use spec::{Device, Network, RunOptions, SeccompProfile, Tmpfs, Volume};
 
 /// The cgroup parent of every container: a container's cgroup is `/berth/<id>`.
 pub const CGROUP_PARENT: &str = "/berth";

@@ -89,6 +89,15 @@ pub enum OciError {
     /// The container's process could not be found after the start.
     #[error("the runtime did not report the container's process")]
     NoPid,
+    /// The bundle's configuration could not be adapted for the embedded runtime.
+    #[error("cannot adapt {path} for the embedded runtime")]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
     /// The container's session keyring could not be made.
     #[error(transparent)]
     Keyring(#[from] super::keyring::KeyringError),
@@ -138,12 +147,29 @@ impl OciRuntime {
     }
 }
 
+/// libcontainer 0.7 reads `SCMP_CMP_MASKED_EQ`'s operands the other way round from the
+/// runtime spec and runc (`valueTwo` as the mask, `value` as the datum): Docker's `clone`
+/// rule would then mask with 0 and let `clone(CLONE_NEWUSER)` through (`tests/tests/run.rs`
+/// shows it). The bundle's `config.json` is rewritten with them swapped before it reads it;
+/// a bundle is started once, by one runtime.
+fn adapt_seccomp_for_libcontainer(bundle: &Path) -> Result<(), OciError> {
+    let path = bundle.join("config.json");
+    let config_err = |source| OciError::Config { path: path.clone(), source };
+    let mut spec = oci_spec::runtime::Spec::load(&path).map_err(config_err)?;
+    let Some(seccomp) = spec.linux_mut().as_mut().and_then(|l| l.seccomp_mut().as_mut()) else { return Ok(()) };
+    if super::seccomp::swap_masked_operands(seccomp) {
+        spec.save(&path).map_err(config_err)?;
+    }
+    Ok(())
+}
+
 fn start_embedded(id: &str, bundle: &Path, state: &Path, stdio: ContainerStdio) -> Result<Started, OciError> {
     use libcontainer::container::builder::ContainerBuilder;
     use libcontainer::syscall::syscall::SyscallType;
     // libcontainer 0.7 leaves the keyrings alone: without this the container would share the
     // caller's session keyring.
     super::keyring::join_fresh_session(id)?;
+    adapt_seccomp_for_libcontainer(bundle)?;
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state)
         .map_err(OciError::Embedded)?

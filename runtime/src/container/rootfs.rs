@@ -8,19 +8,20 @@
 //! files, so such an image is flattened instead (flattening understands both forms). The
 //! supervisor ([`super::shim`]) mounts and unmounts; `berth rm` unmounts what a killed
 //! supervisor left. Also here: reading and creating paths inside the root without
-//! following its symbolic links out of it (`openat2` with `RESOLVE_IN_ROOT`).
+//! following its symbolic links out of it ([`crate::inroot`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use rustix::mount::{self as rmount, MountFlags, UnmountFlags};
 
 use crate::images::ImageRecord;
+use crate::inroot::Root;
 use crate::store::{Store, StoreError};
 
 /// How a container's root was made.
@@ -60,6 +61,9 @@ pub enum RootfsError {
     /// A snapshot of the image is missing from the store.
     #[error("the image's layer {0} is not unpacked in the store; pull the image again")]
     MissingSnapshot(shared::Digest),
+    /// A path inside the root could not be resolved, created or opened.
+    #[error(transparent)]
+    InRoot(#[from] crate::inroot::InRootError),
     /// A file the runtime reads from the image is not a regular file.
     #[error("{path} in the image is not a regular file (a {kind}); the image must ship it as a plain file")]
     NotRegular {
@@ -232,28 +236,7 @@ pub fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>, RootfsE
 /// Creates the directory `path` (absolute, inside the container) and its parents, mode 755,
 /// resolving symbolic links as if `rootfs` were `/`.
 pub fn mkdir_in_root(rootfs: &Path, path: &str) -> Result<(), RootfsError> {
-    let root = open_root(rootfs)?;
-    let shown = rootfs.join(path.trim_start_matches('/'));
-    let mut dir = rfs::openat(&root, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| io_err(&shown)(e.into()))?;
-    let mut so_far = PathBuf::new();
-    for component in Path::new(path).components() {
-        let Component::Normal(name) = component else { continue };
-        so_far.push(name);
-        let how = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        dir = match rfs::openat2(&root, &so_far, how, Mode::empty(), ResolveFlags::IN_ROOT) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => {
-                match rfs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(io_err(&shown)(e.into())),
-                }
-                rfs::openat2(&root, &so_far, how, Mode::empty(), ResolveFlags::IN_ROOT)
-                    .map_err(|e| io_err(&shown)(e.into()))?
-            }
-            Err(e) => return Err(io_err(&shown)(e.into())),
-        };
-    }
+    Root::open(rootfs)?.mkdir_all(path, 0o755)?;
     Ok(())
 }
 
@@ -263,65 +246,20 @@ pub fn mkdir_in_root(rootfs: &Path, path: &str) -> Result<(), RootfsError> {
 /// `/run/...` say). A missing file is created empty there, with its directories (mode 755).
 /// The container is not running yet, so nothing changes the tree meanwhile.
 pub fn file_in_root(rootfs: &Path, path: &str) -> Result<String, RootfsError> {
-    let root = open_root(rootfs)?;
-    let shown = rootfs.join(path.trim_start_matches('/'));
-    let resolved = resolve_in_root(&root, path).map_err(|e| io_err(&shown)(e.into()))?;
-    let inside = format!("/{}", resolved.display());
-    if let Some(parent) = resolved.parent() {
-        mkdir_in_root(rootfs, &parent.to_string_lossy())?;
+    let root = Root::open(rootfs)?;
+    let resolved = root.resolve(path, true)?.path;
+    if let Some((parent, _)) = resolved.rsplit_once('/') {
+        root.mkdir_all(parent, 0o755)?;
     }
-    let how = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    rfs::openat2(&root, &resolved, how, Mode::from_raw_mode(0o644), ResolveFlags::IN_ROOT)
-        .map_err(|e| io_err(&rootfs.join(&resolved))(e.into()))?;
-    Ok(inside)
-}
-
-/// `path` relative to `root` with every symbolic link in it replaced by its target, read
-/// as if `root` were `/` (`..` stops at the root); components that do not exist are kept.
-fn resolve_in_root(root: &rustix::fd::OwnedFd, path: &str) -> Result<PathBuf, Errno> {
-    const MAX_LINKS: usize = 40;
-    let mut pending: Vec<std::ffi::OsString> =
-        Path::new(path).components().rev().map(|c| c.as_os_str().to_os_string()).collect();
-    let mut resolved = PathBuf::new();
-    let mut links = 0;
-    while let Some(c) = pending.pop() {
-        match Path::new(&c).components().next() {
-            Some(Component::Normal(name)) => {
-                let candidate = resolved.join(name);
-                let is_link = rfs::statat(root, &candidate, rfs::AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink);
-                if !is_link {
-                    resolved = candidate;
-                    continue;
-                }
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(Errno::LOOP);
-                }
-                let target = rfs::readlinkat(root, &candidate, Vec::new())?;
-                let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                pending.extend(target.components().rev().map(|c| c.as_os_str().to_os_string()));
-            }
-            Some(Component::ParentDir) => {
-                resolved.pop();
-            }
-            _ => {}
-        }
-    }
-    Ok(resolved)
+    root.create_file(&resolved, 0o644)?;
+    Ok(format!("/{resolved}"))
 }
 
 /// Whether `path` (absolute, inside the container) is an executable regular file,
 /// resolving symbolic links as if `rootfs` were `/`.
 pub fn is_executable_in_root(rootfs: &Path, path: &str) -> bool {
-    let Ok(root) = open_root(rootfs) else { return false };
-    let how = OFlags::PATH | OFlags::CLOEXEC;
-    let Ok(fd) = rfs::openat2(&root, path.trim_start_matches('/'), how, Mode::empty(), ResolveFlags::IN_ROOT) else {
-        return false;
-    };
+    let Ok(root) = Root::open(rootfs) else { return false };
+    let Ok(Some(fd)) = root.open_at(path, OFlags::PATH) else { return false };
     rfs::fstat(&fd).is_ok_and(|st| {
         rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile && st.st_mode & 0o111 != 0
     })

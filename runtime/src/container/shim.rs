@@ -332,6 +332,9 @@ impl Shim {
                 swap_limit: cgroups.swap_limit(),
                 nofile_max: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(0),
                 cgroup_namespace: spec::host_has_cgroup_namespaces(),
+                capability_mask: spec::host_capability_mask(),
+                seccomp: super::seccomp::Target::host(),
+                devices: if options.privileged { spec::host_devices() } else { Vec::new() },
             },
         };
         let oci_spec = spec::build(&input)?;

@@ -4,7 +4,14 @@
 //! `/dev/pts`, `/dev/shm`, `/dev/mqueue`, `/sys` and `/sys/fs/cgroup` mounted as Docker mounts
 //! them (every cgroup hierarchy read-only); Docker's masked and read-only paths and default
 //! capability set; `no_new_privs`; an open-files limit; the device cgroup's allow list and the
-//! memory, CPU and pids limits.
+//! memory, CPU and pids limits; Docker's default seccomp profile ([`super::seccomp`]),
+//! filtered by the container's capabilities.
+//!
+//! The security options follow `docker run`'s: `--cap-add`/`--cap-drop` (names with or
+//! without `CAP_`, or `ALL`), `--security-opt seccomp=unconfined` or a profile file's
+//! contents, `--security-opt no-new-privileges=false` (berth sets `no_new_privs` unless told
+//! otherwise; Docker does not), `--device`, and `--privileged` (every capability, no
+//! seccomp, masked or read-only paths, every host device, `/sys` and cgroups writable).
 //!
 //! [`build`] is pure (everything it needs is passed in), so every rule is unit-tested
 //! without root; the supervisor ([`super::shim`]) calls it once the container's root is
@@ -15,12 +22,14 @@ use std::path::PathBuf;
 
 use oci_spec::image::Config as ImageConfig;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
-    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use serde::{Deserialize, Serialize};
 
+use super::seccomp::{self, SeccompError};
 use super::user::ResolvedUser;
 
 /// The default `PATH`, Docker's.
@@ -42,6 +51,52 @@ pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::SysChroot,
     Capability::Kill,
     Capability::AuditWrite,
+];
+
+/// Every capability, in the kernel's order (`CAP_CHOWN` is 0): `--cap-add ALL` and
+/// `--privileged` get those of them the host can grant ([`HostFacts::capability_mask`]).
+pub const ALL_CAPABILITIES: [Capability; 41] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::DacReadSearch,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
+    Capability::LinuxImmutable,
+    Capability::NetBindService,
+    Capability::NetBroadcast,
+    Capability::NetAdmin,
+    Capability::NetRaw,
+    Capability::IpcLock,
+    Capability::IpcOwner,
+    Capability::SysModule,
+    Capability::SysRawio,
+    Capability::SysChroot,
+    Capability::SysPtrace,
+    Capability::SysPacct,
+    Capability::SysAdmin,
+    Capability::SysBoot,
+    Capability::SysNice,
+    Capability::SysResource,
+    Capability::SysTime,
+    Capability::SysTtyConfig,
+    Capability::Mknod,
+    Capability::Lease,
+    Capability::AuditWrite,
+    Capability::AuditControl,
+    Capability::Setfcap,
+    Capability::MacOverride,
+    Capability::MacAdmin,
+    Capability::Syslog,
+    Capability::WakeAlarm,
+    Capability::BlockSuspend,
+    Capability::AuditRead,
+    Capability::Perfmon,
+    Capability::Bpf,
+    Capability::CheckpointRestore,
 ];
 
 /// Docker's masked paths: hidden behind `/dev/null` or an empty read-only tmpfs.
@@ -126,6 +181,40 @@ pub struct Tmpfs {
     pub options: Vec<String>,
 }
 
+/// The seccomp profile a container runs under (`--security-opt seccomp=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompProfile {
+    /// Docker's default profile.
+    #[default]
+    Default,
+    /// No filter (`seccomp=unconfined`).
+    Unconfined,
+    /// A profile in Docker's format: the contents of the file given.
+    Custom(String),
+}
+
+/// A host device made available in the container (`--device HOST[:CONTAINER][:PERMISSIONS]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Where it appears in the container (absolute).
+    pub container: String,
+    /// Block (`b`) or character (`c`) device.
+    pub block: bool,
+    /// The device's major number.
+    pub major: i64,
+    /// The device's minor number.
+    pub minor: i64,
+    /// The permission bits of the node.
+    pub file_mode: u32,
+    /// The node's owner.
+    pub uid: u32,
+    /// The node's group.
+    pub gid: u32,
+    /// What the device cgroup allows: some of `r`, `w`, `m`.
+    pub permissions: String,
+}
+
 /// What `berth run` was asked for, as Docker's flags have it. Stored in the container's
 /// record; the defaults are Docker's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -169,6 +258,18 @@ pub struct RunOptions {
     pub remove: bool,
     /// `--runtime`: an OCI runtime (`runc`, `crun` or a path) instead of the embedded one.
     pub runtime: Option<String>,
+    /// `--cap-add`: capabilities added to Docker's default set (`ALL`: every one).
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`: capabilities dropped from it (`ALL`: every one).
+    pub cap_drop: Vec<String>,
+    /// `--security-opt seccomp=`.
+    pub seccomp: SeccompProfile,
+    /// `--security-opt no-new-privileges=false`: let set-user-ID programs gain privileges.
+    pub new_privileges: bool,
+    /// `--device`: host devices.
+    pub devices: Vec<Device>,
+    /// `--privileged`.
+    pub privileged: bool,
 }
 
 /// Facts about the host the configuration depends on.
@@ -182,11 +283,72 @@ pub struct HostFacts {
     /// Whether the kernel offers cgroup namespaces (Linux 4.6+; [`host_has_cgroup_namespaces`]):
     /// containers then get one of their own, rooted at their cgroup.
     pub cgroup_namespace: bool,
+    /// The architecture and kernel the seccomp profile is filtered for.
+    pub seccomp: seccomp::Target,
+    /// The host's devices, given to `--privileged` containers.
+    pub devices: Vec<Device>,
+    /// The capabilities berth may grant (its bounding set, bit N for capability N;
+    /// [`host_capability_mask`]); 0: unknown, every one.
+    pub capability_mask: u64,
+}
+
+/// This process's bounding set (`CapBnd` of `/proc/self/status`); 0 when unreadable.
+pub fn host_capability_mask() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string())))
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .unwrap_or(0)
 }
 
 /// Whether this kernel offers cgroup namespaces.
 pub fn host_has_cgroup_namespaces() -> bool {
     std::path::Path::new("/proc/self/ns/cgroup").exists()
+}
+
+/// The device node at `host` (following links, as Docker does), to appear at `container`
+/// with `permissions`; `None` when `host` is not a block or character device.
+pub fn device_at(host: &std::path::Path, container: &str, permissions: &str) -> std::io::Result<Option<Device>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(host)?;
+    let block = meta.file_type().is_block_device();
+    if !block && !meta.file_type().is_char_device() {
+        return Ok(None);
+    }
+    let rdev = meta.rdev();
+    Ok(Some(Device {
+        container: container.to_string(),
+        block,
+        major: nix::sys::stat::major(rdev) as i64,
+        minor: nix::sys::stat::minor(rdev) as i64,
+        file_mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        permissions: permissions.to_string(),
+    }))
+}
+
+/// Every device node under the host's `/dev` (not `/dev/pts` or `/dev/shm`, which a
+/// container gets of its own), for `--privileged` containers; unreadable ones are skipped.
+pub fn host_devices() -> Vec<Device> {
+    let mut found = Vec::new();
+    let mut dirs = vec![PathBuf::from("/dev")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() && !["/dev/pts", "/dev/shm", "/dev/mqueue"].iter().any(|p| path == std::path::Path::new(p))
+            {
+                dirs.push(path);
+            } else if !kind.is_symlink() && !kind.is_dir() && path != std::path::Path::new("/dev/console") {
+                if let Ok(Some(d)) = device_at(&path, &path.to_string_lossy(), "rwm") {
+                    found.push(d);
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The open-files limit containers get where the host allows it (Docker's).
@@ -234,6 +396,12 @@ pub enum SpecError {
         /// What is wrong.
         reason: String,
     },
+    /// A capability name is not one.
+    #[error("unknown capability {0:?} (use names such as NET_ADMIN or CAP_NET_ADMIN, or ALL)")]
+    UnknownCapability(String),
+    /// The seccomp profile could not be used.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
     /// `oci-spec` refused a part of the configuration.
     #[error("building the OCI runtime configuration")]
     Oci(#[from] oci_spec::OciSpecError),
@@ -315,6 +483,8 @@ fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result
 
 /// The mounts: Docker's standard ones, then berth's `/etc` files, tmpfs mounts and volumes.
 fn mounts(input: &SpecInput<'_>) -> Result<Vec<Mount>, SpecError> {
+    // As Docker: a privileged container may write /sys and its cgroups.
+    let ro = if input.options.privileged { "rw" } else { "ro" };
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
@@ -324,8 +494,8 @@ fn mounts(input: &SpecInput<'_>) -> Result<Vec<Mount>, SpecError> {
             "devpts",
             &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         )?,
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
-        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"])?,
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro])?,
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", ro])?,
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
     ];
@@ -372,6 +542,100 @@ fn device_rule(
     Ok(b.build()?)
 }
 
+/// `CAP_NET_ADMIN`, `net_admin` or `NET_ADMIN` → the capability.
+fn parse_capability(name: &str) -> Result<Capability, SpecError> {
+    let upper = name.to_ascii_uppercase();
+    upper.strip_prefix("CAP_").unwrap_or(&upper).parse().map_err(|_| SpecError::UnknownCapability(name.to_string()))
+}
+
+/// The container's capabilities: every one with `--privileged`, else Docker's default set
+/// with `--cap-add` and `--cap-drop` applied as Docker applies them (`--cap-add ALL` keeps
+/// the drops; `--cap-drop ALL` keeps only the adds; otherwise drops, then adds).
+pub fn capabilities(options: &RunOptions, host: &HostFacts) -> Result<HashSet<Capability>, SpecError> {
+    let all = || {
+        ALL_CAPABILITIES
+            .into_iter()
+            .enumerate()
+            .filter(|(n, _)| host.capability_mask == 0 || host.capability_mask & (1 << n) != 0)
+            .map(|(_, c)| c)
+    };
+    if options.privileged {
+        return Ok(all().collect());
+    }
+    let is_all = |n: &&String| n.eq_ignore_ascii_case("ALL");
+    let parse = |names: &[String]| {
+        names.iter().filter(|n| !is_all(n)).map(|n| parse_capability(n)).collect::<Result<HashSet<_>, _>>()
+    };
+    let (add, drop) = (parse(&options.cap_add)?, parse(&options.cap_drop)?);
+    Ok(if options.cap_add.iter().any(|n| is_all(&n)) {
+        all().filter(|c| !drop.contains(c)).collect()
+    } else if options.cap_drop.iter().any(|n| is_all(&n)) {
+        add
+    } else {
+        DEFAULT_CAPABILITIES.into_iter().filter(|c| !drop.contains(c)).chain(add).collect()
+    })
+}
+
+/// The `linux.seccomp` section: none when unconfined or privileged, else the profile
+/// filtered by the bounding set.
+fn seccomp_section(
+    options: &RunOptions,
+    caps: &HashSet<Capability>,
+    host: &HostFacts,
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, SpecError> {
+    let profile = match &options.seccomp {
+        _ if options.privileged => return Ok(None),
+        SeccompProfile::Unconfined => return Ok(None),
+        SeccompProfile::Default => seccomp::DEFAULT_PROFILE,
+        SeccompProfile::Custom(profile) => profile.as_str(),
+    };
+    Ok(Some(seccomp::to_oci(profile, caps, &host.seccomp)?))
+}
+
+/// The device nodes the runtime creates (`--device`; every host device when privileged)
+/// and the device cgroup's rules: deny all, then allow the standard ones and those nodes
+/// (allow all when privileged).
+fn devices(input: &SpecInput<'_>) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), SpecError> {
+    let options = input.options;
+    let mut rules = if options.privileged {
+        vec![LinuxDeviceCgroupBuilder::default().allow(true).access("rwm").build()?]
+    } else {
+        let mut rules = vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?];
+        for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
+            rules.push(device_rule(LinuxDeviceType::C, Some(major), Some(minor), "rwm")?);
+        }
+        rules.push(device_rule(LinuxDeviceType::C, Some(136), None, "rwm")?);
+        rules
+    };
+    let privileged = if options.privileged { input.host.devices.as_slice() } else { &[] };
+    let mut nodes = Vec::new();
+    for d in privileged.iter().chain(&options.devices) {
+        if !d.container.starts_with('/') {
+            return Err(SpecError::NotAbsolute { what: "device path", path: d.container.clone() });
+        }
+        if d.permissions.is_empty() || !d.permissions.chars().all(|c| "rwm".contains(c)) {
+            let reason = format!("{:?} for {}: use some of r, w and m", d.permissions, d.container);
+            return Err(SpecError::Invalid { what: "device permissions", reason });
+        }
+        let typ = if d.block { LinuxDeviceType::B } else { LinuxDeviceType::C };
+        nodes.push(
+            LinuxDeviceBuilder::default()
+                .path(&d.container)
+                .typ(typ)
+                .major(d.major)
+                .minor(d.minor)
+                .file_mode(d.file_mode)
+                .uid(d.uid)
+                .gid(d.gid)
+                .build()?,
+        );
+        if !options.privileged {
+            rules.push(device_rule(typ, Some(d.major), Some(d.minor), &d.permissions)?);
+        }
+    }
+    Ok((nodes, rules))
+}
+
 /// Builds the configuration.
 pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let options = input.options;
@@ -381,7 +645,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let env = environment(input.image, options, &hostname, &user.home);
     let cwd = working_dir(input.image, options)?;
 
-    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let caps = capabilities(options, &input.host)?;
+    let seccomp = seccomp_section(options, &caps, &input.host)?;
     // A non-root user gets no effective capabilities (newer Docker does the same).
     let (effective, permitted) =
         if user.uid == 0 { (caps.clone(), caps.clone()) } else { (HashSet::new(), HashSet::new()) };
@@ -402,7 +667,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .cwd(cwd)
         .capabilities(capabilities)
         .rlimits(vec![nofile])
-        .no_new_privileges(true)
+        .no_new_privileges(!options.new_privileges)
         .build()?;
 
     let mut namespaces =
@@ -418,13 +683,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
         .collect::<Result<Vec<_>, _>>()?;
 
-    // Deny every device, then allow the ones a container gets (the runtime creates them).
-    let mut devices = vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?];
-    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
-        devices.push(device_rule(LinuxDeviceType::C, Some(major), Some(minor), "rwm")?);
-    }
-    devices.push(device_rule(LinuxDeviceType::C, Some(136), None, "rwm")?);
-    let mut resources = LinuxResourcesBuilder::default().devices(devices);
+    let (devices, device_rules) = devices(input)?;
+    let mut resources = LinuxResourcesBuilder::default().devices(device_rules);
     if let Some(memory) = options.memory {
         if memory < 6 * 1024 * 1024 {
             return Err(SpecError::Invalid { what: "--memory", reason: "the minimum is 6 MiB".into() });
@@ -448,13 +708,25 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
             resources = resources.pids(LinuxPidsBuilder::default().limit(limit).build()?);
         }
     }
-    let linux = LinuxBuilder::default()
+    let (masked, readonly): (Vec<String>, Vec<String>) = if options.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
+            READONLY_PATHS.iter().chain(&CGROUP_READONLY_PATHS).map(|p| p.to_string()).collect(),
+        )
+    };
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(input.cgroups_path.clone())
         .resources(resources.build()?)
-        .masked_paths(MASKED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
-        .readonly_paths(READONLY_PATHS.iter().chain(&CGROUP_READONLY_PATHS).map(|p| p.to_string()).collect::<Vec<_>>())
-        .build()?;
+        .devices(devices)
+        .masked_paths(masked)
+        .readonly_paths(readonly);
+    if let Some(seccomp) = seccomp {
+        linux = linux.seccomp(seccomp);
+    }
+    let linux = linux.build()?;
 
     Ok(SpecBuilder::default()
         .version("1.0.2")
@@ -539,7 +811,14 @@ mod tests {
             user: &user,
             cgroups_path: "/berth/abcdefabcdef0123".into(),
             etc_files: vec![("/etc/hostname".into(), "/x/hostname".into())],
-            host: HostFacts { swap_limit: true, nofile_max: 20_000, cgroup_namespace: true },
+            host: HostFacts {
+                swap_limit: true,
+                nofile_max: 20_000,
+                cgroup_namespace: true,
+                seccomp: seccomp::Target { arch: "amd64".into(), kernel: Some((6, 1)) },
+                devices: vec![],
+                capability_mask: 0,
+            },
         })
         .unwrap()
     }
@@ -602,6 +881,94 @@ mod tests {
         assert_eq!(json["linux"]["namespaces"].as_array().unwrap().len(), 5);
         assert!(json["process"]["capabilities"]["effective"].as_array().is_none_or(|a| a.is_empty()));
         assert!(json["linux"]["resources"]["memory"].is_null());
+    }
+
+    #[test]
+    fn capabilities_follow_dockers_rules() {
+        let caps = |add: &[&str], drop: &[&str]| {
+            let options = RunOptions { cap_add: strings(add), cap_drop: strings(drop), ..RunOptions::default() };
+            capabilities(&options, &HostFacts::default())
+        };
+        assert_eq!(caps(&[], &[]).unwrap().len(), 14);
+        let c = caps(&["net_admin", "CAP_SYS_PTRACE"], &["CHOWN", "cap_kill"]).unwrap();
+        assert_eq!(c.len(), 14);
+        assert!(c.contains(&Capability::NetAdmin) && c.contains(&Capability::SysPtrace));
+        assert!(!c.contains(&Capability::Chown) && !c.contains(&Capability::Kill));
+        assert_eq!(caps(&["ALL"], &["SYS_ADMIN"]).unwrap().len(), 40);
+        assert_eq!(caps(&["KILL"], &["all"]).unwrap(), HashSet::from([Capability::Kill]));
+        assert!(matches!(caps(&["NOPE"], &[]), Err(SpecError::UnknownCapability(n)) if n == "NOPE"));
+        let privileged = RunOptions { privileged: true, cap_drop: strings(&["ALL"]), ..RunOptions::default() };
+        assert_eq!(capabilities(&privileged, &HostFacts::default()).unwrap().len(), 41);
+        // Only what the host can grant: here no CAP_SYS_RESOURCE (24).
+        let host = HostFacts { capability_mask: 0x1ff_feff_ffff, ..HostFacts::default() };
+        let granted = capabilities(&privileged, &host).unwrap();
+        assert_eq!(granted.len(), 40);
+        assert!(!granted.contains(&Capability::SysResource) && granted.contains(&Capability::CheckpointRestore));
+    }
+
+    #[test]
+    fn security_options_shape_the_configuration() {
+        let json = |options: &RunOptions| serde_json::to_value(build_with(options, 0)).unwrap();
+        let default = json(&RunOptions::default());
+        assert_eq!(default["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let allowed =
+            |j: &serde_json::Value, name: &str| {
+                j["linux"]["seccomp"]["syscalls"].as_array().unwrap().iter().any(|r| {
+                    r["action"] == "SCMP_ACT_ALLOW" && r["names"].as_array().unwrap().iter().any(|n| n == name)
+                })
+            };
+        assert!(allowed(&default, "read") && !allowed(&default, "mount"));
+        // The profile follows the capabilities: CAP_SYS_ADMIN allows mount.
+        let admin = json(&RunOptions { cap_add: strings(&["SYS_ADMIN"]), ..RunOptions::default() });
+        assert!(allowed(&admin, "mount"));
+        assert_eq!(admin["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 15);
+        let unconfined = json(&RunOptions { seccomp: SeccompProfile::Unconfined, ..RunOptions::default() });
+        assert!(unconfined["linux"]["seccomp"].is_null());
+        let custom =
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#;
+        let custom = json(&RunOptions { seccomp: SeccompProfile::Custom(custom.into()), ..RunOptions::default() });
+        assert_eq!(custom["linux"]["seccomp"]["syscalls"][0]["names"][0], "mkdir");
+        let free = json(&RunOptions { new_privileges: true, ..RunOptions::default() });
+        assert!(free["process"]["noNewPrivileges"].is_null() || free["process"]["noNewPrivileges"] == false);
+
+        let null = Device {
+            container: "/dev/x".into(),
+            block: false,
+            major: 1,
+            minor: 3,
+            file_mode: 0o666,
+            uid: 0,
+            gid: 0,
+            permissions: "rw".into(),
+        };
+        let dev = json(&RunOptions { devices: vec![null.clone()], ..RunOptions::default() });
+        assert_eq!(dev["linux"]["devices"][0]["path"], "/dev/x");
+        let rules = dev["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(
+            rules.last().unwrap(),
+            &serde_json::json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"})
+        );
+
+        let privileged = json(&RunOptions { privileged: true, ..RunOptions::default() });
+        assert!(privileged["linux"]["seccomp"].is_null());
+        assert_eq!(privileged["linux"]["resources"]["devices"], serde_json::json!([{"allow": true, "access": "rwm"}]));
+        assert!(privileged["linux"]["maskedPaths"].as_array().is_none_or(|a| a.is_empty()));
+        assert_eq!(privileged["mounts"][3]["options"], serde_json::json!(["nosuid", "noexec", "nodev", "rw"]));
+        assert_eq!(privileged["process"]["capabilities"]["effective"].as_array().unwrap().len(), 41);
+        let bad = Device { permissions: "rwx".into(), ..null };
+        let img = image(None, Some(&["sh"]));
+        let user = ResolvedUser { uid: 0, gid: 0, additional_gids: vec![], home: "/".into() };
+        let options = RunOptions { devices: vec![bad], ..RunOptions::default() };
+        let input = SpecInput {
+            id: "x",
+            image: Some(&img),
+            options: &options,
+            user: &user,
+            cgroups_path: "/berth/x".into(),
+            etc_files: vec![],
+            host: HostFacts::default(),
+        };
+        assert!(matches!(build(&input), Err(SpecError::Invalid { what: "device permissions", .. })));
     }
 
     #[test]

@@ -38,6 +38,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
@@ -46,7 +48,7 @@ use self::auth::{pick_challenge, Challenge, HostAuth, Scope, Token, TokenRespons
 pub use self::auth::{Anonymous, CredentialError, CredentialProvider, Credentials, StaticCredentials};
 pub use self::docker_config::{DockerConfig, DockerConfigError};
 pub use self::pull::{PulledManifest, ResolvedImage};
-pub use self::push::Mount;
+pub use self::push::{BlobPush, Mount};
 use crate::digest::Digest;
 use crate::manifest::ManifestError;
 
@@ -622,28 +624,10 @@ fn bearer_header(token: &str) -> HeaderValue {
 
 fn basic_header(c: &Credentials) -> HeaderValue {
     let raw = format!("{}:{}", c.username, c.password);
-    let mut v = HeaderValue::from_str(&format!("Basic {}", base64(raw.as_bytes())))
+    let mut v = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(raw.as_bytes())))
         .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
     v.set_sensitive(true);
     v
-}
-
-/// Standard base64 with padding (RFC 4648), for basic authentication.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Reads a whole response body, failing once it passes `limit` bytes.

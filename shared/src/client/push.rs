@@ -13,6 +13,17 @@ use crate::digest::Digest;
 use crate::image_ref::ImageRef;
 use crate::name::{Reference, RepoName};
 
+/// How [`Client::push_blob`] got a blob into the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobPush {
+    /// The repository had it already (nothing was sent).
+    Existed,
+    /// It was mounted from the other repository.
+    Mounted,
+    /// It was uploaded.
+    Uploaded,
+}
+
 /// What a mount attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mount {
@@ -58,6 +69,7 @@ impl Client {
     /// Pushes the blob `digest` of `size` bytes read from `data`, unless the repository has
     /// it already. With `mount_from`, tries a cross-repository mount first. Blobs up to
     /// [`super::ClientConfig::chunk_size`] go in one `PUT`, larger ones in `PATCH` chunks.
+    /// Says which of these happened.
     pub async fn push_blob<R: AsyncRead + Unpin + Send + 'static>(
         &self,
         image: &ImageRef,
@@ -65,13 +77,13 @@ impl Client {
         size: u64,
         mut data: R,
         mount_from: Option<&RepoName>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<BlobPush, ClientError> {
         if self.blob_exists(image, digest).await? {
-            return Ok(());
+            return Ok(BlobPush::Existed);
         }
         let session = match mount_from {
             Some(from) => match self.mount_blob(image, from, digest).await? {
-                Mount::Mounted => return Ok(()),
+                Mount::Mounted => return Ok(BlobPush::Mounted),
                 Mount::Upload(url) => url,
             },
             None => self.start_upload(image).await?,
@@ -83,7 +95,8 @@ impl Client {
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-            return self.finish_upload(image, session, digest, headers, Payload::Stream(Some(body))).await;
+            self.finish_upload(image, session, digest, headers, Payload::Stream(Some(body))).await?;
+            return Ok(BlobPush::Uploaded);
         }
         let mut session = session;
         let mut offset = 0u64;
@@ -110,7 +123,8 @@ impl Client {
         }
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
-        self.finish_upload(image, session, digest, headers, Payload::Empty).await
+        self.finish_upload(image, session, digest, headers, Payload::Empty).await?;
+        Ok(BlobPush::Uploaded)
     }
 
     /// Pushes `data` as a blob and returns its SHA-256 digest.

@@ -11,6 +11,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -37,19 +39,10 @@ impl Request {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    /// The first value of query parameter `name` (not percent-decoded beyond `%3A` → `:`).
+    /// The first value of query parameter `name`, decoded ([`crate::query::value`]).
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| decode(v))
+        crate::query::value(&self.query, name)
     }
-}
-
-fn decode(v: &str) -> String {
-    v.replace("%3A", ":")
-        .replace("%3a", ":")
-        .replace("%2F", "/")
-        .replace("%2f", "/")
-        .replace('+', " ")
-        .replace("%20", " ")
 }
 
 /// An answer from the test server.
@@ -392,7 +385,7 @@ fn check_auth(auth: &FakeAuth, req: &Request, push: bool, realm: &str) -> Result
     match auth {
         FakeAuth::None => Ok(()),
         FakeAuth::Basic(user, pass) => {
-            let want = format!("Basic {}", super::base64(format!("{user}:{pass}").as_bytes()));
+            let want = format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")));
             if header == want {
                 Ok(())
             } else {
@@ -423,14 +416,14 @@ fn handle(s: &mut State, auth: &FakeAuth, cdn: Option<&str>, req: Request) -> Re
     let realm = format!("http://{host}/token");
     if req.path == "/token" {
         if let FakeAuth::Bearer(Some((user, pass))) = auth {
-            let want = format!("Basic {}", super::base64(format!("{user}:{pass}").as_bytes()));
+            let want = format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")));
             if req.header("authorization") != Some(want.as_str()) {
                 return Response::status(401);
             }
         }
         s.tokens_issued += 1;
-        let scope =
-            req.query.split('&').filter(|kv| kv.starts_with("scope=")).map(|kv| decode(&kv[6..])).collect::<Vec<_>>();
+        let scope: Vec<String> =
+            crate::query::pairs(&req.query).into_iter().filter(|(k, _)| k == "scope").map(|(_, v)| v).collect();
         return Response::status(200)
             .header("Content-Type", "application/json")
             .body(format!(r#"{{"token":"tok:{}","expires_in":300}}"#, scope.join(" ")));
