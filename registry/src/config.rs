@@ -35,6 +35,12 @@ pub struct Config {
     /// HTTPS. Without it the server speaks plain HTTP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// Tags that cannot be moved to another manifest nor deleted (`[[immutable]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub immutable: Vec<ImmutableRule>,
+    /// Storage quotas of repositories (`[[quota]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quota: Vec<QuotaRule>,
 }
 
 impl Default for Config {
@@ -48,6 +54,8 @@ impl Default for Config {
             gc: GcConfig::default(),
             auth: None,
             tls: None,
+            immutable: Vec::new(),
+            quota: Vec::new(),
         }
     }
 }
@@ -422,6 +430,30 @@ impl Default for TlsConfig {
     }
 }
 
+/// One `[[immutable]]` rule: tags matching `tags` in repositories matching `repositories`
+/// cannot be moved to another manifest nor deleted (pushing the same manifest again is
+/// allowed). `*` in a pattern matches any run of characters, as in `[[auth.rules]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImmutableRule {
+    /// Repository patterns (`prod/*`, `*`).
+    pub repositories: Vec<String>,
+    /// Tag patterns (`v*`, `latest`).
+    pub tags: Vec<String>,
+}
+
+/// One `[[quota]]` rule: each repository matching `repositories` may hold at most `bytes`
+/// bytes of manifests and the blobs they reference (each blob counted once). The first rule
+/// that matches a repository applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRule {
+    /// Repository patterns (`team-a/*`, `*`).
+    pub repositories: Vec<String>,
+    /// The limit of each matching repository, in bytes.
+    pub bytes: u64,
+}
+
 /// A setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting {setting}: {reason}")]
@@ -479,12 +511,41 @@ impl Config {
         if let Some(auth) = &self.auth {
             auth.validate()?;
         }
+        self.validate_policies()?;
         if let Some(tls) = &self.tls {
             if tls.certificate.as_os_str().is_empty() {
                 return Err(ConfigError { setting: "tls.certificate", reason: "must be set".into() });
             }
             if tls.key.as_os_str().is_empty() {
                 return Err(ConfigError { setting: "tls.key", reason: "must be set".into() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the `[[immutable]]` and `[[quota]]` rules.
+    fn validate_policies(&self) -> Result<(), ConfigError> {
+        let patterns = |p: &[String]| !p.is_empty() && p.iter().all(|p| !p.is_empty());
+        for (i, rule) in self.immutable.iter().enumerate() {
+            if !patterns(&rule.repositories) || !patterns(&rule.tags) {
+                return Err(ConfigError {
+                    setting: "immutable",
+                    reason: format!("rule {}: repositories and tags must hold non-empty patterns", i + 1),
+                });
+            }
+        }
+        for (i, rule) in self.quota.iter().enumerate() {
+            if !patterns(&rule.repositories) {
+                return Err(ConfigError {
+                    setting: "quota",
+                    reason: format!("rule {}: repositories must hold non-empty patterns", i + 1),
+                });
+            }
+            if rule.bytes == 0 {
+                return Err(ConfigError {
+                    setting: "quota",
+                    reason: format!("rule {}: bytes must be at least 1", i + 1),
+                });
             }
         }
         Ok(())
@@ -635,6 +696,23 @@ who = ["group:ci", "authenticated", "user:bob"]
         assert!(bad("[tls]\nkey = \"k.pem\"").unwrap_err().contains("tls.certificate"));
         assert!(bad("[auth.groups]\nx = [\"anonymous\"]").unwrap_err().contains("members"));
         assert!(bad("[auth]\nrealm = \"ftp://x\"").unwrap_err().contains("auth.realm"));
+    }
+
+    #[test]
+    fn immutable_and_quota_rules_parse_and_are_checked() {
+        let text = "[[immutable]]\nrepositories = [\"prod/*\"]\ntags = [\"v*\", \"latest\"]\n\
+                    [[quota]]\nrepositories = [\"*\"]\nbytes = 1000\n";
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.immutable[0].tags, ["v*", "latest"]);
+        assert_eq!(c.quota[0].bytes, 1000);
+        let again: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        let setting = |t: &str| toml::from_str::<Config>(t).unwrap().validate().unwrap_err().setting;
+        assert_eq!(setting("[[immutable]]\nrepositories = [\"*\"]\ntags = []"), "immutable");
+        assert_eq!(setting("[[quota]]\nrepositories = [\"*\"]\nbytes = 0"), "quota");
+        assert_eq!(setting("[[quota]]\nrepositories = [\"\"]\nbytes = 5"), "quota");
+        assert!(toml::from_str::<Config>("[[quota]]\nrepositories = [\"*\"]").is_err(), "bytes is required");
     }
 
     #[test]

@@ -98,6 +98,9 @@ struct Inner {
     status: StatusCode,
     detail: Option<serde_json::Value>,
     headers: HeaderMap,
+    /// A message replacing the code's registered one, when the client must read why (docker
+    /// and skopeo show `message`, never `detail`).
+    message: Option<String>,
 }
 
 /// The result type of every handler.
@@ -106,7 +109,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// An error with the code's status and no detail.
     pub fn new(code: Code) -> Self {
-        ApiError(Box::new(Inner { code, status: code.info().2, detail: None, headers: HeaderMap::new() }))
+        ApiError(Box::new(Inner {
+            code,
+            status: code.info().2,
+            detail: None,
+            headers: HeaderMap::new(),
+            message: None,
+        }))
     }
 
     /// Adds a detail string for the client.
@@ -118,6 +127,13 @@ impl ApiError {
     /// Adds a structured detail for the client.
     pub fn detail_json(mut self, detail: serde_json::Value) -> Self {
         self.0.detail = Some(detail);
+        self
+    }
+
+    /// Replaces the code's registered message: for refusals whose reason the user must see
+    /// (clients print `message`, not `detail`).
+    pub fn message(mut self, message: impl std::fmt::Display) -> Self {
+        self.0.message = Some(message.to_string());
         self
     }
 
@@ -161,7 +177,8 @@ impl From<StorageError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let inner = *self.0;
-        let (code, message, _) = inner.code.info();
+        let (code, registered, _) = inner.code.info();
+        let message = inner.message.as_deref().unwrap_or(registered);
         let mut error = json!({ "code": code, "message": message });
         if let Some(detail) = inner.detail {
             error["detail"] = detail;

@@ -26,6 +26,7 @@ pub mod fuzzing;
 pub mod gc;
 pub mod metrics;
 pub mod paths;
+pub mod policy;
 pub mod route;
 pub mod storage;
 pub mod store;
@@ -97,6 +98,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Access control, when `[auth]` is configured.
     pub auth: Option<Arc<crate::auth::Auth>>,
+    /// Immutable tags and quotas.
+    pub policies: Arc<policy::Policies>,
 }
 
 /// Opens the storage the configuration names and builds the application state.
@@ -107,7 +110,10 @@ pub async fn state(config: Config) -> Result<AppState, ServeError> {
         Some(_) => Some(Arc::new(auth::Auth::new(&config, driver.clone()).await?)),
         None => None,
     };
+    let policies = policy::Policies::new(&config)
+        .map_err(|e| config::ConfigError { setting: "immutable/quota", reason: e.to_string() })?;
     Ok(AppState {
+        policies: Arc::new(policies),
         store: Arc::new(store::Store::new(driver)),
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::default()),

@@ -6,6 +6,9 @@
 //! Manifests are served exactly as pushed. `Accept` negotiation: when a client that accepts
 //! only single-image manifest types asks for an index or manifest list, it gets the entry for
 //! linux/amd64 (or the first entry) instead, as distribution does for old Docker clients.
+//!
+//! A `PUT` or `DELETE` passes the repository's policies first ([`crate::policy`]: immutable
+//! tags, quotas).
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use shared::{media_type, NameError, Reference, RepoName, Tag};
 use super::{digest_error, method_not_allowed, repo_name, Req};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::events::Event;
+use crate::policy;
 use crate::store::{StoreError, StoredManifest};
 
 /// Parses the reference of a `PUT` or `DELETE`: one that is neither a valid tag nor a
@@ -97,6 +101,7 @@ pub(crate) async fn handle(req: Req, body: axum::body::Body, name: &str, referen
         Method::PUT => put(req, body, &repo, &parse_reference(reference)?).await,
         Method::DELETE => {
             let reference = parse_reference(reference)?;
+            policy::check_delete(&req.state.store, &req.state.policies, &repo, &reference).await?;
             req.state.store.delete_manifest(&repo, &reference).await?;
             let resp = (StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response();
             Ok(Event::ManifestDeleted { repo: repo.to_string(), reference: reference.to_string() }.attach(resp))
@@ -134,6 +139,8 @@ async fn put(req: Req, body: axum::body::Body, repo: &RepoName, reference: &Refe
     }
     let content_type = req.header(header::CONTENT_TYPE).map(str::to_string);
     let body = crate::body::read_limited(body, limit).await?;
+    let (store, policies) = (&req.state.store, &req.state.policies);
+    policy::check_push(store, policies, repo, reference, &tags, content_type.as_deref(), &body).await?;
     let pushed = req.state.store.put_manifest(repo, reference, &tags, content_type.as_deref(), body).await?;
     let mut resp = (
         StatusCode::CREATED,

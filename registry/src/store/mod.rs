@@ -5,7 +5,8 @@
 //! order things are written (see [`crate::paths`] for the layout), and the driver only moves
 //! bytes. All state lives in storage, so a restarted server (or another replica on the same
 //! storage) carries on where this one stopped; the only in-memory state is a cache of
-//! immutable manifest bytes and per-process locks that serialise writes to one upload.
+//! immutable manifest bytes (and of the blobs they reference) and per-process locks that
+//! serialise writes to one upload.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,10 +20,12 @@ use crate::storage::{ByteStream, Storage, StorageError};
 mod locks;
 mod manifests;
 mod uploads;
+mod usage;
 
 pub(crate) use manifests::page;
 pub use manifests::{Pushed, StoredManifest, TagPage};
 pub use uploads::UploadStatus;
+pub use usage::{Footprint, Usage};
 
 /// Why a store operation failed. Every variant but `Storage` is the client's doing.
 #[derive(Debug, thiserror::Error)]
@@ -83,12 +86,19 @@ pub struct Store {
     manifest_cache: Mutex<(usize, HashMap<Digest, Arc<StoredManifest>>)>,
     /// The locks of the upload sessions this process is writing.
     upload_locks: locks::UploadLocks,
+    /// What each manifest read for a quota references (immutable content).
+    footprints: usage::FootprintCache,
 }
 
 impl Store {
     /// A store over `storage`.
     pub fn new(storage: Arc<dyn Storage>) -> Self {
-        Store { storage, manifest_cache: Mutex::new((0, HashMap::new())), upload_locks: locks::UploadLocks::default() }
+        Store {
+            storage,
+            manifest_cache: Mutex::new((0, HashMap::new())),
+            upload_locks: locks::UploadLocks::default(),
+            footprints: usage::FootprintCache::default(),
+        }
     }
 
     /// The driver underneath.
