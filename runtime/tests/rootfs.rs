@@ -51,7 +51,7 @@ async fn container_roots_apply_whiteouts_as_overlay_or_copy() {
         ("data/.wh..wh..opq", b""),
         ("data/new", b"top"),
     ]);
-    add_image(&registry, "team/app", "v1", &[&base, &top]);
+    add_image(&registry, "team/app", "v1", &[&base, &top], None);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
     let reference: ImageRef = format!("{}/team/app:v1", registry.host()).parse().unwrap();
@@ -107,7 +107,7 @@ async fn an_image_with_a_layer_twice_is_still_an_overlay() {
     let registry = FakeRegistry::start(FakeAuth::None, false).await.unwrap();
     let same = layer(&[("etc/", b""), ("etc/version", b"one")]);
     let middle = layer(&[("etc/", b""), ("etc/version", b"two"), ("etc/middle", b"m")]);
-    add_image(&registry, "team/twice", "v1", &[&same, &middle, &same]);
+    add_image(&registry, "team/twice", "v1", &[&same, &middle, &same], None);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
     let reference: ImageRef = format!("{}/team/twice:v1", registry.host()).parse().unwrap();

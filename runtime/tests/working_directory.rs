@@ -54,7 +54,7 @@ async fn console_and_overlay_leave_the_working_directory_alone() {
     }
     let registry = FakeRegistry::start(FakeAuth::None, false).await.unwrap();
     let (base, top) = (layer(&[("etc/", b""), ("etc/base", b"base")]), layer(&[("etc/", b""), ("etc/top", b"top")]));
-    add_image(&registry, "team/app", "v1", &[&base, &top]);
+    add_image(&registry, "team/app", "v1", &[&base, &top], None);
     let store = Store::open(long_dir(dir.path()).join("store")).unwrap();
     let reference: ImageRef = format!("{}/team/app:v1", registry.host()).parse().unwrap();
     let client = Client::new(ClientConfig::default(), Arc::new(Anonymous)).unwrap();

@@ -53,13 +53,24 @@ fn descriptor(media_type: &str, data: &[u8]) -> Descriptor {
     }
 }
 
-pub fn add_image(registry: &FakeRegistry, repo: &str, tag: &str, layers: &[&Layer]) {
+/// Adds an image of `layers` as `repo:tag` (its config naming `diff_ids`, by default the
+/// layers' own) and returns its manifest digest.
+pub fn add_image(
+    registry: &FakeRegistry,
+    repo: &str,
+    tag: &str,
+    layers: &[&Layer],
+    diff_ids: Option<Vec<Digest>>,
+) -> Digest {
+    let diff_ids = diff_ids.unwrap_or_else(|| layers.iter().map(|l| l.diff_id.clone()).collect());
     let host = Platform::host();
     let config = serde_json::to_vec(&json!({
+        "created": "2024-01-02T03:04:05Z",
         "architecture": host.architecture,
         "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "config": {"Cmd": ["sh"]},
+        "history": [{"comment": tag}],
     }))
     .unwrap();
     registry.add_blob(&config);
@@ -73,5 +84,5 @@ pub fn add_image(registry: &FakeRegistry, repo: &str, tag: &str, layers: &[&Laye
         "layers": layers.iter().map(|l| descriptor(media_type::OCI_LAYER_GZIP, &l.gz)).collect::<Vec<_>>(),
     }))
     .unwrap();
-    registry.add_manifest(repo, Some(tag), media_type::OCI_MANIFEST, &manifest);
+    registry.add_manifest(repo, Some(tag), media_type::OCI_MANIFEST, &manifest)
 }
