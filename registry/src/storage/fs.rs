@@ -334,9 +334,19 @@ impl Storage for FsStorage {
 
     async fn delete_all(&self, prefix: &str) -> Result<(), StorageError> {
         let full = self.full(prefix.trim_end_matches('/'))?;
-        self.blocking(full, |p| match fs::remove_dir_all(p) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        self.blocking(full, |p| {
+            // A writer may add an entry while the folder is being emptied (the collector
+            // removing a blob's folder as a push writes its `touched` marker there): the
+            // removal then finds the folder not empty, and goes again, as a removal that
+            // came a moment later would have.
+            let mut attempts = 0;
+            loop {
+                match fs::remove_dir_all(p) {
+                    Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempts < 16 => attempts += 1,
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => return Ok(()),
+                }
+            }
         })
         .await
     }
