@@ -31,6 +31,7 @@ pub mod route;
 pub mod storage;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 
 pub use config::Config;
 
@@ -100,6 +101,8 @@ pub struct AppState {
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// Immutable tags and quotas.
     pub policies: Arc<policy::Policies>,
+    /// The webhook receivers, their queues and recent deliveries.
+    pub webhooks: Arc<webhooks::Webhooks>,
 }
 
 /// Opens the storage the configuration names and builds the application state.
@@ -112,8 +115,11 @@ pub async fn state(config: Config) -> Result<AppState, ServeError> {
     };
     let policies = policy::Policies::new(&config)
         .map_err(|e| config::ConfigError { setting: "immutable/quota", reason: e.to_string() })?;
+    let webhooks = webhooks::Webhooks::start(&config.webhooks, config.addr.to_string())
+        .map_err(|e| config::ConfigError { setting: "webhooks", reason: e.to_string() })?;
     Ok(AppState {
         policies: Arc::new(policies),
+        webhooks: Arc::new(webhooks),
         store: Arc::new(store::Store::new(driver)),
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::default()),
@@ -143,7 +149,7 @@ pub async fn serve_on(
     let tls = config.tls.clone();
     let state = state(config).await?;
     let purge = spawn_upload_purge(&state);
-    let collect = gc::schedule::spawn(state.store.storage().clone(), &state.config.gc);
+    let collect = gc::schedule::spawn(state.store.storage().clone(), &state.config, state.metrics.clone());
     let addr = listener.local_addr()?;
     let app = api::router(state);
     let result = match &tls {
