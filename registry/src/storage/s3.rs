@@ -648,7 +648,13 @@ impl Storage for S3Storage {
     }
 
     async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<String>, StorageError> {
-        let names = self.list_from(prefix, Some(after)).await?;
+        // Servers differ on a folder (common prefix) that sorts before the start key while
+        // keys below it follow it (`a/` for `a/b`: s3s-fs leaves it out, AWS lists it), so
+        // the listing starts after the first component of `after` less its last character:
+        // every child that may hold something after `after` sorts after that.
+        let first = after.split('/').next().unwrap_or_default();
+        let start = first.char_indices().last().map(|(i, _)| &first[..i]).filter(|s| !s.is_empty());
+        let names = self.list_from(prefix, start).await?;
         Ok(names.into_iter().filter(|c| super::may_follow(c, after)).collect())
     }
 
