@@ -19,11 +19,13 @@ use crate::storage::{ByteStream, Storage, StorageError};
 
 mod locks;
 mod manifests;
+mod summary;
 mod uploads;
 mod usage;
 
 pub(crate) use manifests::page;
 pub use manifests::{Pushed, StoredManifest, TagPage};
+pub use summary::{platform_text, RepoSummary, TagInfo};
 pub use uploads::UploadStatus;
 pub use usage::{Footprint, Usage};
 
