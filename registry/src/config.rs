@@ -49,6 +49,8 @@ pub struct Config {
     /// Receivers told of pushes, deletions and pulls (`[[webhooks]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
+    /// The web UI at `/` (`[ui]`).
+    pub ui: UiConfig,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             quota: Vec::new(),
             retention: Vec::new(),
             webhooks: Vec::new(),
+            ui: UiConfig::default(),
         }
     }
 }
@@ -208,6 +211,22 @@ pub struct Uploads {
 impl Default for Uploads {
     fn default() -> Self {
         Uploads { purge_after_secs: 86_400, purge_interval_secs: 3_600 }
+    }
+}
+
+/// The web UI (`[ui]`; see [`crate::hub`]). The admin API under `/api/v1/` is always on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the web UI at `/`. Default `true`.
+    pub enabled: bool,
+    /// How long a sign-in lasts, in seconds. Default 43200 (12 hours).
+    pub session_ttl_secs: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig { enabled: true, session_ttl_secs: 43_200 }
     }
 }
 

@@ -1,5 +1,5 @@
-//! The HTTP API: the OCI distribution spec's endpoints under `/v2/`, plus `/healthz` and
-//! `/metrics`.
+//! The HTTP API: the OCI distribution spec's endpoints under `/v2/`, plus `/healthz`,
+//! `/metrics`, and the hub's admin API and web UI ([`crate::hub`]).
 //!
 //! Repository names may hold slashes, so everything under `/v2/` is one wildcard route whose
 //! path [`crate::route`] has parsed once into the request's [`Route`]; the handlers live in
@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(render_metrics))
         .route("/token", any(crate::auth::token::endpoint))
+        .merge(crate::hub::routes(&state))
         .fallback(|| async {
             ApiError::new(Code::Unsupported).status(StatusCode::NOT_FOUND).detail("unknown endpoint")
         })

@@ -20,10 +20,12 @@ use crate::storage::{ByteStream, Storage, StorageError};
 pub mod catalog;
 mod locks;
 mod manifests;
+mod summary;
 mod uploads;
 mod usage;
 
 pub use manifests::{Pushed, StoredManifest, TagPage};
+pub use summary::{platform_text, RepoSummary, TagInfo};
 pub use uploads::UploadStatus;
 pub use usage::{Footprint, Usage};
 
