@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::mirror::config::MirrorConfig;
+
 /// Everything `berth serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +43,9 @@ pub struct Config {
     /// Storage quotas of repositories (`[[quota]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quota: Vec<QuotaRule>,
+    /// Upstream registries this one mirrors (`[[mirror]]`, see [`crate::mirror`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirror: Vec<MirrorConfig>,
 }
 
 impl Default for Config {
@@ -56,6 +61,7 @@ impl Default for Config {
             tls: None,
             immutable: Vec::new(),
             quota: Vec::new(),
+            mirror: Vec::new(),
         }
     }
 }
@@ -512,6 +518,7 @@ impl Config {
             auth.validate()?;
         }
         self.validate_policies()?;
+        crate::mirror::config::check(&self.mirror)?;
         if let Some(tls) = &self.tls {
             if tls.certificate.as_os_str().is_empty() {
                 return Err(ConfigError { setting: "tls.certificate", reason: "must be set".into() });

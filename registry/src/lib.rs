@@ -25,6 +25,7 @@ pub mod events;
 pub mod fuzzing;
 pub mod gc;
 pub mod metrics;
+pub mod mirror;
 pub mod paths;
 pub mod policy;
 pub mod route;
@@ -100,6 +101,8 @@ pub struct AppState {
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// Immutable tags and quotas.
     pub policies: Arc<policy::Policies>,
+    /// The upstreams this registry mirrors (`[[mirror]]`).
+    pub mirrors: Arc<mirror::Mirrors>,
 }
 
 /// Opens the storage the configuration names and builds the application state.
@@ -112,7 +115,9 @@ pub async fn state(config: Config) -> Result<AppState, ServeError> {
     };
     let policies = policy::Policies::new(&config)
         .map_err(|e| config::ConfigError { setting: "immutable/quota", reason: e.to_string() })?;
+    let mirrors = mirror::Mirrors::new(&config.mirror)?;
     Ok(AppState {
+        mirrors: Arc::new(mirrors),
         policies: Arc::new(policies),
         store: Arc::new(store::Store::new(driver)),
         config: Arc::new(config),

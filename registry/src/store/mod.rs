@@ -17,6 +17,7 @@ use shared::{Digest, RepoName};
 use crate::paths;
 use crate::storage::{ByteStream, Storage, StorageError};
 
+mod fetched;
 mod locks;
 mod manifests;
 mod uploads;
