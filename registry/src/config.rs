@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use crate::webhooks::{EventKind, WebhookConfig};
+pub use crate::mirror::config::MirrorConfig;
 
 /// Everything `berth serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +52,9 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// The web UI at `/` (`[ui]`).
     pub ui: UiConfig,
+    /// Upstream registries this one mirrors (`[[mirror]]`, see [`crate::mirror`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirror: Vec<MirrorConfig>,
 }
 
 impl Default for Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             retention: Vec::new(),
             webhooks: Vec::new(),
             ui: UiConfig::default(),
+            mirror: Vec::new(),
         }
     }
 }
@@ -572,6 +577,7 @@ impl Config {
                 return Err(ConfigError { setting: "webhooks", reason: format!("receiver {}: {reason}", i + 1) });
             }
         }
+        crate::mirror::config::check(&self.mirror)?;
         if let Some(tls) = &self.tls {
             if tls.certificate.as_os_str().is_empty() {
                 return Err(ConfigError { setting: "tls.certificate", reason: "must be set".into() });

@@ -27,6 +27,7 @@ pub mod fuzzing;
 pub mod gc;
 pub mod hub;
 pub mod metrics;
+pub mod mirror;
 pub mod paths;
 pub mod policy;
 pub mod route;
@@ -107,6 +108,8 @@ pub struct AppState {
     pub webhooks: Arc<webhooks::Webhooks>,
     /// The admin API's and web UI's keys and state.
     pub hub: Arc<hub::Hub>,
+    /// The upstreams this registry mirrors (`[[mirror]]`).
+    pub mirrors: Arc<mirror::Mirrors>,
 }
 
 /// Opens the storage the configuration names and builds the application state.
@@ -122,8 +125,10 @@ pub async fn state(config: Config) -> Result<AppState, ServeError> {
     let webhooks = webhooks::Webhooks::start(&config.webhooks, config.addr.to_string())
         .map_err(|e| config::ConfigError { setting: "webhooks", reason: e.to_string() })?;
     let keys = hub::session::Keys::load(driver.as_ref()).await?;
+    let mirrors = mirror::Mirrors::new(&config.mirror)?;
     Ok(AppState {
         hub: Arc::new(hub::Hub::new(keys)),
+        mirrors: Arc::new(mirrors),
         policies: Arc::new(policies),
         webhooks: Arc::new(webhooks),
         store: Arc::new(store::Store::new(driver)),

@@ -194,7 +194,7 @@ impl Store {
         self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner()).1.get(digest).cloned()
     }
 
-    fn cache_put(&self, m: StoredManifest) -> Arc<StoredManifest> {
+    pub(super) fn cache_put(&self, m: StoredManifest) -> Arc<StoredManifest> {
         let m = Arc::new(m);
         let mut cache = self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0 + m.body.len() > MANIFEST_CACHE_BYTES {

@@ -18,6 +18,7 @@ use crate::paths;
 use crate::storage::{ByteStream, Storage, StorageError};
 
 pub mod catalog;
+mod fetched;
 mod locks;
 mod manifests;
 mod summary;
