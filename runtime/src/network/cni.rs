@@ -32,9 +32,11 @@ const PLUGIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 /// The container's interface name.
 pub const IFNAME: &str = "eth0";
 
-/// The plugin chain of network `def`; `ipam_dir` holds the address leases.
-pub fn network_config(def: &NetworkDef, ipam_dir: &Path) -> Value {
-    json!({
+/// The plugin chain of network `def` for a container publishing `ports` (no `portmap`
+/// without: it would only cost a process and its `iptables` calls); `ipam_dir` holds the
+/// address leases. Kept with the attachment, so DEL runs the same chain.
+pub fn network_config(def: &NetworkDef, ipam_dir: &Path, ports: &[PortMapping]) -> Value {
+    let mut list = json!({
         "cniVersion": CNI_VERSION,
         "name": format!("berth-{}", def.name),
         "plugins": [
@@ -54,7 +56,13 @@ pub fn network_config(def: &NetworkDef, ipam_dir: &Path) -> Value {
             {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
             {"type": "firewall", "backend": "iptables"},
         ],
-    })
+    });
+    if ports.is_empty() {
+        if let Some(plugins) = list["plugins"].as_array_mut() {
+            plugins.retain(|p| p["type"] != "portmap");
+        }
+    }
+    list
 }
 
 /// The folder holding `plugin`.
@@ -85,6 +93,7 @@ fn plugin_config(list: &Value, plugin: &Value, prev: Option<&Value>, ports: &[Po
 fn invoke(command: &str, conf: &Value, container: &str, netns: &Path) -> Result<Value, NetworkError> {
     let plugin = conf["type"].as_str().unwrap_or_default().to_string();
     let dir = plugin_dir(&plugin)?;
+    tracing::debug!(plugin, command, "CNI plugin");
     let exec_err = |source| NetworkError::PluginExec { plugin: plugin.clone(), source };
     let mut child = Command::new(dir.join(&plugin))
         .env_clear()
@@ -172,14 +181,15 @@ mod tests {
     #[test]
     fn plugins_get_the_chain_name_previous_result_and_ports() {
         let def = NetworkDef::new("web", "10.90.0.0/24".parse().unwrap(), None, true);
-        let list = network_config(&def, Path::new("/var/lib/berth/networks/ipam"));
-        let plugins = list["plugins"].as_array().unwrap();
-        assert_eq!(
-            plugins.iter().map(|p| p["type"].as_str().unwrap()).collect::<Vec<_>>(),
-            ["bridge", "portmap", "firewall"]
-        );
-        assert_eq!(plugins[0]["ipam"]["ranges"][0][0]["gateway"], "10.90.0.1");
         let ports = super::super::ports::parse_publish("127.0.0.1:8080:80").unwrap();
+        let list = network_config(&def, Path::new("/var/lib/berth/networks/ipam"), &ports);
+        let plugins = list["plugins"].as_array().unwrap();
+        let types = |l: &Value| -> Vec<String> {
+            l["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(types(&list), ["bridge", "portmap", "firewall"]);
+        assert_eq!(types(&network_config(&def, Path::new("/x"), &[])), ["bridge", "firewall"]);
+        assert_eq!(plugins[0]["ipam"]["ranges"][0][0]["gateway"], "10.90.0.1");
         let prev = json!({"ips": []});
         let conf = plugin_config(&list, &plugins[1], Some(&prev), &ports);
         assert_eq!(conf["name"], "berth-web");

@@ -479,7 +479,7 @@ impl Networks {
         let ports = choose_ports(request.ports, &others)?;
         let netns_path = self.paths.netns(request.container);
         netns::create(&netns_path).map_err(|source| NetworkError::Netns { path: netns_path.clone(), source })?;
-        let config = cni::network_config(&def, &self.ipam_dir(&def));
+        let config = cni::network_config(&def, &self.ipam_dir(&def), &ports);
         let result = match cni::add(&config, request.container, &netns_path, &ports) {
             Ok(result) => result,
             Err(e) => {
