@@ -6,6 +6,7 @@ pub mod images;
 pub mod inspect;
 pub mod login;
 pub mod logs;
+pub mod network;
 pub mod oci_runtime;
 pub mod ps;
 pub mod pull;
