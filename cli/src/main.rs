@@ -71,7 +71,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let root = cli.root.unwrap_or_else(|| PathBuf::from(runtime::DEFAULT_ROOT));
-    if matches!(cli.command, Command::Run(_) | Command::ContainerShim(_) | Command::OciRuntime(_)) {
+    if matches!(cli.command, Command::Run(_) | Command::Compose(_) | Command::ContainerShim(_) | Command::OciRuntime(_))
+    {
         // These start containers: never from the host's binary itself (CVE-2019-5736).
         if let Err(e) = commands::reexec_sealed() {
             eprintln!("berth: {e:#}");

@@ -6,7 +6,8 @@
 //! The steps live in their own modules, in the order the loader runs them: [`yaml`] (parse,
 //! with lines), [`interpolate`] (variables and env files), [`schema`] (validation),
 //! [`canonical`] (short syntax to long), [`files`] (include and extends), [`merge`],
-//! [`normalize`].
+//! [`normalize`]. Running a project: [`plan`] (containers, options, order) and [`up`] (over
+//! the [`up::Engine`] trait the CLI implements with berth's runtime).
 
 #![deny(missing_docs)]
 
@@ -21,7 +22,9 @@ pub mod interpolate;
 pub mod load;
 pub mod merge;
 pub mod normalize;
+pub mod plan;
 pub mod schema;
+pub mod up;
 pub mod yaml;
 
 pub use error::Error;

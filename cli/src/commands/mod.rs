@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod compose;
+pub mod compose_engine;
 pub mod gc;
 pub mod images;
 pub mod inspect;
