@@ -1,6 +1,8 @@
 //! One module per subcommand: each parses its flags and calls a library crate.
 
 pub mod build;
+pub mod compose;
+pub mod compose_engine;
 pub mod gc;
 pub mod images;
 pub mod inspect;

@@ -314,7 +314,7 @@ pub fn options(args: &Args) -> Result<RunOptions> {
 }
 
 /// The image in the store, pulled first when missing.
-fn find_or_pull(store: &Store, image: &str, plain_http: bool) -> Result<ImageRecord> {
+pub(crate) fn find_or_pull(store: &Store, image: &str, plain_http: bool) -> Result<ImageRecord> {
     if let Some(found) = store.find(image).context("cannot read the image index")?.into_iter().next() {
         return Ok(found);
     }
