@@ -15,7 +15,7 @@ use runtime::container::shim::{self, ShimArgs, EXIT_START_FAILED};
 use runtime::container::spec::device_at;
 use runtime::container::{Containers, Device, Network, RunOptions, SeccompProfile, Tmpfs, Volume};
 use runtime::{ImageRecord, PullOptions, Store, TerminalProgress};
-use shared::client::{Client, ClientConfig};
+use shared::client::Client;
 use shared::ImageRef;
 
 /// Flags of `berth run`, as `docker run` has them.
@@ -314,13 +314,13 @@ pub fn options(args: &Args) -> Result<RunOptions> {
 }
 
 /// The image in the store, pulled first when missing.
-fn find_or_pull(store: &Store, image: &str, plain_http: bool) -> Result<ImageRecord> {
+pub(crate) fn find_or_pull(store: &Store, image: &str, plain_http: bool) -> Result<ImageRecord> {
     if let Some(found) = store.find(image).context("cannot read the image index")?.into_iter().next() {
         return Ok(found);
     }
     let reference: ImageRef = image.parse()?;
     eprintln!("Unable to find image '{}' locally", reference.familiar());
-    let config = ClientConfig { plain_http, ..ClientConfig::default() };
+    let config = super::client_config(plain_http)?;
     let credentials = Arc::new(super::login::docker_config()?);
     let client = Client::new(config, credentials).context("cannot set up the registry client")?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
