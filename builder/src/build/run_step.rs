@@ -23,7 +23,7 @@ use crate::context::{ContextError, Pick, PickKind, Select};
 use crate::instructions::{Command, Mount, MountKind, NetworkMode, Run};
 use crate::plan::PROXY_ARGS;
 use crate::progress::Outcome;
-use crate::run::{self as runner, Request, Sandbox, Snapshot};
+use crate::run::{self as runner, Request, Sandbox, Snapshot, StepNetwork};
 use crate::tarball::Entry;
 
 /// Where a bind mount's files come from, made ready on a cache miss only.
@@ -100,6 +100,13 @@ impl Exec<'_> {
         })
         .to_string();
         let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"RUN", key_text.as_bytes()]);
+        // The entitlement is checked before the cache: a cached step needs it too.
+        let network = match r.network {
+            NetworkMode::None => StepNetwork::None,
+            NetworkMode::Host if !self.options.allow_host_network => return Err(StepError::HostNetwork),
+            NetworkMode::Host => StepNetwork::Host,
+            NetworkMode::Default => self.options.network_root.clone().map_or(StepNetwork::Host, StepNetwork::Bridge),
+        };
         if let Some(size) = self.lookup(st, &key, &spec.created_by)? {
             return Ok((Outcome::Cached, size));
         }
@@ -107,7 +114,7 @@ impl Exec<'_> {
         if let Some((name, content)) = &spec.script {
             mounts.binds.push(self.script_bind(name, content)?);
         }
-        let entries = self.execute(st, &spec, mounts, r.network == NetworkMode::None, &key, id)?;
+        let entries = self.execute(st, &spec, mounts, network, &key, id)?;
         let size = self.commit(st, &key, entries, &spec.created_by)?;
         if let Some(ws) = st.workspace.as_mut() {
             if let Some(l) = st.image.layers.last() {
@@ -305,7 +312,7 @@ impl Exec<'_> {
         st: &mut StageState,
         spec: &RunSpec,
         mounts: Mounts,
-        no_network: bool,
+        network: StepNetwork,
         key: &Digest,
         id: usize,
     ) -> Result<Vec<Entry>, StepError> {
@@ -335,7 +342,7 @@ impl Exec<'_> {
             env: spec.env.iter().chain(&spec.proxies).cloned().collect(),
             cwd: spec.cwd.clone(),
             user: spec.user.clone(),
-            no_network,
+            network,
             binds: mounts.binds,
             tmpfs: mounts.tmpfs,
         };

@@ -436,6 +436,7 @@ impl Shim {
             network,
             aliases: &options.network_aliases,
             ports: &ports,
+            owner: None,
         };
         let networks = Networks::new(self.containers.paths().clone());
         Ok(Some(networks.attach(&request, &self.containers)?))
