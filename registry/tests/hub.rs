@@ -245,7 +245,7 @@ async fn tags_give_digest_platforms_size_and_push_time() {
         (amd_row["digest"].as_str().unwrap(), amd_row["size"].as_u64().unwrap()),
         (amd.to_string().as_str(), amd_size)
     );
-    assert_eq!(amd_row["platforms"], json!([]));
+    assert_eq!(amd_row["platforms"], json!(["linux/amd64"]), "a single image's platform is its config's");
 
     let page = reg.get("/api/v1/repositories/team-a/multi/tags?n=1&sort=pushed", Some("alice")).await.json();
     assert_eq!(page["tags"].as_array().unwrap().len(), 1);
@@ -628,4 +628,19 @@ async fn the_ui_can_be_turned_off_and_the_api_stays() {
     assert_eq!(reg.get("/", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(reg.get("/login", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(reg.get("/api/v1/repositories", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_repository_list_follows_pushes_and_deletions_at_once() {
+    let reg = Reg::new("").await;
+    reg.image("team-a/one", "v1", &plain_config("amd64"), b"1").await;
+    assert_eq!(names(&reg, Some("admin"), "").await, ["team-a/one"]);
+    // The list of names is kept a while; what this replica changes shows at once.
+    reg.image("team-a/two", "v1", &plain_config("amd64"), b"2").await;
+    assert_eq!(names(&reg, Some("admin"), "").await, ["team-a/one", "team-a/two"]);
+    let r = reg
+        .call("DELETE", "/api/v1/repositories/team-a/one", &[("authorization", &basic("admin"))], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(names(&reg, Some("admin"), "").await, ["team-a/two"]);
 }

@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod s3;
+pub mod webdriver;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -142,15 +142,16 @@ pub(crate) async fn repo_page(
     n: usize,
     last: Option<&str>,
 ) -> ApiResult<RepoPage> {
-    let mut all = state.store.repositories().await?;
+    let names = state.hub.repository_names(&state.store).await?;
     let q = q.trim().to_ascii_lowercase();
-    all.retain(|name| name.contains(&q) && viewer.may(name) & PULL != 0);
+    let all: Vec<String> =
+        names.iter().filter(|name| name.contains(&q) && viewer.may(name) & PULL != 0).cloned().collect();
     let matched = all.len();
     let page = crate::store::page(all, Some(n), last);
     let names: Vec<RepoName> = page.tags.iter().filter_map(|n| n.parse().ok()).collect();
     let mut repositories = Vec::with_capacity(names.len());
     for chunk in names.chunks(16) {
-        for summary in futures_util::future::join_all(chunk.iter().map(|r| state.store.repo_summary(r))).await {
+        for summary in futures_util::future::join_all(chunk.iter().map(|r| state.hub.summary(&state.store, r))).await {
             repositories.push(summary?);
         }
     }
@@ -216,7 +217,7 @@ pub(crate) async fn visible(
 
 async fn one(state: &AppState, viewer: &Viewer, name: &str) -> ApiResult<Response> {
     let repo = visible(state, viewer, name, PULL, "pull from").await?;
-    let s = state.store.repo_summary(&repo).await?;
+    let s = state.hub.summary(&state.store, &repo).await?;
     Ok(json_response(StatusCode::OK, summary_json(&s)))
 }
 
@@ -324,6 +325,7 @@ pub(crate) async fn delete_repository(state: &AppState, viewer: &Viewer, name: &
         crate::policy::check_delete(&state.store, &state.policies, &repo, &shared::Reference::Tag(tag)).await?;
     }
     state.store.delete_repository(&repo).await?;
+    state.hub.forget_repository(repo.as_str());
     tracing::info!(
         target: "audit",
         event = "repository_deleted",

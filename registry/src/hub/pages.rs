@@ -95,10 +95,12 @@ impl Ctx {
     /// A page telling what went wrong.
     pub fn error(&self, err: &ApiError) -> Response {
         let status = err.http_status();
-        let mut body = format!("<h1>{}</h1><p class=\"error\">{}</p>", status.as_u16(), esc(err.text()));
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let mut body = format!("<h1>{} {reason}</h1><p class=\"error\">{}</p>", status.as_u16(), esc(err.text()));
         if self.viewer.anonymous() && self.state.auth.is_some() {
             body.push_str("<p><a href=\"/login\">Sign in</a> to see more.</p>");
         }
+        body.push_str("<p><a href=\"/\">Back to the repositories</a></p>");
         self.page(status, status.canonical_reason().unwrap_or("Error"), &body)
     }
 
@@ -234,7 +236,7 @@ async fn repository_body(ctx: &Ctx, parts: &Parts, name: &str) -> Result<String,
     let sort = Sort::parse(q(parts, "sort").as_deref())?;
     let last = q(parts, "last");
     let page = api::tags_page(state, &repo, sort, api::DEFAULT_PAGE, last.as_deref()).await?;
-    let summary = state.store.repo_summary(&repo).await?;
+    let summary = state.hub.summary(&state.store, &repo).await?;
     let may_delete = ctx.viewer.may(repo.as_str()) & DELETE != 0;
     let mut rows = String::new();
     for t in &page.tags {
@@ -358,6 +360,7 @@ pub(crate) async fn delete_tag(State(state): State<AppState>, req: Request) -> R
     if let Err(e) = deleted {
         return ctx.error(&e);
     }
+    state.hub.note_repository(repo.as_str());
     let event = Event::ManifestDeleted { repo: repo.to_string(), reference: tag.to_string() };
     let client = ctx.viewer.caller.client.map_or_else(|| "-".to_string(), |c| c.to_string());
     event.log(&ctx.viewer.caller.identity, &client);
