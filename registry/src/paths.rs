@@ -26,6 +26,8 @@
 //!                                                 secret (never the secret), created, expires
 //! _gc/doomed/<run>                                the digests collector run <run> is deleting
 //!                                                 right now (JSON), and until when (see [`crate::gc`])
+//! _gc/runs/<start>-<id>                          the record of a finished collection (JSON: when,
+//!                                                 how long, what it removed; see [`crate::gc::history`])
 //! _gc/lease.<n>                                   the collector's lease, generation <n> (20 digits,
 //!                                                 JSON: who collects, until when); taken by a
 //!                                                 create-only write of the next generation
@@ -72,6 +74,14 @@ pub const GC_DOOMED: &str = "_gc/doomed";
 /// The digests collector run `run` is deleting at the moment.
 pub fn gc_doomed(run: &str) -> String {
     format!("_gc/doomed/{run}")
+}
+
+/// The folder of the collector's run records.
+pub const GC_RUNS: &str = "_gc/runs";
+
+/// The record of one collection.
+pub fn gc_run(name: &str) -> String {
+    format!("_gc/runs/{name}")
 }
 
 /// Generation `n` of the collector's lease.

@@ -308,9 +308,27 @@ async fn collecting_needs_delete_on_everything() {
     };
     post("alice").await.expect(StatusCode::FORBIDDEN, "DENIED");
     reg.call("POST", "/api/v1/gc", &[], Body::empty()).await.expect(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    let r = reg.get("/api/v1/gc/runs", Some("admin")).await;
+    assert_eq!((r.status, r.json()["runs"].clone()), (StatusCode::OK, json!([])), "{}", r.text());
     let r = post("admin").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     reg.get("/api/v1/gc/runs", Some("alice")).await.expect(StatusCode::FORBIDDEN, "DENIED");
+    reg.get("/api/v1/gc/runs?n=x", Some("admin")).await.expect(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID");
+    // The run started is recorded once it ends (an empty registry takes milliseconds).
+    let mut runs = json!([]);
+    for _ in 0..600 {
+        let v = reg.get("/api/v1/gc/runs", Some("admin")).await.json();
+        if v["running_here"] == false && !v["runs"].as_array().unwrap().is_empty() {
+            runs = v["runs"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "no run recorded");
+    assert!(runs[0]["error"].is_null() && runs[0]["started_ms"].as_u64().unwrap() > 0, "{runs}");
+    let mut admin = Browser::new(&reg);
+    admin.sign_in("admin").await;
+    assert!(admin.get("/system").await.text().contains("Last runs"));
 }
 
 /// A browser: its cookies, and the CSRF token of the last page.

@@ -167,6 +167,11 @@ impl Hub {
         !self.collecting.swap(true, Ordering::SeqCst)
     }
 
+    /// True while a collection started here through the API or the UI runs.
+    pub(crate) fn collecting(&self) -> bool {
+        self.collecting.load(Ordering::SeqCst)
+    }
+
     /// Marks the collection started from the API as over.
     pub(crate) fn stop_collecting(&self) {
         self.collecting.store(false, Ordering::SeqCst);

@@ -428,7 +428,39 @@ pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Respo
         state.config.gc.grace_secs,
         ctx.csrf_input()
     );
+    match crate::gc::history::recent(state.store.storage().as_ref(), api::DEFAULT_RUNS).await {
+        Ok(runs) => body.push_str(&runs_table(&runs)),
+        Err(e) => return ctx.error(&ApiError::internal(&e)),
+    }
     ctx.page(StatusCode::OK, "System", &body)
+}
+
+/// The collector's last runs, as a table.
+fn runs_table(runs: &[crate::gc::history::Run]) -> String {
+    if runs.is_empty() {
+        return "<p class=\"empty\">No collection has run yet.</p>".into();
+    }
+    let mut out = String::from(
+        "<h3>Last runs</h3><table class=\"list\"><thead><tr><th>Started</th><th class=\"num\">Took</th>\
+         <th class=\"num\">Manifests</th><th class=\"num\">Blobs</th><th class=\"num\">Freed</th><th>Result</th></tr></thead><tbody>",
+    );
+    for r in runs {
+        let started = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.started_ms);
+        let result =
+            r.error.as_deref().map_or_else(|| "ok".to_string(), |e| format!("<span class=\"error\">{}</span>", esc(e)));
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"num\">{:.1} s</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td>{result}</td></tr>",
+            html::time_el(Some(started)),
+            r.duration_ms as f64 / 1000.0,
+            r.manifests,
+            r.blobs,
+            html::size(r.bytes_freed + r.driver_bytes),
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 /// `POST /system/gc`: starts a collection, as `POST /api/v1/gc`.
