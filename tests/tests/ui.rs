@@ -214,6 +214,16 @@ async fn delete_through_the_ui(browser: &Browser, host: &str, docker_config: &st
 /// one he may only pull.
 async fn bob_sees_his_own(browser: &Browser, host: &str, shots: &Path) -> Result<()> {
     browser.click("header form button").await?;
+    // The click's POST and redirect finish before the next page is opened.
+    let mut out = false;
+    for _ in 0..200 {
+        if browser.source().await.is_ok_and(|p| p.contains("Sign in</a>")) {
+            out = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ensure!(out, "signing out did not end alice's session");
     sign_in(browser, host, BOB).await?;
     let home = browser.source().await?;
     ensure!(home.contains("shared/base") && !home.contains("alice/"), "bob's list: {home}");
