@@ -58,6 +58,8 @@ enum Command {
     Stop(commands::stop::Args),
     /// Remove containers.
     Rm(commands::rm::Args),
+    /// Manage volumes.
+    Volume(commands::volume::Args),
     /// Supervise one container (started by `berth run`).
     #[command(hide = true)]
     ContainerShim(commands::run::ShimFlags),
@@ -100,6 +102,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(args) => commands::logs::run(&root, args),
         Command::Stop(args) => commands::stop::run(&root, args),
         Command::Rm(args) => commands::rm::run(&root, args),
+        Command::Volume(args) => commands::volume::run(&root, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -24,6 +24,11 @@
 //!     <id>/                       the OCI runtime's own state: this folder is the `--root` of
 //!                                 libcontainer or runc, which keep a folder per container ID in
 //!                                 it (one folder less to create and delete for every run)
+//!   volumes/<name>/               one volume (`berth volume`, `-v NAME:/path`); anonymous
+//!                                 ones are named by 64 hex digits. Created, checked for use
+//!                                 and removed under containers.lock
+//!     volume.json                 its record: name, labels, when created, anonymous or not
+//!     _data/                      its files, bind-mounted into the containers that use it
 //! ```
 //!
 //! Everything under `blobs/` and `snapshots/` appears by one `rename` from `tmp/` (same
@@ -163,6 +168,28 @@ impl Paths {
     /// own folder, in which the runtime makes a folder named by the ID.
     pub fn container_runtime_state(&self, id: &str) -> PathBuf {
         self.container(id)
+    }
+}
+
+impl Paths {
+    /// The folder of all volumes.
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// The folder of volume `name`.
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.volumes().join(name)
+    }
+
+    /// The record of volume `name`.
+    pub fn volume_record(&self, name: &str) -> PathBuf {
+        self.volume(name).join("volume.json")
+    }
+
+    /// The files of volume `name` (its mount point, as Docker's `_data`).
+    pub fn volume_data(&self, name: &str) -> PathBuf {
+        self.volume(name).join("_data")
     }
 }
 

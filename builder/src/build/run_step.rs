@@ -161,7 +161,7 @@ impl Exec<'_> {
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
                     let host = self.cache_mount_dir(m, &cache_dir_id(m, &id))?;
                     let read_only = m.readonly.unwrap_or(false);
-                    mounts.binds.push(Volume { host, container: target.clone(), read_only });
+                    mounts.binds.push(Volume::bind(host, target.clone(), read_only));
                     mounts.key.push(format!("cache:{id}:{target}"));
                 }
                 MountKind::Tmpfs => {
@@ -192,7 +192,7 @@ impl Exec<'_> {
                         }
                     };
                     mounts.deferred.push((mounts.binds.len(), source, read_only));
-                    mounts.binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
+                    mounts.binds.push(Volume::bind(PathBuf::new(), target.clone(), read_only));
                     mounts.key.push(format!("bind:{target}:{key}:{read_only}"));
                 }
                 MountKind::Secret => {
@@ -203,11 +203,7 @@ impl Exec<'_> {
                     let target = target.unwrap_or_else(|| format!("/run/secrets/{id_name}"));
                     match self.options.secrets.get(&id_name) {
                         Some(path) => {
-                            mounts.binds.push(Volume {
-                                host: path.clone(),
-                                container: target.clone(),
-                                read_only: true,
-                            });
+                            mounts.binds.push(Volume::bind(path.clone(), target.clone(), true));
                         }
                         None if m.required => {
                             return Err(StepError::Invalid(format!(

@@ -1,6 +1,6 @@
 //! `berth inspect [--type image|container] NAME...`: prints images and containers as a JSON
 //! array shaped like `docker inspect`'s, through `runtime::Store::inspect_image` and
-//! `runtime::inspect_container`. Without `--type`, a container of that name or ID is shown,
+//! `runtime::Store::inspect_container`. Without `--type`, a container of that name or ID is shown,
 //! else an image.
 
 use std::path::Path;
@@ -30,8 +30,7 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         if args.kind.as_deref() != Some("image") {
             match containers.find(name) {
                 Ok(record) => {
-                    let image = store.find(&record.image_reference)?.into_iter().next();
-                    out.push(runtime::inspect_container(&record, image.as_ref()));
+                    out.push(store.inspect_container(&record).with_context(|| format!("cannot inspect {name}"))?);
                     continue;
                 }
                 Err(ContainerError::NotFound(_)) => {}

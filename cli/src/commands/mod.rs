@@ -18,6 +18,7 @@ pub mod save;
 pub mod serve;
 pub mod stop;
 pub mod tag;
+pub mod volume;
 
 use std::path::Path;
 

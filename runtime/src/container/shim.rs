@@ -27,9 +27,11 @@ use nix::unistd::Pid;
 use oci_spec::image::ImageConfiguration;
 
 use super::console::ConsoleSocket;
+use super::etc_files;
+use super::mounts::{self, MountError};
 use super::oci::{ContainerStdio, OciError, OciRuntime, Started};
 use super::rootfs::{self, RootfsError, RootfsKind};
-use super::spec::{self, HostFacts, Network, SpecError, SpecInput};
+use super::spec::{self, HostFacts, Network, RunOptions, SpecError, SpecInput};
 use super::supervise::{self, Signals};
 use super::user::{self, UserError};
 use super::{cgroups, now, ContainerError, ContainerRecord, Containers, Status};
@@ -72,6 +74,9 @@ pub enum ShimError {
     /// The configuration could not be built.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A mount point could not be made, or a volume filled.
+    #[error(transparent)]
+    Mount(#[from] MountError),
     /// The command is not in the image.
     #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
@@ -302,7 +307,7 @@ impl Shim {
         go_on()?;
 
         let hostname = spec::hostname(options, &self.id);
-        let mut etc_files = self.write_etc_files(&hostname, options.network)?;
+        let mut etc_files = self.write_etc_files(&hostname, options)?;
         // Mounted where the image's links lead, inside the root, as runc would.
         for (target, _) in &mut etc_files {
             *target = rootfs::file_in_root(&rootfs, target)?;
@@ -321,10 +326,13 @@ impl Shim {
         if !missing.is_empty() {
             return Err(ShimError::NoController { missing: missing.join(", "), mode: cgroups.mode });
         }
+        let volumes = crate::volumes::Volumes::new(paths.clone());
+        let mounted = mounts::prepare(&rootfs, options, &volumes)?;
+        go_on()?;
         let input = SpecInput {
             id: &self.id,
             image: image_config,
-            options,
+            options: &mounted,
             user: &user,
             cgroups_path: record.cgroups_path().into(),
             etc_files,
@@ -338,7 +346,8 @@ impl Shim {
             },
         };
         let oci_spec = spec::build(&input)?;
-        let args = oci_spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+        // The command as given (under `--init`, the init binary runs it).
+        let args = spec::process_args(image_config, options)?;
         let env = oci_spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
         let cwd = spec::working_dir(image_config, options)?;
         rootfs::mkdir_in_root(&rootfs, &cwd)?;
@@ -406,9 +415,11 @@ impl Shim {
         Ok(code)
     }
 
-    /// Writes `/etc/hostname` and `/etc/hosts` (and, on the host network, the host's
-    /// `/etc/resolv.conf`) for the container; returns (container path, file) pairs.
-    fn write_etc_files(&self, hostname: &str, network: Network) -> Result<Vec<(String, PathBuf)>, ShimError> {
+    /// Writes `/etc/hostname` and `/etc/hosts` (with the `--add-host` lines) and, on the
+    /// host network or with `--dns*` options, `/etc/resolv.conf` (the host's, with those
+    /// options applied) for the container; returns (container path, file) pairs.
+    fn write_etc_files(&self, hostname: &str, options: &RunOptions) -> Result<Vec<(String, PathBuf)>, ShimError> {
+        let network = options.network;
         let dir = self.containers.paths().container(&self.id);
         let mut files = Vec::new();
         let hosts = match network {
@@ -424,9 +435,11 @@ impl Shim {
             Ok(())
         };
         write("hostname", &format!("{hostname}\n"), "/etc/hostname")?;
-        write("hosts", &hosts, "/etc/hosts")?;
-        if network == Network::Host {
-            if let Ok(resolv) = fs::read_to_string("/etc/resolv.conf") {
+        write("hosts", &etc_files::hosts(&hosts, options), "/etc/hosts")?;
+        if network == Network::Host || etc_files::sets_resolv_conf(options) {
+            let host = fs::read_to_string("/etc/resolv.conf").ok();
+            if host.is_some() || etc_files::sets_resolv_conf(options) {
+                let resolv = etc_files::resolv_conf(host.as_deref().unwrap_or(""), options);
                 write("resolv.conf", &resolv, "/etc/resolv.conf")?;
             }
         }
@@ -613,6 +626,11 @@ impl Shim {
             match crate::unpack::remove_tree(&dir) {
                 Ok(()) => removed = true,
                 Err(e) => eprintln!("berth: removing {}: {e}", dir.display()),
+            }
+            // As Docker's `--rm`: the anonymous volumes go too, named ones stay.
+            let volumes = crate::volumes::Volumes::new(self.containers.paths().clone());
+            if let Err(e) = volumes.remove_anonymous(&record) {
+                eprintln!("berth: removing the volumes of {}: {}", record.short_id(), error_chain(&e));
             }
             tracing::debug!("container removed");
         }
