@@ -671,7 +671,11 @@ fn relay(master: BorrowedFd<'_>, out: &mut File, buf: &mut [u8]) {
 /// `fd` must be an open descriptor that nothing else owns.
 pub unsafe fn take_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: the caller promises the descriptor is open and unowned.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Inherited on purpose, it must go no further: an external runtime (runc) holding it
+    // open would keep the CLI waiting for the report's end as long as the container runs.
+    let _ = nix::fcntl::fcntl(owned.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    owned
 }
 
 /// The path of a container's log, for `berth logs`.
