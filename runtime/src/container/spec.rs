@@ -3,7 +3,8 @@
 //! ipc, network and (where the kernel has them) cgroup namespaces; `/proc`, `/dev`,
 //! `/dev/pts`, `/dev/shm`, `/dev/mqueue`, `/sys` and `/sys/fs/cgroup` mounted as Docker mounts
 //! them (every cgroup hierarchy read-only); Docker's masked and read-only paths and default
-//! capability set; `no_new_privs`; an open-files limit; the device cgroup's allow list and the
+//! capability set; `no_new_privs`; an open-files limit and `--ulimit`s; `--init`'s tini as the
+//! first process ([`INIT_PATH`]); the device cgroup's allow list and the
 //! memory, CPU and pids limits; Docker's default seccomp profile ([`super::seccomp`]),
 //! filtered by the container's capabilities.
 //!
