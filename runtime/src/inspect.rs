@@ -217,9 +217,10 @@ fn host_config(record: &ContainerRecord) -> Value {
         })
         .collect();
     let tmpfs: Map<String, Value> = o.tmpfs.iter().map(|t| (t.path.clone(), json!(t.options.join(",")))).collect();
-    let network = match o.network {
+    let network = match &o.network {
         crate::container::Network::None => "none",
         crate::container::Network::Host => "host",
+        crate::container::Network::Bridge(name) => name.as_str(),
     };
     let or_null = |v: Value, empty: bool| if empty { Value::Null } else { v };
     let mut value = json!({

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use runtime::container::{ContainerError, Containers};
+use runtime::network::Networks;
 use runtime::{InspectError, StoreError};
 
 /// Flags of `berth inspect`.
@@ -30,7 +31,10 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         if args.kind.as_deref() != Some("image") {
             match containers.find(name) {
                 Ok(record) => {
-                    out.push(store.inspect_container(&record).with_context(|| format!("cannot inspect {name}"))?);
+                    let mut value =
+                        store.inspect_container(&record).with_context(|| format!("cannot inspect {name}"))?;
+                    value["NetworkSettings"] = runtime::network::settings(&Networks::at(root), &record);
+                    out.push(value);
                     continue;
                 }
                 Err(ContainerError::NotFound(_)) => {}

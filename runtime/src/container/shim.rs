@@ -36,6 +36,7 @@ use super::supervise::{self, Signals};
 use super::user::{self, UserError};
 use super::{cgroups, now, ContainerError, ContainerRecord, Containers, Status};
 use crate::images::ImageRecord;
+use crate::network::{AttachRequest, Attachment, NetworkError, Networks};
 use crate::store::{Store, StoreError};
 use shared::error_chain;
 
@@ -83,6 +84,9 @@ pub enum ShimError {
     /// The OCI runtime failed.
     #[error(transparent)]
     Oci(#[from] OciError),
+    /// The container could not be attached to its network.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     /// A file, pipe or terminal could not be used.
     #[error("{what}")]
     Io {
@@ -306,8 +310,10 @@ impl Shim {
         let user = user::resolve(&user_spec, &passwd, &group)?;
         go_on()?;
 
+        let attachment = self.attach_network(&record, image_config)?;
+        go_on()?;
         let hostname = spec::hostname(options, &self.id);
-        let mut etc_files = self.write_etc_files(&hostname, options)?;
+        let mut etc_files = self.write_etc_files(&hostname, options, attachment.as_ref())?;
         // Mounted where the image's links lead, inside the root, as runc would.
         for (target, _) in &mut etc_files {
             *target = rootfs::file_in_root(&rootfs, target)?;
@@ -345,7 +351,10 @@ impl Shim {
                 devices: if options.privileged { spec::host_devices() } else { Vec::new() },
             },
         };
-        let oci_spec = spec::build(&input)?;
+        let mut oci_spec = spec::build(&input)?;
+        if let Some(a) = &attachment {
+            spec::join_network_namespace(&mut oci_spec, &a.netns)?;
+        }
         // The command as given (under `--init`, the init binary runs it).
         let args = spec::process_args(image_config, options)?;
         let env = oci_spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
@@ -415,16 +424,48 @@ impl Shim {
         Ok(code)
     }
 
+    /// Attaches the container to its berth network, if it has one: its own namespace, an
+    /// address, the published ports (`-P`: the image's exposed ones too). Detached again by
+    /// the clean-up ([`Containers::cleanup`]), however the container ends.
+    fn attach_network(
+        &self,
+        record: &ContainerRecord,
+        image: Option<&oci_spec::image::Config>,
+    ) -> Result<Option<Attachment>, ShimError> {
+        let Network::Bridge(network) = &record.options.network else { return Ok(None) };
+        let options = &record.options;
+        let mut ports = options.publish.clone();
+        if options.publish_all {
+            let exposed = image.and_then(|c| c.exposed_ports().clone()).unwrap_or_default();
+            ports.extend(crate::network::ports::exposed(&exposed, &options.publish));
+        }
+        let request = AttachRequest {
+            container: &record.id,
+            name: &record.name,
+            network,
+            aliases: &options.network_aliases,
+            ports: &ports,
+        };
+        let networks = Networks::new(self.containers.paths().clone());
+        Ok(Some(networks.attach(&request, &self.containers)?))
+    }
+
     /// Writes `/etc/hostname` and `/etc/hosts` (with the `--add-host` lines) and, on the
-    /// host network or with `--dns*` options, `/etc/resolv.conf` (the host's, with those
+    /// host network, a berth network or with `--dns*` options, `/etc/resolv.conf` (with those
     /// options applied) for the container; returns (container path, file) pairs.
-    fn write_etc_files(&self, hostname: &str, options: &RunOptions) -> Result<Vec<(String, PathBuf)>, ShimError> {
-        let network = options.network;
+    fn write_etc_files(
+        &self,
+        hostname: &str,
+        options: &RunOptions,
+        attachment: Option<&Attachment>,
+    ) -> Result<Vec<(String, PathBuf)>, ShimError> {
+        let network = &options.network;
         let dir = self.containers.paths().container(&self.id);
         let mut files = Vec::new();
-        let hosts = match network {
-            Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-            Network::None => {
+        let hosts = match (network, attachment) {
+            (Network::Host, _) => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            (_, Some(a)) => crate::network::etc::hosts(hostname, a),
+            _ => {
                 format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
             }
         };
@@ -436,12 +477,17 @@ impl Shim {
         };
         write("hostname", &format!("{hostname}\n"), "/etc/hostname")?;
         write("hosts", &etc_files::hosts(&hosts, options), "/etc/hosts")?;
-        if network == Network::Host || etc_files::sets_resolv_conf(options) {
-            let host = fs::read_to_string("/etc/resolv.conf").ok();
-            if host.is_some() || etc_files::sets_resolv_conf(options) {
-                let resolv = etc_files::resolv_conf(host.as_deref().unwrap_or(""), options);
-                write("resolv.conf", &resolv, "/etc/resolv.conf")?;
-            }
+        let host_resolv = || fs::read_to_string("/etc/resolv.conf").ok();
+        let resolv = match (network, attachment) {
+            (Network::Host, _) => host_resolv(),
+            (_, Some(a)) => Some(crate::network::etc::resolv_conf(a, a.dns, &host_resolv().unwrap_or_default())),
+            _ if etc_files::sets_resolv_conf(options) => Some(host_resolv().unwrap_or_default()),
+            _ => None,
+        };
+        if let Some(resolv) = resolv {
+            let resolv =
+                if etc_files::sets_resolv_conf(options) { etc_files::resolv_conf(&resolv, options) } else { resolv };
+            write("resolv.conf", &resolv, "/etc/resolv.conf")?;
         }
         Ok(files)
     }
@@ -670,12 +716,11 @@ fn relay(master: BorrowedFd<'_>, out: &mut File, buf: &mut [u8]) {
 /// # Safety
 /// `fd` must be an open descriptor that nothing else owns.
 pub unsafe fn take_fd(fd: RawFd) -> OwnedFd {
+    // Not handed on to what the supervisor starts (a DNS server outliving it would keep
+    // the waiting CLI from ever seeing the pipe close).
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     // SAFETY: the caller promises the descriptor is open and unowned.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    // Inherited on purpose, it must go no further: an external runtime (runc) holding it
-    // open would keep the CLI waiting for the report's end as long as the container runs.
-    let _ = nix::fcntl::fcntl(owned.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
-    owned
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// The path of a container's log, for `berth logs`.
