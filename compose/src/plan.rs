@@ -358,11 +358,11 @@ fn mounts(name: &str, map: &serde_json::Map<String, Value>) -> Result<(Vec<Volum
     for (i, v) in map.get("volumes").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let target = v.get("target").and_then(Value::as_str).unwrap_or_default().to_string();
         match v.get("type").and_then(Value::as_str) {
-            Some("bind") => volumes.push(Volume {
-                host: PathBuf::from(v.get("source").and_then(Value::as_str).unwrap_or_default()),
-                container: target,
-                read_only: v.get("read_only") == Some(&Value::Bool(true)),
-            }),
+            Some("bind") => volumes.push(Volume::bind(
+                PathBuf::from(v.get("source").and_then(Value::as_str).unwrap_or_default()),
+                target,
+                v.get("read_only") == Some(&Value::Bool(true)),
+            )),
             Some("tmpfs") => tmpfs.push(Tmpfs { path: target, options: Vec::new() }),
             other => {
                 return Err(unsupported(

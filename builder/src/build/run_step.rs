@@ -134,7 +134,7 @@ impl Exec<'_> {
         let file = dir.join("script");
         fs::write(&file, content).map_err(step_io(&file))?;
         fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).map_err(step_io(&file))?;
-        Ok(Volume { host: file, container: format!("{SCRIPTS}/{name}"), read_only: true })
+        Ok(Volume::bind(file, format!("{SCRIPTS}/{name}"), true))
     }
 
     /// The step's command (heredocs included), environment, user, working directory and
@@ -200,7 +200,7 @@ impl Exec<'_> {
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
                     let host = self.cache_mount_dir(m, &cache_dir_id(m, &id))?;
                     let read_only = m.readonly.unwrap_or(false);
-                    mounts.binds.push(Volume { host, container: target.clone(), read_only });
+                    mounts.binds.push(Volume::bind(host, target.clone(), read_only));
                     mounts.key.push(format!("cache:{id}:{target}"));
                 }
                 MountKind::Tmpfs => {
@@ -231,7 +231,7 @@ impl Exec<'_> {
                         }
                     };
                     mounts.deferred.push((mounts.binds.len(), source, read_only));
-                    mounts.binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
+                    mounts.binds.push(Volume::bind(PathBuf::new(), target.clone(), read_only));
                     mounts.key.push(format!("bind:{target}:{key}:{read_only}"));
                 }
                 MountKind::Secret => {
@@ -242,11 +242,7 @@ impl Exec<'_> {
                     let target = target.unwrap_or_else(|| format!("/run/secrets/{id_name}"));
                     match self.options.secrets.get(&id_name) {
                         Some(path) => {
-                            mounts.binds.push(Volume {
-                                host: path.clone(),
-                                container: target.clone(),
-                                read_only: true,
-                            });
+                            mounts.binds.push(Volume::bind(path.clone(), target.clone(), true));
                         }
                         None if m.required => {
                             return Err(StepError::Invalid(format!(
