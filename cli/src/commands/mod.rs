@@ -8,6 +8,7 @@ pub mod images;
 pub mod inspect;
 pub mod login;
 pub mod logs;
+pub mod network;
 pub mod oci_runtime;
 pub mod ps;
 pub mod pull;
@@ -24,6 +25,13 @@ pub mod tag;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+/// The registry client's settings for pulls: `plain_http`, and the mirrors of
+/// `registry-mirrors` in Docker's configuration folder (`$DOCKER_CONFIG` or `~/.docker`).
+pub fn client_config(plain_http: bool) -> Result<shared::client::ClientConfig> {
+    let mirrors = login::docker_config()?.registry_mirrors().context("reading registry-mirrors")?;
+    Ok(shared::client::ClientConfig { plain_http, mirrors, ..shared::client::ClientConfig::default() })
+}
 
 /// Opens the image store at `root`, saying what to do when that is not possible.
 pub fn open_store(root: &Path) -> Result<runtime::Store> {
