@@ -12,7 +12,7 @@ use runtime::container::RunOptions;
 use crate::plan::{Condition, Member, NetworkPlan, Plan, ServicePlan};
 
 /// A container the engine knows, by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Existing {
     /// Its name.
     pub name: String,
@@ -20,6 +20,9 @@ pub struct Existing {
     pub running: bool,
     /// Its exit status, once it has exited.
     pub exit_code: Option<i32>,
+    /// The image and options it was made with, when the engine keeps them: a running
+    /// container whose configuration differs from the plan's is made again.
+    pub config: Option<(String, RunOptions)>,
 }
 
 /// What a runtime does for compose: the calls `up` and `down` are made of.
@@ -86,8 +89,9 @@ fn engine<'a>(what: &'static str, name: &'a str) -> impl FnOnce(EngineError) -> 
 }
 
 /// Starts the plan's services in order; `say` receives one line per step (as
-/// `docker compose up -d` prints them). A container that already runs is left as it is; one
-/// that has exited is removed and started again.
+/// `docker compose up -d` prints them). A container that already runs with the planned image
+/// and options is left as it is; one whose configuration changed, or that has exited, is
+/// removed and started again.
 pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(String)) -> Result<(), UpError> {
     for service in &plan.services {
         engine_.ensure_image(service, rebuild).map_err(engine("cannot get the image of service", &service.service))?;
@@ -125,19 +129,25 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
         }
         let existing = engine_.list().map_err(engine("cannot list the containers for service", &service.service))?;
         for name in service.container_names(&plan.project) {
+            let mut options = service.options.clone();
+            options.name = Some(name.clone());
+            let wanted = (service.image.clone(), options.clone());
             match existing.iter().find(|e| e.name == name) {
-                Some(e) if e.running => {
+                Some(e) if e.running && e.config.as_ref().is_none_or(|c| *c == wanted) => {
                     say(format!("Container {name}  Running"));
                     continue;
                 }
-                Some(_) => {
-                    engine_.remove(&name).map_err(engine("cannot remove the exited container", &name))?;
+                Some(e) => {
+                    if e.running {
+                        engine_
+                            .stop(&name, Duration::from_secs(service.stop_timeout))
+                            .map_err(engine("cannot stop container", &name))?;
+                    }
+                    engine_.remove(&name).map_err(engine("cannot remove container", &name))?;
                     say(format!("Container {name}  Recreated"));
                 }
                 None => say(format!("Container {name}  Created")),
             }
-            let mut options = service.options.clone();
-            options.name = Some(name.clone());
             engine_.start(&name, &service.image, &options).map_err(engine("cannot start container", &name))?;
             say(format!("Container {name}  Started"));
         }
@@ -241,7 +251,8 @@ mod tests {
         fn start(&self, name: &str, image: &str, options: &RunOptions) -> Result<(), EngineError> {
             assert_eq!(options.name.as_deref(), Some(name));
             self.calls.borrow_mut().push(format!("start {name} {image}"));
-            self.containers.borrow_mut().push(Existing { name: name.into(), running: true, exit_code: None });
+            let config = Some((image.to_string(), options.clone()));
+            self.containers.borrow_mut().push(Existing { name: name.into(), running: true, exit_code: None, config });
             Ok(())
         }
         fn wait(&self, name: &str) -> Result<i32, EngineError> {
@@ -300,8 +311,18 @@ mod tests {
     #[test]
     fn up_starts_dependencies_first_and_down_removes_exactly_them() {
         let fake = Fake::default();
-        fake.containers.borrow_mut().push(Existing { name: "other-web-1".into(), running: true, exit_code: None });
-        fake.containers.borrow_mut().push(Existing { name: "demo-webby".into(), running: true, exit_code: None });
+        fake.containers.borrow_mut().push(Existing {
+            name: "other-web-1".into(),
+            running: true,
+            exit_code: None,
+            config: None,
+        });
+        fake.containers.borrow_mut().push(Existing {
+            name: "demo-webby".into(),
+            running: true,
+            exit_code: None,
+            config: None,
+        });
         let p = plan(&three_tier(), &[]).unwrap();
         let mut lines = Vec::new();
         up(&fake, &p, false, &mut |l| lines.push(l)).unwrap();
@@ -321,6 +342,14 @@ mod tests {
         fake.containers.borrow_mut().iter_mut().filter(|c| c.name == "demo-migrate-1").for_each(|c| c.running = true);
         up(&fake, &p, false, &mut |_| {}).unwrap();
         assert!(fake.calls.borrow().iter().all(|c| !c.starts_with("start")), "{:?}", fake.calls.borrow());
+        // A changed service is made again, and only it.
+        let mut changed = three_tier();
+        changed.model["services"]["web"]["environment"] = json!({"NEW": "1"});
+        fake.calls.borrow_mut().clear();
+        up(&fake, &plan(&changed, &[]).unwrap(), false, &mut |_| {}).unwrap();
+        let calls: Vec<String> =
+            fake.calls.borrow().iter().filter(|c| !c.starts_with("image") && !c.starts_with("wait")).cloned().collect();
+        assert_eq!(calls, ["stop demo-web-1", "remove demo-web-1", "start demo-web-1 web"]);
 
         fake.calls.borrow_mut().clear();
         let members = crate::plan::members(&three_tier()).unwrap();

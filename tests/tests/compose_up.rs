@@ -141,6 +141,14 @@ services:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Up again with the same file: the running replicas are left alone.
+    let again = berth(root.path(), dir, &["compose", "up", "-d"]).await?;
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.success() && said.contains("e2e-app-2  Running") && !said.contains("e2e-app-2  Recreated"),
+        "{said}"
+    );
+
     berth_ok(root.path(), dir, &["compose", "down"]).await?;
     assert_eq!(names(root.path())?, ["e2e-bystander"], "down must remove the project's containers and only them");
     assert!(!networks(root.path())?.contains(&"e2e_default".to_string()), "down removes the project network");

@@ -63,7 +63,12 @@ impl Engine for BerthEngine {
         let records = self.containers().list().map_err(fail)?;
         Ok(records
             .iter()
-            .map(|r| Existing { name: r.name.clone(), running: r.is_running(), exit_code: r.exit_code })
+            .map(|r| Existing {
+                name: r.name.clone(),
+                running: r.is_running(),
+                exit_code: r.exit_code,
+                config: Some((r.image.clone(), r.options.clone())),
+            })
             .collect())
     }
 
