@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod debian;
+pub mod mirror;
 pub mod s3;
 
 use std::collections::BTreeSet;
