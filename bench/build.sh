@@ -18,7 +18,16 @@
 # Prints a table with berth/buildah ratios and the targets (cold ≤ 0.5×, warm ≤ 0.1×), and
 # writes it to bench/results/build-<date>[-quick].txt (git-ignored).
 #
-# Usage: bench/build.sh [--quick] [--keep]
+# Debian rows (also alone with --debian): on a Debian bookworm base (debootstrap minbase,
+# merged /usr; the tests' cached layer under target/debian-base/ when there is one of
+# today), `RUN apt-get update && apt-get install -y curl` then `COPY small.txt /`: cold
+# (empty caches, base not pulled; BuildKit's cache emptied with `docker builder prune -af`),
+# and after editing small.txt, by berth, buildah and the Docker engine's BuildKit
+# (DOCKER_BUILDKIT=1 /usr/bin/docker build). Targets: cold ≤ 1.0× buildah; the edit costs
+# berth at most 0.1 s plus its COPY step (the step's own time is printed beside the build's).
+# apt-get downloads from Debian's mirror, so cold times carry the network's noise.
+#
+# Usage: bench/build.sh [--quick] [--keep] [--debian]
 # Environment:
 #   BERTH_BIN    berth binary (default target/release/berth, built if missing)
 #   BENCH_DIR    parent of the work folder (default $TMPDIR or /tmp); needs ~3 GiB free
@@ -29,11 +38,12 @@
 # start and the end. The registry binds 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
 
-QUICK=0 KEEP=0
+QUICK=0 KEEP=0 DEBIAN_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
     --keep) KEEP=1 ;;
+    --debian) DEBIAN_ONLY=1 ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
@@ -58,6 +68,7 @@ cleanup() {
   for img in $(buildah images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep -e berth-bench -e "127.0.0.1:$PORT/" || true); do
     buildah rmi -f "$img" >/dev/null 2>&1 || true
   done
+  /usr/bin/docker rmi -f berth-bench-debian >/dev/null 2>&1 || true
   if [ "$KEEP" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -74,6 +85,60 @@ for a in sh ls echo cat true env mkdir rm touch cp wc sleep; do ln -sf busybox "
 chmod 1777 "$WORK/base/rootfs/tmp"
 printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n' >"$WORK/base/Dockerfile"
 "$BERTH_BIN" --root "$WORK/base-store" build --progress quiet -t "$BASE" --push "$WORK/base" >/dev/null
+
+# The Debian rows: base image, contexts, and the three builders cold and after one edit.
+debian_rows() {
+  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  local layer
+  layer=$(ls -t "$REPO"/target/debian-base/bookworm-minbase-"$(date -u +%F)"-*.tar.gz 2>/dev/null | head -1 || true)
+  mkdir -p "$WORK/debian-base"
+  if [ -z "$layer" ]; then
+    echo "== bootstrapping Debian bookworm (minbase)"
+    debootstrap --variant=minbase bookworm "$WORK/debian-root" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1
+    layer=$WORK/debian-base/rootfs.tar.gz
+    tar --numeric-owner -czf "$layer" -C "$WORK/debian-root" --exclude='./dev/*' --exclude='./proc/*' \
+      --exclude='./sys/*' --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/lib/apt/lists/*' .
+    rm -rf "$WORK/debian-root"
+  else
+    ln -sf "$layer" "$WORK/debian-base/rootfs.tar.gz"
+  fi
+  DEBIAN_BASE="127.0.0.1:$PORT/bench/debian:bookworm"
+  printf 'FROM scratch\nADD rootfs.tar.gz /\nCMD ["bash"]\n' >"$WORK/debian-base/Dockerfile"
+  "$BERTH_BIN" --root "$WORK/base-store" build --progress quiet -t "$DEBIAN_BASE" --push "$WORK/debian-base" >/dev/null
+  mkdir -p "$WORK/ctx/debian"
+  echo "small file" >"$WORK/ctx/debian/small.txt"
+  printf 'FROM %s\nRUN apt-get update && apt-get install -y curl\nCOPY small.txt /small.txt\n' "$DEBIAN_BASE" \
+    >"$WORK/ctx/debian/Dockerfile"
+  buildkit_build() { env DOCKER_BUILDKIT=1 /usr/bin/docker build --progress plain -t berth-bench-debian "$WORK/ctx/debian"; }
+  buildkit_reset() {
+    /usr/bin/docker rmi -f berth-bench-debian "$DEBIAN_BASE" >/dev/null 2>&1 || true
+    /usr/bin/docker builder prune -af >/dev/null 2>&1 || true
+  }
+  echo "== debian (apt-get install curl)"
+  rm -rf "$WORK/store-debian"; buildah_reset; buildkit_reset; sync
+  timed berth-debian-cold berth_build debian "$WORK/store-debian"
+  timed buildah-debian-cold buildah_build debian
+  timed buildkit-debian-cold buildkit_build
+  echo "changed $(date +%s%N)" >>"$WORK/ctx/debian/small.txt"
+  timed berth-debian-change berth_build debian "$WORK/store-debian"
+  timed buildah-debian-change buildah_build debian
+  timed buildkit-debian-change buildkit_build
+  # The COPY step's own time in berth's plain progress: `#N [3/3] COPY …` then `#N DONE 0.0s`.
+  local id
+  id=$(grep -m1 'COPY small.txt' "$WORK/log-berth-debian-change.txt" | cut -d' ' -f1)
+  COPY_STEP=$(grep -m1 "^$id DONE" "$WORK/log-berth-debian-change.txt" | awk '{print $3}' | tr -d s)
+  buildkit_reset
+}
+
+debian_table() {
+  printf '%-22s %9s %9s %9s %8s %8s %s\n' case berth buildah buildkit b/buildah b/bkit target
+  for k in cold change; do
+    local b=${T[berth-debian-$k]} h=${T[buildah-debian-$k]} k2=${T[buildkit-debian-$k]} tgt
+    case $k in cold) tgt="<= 1.0 (vs buildah)" ;; change) tgt="<= 0.1 s + the COPY (berth's COPY step: ${COPY_STEP}s)" ;; esac
+    printf '%-22s %8ss %8ss %8ss %8s %8s %s\n' "debian apt $k" "$b" "$h" "$k2" \
+      "$(python3 -c "print(f'{$b/$h:.3f}')")" "$(python3 -c "print(f'{$b/$k2:.3f}')")" "$tgt"
+  done
+}
 
 # Contexts.
 mk_small() {
@@ -145,9 +210,11 @@ changed_file() {  # the one input file each case changes
 }
 
 BIG_MB=500; [ "$QUICK" = 1 ] && BIG_MB=100
-for c in small big stages runs; do mkdir -p "$WORK/ctx/$c"; done
-mk_small "$WORK/ctx/small"; mk_big "$WORK/ctx/big" "$BIG_MB"; mk_stages "$WORK/ctx/stages"; mk_runs "$WORK/ctx/runs"
-sync
+if [ "$DEBIAN_ONLY" = 0 ]; then
+  for c in small big stages runs; do mkdir -p "$WORK/ctx/$c"; done
+  mk_small "$WORK/ctx/small"; mk_big "$WORK/ctx/big" "$BIG_MB"; mk_stages "$WORK/ctx/stages"; mk_runs "$WORK/ctx/runs"
+  sync
+fi
 
 now() { date +%s.%N; }
 declare -A T
@@ -172,6 +239,16 @@ buildah_reset() {
   done
   buildah rmi --prune >/dev/null 2>&1 || true
 }
+
+if [ "$DEBIAN_ONLY" = 1 ]; then
+  debian_rows
+  OUT=bench/results/build-debian-$(date +%Y%m%d-%H%M%S).txt
+  mkdir -p bench/results
+  { echo "berth build vs buildah bud --layers ($(buildah --version | cut -d' ' -f3)) vs BuildKit (docker 20.10), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    debian_table; } | tee "$OUT"
+  echo "written to $OUT"
+  exit 0
+fi
 
 echo "== cases ready in $WORK (big: $BIG_MB MB); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for c in small big stages runs; do
@@ -198,6 +275,8 @@ for c in small big stages runs; do
     timed buildah-oci buildah push -q localhost/berth-bench-big "oci:$WORK/oci-buildah:latest"
   fi
 done
+
+debian_rows
 
 # Compression: one text layer, cold, against gzip and pigz on the same bytes.
 echo "== compression"
@@ -242,6 +321,7 @@ mkdir -p bench/results
   done
   r=$(python3 -c "print(f'{${T[berth-oci]}/${T[buildah-oci]}:.3f}')")
   printf '%-22s %8ss %8ss %7s %s\n' "big -> OCI layout" "${T[berth-oci]}" "${T[buildah-oci]}" "$r" "(berth: warm build + layout copy)"
+  debian_table
   echo "berth cold big build: ${wall}s wall, ${user}s user, ${sys}s sys: $CPU cores busy on average (compression on every core)"
   python3 - "$TEXT_MB" "$twall" "$tuser" "$tsys" "$gwall" "$pwall" "$puser" "$psys" "$(nproc)" <<'PY'
 import sys

@@ -170,6 +170,18 @@ pub fn list_tree(root: &Path) -> Result<TreeListing> {
     Ok(out)
 }
 
+/// Replaces the content digests of the files under `volatile` with a placeholder.
+fn forget_contents(tree: &mut TreeListing, volatile: &[&str]) {
+    for (path, what) in tree.iter_mut() {
+        let under = volatile.iter().any(|v| path == v || path.strip_prefix(v).is_some_and(|r| r.starts_with('/')));
+        if under && what.starts_with("file ") {
+            // `file sha256:… MODE UID:GID`: keep the kind, mode and owners.
+            let rest: Vec<&str> = what.splitn(3, ' ').collect();
+            *what = format!("file (content not compared) {}", rest.get(2).unwrap_or(&""));
+        }
+    }
+}
+
 /// The differences between two listings, one line each (empty when equal).
 pub fn tree_differences(a: &TreeListing, b: &TreeListing) -> Vec<String> {
     let mut diffs = Vec::new();
@@ -281,6 +293,19 @@ impl Reference {
     }
 }
 
+/// Fails unless the Docker 20.10 client is there; false (SKIP, or a failure under
+/// `CI=true`) without an engine.
+pub async fn buildkit_available(test: &str) -> Result<bool> {
+    if !crate::docker_available(test).await? {
+        return Ok(false);
+    }
+    ensure!(
+        Path::new(DOCKER_20_10).is_file(),
+        "{DOCKER_20_10} is missing: the BuildKit reference needs the Docker 20.10 client (apt-get install -y docker.io)"
+    );
+    Ok(true)
+}
+
 /// Builds the context `ctx` with `berth build` (store at `root`, `build_args` as `K=V`) into
 /// an OCI layout at `out`, and reads the image back.
 pub async fn berth_build(root: &Path, ctx: &Path, build_args: &[String], out: &Path) -> Result<ImageFiles> {
@@ -331,11 +356,28 @@ pub fn image_differences(
     reference: Reference,
     scratch: &Path,
 ) -> Result<Vec<String>> {
+    image_differences_except(ours, theirs, reference, scratch, &[])
+}
+
+/// [`image_differences`], but the contents of files under `volatile` (paths relative to
+/// `/`, a directory meaning everything below it) are not compared: logs and caches that
+/// record when they were written (apt's and dpkg's). Their paths, types, modes and owners
+/// still are.
+pub fn image_differences_except(
+    ours: &ImageFiles,
+    theirs: &ImageFiles,
+    reference: Reference,
+    scratch: &Path,
+    volatile: &[&str],
+) -> Result<Vec<String>> {
     let (a, b) = (scratch.join("flat-berth"), scratch.join("flat-reference"));
     flatten(ours, &a)?;
     flatten(theirs, &b)?;
-    let ours_tree = list_tree(&a)?;
+    let mut ours_tree = list_tree(&a)?;
     let mut theirs_tree = list_tree(&b)?;
+    for tree in [&mut ours_tree, &mut theirs_tree] {
+        forget_contents(tree, volatile);
+    }
     let mut diffs = Vec::new();
     for leak in reference.leaks() {
         if ours_tree.contains_key(*leak) {

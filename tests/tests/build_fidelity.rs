@@ -19,8 +19,8 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use e2e::build::{
-    berth, berth_build, berth_ok, flatten, image_differences, read_layout, write_files, BaseRegistry, Reference,
-    DOCKER_20_10,
+    berth, berth_build, berth_ok, buildkit_available, flatten, image_differences, read_layout, write_files,
+    BaseRegistry, Reference,
 };
 use e2e::require_tools;
 
@@ -219,6 +219,21 @@ RUN --mount=type=cache,id=shared,target=/c stat -c '%u:%g:%a' /c > /second
         build_args: &[],
         documented_env: None,
     },
+    Case {
+        item: "SOURCE_DATE_EPOCH",
+        name: "source-date-epoch-arg",
+        // Given as a build argument, SOURCE_DATE_EPOCH is one: RUN sees it once the stage
+        // declares it (BuildKit's rule since 0.11, as the engine's older BuildKit, for which
+        // it is any argument). berth also clamps the image's times to it (the next test).
+        dockerfile: r#"ARG BASE
+FROM ${BASE}
+RUN echo "undeclared=${SOURCE_DATE_EPOCH:-unset}" > /undeclared.txt
+ARG SOURCE_DATE_EPOCH
+RUN echo "declared=${SOURCE_DATE_EPOCH:-unset}" > /declared.txt
+"#,
+        build_args: &["SOURCE_DATE_EPOCH=1000000000"],
+        documented_env: None,
+    },
 ];
 
 /// The files every case's context holds (besides [`write_archives`]').
@@ -250,18 +265,6 @@ fn write_archives(ctx: &Path) -> Result<()> {
         fs::write(ctx.join(name), b.into_inner()?)?;
     }
     Ok(())
-}
-
-/// Fails unless the Docker 20.10 client is there; false (SKIP) without an engine.
-async fn buildkit_available(test: &str) -> Result<bool> {
-    if !e2e::docker_available(test).await? {
-        return Ok(false);
-    }
-    ensure!(
-        Path::new(DOCKER_20_10).is_file(),
-        "{DOCKER_20_10} is missing: the BuildKit reference needs the Docker 20.10 client (apt-get install -y docker.io)"
-    );
-    Ok(true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,6 +383,53 @@ async fn source_date_epoch_is_part_of_every_cache_key() -> Result<()> {
         ensure!(!again || cached >= 5, "epoch {epoch:?} again: only {cached} steps cached\n{}", ran.stderr);
         seen.push(epoch);
     }
+    Ok(())
+}
+
+/// SOURCE_DATE_EPOCH given as a build argument (`--build-arg SOURCE_DATE_EPOCH=…`, as
+/// buildx passes it) does what `--source-date-epoch` does: the image's times are clamped to
+/// it and it is part of every step's cache key; a RUN of a stage that declares the argument
+/// sees it. Both ways of giving one value share the cache; another value shares nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_date_epoch_as_a_build_argument() -> Result<()> {
+    require_tools(&[])?;
+    let base = BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let ctx = work.path().join("ctx");
+    let dockerfile =
+        format!("FROM {}\nARG SOURCE_DATE_EPOCH\nRUN echo \"epoch=$SOURCE_DATE_EPOCH\" > /epoch.txt\n", base.base);
+    write_files(&ctx, &[("Dockerfile", &dockerfile)])?;
+    let root = work.path().join("root");
+    let ctx_text = ctx.display().to_string();
+    let runs: [(&[&str], i64, bool); 3] = [
+        (&["--build-arg", "SOURCE_DATE_EPOCH=1000000000"], 1000000000, false),
+        (&["--source-date-epoch", "1000000000"], 1000000000, true),
+        (&["--build-arg", "SOURCE_DATE_EPOCH=1100000000"], 1100000000, false),
+    ];
+    for (i, (given, epoch, cached)) in runs.into_iter().enumerate() {
+        let out = work.path().join(format!("out-{i}"));
+        let dest = format!("type=oci,dest={}", out.display());
+        let mut args = vec!["build", "--progress", "plain"];
+        args.extend_from_slice(given);
+        args.extend(["--output", &dest, &ctx_text]);
+        let ran = berth_ok(&root, &args).await?;
+        ensure!(!ran.stderr.contains("not consumed"), "{given:?}: a warning about the argument\n{}", ran.stderr);
+        // `#N [2/2] RUN echo …`, then `#N CACHED` or `#N DONE …`.
+        let id = ran.stderr.lines().find(|l| l.contains("RUN echo")).and_then(|l| l.split(' ').next()).unwrap_or("?");
+        let run_cached = ran.stderr.lines().any(|l| l.starts_with(&format!("{id} CACHED")));
+        ensure!(run_cached == cached, "{given:?}: the RUN step cached: {run_cached}\n{}", ran.stderr);
+        let image = read_layout(&out, "latest")?;
+        let created = image.config["created"].as_str().unwrap_or_default().to_string();
+        ensure!(created == shared::date::rfc3339(epoch), "{given:?}: created {created}");
+        let flat = work.path().join(format!("flat-{i}"));
+        flatten(&image, &flat)?;
+        let text = fs::read_to_string(flat.join("epoch.txt"))?;
+        ensure!(text == format!("epoch={epoch}\n"), "{given:?}: RUN saw {text:?}");
+        let mtime = fs::symlink_metadata(flat.join("epoch.txt"))?.mtime();
+        ensure!(mtime == epoch, "{given:?}: /epoch.txt has time {mtime}");
+    }
+    let bad = berth(&root, &["build", "--build-arg", "SOURCE_DATE_EPOCH=yesterday", &ctx_text]).await?;
+    ensure!(!bad.ok && bad.stderr.contains("SOURCE_DATE_EPOCH=\"yesterday\""), "{}", bad.stderr);
     Ok(())
 }
 
