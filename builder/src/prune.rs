@@ -317,8 +317,10 @@ impl<'a> Pruner<'a> {
             let kept = format!("sha256:{hex}").parse::<Digest>().is_ok_and(|d| self.cache.layout().has_blob(&d));
             if !kept || self.options.all {
                 let size = file_size(&path);
+                // Part of its layer, not an object of its own: counted, not listed.
                 if remove_file(&path)? {
-                    self.record(format!("layer index {hex}"), None, size);
+                    self.total = self.total.saturating_sub(size);
+                    self.out.freed += size;
                 }
             }
         }
