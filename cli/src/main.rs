@@ -48,6 +48,8 @@ enum Command {
     Save(commands::save::SaveArgs),
     /// Load images from a tar archive (docker save, berth save, OCI layout) into the store.
     Load(commands::save::LoadArgs),
+    /// Define and run applications of several containers from compose files.
+    Compose(commands::compose::Args),
     /// Run a command in a new container.
     Run(Box<commands::run::Args>),
     /// List containers.
@@ -58,6 +60,8 @@ enum Command {
     Stop(commands::stop::Args),
     /// Remove containers.
     Rm(commands::rm::Args),
+    /// Manage container networks.
+    Network(commands::network::Args),
     /// Supervise one container (started by `berth run`).
     #[command(hide = true)]
     ContainerShim(commands::run::ShimFlags),
@@ -69,7 +73,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let root = cli.root.unwrap_or_else(|| PathBuf::from(runtime::DEFAULT_ROOT));
-    if matches!(cli.command, Command::Run(_) | Command::ContainerShim(_) | Command::OciRuntime(_)) {
+    if matches!(cli.command, Command::Run(_) | Command::Compose(_) | Command::ContainerShim(_) | Command::OciRuntime(_))
+    {
         // These start containers: never from the host's binary itself (CVE-2019-5736).
         if let Err(e) = commands::reexec_sealed() {
             eprintln!("berth: {e:#}");
@@ -95,11 +100,13 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(args) => commands::inspect::run(&root, args),
         Command::Save(args) => commands::save::save(&root, args),
         Command::Load(args) => commands::save::load(&root, args),
+        Command::Compose(args) => commands::compose::run(&root, args),
         Command::Run(args) => return commands::run::run(&root, *args),
         Command::Ps(args) => commands::ps::run(&root, args),
         Command::Logs(args) => commands::logs::run(&root, args),
         Command::Stop(args) => commands::stop::run(&root, args),
         Command::Rm(args) => commands::rm::run(&root, args),
+        Command::Network(args) => commands::network::run(&root, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -34,6 +34,9 @@
 //! _auth/token-key.pem                             the key that signs tokens when none is
 //!                                                 configured: written once, create-only, so
 //!                                                 every replica signs with the same key
+//! _auth/ui-key                                    the key that signs the web UI's session
+//!                                                 cookies and CSRF tokens (hex), written once,
+//!                                                 create-only (see [`crate::hub`])
 //! ```
 //!
 //! Keys stay short (about 115 bytes plus the repository name): some S3-compatible servers
@@ -163,6 +166,9 @@ pub fn robot(name: &str) -> String {
 
 /// The token signing key generated when none is configured.
 pub const TOKEN_KEY: &str = "_auth/token-key.pem";
+
+/// The key that signs the web UI's session cookies and CSRF tokens (hex).
+pub const UI_KEY: &str = "_auth/ui-key";
 
 #[cfg(test)]
 mod tests {

@@ -112,7 +112,10 @@ pub(crate) async fn handle(req: Req, body: axum::body::Body, name: &str, referen
 
 /// `GET` and `HEAD` (end-3).
 async fn get(req: Req, repo: &RepoName, reference: &Reference) -> ApiResult<Response> {
-    let m = req.state.store.get_manifest(repo, reference).await?;
+    let m = match req.extensions.get::<crate::route::Upstream>() {
+        Some(up) => crate::mirror::manifest(&req.state, up, reference).await?,
+        None => req.state.store.get_manifest(repo, reference).await?,
+    };
     let m = negotiate(&req, repo, m).await?;
     let etag = format!("\"{}\"", m.digest);
     let builder = Response::builder()

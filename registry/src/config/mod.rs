@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod policies;
 
+pub use crate::mirror::config::MirrorConfig;
 pub use crate::webhooks::{EventKind, WebhookConfig};
 pub use policies::{ImmutableRule, QuotaRule, RetentionRule};
 
@@ -52,6 +53,11 @@ pub struct Config {
     /// Receivers told of pushes, deletions and pulls (`[[webhooks]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
+    /// The web UI at `/` (`[ui]`).
+    pub ui: UiConfig,
+    /// Upstream registries this one mirrors (`[[mirror]]`, see [`crate::mirror`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirror: Vec<MirrorConfig>,
 }
 
 impl Default for Config {
@@ -69,6 +75,8 @@ impl Default for Config {
             quota: Vec::new(),
             retention: Vec::new(),
             webhooks: Vec::new(),
+            ui: UiConfig::default(),
+            mirror: Vec::new(),
         }
     }
 }
@@ -211,6 +219,22 @@ pub struct Uploads {
 impl Default for Uploads {
     fn default() -> Self {
         Uploads { purge_after_secs: 86_400, purge_interval_secs: 3_600 }
+    }
+}
+
+/// The web UI (`[ui]`; see [`crate::hub`]). The admin API under `/api/v1/` is always on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the web UI at `/`. Default `true`.
+    pub enabled: bool,
+    /// How long a sign-in lasts, in seconds. Default 43200 (12 hours).
+    pub session_ttl_secs: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig { enabled: true, session_ttl_secs: 43_200 }
     }
 }
 
@@ -511,6 +535,7 @@ impl Config {
                 return Err(ConfigError { setting: "webhooks", reason: format!("receiver {}: {reason}", i + 1) });
             }
         }
+        crate::mirror::config::check(&self.mirror)?;
         if let Some(tls) = &self.tls {
             if tls.certificate.as_os_str().is_empty() {
                 return Err(ConfigError { setting: "tls.certificate", reason: "must be set".into() });

@@ -194,7 +194,7 @@ impl Store {
         self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner()).1.get(digest).cloned()
     }
 
-    fn cache_put(&self, m: StoredManifest) -> Arc<StoredManifest> {
+    pub(super) fn cache_put(&self, m: StoredManifest) -> Arc<StoredManifest> {
         let m = Arc::new(m);
         let mut cache = self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0 + m.body.len() > MANIFEST_CACHE_BYTES {
@@ -332,7 +332,7 @@ impl Store {
 }
 
 /// Cuts a sorted list into the page after `last` of at most `n` entries.
-fn page(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
+pub(crate) fn page(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
     let start = last.map_or(0, |last| all.partition_point(|t| t.as_str() <= last));
     all.drain(..start);
     let more = n.is_some_and(|n| all.len() > n);

@@ -18,12 +18,17 @@ use crate::paths;
 use crate::storage::{ByteStream, Storage, StorageError};
 
 pub mod catalog;
+mod fetched;
 mod locks;
 mod manifests;
+mod summary;
 mod uploads;
 mod usage;
 
+pub(crate) use manifests::page;
+
 pub use manifests::{Pushed, StoredManifest, TagPage};
+pub use summary::{platform_text, RepoSummary, TagInfo};
 pub use uploads::UploadStatus;
 pub use usage::{Footprint, Usage};
 
