@@ -60,6 +60,8 @@ enum Command {
     Stop(commands::stop::Args),
     /// Remove containers.
     Rm(commands::rm::Args),
+    /// Manage volumes.
+    Volume(commands::volume::Args),
     /// Manage container networks.
     Network(commands::network::Args),
     /// Supervise one container (started by `berth run`).
@@ -106,6 +108,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(args) => commands::logs::run(&root, args),
         Command::Stop(args) => commands::stop::run(&root, args),
         Command::Rm(args) => commands::rm::run(&root, args),
+        Command::Volume(args) => commands::volume::run(&root, args),
         Command::Network(args) => commands::network::run(&root, args),
     };
     match result {

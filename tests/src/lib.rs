@@ -10,6 +10,7 @@
 pub mod build;
 pub mod mirror;
 pub mod s3;
+pub mod webdriver;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -21,6 +21,7 @@ pub mod save;
 pub mod serve;
 pub mod stop;
 pub mod tag;
+pub mod volume;
 
 use std::path::Path;
 
