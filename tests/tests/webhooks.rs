@@ -151,8 +151,17 @@ async fn a_docker_push_and_a_delete_reach_the_receiver_signed() {
     let event = next_event(&mut rx).await;
     assert_eq!((event["action"].as_str(), event["target"]["digest"].as_str()), (Some("delete"), Some(digest.as_str())));
     assert_eq!(event["target"]["repository"], "e2e/webhook");
-    let deliveries = state.webhooks.deliveries();
-    assert!(deliveries.iter().all(|d| d.status == DeliveryStatus::Delivered && d.attempts == 1), "{deliveries:?}");
+    // The receiver has the body before the registry has its answer: wait for the record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = state.webhooks.deliveries();
+        if d.len() == 2 && d.iter().all(|d| d.status == DeliveryStatus::Delivered) {
+            assert!(d.iter().all(|d| d.attempts == 1 && d.last_status == Some(200)), "{d:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{d:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A receiver refusing connections gets the event once it listens again, after retries.

@@ -283,3 +283,46 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A pull reaches only a receiver that asks for pulls (a GET; not a HEAD), a push only
+    /// a receiver whose repositories match.
+    #[tokio::test]
+    async fn receivers_get_the_events_they_ask_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::Config::default();
+        config.storage.filesystem.root = dir.path().to_path_buf();
+        config.storage.filesystem.fsync = false;
+        // Nothing listens there: the deliveries fail, which does not matter here.
+        let hook = |events: Vec<EventKind>, repos: &str| WebhookConfig {
+            url: "http://127.0.0.1:9/hook".into(),
+            events,
+            repositories: vec![repos.into()],
+            max_attempts: 1,
+            ..WebhookConfig::default()
+        };
+        config.webhooks = vec![hook(vec![EventKind::Pull], "*"), hook(vec![EventKind::Push], "other/*")];
+        let state = crate::state(config).await.unwrap();
+        let app = crate::api::router(state.clone());
+        let call = |method: &str, uri: &str, body: &'static str| {
+            let req = Request::builder().method(method).uri(uri).body(Body::from(body)).unwrap();
+            app.clone().oneshot(req)
+        };
+        let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        assert_eq!(call("PUT", "/v2/a/manifests/x", index).await.unwrap().status(), 201);
+        assert_eq!(call("HEAD", "/v2/a/manifests/x", "").await.unwrap().status(), 200);
+        assert_eq!(call("GET", "/v2/a/manifests/x", "").await.unwrap().status(), 200);
+        let d = state.webhooks.deliveries();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].webhook, d[0].action.as_str(), d[0].repository.as_str()), (0, "pull", "a"));
+        assert_eq!(call("PUT", "/v2/other/b/manifests/y", index).await.unwrap().status(), 201);
+        let d = state.webhooks.deliveries();
+        assert_eq!((d.len(), d[0].webhook, d[0].action.as_str(), d[0].reference.as_str()), (2, 1, "push", "y"));
+    }
+}
