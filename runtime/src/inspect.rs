@@ -93,8 +93,10 @@ pub fn inspect_container(record: &ContainerRecord, image: Option<&ImageRecord>) 
     let status = match record.status {
         Status::Created if !running => "created",
         Status::Running | Status::Created if running => "running",
+        Status::Restarting if running => "restarting",
         _ => "exited",
     };
+    let restarting = status == "restarting";
     let o = &record.options;
     let binds: Vec<String> = o
         .volumes
@@ -115,7 +117,7 @@ pub fn inspect_container(record: &ContainerRecord, image: Option<&ImageRecord>) 
             "Status": status,
             "Running": running,
             "Paused": false,
-            "Restarting": false,
+            "Restarting": restarting,
             "Dead": false,
             "Pid": if running { record.pid.unwrap_or(0) } else { 0 },
             "ExitCode": record.exit_code.unwrap_or(0),
@@ -125,7 +127,7 @@ pub fn inspect_container(record: &ContainerRecord, image: Option<&ImageRecord>) 
         },
         "Image": image.map_or_else(|| record.image_manifest.to_string(), |i| i.config.to_string()),
         "Name": format!("/{}", record.name),
-        "RestartCount": 0,
+        "RestartCount": record.restart_count,
         "HostConfig": {
             "Binds": binds,
             "NetworkMode": network,
@@ -135,6 +137,7 @@ pub fn inspect_container(record: &ContainerRecord, image: Option<&ImageRecord>) 
             "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
             "PidsLimit": o.pids_limit,
             "Runtime": o.runtime.clone().unwrap_or_else(|| "berth".into()),
+            "RestartPolicy": { "Name": o.restart.to_string(), "MaximumRetryCount": o.restart.max_retries() },
         },
         "Config": {
             "Hostname": o.hostname.clone().unwrap_or_else(|| record.short_id().to_string()),
@@ -146,8 +149,13 @@ pub fn inspect_container(record: &ContainerRecord, image: Option<&ImageRecord>) 
             "Entrypoint": o.entrypoint.as_ref().map_or(Value::Null, |e| json!([e])),
             "Tty": o.tty,
             "OpenStdin": o.interactive,
+            "StopSignal": o.stop_signal.clone().or_else(|| record.image_stop_signal.clone()),
+            "StopTimeout": o.stop_timeout,
         },
     });
+    if let Some(health) = &record.health {
+        value["State"]["Health"] = json!(health);
+    }
     // Docker leaves it out when empty.
     if !tmpfs.is_empty() {
         value["HostConfig"]["Tmpfs"] = Value::Object(tmpfs);
@@ -214,8 +222,15 @@ mod tests {
             exit_code: Some(3),
             error: None,
             rootfs: None,
+            restart_count: 2,
+            image_stop_signal: Some("SIGQUIT".into()),
+            health: None,
         };
+        c.options.restart = crate::container::restart::RestartPolicy::OnFailure { max: 5 };
         let out = inspect_container(&c, None);
+        assert_eq!(out["RestartCount"], 2);
+        assert_eq!(out["HostConfig"]["RestartPolicy"], json!({"Name": "on-failure", "MaximumRetryCount": 5}));
+        assert_eq!(out["Config"]["StopSignal"], "SIGQUIT");
         assert_eq!(out["Name"], "/web");
         assert_eq!((out["Path"].as_str(), out["Args"].clone()), (Some("sleep"), json!(["1"])));
         let state = &out["State"];

@@ -1,9 +1,11 @@
 //! One module per subcommand: each parses its flags and calls a library crate.
 
 pub mod build;
+pub mod exec;
 pub mod gc;
 pub mod images;
 pub mod inspect;
+pub mod kill;
 pub mod login;
 pub mod logs;
 pub mod oci_runtime;
@@ -16,6 +18,7 @@ pub mod robot;
 pub mod run;
 pub mod save;
 pub mod serve;
+pub mod start;
 pub mod stop;
 pub mod tag;
 

@@ -270,6 +270,15 @@ pub struct RunOptions {
     pub devices: Vec<Device>,
     /// `--privileged`.
     pub privileged: bool,
+    /// `--restart`: when the supervisor restarts the process.
+    pub restart: super::restart::RestartPolicy,
+    /// `--stop-signal`: what `berth stop` sends first (default: the image's, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `berth stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u64>,
+    /// `--health-*`: the health check's settings given, over the image's `HEALTHCHECK`
+    /// (`--no-healthcheck`: a test of `["NONE"]`).
+    pub healthcheck: Option<super::health::HealthConfig>,
 }
 
 /// Facts about the host the configuration depends on.
