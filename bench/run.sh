@@ -7,11 +7,14 @@
 #   bench/run.sh --no-pull    # start and exec latency only (no debootstrap image)
 #   bench/run.sh --exec-only  # exec latency only
 #
-# Start latency: `berth run --rm IMAGE true` (embedded runtime) against `runc run` and
-# `crun run` on a prepared bundle of the same busybox rootfs, and `podman run --rm` of the
-# same image (all with no network namespace setup beyond a private one: podman gets
-# --network none, as berth's default). crun refuses a hybrid cgroup host unless it runs in a
-# mount namespace with /sys/fs/cgroup/unified unmounted, so its runs happen in one.
+# Start latency: `berth run --rm --network none IMAGE true` (embedded runtime) against `runc
+# run` and `crun run` on a prepared bundle of the same busybox rootfs, and `podman run --rm
+# --network none` of the same image (all with no network setup beyond a private namespace).
+# crun refuses a hybrid cgroup host unless it runs in a mount namespace with
+# /sys/fs/cgroup/unified unmounted, so its runs happen in one.
+# Networking: `berth run --rm` on its default bridge network (CNI plugins) against the same
+# with --network none (target: at most 15 ms more), and against `podman run --rm` on its
+# default network (--runtime runc, CNI backend; target: at most 0.5x).
 #
 # Exec latency: `berth exec C true` into a running container (embedded runtime, and one run
 # with --runtime runc) against `runc exec` into a container runc runs from the bundle.
@@ -48,6 +51,7 @@ tools=(runc skopeo)
 [ "$DO_START" -eq 1 ] && tools+=(crun podman)
 [ "$DO_PULL" -eq 1 ] && tools+=(podman umoci debootstrap)
 for tool in "${tools[@]}"; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+[ "$DO_START" -eq 0 ] || [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 [ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
@@ -158,8 +162,8 @@ runc_once() { N=$((N + 1)); runc --root "$W/runc-state" run -b "$W/bundle" "benc
 # ---- exec latency ------------------------------------------------------------------------
 say ""
 say "## exec latency: \`true\` in a running container"
-"$BERTH" --root "$W/store" run -d --name exec-embedded "$REG/bench/busybox:v1" sleep 100000 >/dev/null
-"$BERTH" --root "$W/store" run -d --runtime runc --name exec-runc "$REG/bench/busybox:v1" sleep 100000 >/dev/null
+"$BERTH" --root "$W/store" run -d --network none --name exec-embedded "$REG/bench/busybox:v1" sleep 100000 >/dev/null
+"$BERTH" --root "$W/store" run -d --network none --runtime runc --name exec-runc "$REG/bench/busybox:v1" sleep 100000 >/dev/null
 mkdir -p "$W/sleeper"
 cp -a "$W/bundle/rootfs" "$W/sleeper/rootfs"
 sed 's/"true"/"sleep", "100000"/' "$W/bundle/config.json" >"$W/sleeper/config.json"
@@ -178,9 +182,11 @@ say "berth exec with runc / runc exec: $(ratio "$BERTH_EXEC_RUNC" "$RUNC_EXEC")x
 
 say ""
 say "## start latency (continued)"
-time_runs "berth run --rm (embedded)" "$STARTS" "$BERTH" --root "$W/store" run --rm "$REG/bench/busybox:v1" true
+time_runs "berth run --rm (embedded)" "$STARTS" "$BERTH" --root "$W/store" run --rm --network none "$REG/bench/busybox:v1" true
 BERTH_START=$MEDIAN
-time_runs "berth run --rm --runtime runc" "$STARTS" "$BERTH" --root "$W/store" run --rm --runtime runc "$REG/bench/busybox:v1" true
+time_runs "berth run --rm, bridge network" "$STARTS" "$BERTH" --root "$W/store" run --rm "$REG/bench/busybox:v1" true
+BERTH_BRIDGE=$MEDIAN
+time_runs "berth run --rm --runtime runc" "$STARTS" "$BERTH" --root "$W/store" run --rm --network none --runtime runc "$REG/bench/busybox:v1" true
 BERTH_RUNC=$MEDIAN
 time_runs "runc run (bundle)" "$STARTS" runc_once
 RUNC=$MEDIAN
@@ -217,12 +223,25 @@ else
   say "podman run: cannot run here: $PODMAN_ERR"
   PODMAN_START=""
 fi
+# podman on its default network, with runc and the CNI backend (its netavark one could not
+# reach its containers on this host; see the README's networks section).
+PODMAN_NET_RUN=("${PODMAN[@]}" --network-backend cni --runtime runc run --rm --ulimit "nofile=$NOFILE:$NOFILE"
+  --ulimit "nproc=$NPROC:$NPROC" "$REG/bench/busybox:v1" true)
+if PODMAN_ERR=$("${PODMAN_NET_RUN[@]}" 2>&1); then
+  time_runs "podman run --rm (runc, cni network)" "$STARTS" "${PODMAN_NET_RUN[@]}"
+  PODMAN_NET=$MEDIAN
+else
+  say "podman run on its network: cannot run here: $PODMAN_ERR"
+  PODMAN_NET=""
+fi
 
 say ""
 say "berth/runc   $(ratio "$BERTH_START" "$RUNC")x   (target: at most 1.3x)"
 say "berth/crun   $(ratio "$BERTH_START" "$CRUN")x"
 [ -n "$PODMAN_START" ] && say "berth/podman $(ratio "$BERTH_START" "$PODMAN_START")x"
 say "berth with runc / runc alone: $(ratio "$BERTH_RUNC" "$RUNC")x (berth's own overhead around a runtime)"
+say "bridge network costs $(printf '%.1f' "$(echo "$BERTH_BRIDGE - $BERTH_START" | bc -l)") ms a start (target: at most 15 ms)"
+[ -n "$PODMAN_NET" ] && say "berth/podman on a network $(ratio "$BERTH_BRIDGE" "$PODMAN_NET")x   (target: at most 0.5x)"
 
 [ "$DO_PULL" -eq 1 ] || exit 0
 

@@ -59,13 +59,13 @@ use crate::cache::{Cache, CacheError, Entry as CacheEntry, LayerRef};
 use crate::config::{Empty, Health, History, ImageConfig};
 use crate::context::{ContextError, StatCache, Tree};
 use crate::expand;
-use crate::fsindex::{self, FsIndex, Node};
+use crate::fsindex::{self, FsIndex, LayerIndex};
 use crate::ignore::Ignore;
 use crate::instructions::{self, Command, Instruction, Step};
 use crate::plan::{Plan, PROXY_ARGS};
 use crate::progress::{Outcome, Progress};
 use crate::run::{Cancel, RunError, RuntimeCommand};
-use crate::tarball::{self, Compression, Entry, Kind, WriteOptions};
+use crate::tarball::{self, Compression, Entry, WriteOptions};
 
 mod chmod;
 mod copy;
@@ -93,7 +93,9 @@ pub struct Options {
     pub no_cache: bool,
     /// `--platform`. Default: the host's.
     pub platform: Option<Platform>,
-    /// `SOURCE_DATE_EPOCH`: timestamps are clamped to it. Default 0.
+    /// `SOURCE_DATE_EPOCH`: timestamps are clamped to it. Default 0. Given here or as the
+    /// build argument of that name (BuildKit's way), it is both: a stage that declares
+    /// `ARG SOURCE_DATE_EPOCH` sees it in its RUN steps (see [`Options::epoch`]).
     pub source_date_epoch: Option<i64>,
     /// `--keep-timestamps`: keep files' modification times (the config still uses the epoch).
     pub keep_timestamps: bool,
@@ -133,6 +135,30 @@ impl Options {
         }
     }
 }
+
+impl Options {
+    /// `SOURCE_DATE_EPOCH`, from [`Options::source_date_epoch`] or else the build argument
+    /// of that name; and the build arguments with it (set from the option when they lack
+    /// it), as BuildKit takes it (`--build-arg SOURCE_DATE_EPOCH=…`, which buildx sets from
+    /// the environment variable).
+    pub fn epoch(&self) -> Result<(Option<i64>, BTreeMap<String, String>), BuildError> {
+        let mut args = self.build_args.clone();
+        let epoch = match (self.source_date_epoch, args.get(SOURCE_DATE_EPOCH)) {
+            (Some(e), _) => Some(e),
+            // An empty value is no epoch (BuildKit's `SOURCE_DATE_EPOCH=` resets it).
+            (None, Some(v)) if v.is_empty() => None,
+            (None, Some(v)) => Some(v.parse().map_err(|_| BuildError::SourceDateEpoch(v.clone()))?),
+            (None, None) => None,
+        };
+        if let Some(e) = epoch {
+            args.insert(SOURCE_DATE_EPOCH.to_string(), e.to_string());
+        }
+        Ok((epoch, args))
+    }
+}
+
+/// The build argument (and environment variable) that pins timestamps.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// A layer of an image being built, and where its blob is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,8 +259,8 @@ impl Builder {
             .map_err(|source| BuildError::Dockerfile { path: dockerfile.clone(), source })?;
         let parsed = instructions::parse_file(&text, &dockerfile)?;
         let platform = options.platform.clone().unwrap_or_else(Platform::host);
-        let plan =
-            Plan::new(&parsed, options.build_args.clone(), crate::plan::platform_args(&platform, &Platform::host()))?;
+        let (source_date_epoch, build_args) = options.epoch()?;
+        let plan = Plan::new(&parsed, build_args, crate::plan::platform_args(&platform, &Platform::host()))?;
         let target = plan.target(options.target.as_deref())?;
         let needed = plan.needed(target)?;
         let waves = plan.waves(&needed)?;
@@ -255,7 +281,8 @@ impl Builder {
             stat: StatCache::load(&self.cache.stat_cache_path()),
             progress,
             handle,
-            epoch: options.source_date_epoch.unwrap_or(0),
+            epoch: source_date_epoch.unwrap_or(0),
+            source_date_epoch,
             platform,
             results: Mutex::new(HashMap::new()),
             rootfs: Mutex::new(HashMap::new()),
@@ -272,8 +299,11 @@ impl Builder {
             tracing::warn!(error = %shared::error_chain(&e), "cannot save the stat cache");
         }
         let used = exec.used_args.lock().map(|u| u.clone()).unwrap_or_default();
-        let unused: Vec<&String> =
-            options.build_args.keys().filter(|k| !used.contains(*k) && !PROXY_ARGS.contains(&k.as_str())).collect();
+        let unused: Vec<&String> = options
+            .build_args
+            .keys()
+            .filter(|k| !used.contains(*k) && !PROXY_ARGS.contains(&k.as_str()) && *k != SOURCE_DATE_EPOCH)
+            .collect();
         if !unused.is_empty() {
             let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
             progress.note(&format!("warning: one or more build args were not consumed: {}", names.join(", ")));
@@ -342,7 +372,10 @@ struct Exec<'a> {
     stat: StatCache,
     progress: &'a Progress,
     handle: &'a Handle,
+    /// Timestamps are clamped to this: `source_date_epoch`, or 0.
     epoch: i64,
+    /// `SOURCE_DATE_EPOCH` as given (option or build argument), for the cache keys.
+    source_date_epoch: Option<i64>,
     platform: Platform,
     results: Mutex<HashMap<usize, Image>>,
     rootfs: Mutex<HashMap<Digest, PathBuf>>,
@@ -676,7 +709,7 @@ impl Exec<'_> {
     /// follow it, so a build never reuses a layer made with another value, or without one.
     fn entry_key(&self, key: &Digest) -> Digest {
         let how = format!("{}:{}", self.options.compression.name(), self.options.compression_level);
-        let epoch = match self.options.source_date_epoch {
+        let epoch = match self.source_date_epoch {
             Some(e) => format!("epoch:{e}"),
             None => "epoch:unset".to_string(),
         };
@@ -749,42 +782,46 @@ impl Exec<'_> {
             &self.entry_key(key),
             &CacheEntry { layer: Some(layer.clone()), created_by: created_by.to_string() },
         )?;
-        // An index that was current learns the new paths without reading the blob back. One
-        // that lags (RUN and `--link` steps do not bring it up to date), or a layer with
-        // whiteouts (paths to forget), is read from the blobs when next needed.
-        let whiteouts = entries.iter().any(|e| e.path.rsplit('/').next().is_some_and(|n| n.starts_with(".wh.")));
-        let current = st.index.applied == st.image.layers.len() && !whiteouts;
-        for e in entries.iter().filter(|_| current) {
-            st.index.insert(
-                &e.path,
-                Node {
-                    dir: e.kind == Kind::Dir,
-                    link: match &e.kind {
-                        Kind::Symlink(t) => Some(t.to_string_lossy().into_owned()),
-                        _ => None,
-                    },
-                    mode: e.mode,
-                    uid: e.uid,
-                    gid: e.gid,
-                },
-            );
-        }
+        // The layer's summary, from the entries as written (no reading the blob back): kept
+        // for later builds, and applied now to an index that was current (one that lags, as
+        // after RUN and `--link` steps, reads the summaries when next needed).
+        let summary = LayerIndex::of_entries(&entries).map_err(step_io(&temp))?;
+        self.save_layer_index(&self.cache().layer_index_path(&layer.digest), &summary);
+        let current = st.index.applied == st.image.layers.len();
         let size = layer.size;
         self.add_layer(st, key, Some(layer), created_by);
         if current {
+            st.index.apply_layer(summary);
             st.index.applied = st.image.layers.len();
         }
         Ok(Some(size))
     }
 
-    /// Brings the stage's path index up to date with its layers.
+    /// Brings the stage's path index up to date with its layers, from their summaries in
+    /// the cache, or from the blobs (summarised for the next time).
     fn index(&self, st: &mut StageState) -> Result<(), StepError> {
         while st.index.applied < st.image.layers.len() {
-            let blob = st.image.layers[st.index.applied].blob.clone();
-            st.index.apply(&blob)?;
+            let layer = &st.image.layers[st.index.applied];
+            let path = self.cache().layer_index_path(&layer.layer.digest);
+            let summary = match LayerIndex::load(&path) {
+                Some(summary) => summary,
+                None => {
+                    let summary = LayerIndex::read(&layer.blob)?;
+                    self.save_layer_index(&path, &summary);
+                    summary
+                }
+            };
+            st.index.apply_layer(summary);
             st.index.applied += 1;
         }
         Ok(())
+    }
+
+    /// Keeps a layer's summary; one that cannot be written is only a slower next build.
+    fn save_layer_index(&self, path: &Path, summary: &LayerIndex) {
+        if let Err(e) = summary.save(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep a layer's index");
+        }
     }
 
     fn workdir(&self, st: &mut StageState, w: &str) -> Result<(Outcome, Option<u64>), StepError> {
@@ -966,6 +1003,25 @@ mod tests {
         assert_eq!(resolve_chown("root:root", None).unwrap(), (0, 0));
         let err = resolve_chown("app:staff", None).unwrap_err().to_string();
         assert!(err.contains("--link") && err.contains("numeric"), "{err}");
+    }
+
+    #[test]
+    fn source_date_epoch_comes_from_the_option_or_the_build_argument() {
+        let mut o = Options::new("/ctx");
+        assert_eq!(o.epoch().unwrap(), (None, BTreeMap::new()));
+        o.build_args.insert(SOURCE_DATE_EPOCH.into(), "1000".into());
+        let (epoch, args) = o.epoch().unwrap();
+        assert_eq!((epoch, args[SOURCE_DATE_EPOCH].as_str()), (Some(1000), "1000"));
+        // The option wins, and RUN steps that declare the argument see its value.
+        o.source_date_epoch = Some(2000);
+        let (epoch, args) = o.epoch().unwrap();
+        assert_eq!((epoch, args[SOURCE_DATE_EPOCH].as_str()), (Some(2000), "2000"));
+        o.source_date_epoch = None;
+        o.build_args.insert(SOURCE_DATE_EPOCH.into(), String::new());
+        assert_eq!(o.epoch().unwrap().0, None, "an empty value is none");
+        o.build_args.insert(SOURCE_DATE_EPOCH.into(), "yesterday".into());
+        let err = o.epoch().unwrap_err().to_string();
+        assert!(err.contains("SOURCE_DATE_EPOCH=\"yesterday\"") && err.contains("integer"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   keys/<hex>.json               one cache entry: step key → the layer it made; its
 //!                                 modification time is its last use (write or hit)
 //!   stat-cache.json               content digests of context files by stat ([`crate::context::StatCache`])
+//!   index/<hex>.json              what the layer blob <hex> holds, path by path, for the
+//!                                 executor's path index ([`crate::fsindex::LayerIndex`]),
+//!                                 so a big layer is not decompressed again to index it
 //!   mounts/<id>/                  RUN --mount=type=cache directories, kept between builds
 //!   tmp/                          work in progress: layers being written, step roots
 //! ```
@@ -194,6 +197,11 @@ impl Cache {
 
     fn key_path(&self, key: &Digest) -> PathBuf {
         self.root.join("keys").join(format!("{}.json", key.hex()))
+    }
+
+    /// Where the summary of the layer blob `digest` is kept ([`crate::fsindex::LayerIndex`]).
+    pub fn layer_index_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("index").join(format!("{}.json", digest.hex()))
     }
 
     /// The entry for `key`, if it and its layer blob are present locally. A hit marks the

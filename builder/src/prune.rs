@@ -8,6 +8,9 @@
 //! 3. cache entries ([`crate::cache`]'s `keys/`), least recently used first (a hit counts
 //!    as a use), each with its layer unless another entry or a named image has it.
 //!
+//! 4. the summaries of layers no longer in the cache (`index/`, see
+//!    [`crate::fsindex::LayerIndex`]), which a build makes again when it needs them.
+//!
 //! Without `--all`, entries whose layer belongs to an image named in the cache's layout
 //! (`berth build -t`) are kept, and so are those names, the `RUN --mount=type=cache`
 //! directories and the stat cache. `--all` removes those too: the names before step 2 (so
@@ -156,6 +159,7 @@ impl<'a> Pruner<'a> {
         for f in entries {
             self.entry(f)?;
         }
+        self.layer_indexes()?;
         if self.options.all {
             self.mounts()?;
             let stat = self.cache.stat_cache_path();
@@ -301,6 +305,22 @@ impl<'a> Pruner<'a> {
                 self.record(format!("name {name}"), None, 0);
             }
             self.named = self.named_blobs();
+        }
+        Ok(())
+    }
+
+    /// The layer summaries ([`crate::fsindex::LayerIndex`]) whose layer is not among the
+    /// cache's blobs (any more): a base image's are made again when a build next needs them.
+    fn layer_indexes(&mut self) -> Result<(), PruneError> {
+        for path in read_dir(&self.cache.root().join("index"))? {
+            let hex = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let kept = format!("sha256:{hex}").parse::<Digest>().is_ok_and(|d| self.cache.layout().has_blob(&d));
+            if !kept || self.options.all {
+                let size = file_size(&path);
+                if remove_file(&path)? {
+                    self.record(format!("layer index {hex}"), None, size);
+                }
+            }
         }
         Ok(())
     }

@@ -48,6 +48,8 @@ enum Command {
     Save(commands::save::SaveArgs),
     /// Load images from a tar archive (docker save, berth save, OCI layout) into the store.
     Load(commands::save::LoadArgs),
+    /// Define and run applications of several containers from compose files.
+    Compose(commands::compose::Args),
     /// Run a command in a new container.
     Run(Box<commands::run::Args>),
     /// List containers.
@@ -66,6 +68,8 @@ enum Command {
     Exec(commands::exec::Args),
     /// Remove containers.
     Rm(commands::rm::Args),
+    /// Manage container networks.
+    Network(commands::network::Args),
     /// Supervise one container (started by `berth run`).
     #[command(hide = true)]
     ContainerShim(commands::run::ShimFlags),
@@ -80,6 +84,7 @@ fn main() -> std::process::ExitCode {
     if matches!(
         cli.command,
         Command::Run(_)
+            | Command::Compose(_)
             | Command::ContainerShim(_)
             | Command::OciRuntime(_)
             | Command::Exec(_)
@@ -112,6 +117,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(args) => commands::inspect::run(&root, args),
         Command::Save(args) => commands::save::save(&root, args),
         Command::Load(args) => commands::save::load(&root, args),
+        Command::Compose(args) => commands::compose::run(&root, args),
         Command::Run(args) => return commands::run::run(&root, *args),
         Command::Ps(args) => commands::ps::run(&root, args),
         Command::Logs(args) => commands::logs::run(&root, args),
@@ -120,6 +126,7 @@ fn main() -> std::process::ExitCode {
         Command::Restart(args) => commands::start::restart(&root, args),
         Command::Kill(args) => commands::kill::run(&root, args),
         Command::Rm(args) => commands::rm::run(&root, args),
+        Command::Network(args) => commands::network::run(&root, args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

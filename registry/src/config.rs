@@ -11,6 +11,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::webhooks::{EventKind, WebhookConfig};
+pub use crate::mirror::config::MirrorConfig;
+
 /// Everything `berth serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +44,17 @@ pub struct Config {
     /// Storage quotas of repositories (`[[quota]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quota: Vec<QuotaRule>,
+    /// Which tags the collector keeps (`[[retention]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<RetentionRule>,
+    /// Receivers told of pushes, deletions and pulls (`[[webhooks]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
+    /// The web UI at `/` (`[ui]`).
+    pub ui: UiConfig,
+    /// Upstream registries this one mirrors (`[[mirror]]`, see [`crate::mirror`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mirror: Vec<MirrorConfig>,
 }
 
 impl Default for Config {
@@ -56,6 +70,10 @@ impl Default for Config {
             tls: None,
             immutable: Vec::new(),
             quota: Vec::new(),
+            retention: Vec::new(),
+            webhooks: Vec::new(),
+            ui: UiConfig::default(),
+            mirror: Vec::new(),
         }
     }
 }
@@ -201,6 +219,22 @@ impl Default for Uploads {
     }
 }
 
+/// The web UI (`[ui]`; see [`crate::hub`]). The admin API under `/api/v1/` is always on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve the web UI at `/`. Default `true`.
+    pub enabled: bool,
+    /// How long a sign-in lasts, in seconds. Default 43200 (12 hours).
+    pub session_ttl_secs: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig { enabled: true, session_ttl_secs: 43_200 }
+    }
+}
+
 /// Garbage collection (`[gc]`; see [`crate::gc`]): `berth serve` collects on this schedule,
 /// one replica at a time, and `berth gc` once with these settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,13 +259,18 @@ impl Default for GcConfig {
     }
 }
 
-impl GcConfig {
-    /// The collector's options for these settings.
-    pub fn options(&self, dry_run: bool) -> crate::gc::Options {
+impl Config {
+    /// The collector's options for these settings: `[gc]`, with the `[[retention]]` rules
+    /// and the `[[immutable]]` ones retention must respect.
+    pub fn gc_options(&self, dry_run: bool) -> crate::gc::Options {
         crate::gc::Options {
-            grace: std::time::Duration::from_secs(self.grace_secs),
-            delete_untagged: self.delete_untagged,
+            grace: std::time::Duration::from_secs(self.gc.grace_secs),
+            delete_untagged: self.gc.delete_untagged,
             dry_run,
+            retention: crate::gc::retention::Rules {
+                retention: self.retention.clone(),
+                immutable: self.immutable.clone(),
+            },
         }
     }
 }
@@ -454,6 +493,27 @@ pub struct QuotaRule {
     pub bytes: u64,
 }
 
+/// One `[[retention]]` rule (as Harbor's tag retention): of the tags of each repository
+/// matching `repositories`, the collector keeps those any of `keep_last`, `keep_within` and
+/// `keep_tags` keeps, and removes the other tags (their manifests and blobs then go as any
+/// untagged content does). The first rule that matches a repository applies; repositories no
+/// rule matches keep every tag, and so do tags an `[[immutable]]` rule covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Repository patterns (`ci/*`, `*`).
+    pub repositories: Vec<String>,
+    /// Keep the N most recently pushed tags (pushed: when the tag was last written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<usize>,
+    /// Keep tags pushed within this long before the collection (`30d`, `12h`, `2w`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<String>,
+    /// Always keep tags matching these patterns (`v*`, `latest`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_tags: Vec<String>,
+}
+
 /// A setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting {setting}: {reason}")]
@@ -512,6 +572,12 @@ impl Config {
             auth.validate()?;
         }
         self.validate_policies()?;
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            if let Some(reason) = hook.problem() {
+                return Err(ConfigError { setting: "webhooks", reason: format!("receiver {}: {reason}", i + 1) });
+            }
+        }
+        crate::mirror::config::check(&self.mirror)?;
         if let Some(tls) = &self.tls {
             if tls.certificate.as_os_str().is_empty() {
                 return Err(ConfigError { setting: "tls.certificate", reason: "must be set".into() });
@@ -532,6 +598,23 @@ impl Config {
                     setting: "immutable",
                     reason: format!("rule {}: repositories and tags must hold non-empty patterns", i + 1),
                 });
+            }
+        }
+        for (i, rule) in self.retention.iter().enumerate() {
+            let reason = if !patterns(&rule.repositories) {
+                Some("repositories must hold non-empty patterns".to_string())
+            } else if rule.keep_last.is_none() && rule.keep_within.is_none() && rule.keep_tags.is_empty() {
+                Some("needs keep_last, keep_within or keep_tags (a rule keeping nothing would remove every tag)".into())
+            } else if rule.keep_last == Some(0) {
+                Some("keep_last must be at least 1 (leave it out to keep by the other settings only)".into())
+            } else if rule.keep_tags.iter().any(String::is_empty) {
+                Some("keep_tags must hold non-empty patterns".into())
+            } else {
+                let within = rule.keep_within.as_deref().map(shared::duration::parse_duration_days);
+                within.and_then(Result::err).map(|e| format!("keep_within: {e}"))
+            };
+            if let Some(reason) = reason {
+                return Err(ConfigError { setting: "retention", reason: format!("rule {}: {reason}", i + 1) });
             }
         }
         for (i, rule) in self.quota.iter().enumerate() {
@@ -716,11 +799,49 @@ who = ["group:ci", "authenticated", "user:bob"]
     }
 
     #[test]
+    fn retention_rules_parse_and_are_checked() {
+        let text = "[[retention]]\nrepositories = [\"ci/*\"]\nkeep_last = 10\nkeep_within = \"30d\"\n\
+                    keep_tags = [\"v*\", \"latest\"]\n[[retention]]\nrepositories = [\"*\"]\nkeep_tags = [\"*\"]\n";
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.retention[0].keep_last, c.retention[0].keep_within.as_deref()), (Some(10), Some("30d")));
+        assert_eq!(c.retention[1].keep_last, None);
+        let again: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        assert_eq!(c.gc_options(false).retention.retention, c.retention);
+        let reason = |t: &str| toml::from_str::<Config>(t).unwrap().validate().unwrap_err().reason;
+        assert!(reason("[[retention]]\nrepositories = [\"*\"]").contains("needs keep_last"));
+        assert!(reason("[[retention]]\nrepositories = [\"*\"]\nkeep_last = 0").contains("at least 1"));
+        assert!(reason("[[retention]]\nrepositories = [\"*\"]\nkeep_within = \"30 days\"").contains("keep_within"));
+        assert!(reason("[[retention]]\nrepositories = []\nkeep_last = 1").contains("repositories"));
+        assert!(toml::from_str::<Config>("[[retention]]\nrepositories = [\"*\"]\nkeep = 1").is_err());
+    }
+
+    #[test]
+    fn webhooks_parse_and_are_checked() {
+        let text = "[[webhooks]]\nurl = \"https://ci.example.com/hook\"\nsecret = \"s3cret\"\n\
+                    [[webhooks]]\nurl = \"http://127.0.0.1:9/x\"\nevents = [\"pull\"]\nrepositories = [\"team/*\"]\n";
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.webhooks[0].events, [EventKind::Push, EventKind::Delete]);
+        assert_eq!((c.webhooks[0].max_attempts, c.webhooks[0].queue), (8, 1000));
+        assert_eq!(c.webhooks[1].events, [EventKind::Pull]);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let again: Config = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+        let reason = |t: &str| toml::from_str::<Config>(t).unwrap().validate().unwrap_err().reason;
+        assert!(reason("[[webhooks]]\nurl = \"ftp://x\"").contains("not an http"));
+        assert!(reason("[[webhooks]]\nurl = \"http://x\"\nevents = []").contains("events"));
+        assert!(reason("[[webhooks]]\nurl = \"http://x\"\nqueue = 0").contains("at least 1"));
+        assert!(toml::from_str::<Config>("[[webhooks]]\nurl = \"http://x\"\nevents = [\"tag\"]").is_err());
+    }
+
+    #[test]
     fn gc_section_parses() {
         let c = Config::default();
         assert_eq!((c.gc.interval_secs, c.gc.grace_secs, c.gc.delete_untagged), (86_400, 86_400, false));
         let c: Config = toml::from_str("[gc]\ninterval_secs = 60\ngrace_secs = 5\ndelete_untagged = true").unwrap();
-        let o = c.gc.options(true);
+        let o = c.gc_options(true);
         assert_eq!((o.grace.as_secs(), o.delete_untagged, o.dry_run), (5, true, true));
         assert!(toml::from_str::<Config>("[gc]\ngrace = 5").is_err());
     }

@@ -161,6 +161,11 @@ impl ApiError {
         self.0.status
     }
 
+    /// The message a client reads: the one given with [`ApiError::message`], else the code's.
+    pub fn text(&self) -> &str {
+        self.0.message.as_deref().unwrap_or(self.0.code.info().1)
+    }
+
     /// An internal fault: logs the cause and returns a generic 500.
     pub fn internal(cause: &dyn std::error::Error) -> Self {
         tracing::error!(error = %shared::error_chain(cause), "internal error");

@@ -3,7 +3,8 @@
 //! A handler that pushed or deleted something attaches an [`Event`] to its response's
 //! extensions ([`Event::attach`]); the access-control middleware ([`crate::auth`]), which
 //! knows who the caller is and where it came from, logs it on the `audit` tracing target
-//! ([`Event::log`]). Nothing is guessed from methods and status codes.
+//! ([`Event::log`]), and [`crate::webhooks`] tells the configured receivers. Nothing is
+//! guessed from methods and status codes.
 
 use std::fmt::Display;
 
@@ -23,6 +24,23 @@ pub enum Event {
         digest: String,
         /// Further tags pointed at it.
         tags: Vec<String>,
+        /// Its media type.
+        media_type: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// A manifest was read by a `GET` (told to webhooks that ask for pulls; not audited).
+    ManifestPulled {
+        /// The repository.
+        repo: String,
+        /// The tag or digest of the request's path.
+        reference: String,
+        /// The manifest's digest.
+        digest: String,
+        /// Its media type.
+        media_type: String,
+        /// Its size in bytes.
+        size: u64,
     },
     /// A manifest or a tag was deleted.
     ManifestDeleted {
@@ -59,7 +77,7 @@ impl Event {
     /// Logs the event on the `audit` target: who did it, from where, and what.
     pub fn log(&self, who: &dyn Display, client: &dyn Display) {
         match self {
-            Event::ManifestPushed { repo, reference, digest, tags } => tracing::info!(
+            Event::ManifestPushed { repo, reference, digest, tags, .. } => tracing::info!(
                 target: "audit",
                 event = "push",
                 who = %who,
@@ -70,6 +88,7 @@ impl Event {
                 tags = tags.join(","),
                 "manifest pushed",
             ),
+            Event::ManifestPulled { .. } => {}
             Event::ManifestDeleted { repo, reference } => tracing::info!(
                 target: "audit",
                 event = "delete",

@@ -8,7 +8,8 @@
 //! `[auth]` is configured, and [`tls`] serves HTTPS when `[tls]` is. Both read the request's
 //! [`route`], parsed once; handlers tell what they changed with [`events`]; [`body`] reads
 //! request bodies and answers early ones. The handlers and access control share the
-//! [`AppState`]; neither module reaches into the other's.
+//! [`AppState`]; neither module reaches into the other's. [`hub`] adds the admin API under
+//! `/api/v1/` and the web UI at `/`.
 #![deny(missing_docs)]
 
 use std::future::Future;
@@ -24,13 +25,16 @@ pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gc;
+pub mod hub;
 pub mod metrics;
+pub mod mirror;
 pub mod paths;
 pub mod policy;
 pub mod route;
 pub mod storage;
 pub mod store;
 pub mod tls;
+pub mod webhooks;
 
 pub use config::Config;
 
@@ -100,6 +104,12 @@ pub struct AppState {
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// Immutable tags and quotas.
     pub policies: Arc<policy::Policies>,
+    /// The webhook receivers, their queues and recent deliveries.
+    pub webhooks: Arc<webhooks::Webhooks>,
+    /// The admin API's and web UI's keys and state.
+    pub hub: Arc<hub::Hub>,
+    /// The upstreams this registry mirrors (`[[mirror]]`).
+    pub mirrors: Arc<mirror::Mirrors>,
 }
 
 /// Opens the storage the configuration names and builds the application state.
@@ -112,8 +122,15 @@ pub async fn state(config: Config) -> Result<AppState, ServeError> {
     };
     let policies = policy::Policies::new(&config)
         .map_err(|e| config::ConfigError { setting: "immutable/quota", reason: e.to_string() })?;
+    let webhooks = webhooks::Webhooks::start(&config.webhooks, config.addr.to_string())
+        .map_err(|e| config::ConfigError { setting: "webhooks", reason: e.to_string() })?;
+    let keys = hub::session::Keys::load(driver.as_ref()).await?;
+    let mirrors = mirror::Mirrors::new(&config.mirror)?;
     Ok(AppState {
+        hub: Arc::new(hub::Hub::new(keys)),
+        mirrors: Arc::new(mirrors),
         policies: Arc::new(policies),
+        webhooks: Arc::new(webhooks),
         store: Arc::new(store::Store::new(driver)),
         config: Arc::new(config),
         metrics: Arc::new(metrics::Metrics::default()),
@@ -143,7 +160,7 @@ pub async fn serve_on(
     let tls = config.tls.clone();
     let state = state(config).await?;
     let purge = spawn_upload_purge(&state);
-    let collect = gc::schedule::spawn(state.store.storage().clone(), &state.config.gc);
+    let collect = gc::schedule::spawn(state.store.storage().clone(), &state.config, state.metrics.clone());
     let addr = listener.local_addr()?;
     let app = api::router(state);
     let result = match &tls {

@@ -26,12 +26,17 @@
 //!                                                 secret (never the secret), created, expires
 //! _gc/doomed/<run>                                the digests collector run <run> is deleting
 //!                                                 right now (JSON), and until when (see [`crate::gc`])
+//! _gc/runs/<start>-<id>                          the record of a finished collection (JSON: when,
+//!                                                 how long, what it removed; see [`crate::gc::history`])
 //! _gc/lease.<n>                                   the collector's lease, generation <n> (20 digits,
 //!                                                 JSON: who collects, until when); taken by a
 //!                                                 create-only write of the next generation
 //! _auth/token-key.pem                             the key that signs tokens when none is
 //!                                                 configured: written once, create-only, so
 //!                                                 every replica signs with the same key
+//! _auth/ui-key                                    the key that signs the web UI's session
+//!                                                 cookies and CSRF tokens (hex), written once,
+//!                                                 create-only (see [`crate::hub`])
 //! ```
 //!
 //! Keys stay short (about 115 bytes plus the repository name): some S3-compatible servers
@@ -69,6 +74,14 @@ pub const GC_DOOMED: &str = "_gc/doomed";
 /// The digests collector run `run` is deleting at the moment.
 pub fn gc_doomed(run: &str) -> String {
     format!("_gc/doomed/{run}")
+}
+
+/// The folder of the collector's run records.
+pub const GC_RUNS: &str = "_gc/runs";
+
+/// The record of one collection.
+pub fn gc_run(name: &str) -> String {
+    format!("_gc/runs/{name}")
 }
 
 /// Generation `n` of the collector's lease.
@@ -153,6 +166,9 @@ pub fn robot(name: &str) -> String {
 
 /// The token signing key generated when none is configured.
 pub const TOKEN_KEY: &str = "_auth/token-key.pem";
+
+/// The key that signs the web UI's session cookies and CSRF tokens (hex).
+pub const UI_KEY: &str = "_auth/ui-key";
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use shared::{Algorithm, Digest, Hasher, Reference, RepoName, Tag};
 
 use shared::glob::{Glob, GlobError};
 
-use crate::config::Config;
+use crate::config::{Config, ImmutableRule, QuotaRule};
 use crate::error::{ApiError, Code};
 use crate::store::{Footprint, Store, StoreError};
 
@@ -130,9 +130,14 @@ fn any_match(globs: &[Glob], text: &str) -> bool {
 impl Policies {
     /// Compiles the rules of `config`.
     pub fn new(config: &Config) -> Result<Policies, GlobError> {
+        Policies::from_rules(&config.immutable, &config.quota)
+    }
+
+    /// Compiles `[[immutable]]` and `[[quota]]` rules.
+    pub fn from_rules(immutable: &[ImmutableRule], quota: &[QuotaRule]) -> Result<Policies, GlobError> {
         let compile = |patterns: &[String]| patterns.iter().map(|p| Glob::star(p)).collect::<Result<Vec<_>, _>>();
         let mut out = Policies::default();
-        for (i, rule) in config.immutable.iter().enumerate() {
+        for (i, rule) in immutable.iter().enumerate() {
             out.immutable.push(Immutable {
                 repositories: compile(&rule.repositories)?,
                 tags: compile(&rule.tags)?,
@@ -144,14 +149,14 @@ impl Policies {
                 ),
             });
         }
-        for rule in &config.quota {
+        for rule in quota {
             out.quota.push((compile(&rule.repositories)?, rule.bytes));
         }
         Ok(out)
     }
 
     /// The first `[[immutable]]` rule covering `tag` of `repo`, described for a message.
-    fn immutable_rule(&self, repo: &RepoName, tag: &Tag) -> Option<String> {
+    pub(crate) fn immutable_rule(&self, repo: &RepoName, tag: &Tag) -> Option<String> {
         let covers = |r: &&Immutable| any_match(&r.repositories, repo.as_str()) && any_match(&r.tags, tag.as_str());
         self.immutable.iter().find(covers).map(|r| r.described.clone())
     }

@@ -4,9 +4,11 @@
 //! [`Route::parse`]. [`layer`], in front of everything else in [`crate::api::router`],
 //! parses it once and attaches the [`Route`] to the request's extensions, where access
 //! control ([`crate::auth`]), the handlers ([`crate::api`]), the audit log and the
-//! per-request span and metrics all read it.
+//! per-request span and metrics all read it. When the repository is a mirrored one
+//! ([`crate::mirror`]), the same middleware attaches the [`Upstream`] it is for, worked out
+//! once from the `ns` query parameter, the name's first component or the default mirror.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -91,14 +93,60 @@ impl Route {
     }
 }
 
+/// The upstream registry a request's repository is mirrored from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The mirror's index in [`crate::Config::mirror`].
+    pub mirror: usize,
+    /// The repository on the upstream (`library/nginx`).
+    pub remote: String,
+    /// The repository its content is cached in here (`docker.io/library/nginx`).
+    pub local: String,
+}
+
+impl Upstream {
+    /// The upstream of repository `name`, asked with containerd's `ns` parameter (or not),
+    /// among `mirrors`: the mirror whose host `ns` names; else the one whose host is the
+    /// name's first component (`docker.io/library/nginx`, as Harbor proxy projects and zot
+    /// are asked); else, without `ns`, the default mirror (Docker's `registry-mirrors`
+    /// ask `/v2/library/nginx/...` for `docker.io` images). `None`: a repository of this
+    /// registry's own.
+    pub fn of(name: &str, ns: Option<&str>, mirrors: &[crate::config::MirrorConfig]) -> Option<Upstream> {
+        let found = |host: &str| mirrors.iter().position(|m| m.host == host);
+        if let Some(mirror) = ns.and_then(found) {
+            let local = format!("{}/{name}", mirrors[mirror].host);
+            return Some(Upstream { mirror, remote: name.to_string(), local });
+        }
+        if let Some((first, rest)) = name.split_once('/') {
+            if let Some(mirror) = found(first) {
+                return Some(Upstream { mirror, remote: rest.to_string(), local: name.to_string() });
+            }
+        }
+        if ns.is_some() {
+            return None;
+        }
+        let mirror = mirrors.iter().position(|m| m.default)?;
+        let local = format!("{}/{name}", mirrors[mirror].host);
+        Some(Upstream { mirror, remote: name.to_string(), local })
+    }
+}
+
 /// The route label of a request, `"other"` outside the API.
 pub(crate) fn label_of(req: &Request) -> &'static str {
     req.extensions().get::<Route>().map_or("other", Route::label)
 }
 
-/// The middleware that parses the route once and attaches it to the request.
-pub(crate) async fn layer(mut req: Request, next: Next) -> Response {
+/// The middleware that parses the route once and attaches it to the request, with the
+/// [`Upstream`] of a mirrored repository.
+pub(crate) async fn layer(State(state): State<crate::AppState>, mut req: Request, next: Next) -> Response {
     if let Some(route) = Route::of(req.uri().path()) {
+        let mirrors = &state.config.mirror;
+        if let Some(name) = route.repository().filter(|_| !mirrors.is_empty()) {
+            let ns = query(req.uri(), "ns");
+            if let Some(upstream) = Upstream::of(name, ns.as_deref(), mirrors) {
+                req.extensions_mut().insert(upstream);
+            }
+        }
         req.extensions_mut().insert(route);
     }
     next.run(req).await
@@ -140,6 +188,28 @@ mod tests {
         assert_eq!(Route::of("/v2/"), Some(Route::Base));
         assert_eq!(Route::of("/v2/a/tags/list"), Some(Route::Tags(s("a"))));
         assert_eq!(Route::of("/healthz"), None);
+    }
+
+    #[test]
+    fn upstreams_by_ns_prefix_or_default() {
+        let mirror = |host: &str, default: bool| crate::config::MirrorConfig {
+            url: "http://x".into(),
+            host: host.into(),
+            default,
+            ..Default::default()
+        };
+        let mirrors = [mirror("docker.io", true), mirror("ghcr.io", false)];
+        let up = |name: &str, ns: Option<&str>| Upstream::of(name, ns, &mirrors).map(|u| (u.mirror, u.remote, u.local));
+        let s = |s: &str| s.to_string();
+        assert_eq!(up("library/nginx", Some("ghcr.io")), Some((1, s("library/nginx"), s("ghcr.io/library/nginx"))));
+        assert_eq!(up("docker.io/library/nginx", None), Some((0, s("library/nginx"), s("docker.io/library/nginx"))));
+        assert_eq!(up("ghcr.io/org/app", None), Some((1, s("org/app"), s("ghcr.io/org/app"))));
+        assert_eq!(up("library/nginx", None), Some((0, s("library/nginx"), s("docker.io/library/nginx"))));
+        // A host this registry does not mirror: its own repository (a prefix still counts).
+        assert_eq!(up("library/nginx", Some("quay.io")), None);
+        assert_eq!(up("ghcr.io/org/app", Some("quay.io")), Some((1, s("org/app"), s("ghcr.io/org/app"))));
+        let no_default = [mirror("ghcr.io", false)];
+        assert_eq!(Upstream::of("library/nginx", None, &no_default), None);
     }
 
     #[test]

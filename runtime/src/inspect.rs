@@ -104,9 +104,10 @@ pub fn inspect_container(record: &ContainerRecord, image: Option<&ImageRecord>) 
         .map(|v| format!("{}:{}{}", v.host.display(), v.container, if v.read_only { ":ro" } else { "" }))
         .collect();
     let tmpfs: Map<String, Value> = o.tmpfs.iter().map(|t| (t.path.clone(), json!(t.options.join(",")))).collect();
-    let network = match o.network {
+    let network = match &o.network {
         crate::container::Network::None => "none",
         crate::container::Network::Host => "host",
+        crate::container::Network::Bridge(name) => name.as_str(),
     };
     let mut value = json!({
         "Id": record.id,

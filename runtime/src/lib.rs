@@ -20,6 +20,7 @@ pub mod images;
 pub mod import;
 pub mod inroot;
 pub mod inspect;
+pub mod network;
 pub mod paths;
 pub mod progress;
 pub mod pull;

@@ -24,6 +24,16 @@
 //!     <id>/                       the OCI runtime's own state: this folder is the `--root` of
 //!                                 libcontainer or runc, which keep a folder per container ID in
 //!                                 it (one folder less to create and delete for every run)
+//!   networks.lock                 flock held while networks and attachments change
+//!   networks/                     container networks ([`crate::network`]):
+//!     <name>.json                 one network's definition: subnet, gateway, bridge, DNS
+//!     attachments/<id>.json       a container's place on its network: address, ports, the
+//!                                 CNI result that DEL is given back; removed on detach
+//!     netns/<id>                  the container's network namespace, held by a bind mount
+//!     ipam/                       the CNI host-local plugin's address leases (its dataDir) for
+//!                                 user networks; the default network's are host-wide, in
+//!                                 /run/berth/ipam, as its bridge is
+//!     dns/                        aardvark-dns's configuration (a file per network) and pid
 //! ```
 //!
 //! Everything under `blobs/` and `snapshots/` appears by one `rename` from `tmp/` (same
@@ -163,6 +173,48 @@ impl Paths {
     /// own folder, in which the runtime makes a folder named by the ID.
     pub fn container_runtime_state(&self, id: &str) -> PathBuf {
         self.container(id)
+    }
+}
+
+impl Paths {
+    /// The lock file guarding networks and attachments.
+    pub fn networks_lock(&self) -> PathBuf {
+        self.root.join("networks.lock")
+    }
+
+    /// The folder of container networks.
+    pub fn networks(&self) -> PathBuf {
+        self.root.join("networks")
+    }
+
+    /// The definition of network `name`.
+    pub fn network(&self, name: &str) -> PathBuf {
+        self.networks().join(format!("{name}.json"))
+    }
+
+    /// The folder of attachments (a file per attached container).
+    pub fn network_attachments(&self) -> PathBuf {
+        self.networks().join("attachments")
+    }
+
+    /// Container `id`'s attachment.
+    pub fn network_attachment(&self, id: &str) -> PathBuf {
+        self.network_attachments().join(format!("{id}.json"))
+    }
+
+    /// The network namespace file of container `id`.
+    pub fn netns(&self, id: &str) -> PathBuf {
+        self.networks().join("netns").join(id)
+    }
+
+    /// The host-local IPAM plugin's data folder.
+    pub fn network_ipam(&self) -> PathBuf {
+        self.networks().join("ipam")
+    }
+
+    /// aardvark-dns's configuration folder.
+    pub fn network_dns(&self) -> PathBuf {
+        self.networks().join("dns")
     }
 }
 

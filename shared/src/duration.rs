@@ -8,8 +8,10 @@
 //! such as a robot account's. The value is computed in whole nanoseconds (a fraction is
 //! truncated), and one that does not fit a [`Duration`] is refused, never wrapped.
 //!
+//! [`format_duration`] prints one as Go does, for `berth compose config`.
+//!
 //! Callers: the Dockerfile parser (`HEALTHCHECK`), `berth build prune --filter`,
-//! `berth robot create --expires`.
+//! `berth robot create --expires`, the compose model's normalizer.
 
 use std::time::Duration;
 
@@ -39,6 +41,36 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
 /// Parses a Go duration that may also use `d` (days) and `w` (weeks): `30d`, `2w`, `1d12h`.
 pub fn parse_duration_days(text: &str) -> Result<Duration, DurationError> {
     parse(text, true)
+}
+
+/// Prints a duration as Go's `Duration.String` does (`1m0s`, `1m30s`, `1.5s`, `500ms`,
+/// `0s`): how `docker compose config` prints a compose file's durations.
+pub fn format_duration(duration: Duration) -> String {
+    let n = duration.as_nanos();
+    let fraction = |value: u128, unit: u128| {
+        let (whole, rest) = (value / unit, value % unit);
+        if rest == 0 {
+            whole.to_string()
+        } else {
+            let digits = unit.to_string().len() - 1;
+            format!("{whole}.{}", format!("{rest:0digits$}").trim_end_matches('0'))
+        }
+    };
+    match n {
+        0 => "0s".into(),
+        1..1_000 => format!("{n}ns"),
+        1_000..1_000_000 => format!("{}µs", fraction(n, 1_000)),
+        1_000_000..1_000_000_000 => format!("{}ms", fraction(n, 1_000_000)),
+        _ => {
+            let (hours, minutes) = (n / 3_600_000_000_000, (n / 60_000_000_000) % 60);
+            let seconds = fraction(n % 60_000_000_000, 1_000_000_000);
+            match (hours, minutes) {
+                (0, 0) => format!("{seconds}s"),
+                (0, m) => format!("{m}m{seconds}s"),
+                (h, m) => format!("{h}h{m}m{seconds}s"),
+            }
+        }
+    }
 }
 
 fn unit_nanos(unit: &str, days: bool) -> Option<u128> {
@@ -122,6 +154,24 @@ mod tests {
             ("0.3333333333333333333333333s", Duration::from_nanos(333_333_333)),
         ] {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        for (input, want) in [
+            ("1m", "1m0s"),
+            ("90s", "1m30s"),
+            ("10s", "10s"),
+            ("1h", "1h0m0s"),
+            ("1.5s", "1.5s"),
+            ("500ms", "500ms"),
+            ("0", "0s"),
+            ("2h3m4.25s", "2h3m4.25s"),
+            ("1500us", "1.5ms"),
+            ("7ns", "7ns"),
+        ] {
+            assert_eq!(format_duration(parse_duration(input).unwrap()), want, "{input}");
         }
     }
 

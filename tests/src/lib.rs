@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod containers;
+pub mod mirror;
 pub mod s3;
 
 use std::collections::BTreeSet;

@@ -51,7 +51,7 @@ async fn data_objects_nothing_links_go() {
         .unwrap();
     assert_eq!(data_objects(&driver, "gc-data").await.len(), 3);
 
-    let dry = Options { grace: Duration::ZERO, delete_untagged: false, dry_run: true };
+    let dry = Options { grace: Duration::ZERO, delete_untagged: false, dry_run: true, retention: Default::default() };
     let report = Collector::new(storage.clone(), dry.clone()).run().await.unwrap();
     // The blobs' data objects are still linked: only the lost one is found.
     assert_eq!((report.own.objects, report.own.bytes), (1, 4), "{report:?}");
@@ -141,7 +141,8 @@ async fn docker_pushes_one_tag_twenty_times_then_collection_frees_the_rest() -> 
     assert!(pushed > 15 * one_image, "twenty images take {pushed} bytes, one took {one_image}");
 
     let storage: Arc<dyn Storage> = Arc::new(registry::storage::fs::FsStorage::new(registry.root(), false)?);
-    let options = Options { grace: Duration::ZERO, delete_untagged: true, dry_run: false };
+    let options =
+        Options { grace: Duration::ZERO, delete_untagged: true, dry_run: false, retention: Default::default() };
     let report = registry::gc::schedule::run_once(storage, options, None).await?;
     let after = du(registry.root());
     assert!(after < one_image + one_image / 4, "after collection {after} bytes, one image took {one_image}");
@@ -185,4 +186,53 @@ async fn serve_collects_on_its_schedule() {
     // It took the lease, and released it.
     let names = storage.list("_gc").await.unwrap();
     assert!(names.iter().any(|n| n.starts_with("lease.")), "{names:?}");
+}
+
+/// `[[retention]]` with docker: of four tags pushed one after the other, `keep_last = 2` and
+/// `keep_tags = ["v*"]` keep the last two and `v1`; `berth gc --dry-run` names the other tag
+/// and the rule, the real run removes it (and its image), and `docker pull` of a kept tag
+/// still works while the removed one is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_the_tags_its_rule_does_not_keep() -> anyhow::Result<()> {
+    if !e2e::docker_available("retention_removes_the_tags_its_rule_does_not_keep").await? {
+        return Ok(());
+    }
+    let work = tempfile::tempdir()?;
+    let registry = e2e::Registry::start().await?;
+    let repo = format!("{}/e2e/retention", registry.host());
+    let mut cleanup = Vec::new();
+    for (i, tag) in ["old", "v1", "mid", "new"].iter().enumerate() {
+        let image = format!("{repo}:{tag}");
+        cleanup.push(RemoveImage(image.clone()));
+        let tar = layer_tar(work.path(), 100 + i as u64);
+        e2e::run_ok("docker", &["import", tar.to_str().unwrap(), &image]).await?;
+        e2e::run_ok("docker", &["push", &image]).await?;
+    }
+    let config = work.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        "[gc]\ngrace_secs = 0\ndelete_untagged = true\n\
+         [[retention]]\nrepositories = [\"e2e/*\"]\nkeep_last = 2\nkeep_tags = [\"v*\"]\n",
+    )?;
+    let bin = e2e::berth_binary()?;
+    let (bin, config, root) = (bin.to_str().unwrap(), config.to_str().unwrap(), registry.root().to_str().unwrap());
+    let dry = e2e::run_ok(bin, &["gc", "--config", config, "--root", root, "--dry-run"]).await?;
+    assert!(dry.contains("would remove tag old (pointing to sha256:"), "{dry}");
+    assert!(dry.contains("not kept by [[retention]] rule 1: keep_last 2, keep_tags [\"v*\"]"), "{dry}");
+    assert!(!dry.contains("tag mid") && !dry.contains("tag v1") && !dry.contains("tag new"), "{dry}");
+    assert_eq!(e2e::list_tags(&repo).await?, ["mid", "new", "old", "v1"].map(String::from).into());
+
+    let real = e2e::run_ok(bin, &["gc", "--config", config, "--root", root]).await?;
+    assert!(real.contains("removed tag old") && real.contains("removed 1 tags, 1 manifests"), "{real}");
+    assert_eq!(e2e::list_tags(&repo).await?, ["mid", "new", "v1"].map(String::from).into());
+    for tag in ["old", "new"] {
+        let _ = e2e::run("docker", &["rmi", "-f", &format!("{repo}:{tag}")]).await;
+    }
+    e2e::run_ok("docker", &["pull", &format!("{repo}:new")]).await?;
+    let refused = e2e::run("docker", &["pull", &format!("{repo}:old")]).await?;
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("manifest unknown") || said.contains("not found"), "{said}");
+    drop(cleanup);
+    Ok(())
 }

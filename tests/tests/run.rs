@@ -176,7 +176,7 @@ async fn check_runtime(root: &Root, runtime: Option<&str>) -> Result<()> {
     // Environment, working directory, user, host name, network, PID 1.
     let script = "echo \"$GREETING\"; pwd; busybox id -u; busybox id -g; busybox id -G; busybox hostname; \
                   cat /etc/hostname; echo $$; ls /sys/class/net";
-    let flags = ["-e", "GREETING=hi there", "-w", "/srv/app", "-u", "app", "--hostname", "boxy"];
+    let flags = ["-e", "GREETING=hi there", "-w", "/srv/app", "-u", "app", "--hostname", "boxy", "--network", "none"];
     let (code, out, err) = root.run(runtime, &flags, &["sh", "-c", script]).await?;
     let lines: Vec<&str> = out.lines().collect();
     ensure!(code == 0, "{name}: {code}: {err}");

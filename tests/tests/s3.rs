@@ -482,3 +482,14 @@ async fn a_wrong_digest_of_another_algorithm_is_the_clients_error() {
         assert!(get_blob(&r.base, "r", &right).await == blob);
     }
 }
+
+/// `_catalog` paging on S3: every repository exactly once for tricky names, and a page
+/// sends about one listing per folder it opens, not one per repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catalog_pages_walk_only_what_they_need() {
+    let server = S3Server::start().unwrap();
+    let driver = std::sync::Arc::new(server.bucket("catalog").await.unwrap());
+    let counted = driver.clone();
+    let lists = move || counted.request_counts().iter().find(|(k, _)| k == "ListObjectsV2").map_or(0, |(_, n)| *n);
+    registry::store::catalog::check_paging(driver, lists).await;
+}

@@ -107,8 +107,11 @@ impl Exec<'_> {
         }
         // A miss: look at the image (an empty one for --link), then write the layer straight
         // from the files.
-        if !c.link {
-            self.index(st)?;
+        self.index(st)?;
+        if c.link {
+            if let Some(warning) = unfollowed_link(&st.index, &args) {
+                self.progress.note(&warning);
+            }
         }
         let empty = FsIndex::default();
         let index = if c.link { &empty } else { &st.index };
@@ -466,6 +469,36 @@ fn pick_entry(p: &Pick, uid: u64, gid: u64, mode: u32) -> Entry {
     Entry { path: p.target.clone(), kind, mode, uid, gid, mtime: p.meta.mtime() }
 }
 
+/// The warning for a `--link` step whose destination goes through a symbolic link of the
+/// image: its layer, made as on an empty root, has a directory there (BuildKit's documented
+/// rule: "the destination path created with --link will always be a path containing only
+/// directories"), which replaces the link when the image is unpacked. None when the path
+/// has no link (or only its last part is one and the step writes a file there).
+fn unfollowed_link(index: &FsIndex, args: &CopyArgs) -> Option<String> {
+    let parts: Vec<&str> = args.dest_abs.split('/').filter(|p| !p.is_empty()).collect();
+    // Every part of a directory destination becomes a directory; a file's parents do.
+    let dirs = if args.dest_is_dir { parts.len() } else { parts.len().saturating_sub(1) };
+    let mut path = String::new();
+    for part in &parts[..dirs] {
+        path = if path.is_empty() { (*part).to_string() } else { format!("{path}/{part}") };
+        // Earlier parts are no links, so `path` is what the image has.
+        if let Some((_, node)) = index.lookup(&path, false) {
+            if let Some(target) = &node.link {
+                let resolved = index.resolve(&args.dest_abs, args.dest_is_dir).unwrap_or_default();
+                return Some(format!(
+                    "warning: {} --link to {}: /{path} is a symbolic link to {target} in the image, which a --link \
+                     layer does not follow (as BuildKit's): /{path} becomes a directory holding only what the step \
+                     copies. Copy to /{resolved}{} instead, or drop --link.",
+                    args.what,
+                    args.dest_abs,
+                    if args.dest_is_dir { "/" } else { "" },
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Makes the entries `linked` names (entry index, file's device and inode) that share a
 /// file hard links to the first of them in the layer's order, which alone carries the
 /// content: hard links in the context stay hard links (BuildKit's copy keeps them).
@@ -540,8 +573,9 @@ impl<'a> ParentResolver<'a> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parents_resolve_through_the_images_links() {
+    /// An index of Debian's merged-/usr links: `usr/bin`, `bin -> usr/bin`, `w -> /srv/app`,
+    /// `r -> /`, `up -> ../../..`.
+    fn linked_index() -> FsIndex {
         let mut b = tar::Builder::new(Vec::new());
         for (path, kind, target) in [
             ("usr/", tar::EntryType::Directory, ""),
@@ -567,6 +601,12 @@ mod tests {
         }
         let mut index = FsIndex::default();
         index.apply_tar(b.into_inner().unwrap().as_slice()).unwrap();
+        index
+    }
+
+    #[test]
+    fn parents_resolve_through_the_images_links() {
+        let index = linked_index();
         let mut r = ParentResolver::new(&index);
         assert_eq!(r.resolve("bin/tool").unwrap(), "usr/bin/tool");
         assert_eq!(r.resolve("bin").unwrap(), "bin", "the link itself stays");
@@ -574,5 +614,35 @@ mod tests {
         assert_eq!(r.resolve("r/bin/x").unwrap(), "usr/bin/x");
         assert_eq!(r.resolve("up/etc/x").unwrap(), "etc/x", "`..` stops at the root");
         assert_eq!(r.resolve("top").unwrap(), "top");
+    }
+
+    fn args(dest: &str, dest_is_dir: bool) -> CopyArgs {
+        CopyArgs {
+            what: "COPY",
+            dest_abs: dest.to_string(),
+            dest_is_dir,
+            parents: false,
+            paths: vec!["tool".into()],
+            heredocs: Vec::new(),
+            urls: Vec::new(),
+            chown: None,
+            chmod: None,
+            exclude: Vec::new(),
+            from: None,
+        }
+    }
+
+    #[test]
+    fn a_link_layer_warns_of_the_links_it_replaces() {
+        let index = linked_index();
+        let warning = unfollowed_link(&index, &args("/bin", true)).expect("a warning for /bin/");
+        assert!(warning.contains("/bin is a symbolic link to usr/bin"), "{warning}");
+        assert!(warning.contains("Copy to /usr/bin/ instead"), "{warning}");
+        let warning = unfollowed_link(&index, &args("/w/sub/tool", false)).expect("a warning for /w/sub/tool");
+        assert!(warning.contains("/w is a symbolic link to /srv/app") && warning.contains("/srv/app/sub/tool"));
+        // A file written over a link, and paths without links, make no directory over a link.
+        assert_eq!(unfollowed_link(&index, &args("/bin", false)), None);
+        assert_eq!(unfollowed_link(&index, &args("/usr/bin", true)), None);
+        assert_eq!(unfollowed_link(&index, &args("/opt/x", true)), None);
     }
 }

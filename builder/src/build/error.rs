@@ -63,6 +63,9 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+    /// The `SOURCE_DATE_EPOCH` build argument is not a number of seconds.
+    #[error("--build-arg SOURCE_DATE_EPOCH={0:?}: expected seconds since 1970 (an integer)")]
+    SourceDateEpoch(String),
     /// A stage thread panicked.
     #[error("a build thread failed")]
     Thread,

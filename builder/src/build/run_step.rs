@@ -44,7 +44,15 @@ struct RunSpec {
     user: String,
     cwd: String,
     created_by: String,
+    /// A `RUN <<EOF` heredoc that starts with `#!`: (name, content), run as a file of its
+    /// own (see [`SCRIPTS`]).
+    script: Option<(String, String)>,
 }
+
+/// Where a `RUN <<EOF` heredoc that starts with `#!` is mounted and run from, as BuildKit
+/// runs it (`/dev/pipes/EOF`, read-only, mode 0755); inside the container's `/dev`, so
+/// nothing of it reaches the layer.
+const SCRIPTS: &str = "/dev/pipes";
 
 /// A RUN step's mounts: what the container gets and what they add to the key.
 #[derive(Default)]
@@ -83,6 +91,9 @@ impl Exec<'_> {
     pub(super) fn run(&self, st: &mut StageState, r: &Run, id: usize) -> Result<(Outcome, Option<u64>), StepError> {
         let spec = self.run_spec(st, r);
         let mut mounts = self.mounts(st, r, &spec.cwd)?;
+        if let Some((name, content)) = &spec.script {
+            mounts.key.push(format!("script:{name}:{}", Digest::sha256_of(content.as_bytes())));
+        }
         let key_text = serde_json::json!({
             "args": spec.args, "env": spec.env, "user": spec.user, "cwd": spec.cwd,
             "network": format!("{:?}", r.network), "mounts": mounts.key, "security": r.security,
@@ -93,6 +104,9 @@ impl Exec<'_> {
             return Ok((Outcome::Cached, size));
         }
         self.ready_binds(&mut mounts)?;
+        if let Some((name, content)) = &spec.script {
+            mounts.binds.push(self.script_bind(name, content)?);
+        }
         let entries = self.execute(st, &spec, mounts, r.network == NetworkMode::None, &key, id)?;
         let size = self.commit(st, &key, entries, &spec.created_by)?;
         if let Some(ws) = st.workspace.as_mut() {
@@ -105,11 +119,28 @@ impl Exec<'_> {
         Ok((Outcome::Done, size))
     }
 
+    /// The file a `RUN <<EOF` script is run from: the heredoc's content, mode 0755,
+    /// mounted read-only at `/dev/pipes/NAME`.
+    fn script_bind(&self, name: &str, content: &str) -> Result<Volume, StepError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.temp_dir("script")?;
+        let file = dir.join("script");
+        fs::write(&file, content).map_err(step_io(&file))?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).map_err(step_io(&file))?;
+        Ok(Volume { host: file, container: format!("{SCRIPTS}/{name}"), read_only: true })
+    }
+
     /// The step's command (heredocs included), environment, user, working directory and
     /// history text.
     fn run_spec(&self, st: &StageState, r: &Run) -> RunSpec {
         let shell = || st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        let mut script = None;
         let args = match (&r.command, r.heredocs.first()) {
+            // A script with its own interpreter is run as a file, as BuildKit does.
+            (Command::Shell(cmd), Some(first)) if only_heredoc_markers(cmd) && first.content.starts_with("#!") => {
+                script = Some((first.name.clone(), first.content.clone()));
+                vec![format!("{SCRIPTS}/{}", first.name)]
+            }
             (Command::Shell(cmd), Some(first)) if only_heredoc_markers(cmd) => {
                 let mut shell = shell();
                 shell.push(first.content.clone());
@@ -146,6 +177,7 @@ impl Exec<'_> {
             user: st.image.config.config.user.clone().unwrap_or_default(),
             cwd: st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into()),
             created_by,
+            script,
         }
     }
 

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use builder::progress::{Mode, Progress};
 use builder::{output, Builder, Cancel, Compression, Options, RuntimeCommand};
 use runtime::{LayerRecord, LocalImage};
-use shared::client::{Client, ClientConfig};
+use shared::client::Client;
 use shared::manifest::Platform;
 use shared::ImageRef;
 
@@ -274,7 +274,7 @@ fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
     };
 
     let store = super::open_store(root)?;
-    let config = ClientConfig { plain_http: args.plain_http, ..ClientConfig::default() };
+    let config = super::client_config(args.plain_http)?;
     let credentials = Arc::new(super::login::docker_config()?);
     let client = Arc::new(Client::new(config, credentials).context("cannot set up the registry client")?);
     let builder = Builder::new(store.clone(), Arc::clone(&client)).context("cannot open the build cache")?;

@@ -34,7 +34,7 @@ pub fn run(args: Args) -> Result<()> {
         let storage = registry::open_storage(&config).await.context("cannot open the registry's storage")?;
         let progress: Option<registry::gc::Progress> =
             std::io::stderr().is_terminal().then(|| Arc::new(show_progress) as registry::gc::Progress);
-        match schedule::run_once(storage, config.gc.options(args.dry_run), progress).await {
+        match schedule::run_once(storage, config.gc_options(args.dry_run), progress).await {
             Err(e @ GcError::Busy { .. }) => Err(anyhow::Error::new(e)),
             other => other.context("garbage collection failed (nothing unchecked was removed; run it again)"),
         }
@@ -64,6 +64,9 @@ pub fn describe(report: &Report) -> String {
         }
         for r in removed {
             let line = match r {
+                Removed::Tag { tag, digest, rule, .. } => {
+                    format!("  {verb} tag {tag} (pointing to {digest}): not kept by {rule}\n")
+                }
                 Removed::Manifest { digest, .. } => format!("  {verb} manifest {digest}\n"),
                 Removed::Link { digest, .. } => format!("  {verb} link to blob {digest}\n"),
                 Removed::Blob { digest, size } => format!("  {verb} blob {digest} ({})\n", human_size(*size)),
@@ -73,9 +76,10 @@ pub fn describe(report: &Report) -> String {
     }
     let count = |f: fn(&Removed) -> bool| report.removed.iter().filter(|r| f(r)).count();
     out.push_str(&format!(
-        "{} repositories and {} manifests looked at; {verb} {} manifests, {} links and {} blobs: {} freed\n",
+        "{} repositories and {} manifests looked at; {verb} {} tags, {} manifests, {} links and {} blobs: {} freed\n",
         report.repositories,
         report.manifests,
+        count(|r| matches!(r, Removed::Tag { .. })),
         count(|r| matches!(r, Removed::Manifest { .. })),
         count(|r| matches!(r, Removed::Link { .. })),
         count(|r| matches!(r, Removed::Blob { .. })),

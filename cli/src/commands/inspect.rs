@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use runtime::container::{ContainerError, Containers};
+use runtime::network::Networks;
 use runtime::{InspectError, StoreError};
 
 /// Flags of `berth inspect`.
@@ -31,7 +32,9 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
             match containers.find(name) {
                 Ok(record) => {
                     let image = store.find(&record.image_reference)?.into_iter().next();
-                    out.push(runtime::inspect_container(&record, image.as_ref()));
+                    let mut value = runtime::inspect_container(&record, image.as_ref());
+                    value["NetworkSettings"] = runtime::network::settings(&Networks::at(root), &record);
+                    out.push(value);
                     continue;
                 }
                 Err(ContainerError::NotFound(_)) => {}

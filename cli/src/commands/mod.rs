@@ -1,6 +1,8 @@
 //! One module per subcommand: each parses its flags and calls a library crate.
 
 pub mod build;
+pub mod compose;
+pub mod compose_engine;
 pub mod exec;
 pub mod gc;
 pub mod images;
@@ -8,6 +10,7 @@ pub mod inspect;
 pub mod kill;
 pub mod login;
 pub mod logs;
+pub mod network;
 pub mod oci_runtime;
 pub mod ps;
 pub mod pull;
@@ -25,6 +28,13 @@ pub mod tag;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+/// The registry client's settings for pulls: `plain_http`, and the mirrors of
+/// `registry-mirrors` in Docker's configuration folder (`$DOCKER_CONFIG` or `~/.docker`).
+pub fn client_config(plain_http: bool) -> Result<shared::client::ClientConfig> {
+    let mirrors = login::docker_config()?.registry_mirrors().context("reading registry-mirrors")?;
+    Ok(shared::client::ClientConfig { plain_http, mirrors, ..shared::client::ClientConfig::default() })
+}
 
 /// Opens the image store at `root`, saying what to do when that is not possible.
 pub fn open_store(root: &Path) -> Result<runtime::Store> {

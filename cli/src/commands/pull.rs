@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use runtime::{PullError, PullOptions, TerminalProgress};
-use shared::client::{is_loopback, Client, ClientConfig, ClientError};
+use shared::client::{is_loopback, Client, ClientError};
 use shared::manifest::Platform;
 use shared::ImageRef;
 
@@ -33,7 +33,7 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     let image: ImageRef = args.image.parse()?;
     let store = super::open_store(root)?;
     super::init_logging();
-    let config = ClientConfig { plain_http: args.plain_http, ..ClientConfig::default() };
+    let config = super::client_config(args.plain_http)?;
     let credentials = Arc::new(super::login::docker_config()?);
     let client = Client::new(config, credentials).context("cannot set up the registry client")?;
     let options = PullOptions { platform: args.platform.unwrap_or_else(Platform::host), ..PullOptions::default() };

@@ -18,7 +18,7 @@ use runtime::container::shim::{self, ShimArgs, EXIT_START_FAILED};
 use runtime::container::spec::device_at;
 use runtime::container::{Containers, Device, Network, RunOptions, SeccompProfile, Tmpfs, Volume};
 use runtime::{ImageRecord, PullOptions, Store, TerminalProgress};
-use shared::client::{Client, ClientConfig};
+use shared::client::Client;
 use shared::ImageRef;
 
 /// Flags of `berth run`, as `docker run` has them.
@@ -60,9 +60,21 @@ pub struct Args {
     /// Host name inside the container [default: the first 12 digits of its ID].
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Network: none (own namespace, loopback only) or host.
-    #[arg(long, default_value = "none", value_name = "none|host")]
+    /// Network: bridge (the default network: an address of its own, outbound NAT), the name
+    /// of a network made with `berth network create` (containers on it resolve each other's
+    /// names), none (own namespace, loopback only) or host.
+    #[arg(long, visible_alias = "net", default_value = "bridge", value_name = "bridge|NAME|none|host")]
     pub network: String,
+    /// Another name the container has on a user network.
+    #[arg(long = "network-alias", visible_alias = "net-alias", value_name = "ALIAS")]
+    pub network_aliases: Vec<String>,
+    /// Publish a container's port on the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
+    /// (ranges as 8000-8009; no host port: a free one).
+    #[arg(long = "publish", short = 'p', value_name = "[IP:][HOST:]PORT[/PROTO]")]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on free host ports.
+    #[arg(long = "publish-all", short = 'P')]
+    pub publish_all: bool,
     /// Memory limit, such as 64m or 1g (swap is not allowed beyond it).
     #[arg(long, short = 'm', value_name = "BYTES")]
     pub memory: Option<String>,
@@ -275,8 +287,24 @@ pub fn options(args: &Args) -> Result<RunOptions> {
     let network = match args.network.as_str() {
         "none" => Network::None,
         "host" => Network::Host,
-        other => bail!("network {other:?} is not supported: use none or host"),
+        "default" => Network::Bridge(runtime::network::DEFAULT_NETWORK.into()),
+        name if name.starts_with("container:") => {
+            bail!("--network container:NAME is not supported: use bridge, a network's name, none or host")
+        }
+        name => Network::Bridge(name.to_string()),
     };
+    let mut publish = Vec::new();
+    for spec in &args.publish {
+        publish.extend(runtime::network::ports::parse_publish(spec)?);
+    }
+    if !matches!(network, Network::Bridge(_)) && (!publish.is_empty() || args.publish_all) {
+        bail!("-p and -P need a bridge network: drop them, or run without --network {}", args.network);
+    }
+    for alias in &args.network_aliases {
+        if !runtime::container::valid_name(alias) {
+            bail!("invalid --network-alias {alias:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        }
+    }
     let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>>>()?;
     for v in &volumes {
         // Docker creates a missing host directory for a bind mount.
@@ -314,6 +342,9 @@ pub fn options(args: &Args) -> Result<RunOptions> {
         tmpfs: args.tmpfs.iter().map(|t| parse_tmpfs(t)).collect::<Result<Vec<_>>>()?,
         hostname: args.hostname.clone(),
         network,
+        network_aliases: args.network_aliases.clone(),
+        publish,
+        publish_all: args.publish_all,
         memory: args.memory.as_deref().map(parse_bytes).transpose()?,
         cpus: args.cpus,
         pids_limit: args.pids_limit,
@@ -352,13 +383,13 @@ fn healthcheck(args: &Args) -> Result<Option<HealthConfig>> {
 }
 
 /// The image in the store, pulled first when missing.
-fn find_or_pull(store: &Store, image: &str, plain_http: bool) -> Result<ImageRecord> {
+pub(crate) fn find_or_pull(store: &Store, image: &str, plain_http: bool) -> Result<ImageRecord> {
     if let Some(found) = store.find(image).context("cannot read the image index")?.into_iter().next() {
         return Ok(found);
     }
     let reference: ImageRef = image.parse()?;
     eprintln!("Unable to find image '{}' locally", reference.familiar());
-    let config = ClientConfig { plain_http, ..ClientConfig::default() };
+    let config = super::client_config(plain_http)?;
     let credentials = Arc::new(super::login::docker_config()?);
     let client = Client::new(config, credentials).context("cannot set up the registry client")?;
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
@@ -378,6 +409,17 @@ fn single_threaded() -> bool {
         .is_ok_and(|s| s.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Threads:", "1"]))
 }
 
+/// Fails early, with what to do, when the container's network does not exist, or has
+/// aliases though it resolves no names.
+fn check_network(root: &Path, options: &RunOptions) -> Result<()> {
+    let Network::Bridge(name) = &options.network else { return Ok(()) };
+    let def = runtime::network::Networks::at(root).get(name)?;
+    if !def.dns && !options.network_aliases.is_empty() {
+        bail!("--network-alias needs a user-defined network (berth network create NAME): {name} resolves no names");
+    }
+    Ok(())
+}
+
 /// Runs `berth run` against the store at `root`; the exit code is the container's.
 pub fn run(root: &Path, args: Args) -> ExitCode {
     match start(root, args) {
@@ -393,6 +435,7 @@ fn start(root: &Path, args: Args) -> Result<i32> {
     super::init_logging();
     tracing::debug!("berth run");
     let options = options(&args)?;
+    check_network(root, &options)?;
     let store = super::open_store(root)?;
     let image = find_or_pull(&store, &args.image, args.plain_http)?;
     tracing::debug!("image found");

@@ -30,6 +30,25 @@ pub struct Args {
 /// (they belong to other commands, such as `BERTH_ROOT` for the local image store).
 const SECTIONS: &[&str] = &["addr", "log_level", "storage", "limits", "uploads", "gc", "auth", "tls"];
 
+/// Fills the credentials of each `[[mirror]]` from `BERTH_MIRROR_<HOST>_USERNAME`,
+/// `_PASSWORD` and `_IDENTITY_TOKEN` (host `docker.io` is `DOCKER_IO`), over the file's.
+fn mirror_credentials(config: &mut registry::Config, vars: &[(String, String)]) {
+    for mirror in &mut config.mirror {
+        let prefix = format!("BERTH_MIRROR_{}_", mirror.env_key());
+        for (key, value) in vars {
+            match key.strip_prefix(&prefix) {
+                Some("USERNAME") => mirror.username = Some(value.clone()),
+                Some("PASSWORD") => {
+                    mirror.password = Some(value.clone());
+                    mirror.password_file = None;
+                }
+                Some("IDENTITY_TOKEN") => mirror.identity_token = Some(value.clone()),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Sets `path` (already split) in a TOML table, creating tables on the way.
 fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<()> {
     let (last, parents) = path.split_last().context("empty setting name")?;
@@ -69,17 +88,18 @@ pub fn load(args: &Args, env: impl IntoIterator<Item = (String, String)>) -> Res
     };
     let mut vars: Vec<(String, String)> = env.into_iter().collect();
     vars.sort();
-    for (key, value) in vars {
+    for (key, value) in &vars {
         let Some(rest) = key.strip_prefix("BERTH_") else { continue };
         let path: Vec<String> = rest.to_ascii_lowercase().split("__").map(str::to_string).collect();
         if !SECTIONS.contains(&path[0].as_str()) {
             continue;
         }
-        set_path(&mut table, &path, env_value(&value)).with_context(|| format!("environment variable {key}"))?;
+        set_path(&mut table, &path, env_value(value)).with_context(|| format!("environment variable {key}"))?;
     }
     let mut config: registry::Config = toml::Value::Table(table)
         .try_into()
         .context("invalid configuration (check the setting names against the README's configuration reference)")?;
+    mirror_credentials(&mut config, &vars);
     if let Some(addr) = args.addr {
         config.addr = addr;
     }
@@ -205,6 +225,28 @@ mod tests {
         assert_eq!(auth.htpasswd, Some(PathBuf::from("/etc/berth/htpasswd")));
         assert_eq!(auth.token_ttl_secs, 120);
         assert_eq!(c.tls.unwrap().key, PathBuf::from("/etc/berth/tls.key"));
+    }
+
+    #[test]
+    fn mirror_credentials_come_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("berth.toml");
+        std::fs::write(
+            &file,
+            "[[mirror]]\nurl = \"https://registry-1.docker.io\"\nhost = \"docker.io\"\n\
+             [[mirror]]\nurl = \"https://ghcr.io\"\nhost = \"ghcr.io\"\npassword_file = \"/nope\"\nusername = \"f\"\n",
+        )
+        .unwrap();
+        let args = Args { config: Some(file), ..Args::default() };
+        let env = vars(&[
+            ("BERTH_MIRROR_DOCKER_IO_USERNAME", "alice"),
+            ("BERTH_MIRROR_DOCKER_IO_PASSWORD", "hush"),
+            ("BERTH_MIRROR_GHCR_IO_PASSWORD", "other"),
+        ]);
+        let c = load(&args, env).unwrap();
+        assert_eq!((c.mirror[0].username.as_deref(), c.mirror[0].password.as_deref()), (Some("alice"), Some("hush")));
+        assert_eq!((c.mirror[1].password.as_deref(), c.mirror[1].password_file.as_ref()), (Some("other"), None));
+        assert!(!format!("{c:?}").contains("hush"));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use super::{digest_error, method_not_allowed, repo_name, Req};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::events::Event;
+use crate::route::Upstream;
+use crate::store::StoreError;
 
 /// A satisfiable byte range of an object of a known size, `start..end` (end exclusive).
 #[derive(Debug, PartialEq, Eq)]
@@ -60,7 +62,20 @@ pub(crate) async fn handle(req: Req, name: &str, digest: &str) -> ApiResult<Resp
     let store = &req.state.store;
     match req.method {
         Method::GET | Method::HEAD => {
-            let size = store.blob_size(&repo, &digest).await?;
+            let size = match (store.blob_size(&repo, &digest).await, req.extensions.get::<Upstream>()) {
+                (Err(StoreError::BlobUnknown(_)), Some(up)) => {
+                    match crate::mirror::blob(&req.state, &req.method, up, &digest).await? {
+                        Some(resp) => return Ok(resp),
+                        // Stored now.
+                        None => store.blob_size(&repo, &digest).await?,
+                    }
+                }
+                (Ok(size), Some(up)) => {
+                    req.state.mirrors.hit(up);
+                    size
+                }
+                (result, _) => result?,
+            };
             let etag = format!("\"{digest}\"");
             if req.header(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
                 let mut resp = StatusCode::NOT_MODIFIED.into_response();

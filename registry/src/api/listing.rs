@@ -58,11 +58,9 @@ pub(crate) async fn catalog(req: Req) -> ApiResult<Response> {
         return method_not_allowed();
     }
     let (n, last) = pagination(&req)?;
-    let mut all = req.state.store.repositories().await?;
-    if let Some(filter) = req.extensions.get::<crate::auth::CatalogFilter>() {
-        all.retain(|repo| filter.allows(repo));
-    }
-    let page = crate::store::page(all, n, last.as_deref());
+    let filter = req.extensions.get::<crate::auth::CatalogFilter>();
+    let allow = |repo: &str| filter.is_none_or(|f| f.allows(repo));
+    let page = req.state.store.repository_page(n, last.as_deref(), allow).await?;
     Ok(json_page("/v2/_catalog", "repositories", None, page, n))
 }
 

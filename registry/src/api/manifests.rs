@@ -112,7 +112,10 @@ pub(crate) async fn handle(req: Req, body: axum::body::Body, name: &str, referen
 
 /// `GET` and `HEAD` (end-3).
 async fn get(req: Req, repo: &RepoName, reference: &Reference) -> ApiResult<Response> {
-    let m = req.state.store.get_manifest(repo, reference).await?;
+    let m = match req.extensions.get::<crate::route::Upstream>() {
+        Some(up) => crate::mirror::manifest(&req.state, up, reference).await?,
+        None => req.state.store.get_manifest(repo, reference).await?,
+    };
     let m = negotiate(&req, repo, m).await?;
     let etag = format!("\"{}\"", m.digest);
     let builder = Response::builder()
@@ -121,8 +124,18 @@ async fn get(req: Req, repo: &RepoName, reference: &Reference) -> ApiResult<Resp
         .header(header::CONTENT_LENGTH, m.body.len())
         .header(header::ETAG, etag)
         .header("docker-content-digest", m.digest.to_string());
-    let body = if req.method == Method::HEAD { axum::body::Body::empty() } else { m.body.clone().into() };
-    builder.body(body).map_err(|e| ApiError::internal(&e))
+    if req.method == Method::HEAD {
+        return builder.body(axum::body::Body::empty()).map_err(|e| ApiError::internal(&e));
+    }
+    let resp = builder.body(m.body.clone().into()).map_err(|e| ApiError::internal(&e))?;
+    let event = Event::ManifestPulled {
+        repo: repo.to_string(),
+        reference: reference.to_string(),
+        digest: m.digest.to_string(),
+        media_type: m.media_type.clone(),
+        size: m.body.len() as u64,
+    };
+    Ok(event.attach(resp))
 }
 
 /// `PUT` (end-7), with the draft's `tag` query parameters: each tag stored is named in an
@@ -164,6 +177,8 @@ async fn put(req: Req, body: axum::body::Body, repo: &RepoName, reference: &Refe
         reference: reference.to_string(),
         digest: pushed.digest.to_string(),
         tags: tags.iter().map(Tag::to_string).collect(),
+        media_type: pushed.media_type,
+        size: pushed.size,
     };
     Ok(event.attach(resp))
 }

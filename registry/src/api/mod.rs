@@ -1,5 +1,5 @@
-//! The HTTP API: the OCI distribution spec's endpoints under `/v2/`, plus `/healthz` and
-//! `/metrics`.
+//! The HTTP API: the OCI distribution spec's endpoints under `/v2/`, plus `/healthz`,
+//! `/metrics`, and the hub's admin API and web UI ([`crate::hub`]).
 //!
 //! Repository names may hold slashes, so everything under `/v2/` is one wildcard route whose
 //! path [`crate::route`] has parsed once into the request's [`Route`]; the handlers live in
@@ -26,7 +26,7 @@ use shared::{DigestError, NameError, RepoName};
 use tracing::Instrument;
 
 use crate::error::{ApiError, ApiResult, Code};
-use crate::route::Route;
+use crate::route::{Route, Upstream};
 use crate::storage::{ByteStream, StorageError};
 use crate::store::StoreError;
 pub use crate::AppState;
@@ -45,18 +45,30 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(render_metrics))
         .route("/token", any(crate::auth::token::endpoint))
+        .merge(crate::hub::routes(&state))
         .fallback(|| async {
             ApiError::new(Code::Unsupported).status(StatusCode::NOT_FOUND).detail("unknown endpoint")
         })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::webhooks::layer))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::guard))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(middleware::from_fn(crate::route::layer))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::route::layer))
         .layer(middleware::from_fn(crate::body::early_answers))
         .with_state(state)
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
+    let last = match crate::gc::history::recent(state.store.storage().as_ref(), 1).await {
+        Ok(runs) => runs.into_iter().next(),
+        Err(e) => {
+            tracing::warn!(error = %shared::error_chain(&e), "cannot read the collector's history for /metrics");
+            None
+        }
+    };
+    text.push_str(&state.metrics.render_gc(last.as_ref()));
+    text.push_str(&state.webhooks.render_metrics());
+    state.mirrors.render(&mut text);
     let storage = state.store.storage().request_counts();
     if !storage.is_empty() {
         text.push_str("# HELP berth_storage_requests_total Requests sent to the storage back end, by operation.\n");
@@ -160,6 +172,12 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
     let Some(route) = parts.extensions.remove::<Route>() else {
         return ApiError::new(Code::NameUnknown).detail("unknown endpoint").into_response();
     };
+    let upstream = parts.extensions.get::<Upstream>().cloned();
+    if let Some(up) = &upstream {
+        if let Err(e) = refuse_mirror_writes(&state, &route, &parts.method, up) {
+            return e.into_response();
+        }
+    }
     let req = Req {
         state,
         method: parts.method,
@@ -167,17 +185,38 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
         headers: parts.headers,
         extensions: parts.extensions,
     };
+    // A mirrored repository's content lives under its local name (`docker.io/library/x`),
+    // however the client named it.
+    let local = |name: String| upstream.as_ref().map_or(name, |u| u.local.clone());
     let result = match route {
         Route::Base => Ok(base(req.method).await),
         Route::Catalog => listing::catalog(req).await,
-        Route::Tags(name) => listing::tags(req, &name).await,
-        Route::Referrers(name, d) => listing::referrers(req, &name, &d).await,
-        Route::Manifest(name, r) => manifests::handle(req, body, &name, &r).await,
-        Route::Blob(name, d) => blobs::handle(req, &name, &d).await,
-        Route::UploadStart(name) => uploads::start(req, body, &name).await,
-        Route::Upload(name, id) => uploads::handle(req, body, &name, &id).await,
+        Route::Tags(name) => listing::tags(req, &local(name)).await,
+        Route::Referrers(name, d) => listing::referrers(req, &local(name), &d).await,
+        Route::Manifest(name, r) => manifests::handle(req, body, &local(name), &r).await,
+        Route::Blob(name, d) => blobs::handle(req, &local(name), &d).await,
+        Route::UploadStart(name) => uploads::start(req, body, &local(name)).await,
+        Route::Upload(name, id) => uploads::handle(req, body, &local(name), &id).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Uploads, manifest pushes and deletions in a mirrored repository are refused (`DENIED`,
+/// naming the upstream) unless its mirror accepts pushes.
+fn refuse_mirror_writes(state: &AppState, route: &Route, method: &Method, up: &Upstream) -> ApiResult<()> {
+    let mirror = &state.config.mirror[up.mirror];
+    let writes = match route {
+        Route::UploadStart(_) | Route::Upload(..) => true,
+        Route::Manifest(..) | Route::Blob(..) => !matches!(*method, Method::GET | Method::HEAD),
+        _ => false,
+    };
+    if !writes || mirror.accept_pushes {
+        return Ok(());
+    }
+    Err(ApiError::new(Code::Denied).message(format!(
+        "{} is a read-only mirror of {} ({}); push to the upstream instead",
+        up.local, mirror.host, mirror.url
+    )))
 }
 
 /// Answers `UNSUPPORTED` for a method an endpoint does not take.
@@ -309,6 +348,42 @@ mod tests {
         assert_eq!(store.upload_locks_len(), 0);
     }
 
+    /// `/metrics` shows the last collection of any process (from the run history) and the
+    /// bytes it counted in storage.
+    #[tokio::test]
+    async fn metrics_show_the_last_collection() {
+        let (_dir, state) = registry().await;
+        let storage = state.store.storage().clone();
+        let app = router(state);
+        let text = |resp: Response| async move {
+            String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()
+        };
+        let before = text(call(&app, "GET", "/metrics", "").await).await;
+        assert!(before.contains("berth_gc_runs_total 0\n") && !before.contains("berth_gc_last_run"), "{before}");
+        let d = shared::Digest::sha256_of(b"lonely");
+        let resp = call(&app, "POST", &format!("/v2/a/blobs/uploads/?digest={d}"), "lonely").await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let options = crate::gc::Options {
+            grace: std::time::Duration::ZERO,
+            delete_untagged: false,
+            dry_run: false,
+            retention: Default::default(),
+        };
+        let report = crate::gc::schedule::run_once(storage, options, None).await.unwrap();
+        assert_eq!(report.bytes_freed(), 6);
+        let after = text(call(&app, "GET", "/metrics", "").await).await;
+        for line in [
+            "berth_gc_last_run_freed_bytes 6\n",
+            "berth_gc_last_run_removed_objects 2\n",
+            "berth_gc_last_run_failed 0\n",
+        ] {
+            assert!(after.contains(line), "{line} missing from\n{after}");
+        }
+        // What is left: the lease and the run's record, a few hundred bytes.
+        let stored = after.lines().find_map(|l| l.strip_prefix("berth_storage_bytes ")).expect("storage bytes");
+        assert!(stored.parse::<u64>().unwrap() < 2000, "{stored}");
+    }
+
     #[tokio::test]
     async fn handlers_attach_what_they_changed() {
         use crate::events::Event;
@@ -334,6 +409,8 @@ mod tests {
             reference: m.to_string(),
             digest: m.to_string(),
             tags: vec!["x".into(), "y".into()],
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            size: manifest.len() as u64,
         };
         assert_eq!(event(&resp), Some(tagged));
         let resp = call(&app, "DELETE", "/v2/a/manifests/x", "").await;

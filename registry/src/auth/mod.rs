@@ -218,6 +218,12 @@ impl Auth {
         &self.signing
     }
 
+    /// The fingerprint of a user's current password hash, `None` when there is no such user
+    /// (sessions of the web UI are checked against it).
+    pub(crate) fn user_fingerprint(&self, user: &str) -> Option<String> {
+        self.users.fingerprint(user)
+    }
+
     /// What `identity` may do on `repo`, by the rules.
     pub fn allowed(&self, identity: &Identity, repo: &str) -> u8 {
         self.rules.allowed(identity, repo)
@@ -504,9 +510,17 @@ fn shown(client: Option<IpAddr>) -> String {
 /// The client's address: the connection's peer, or the last `X-Forwarded-For` entry when
 /// trusted.
 pub(crate) fn client_addr(req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
+    client_addr_of(req.headers(), req.extensions(), trust_forwarded_for)
+}
+
+/// [`client_addr`] from a request's parts.
+pub(crate) fn client_addr_of(
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+    trust_forwarded_for: bool,
+) -> Option<IpAddr> {
     if trust_forwarded_for {
-        let forwarded = req
-            .headers()
+        let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -517,7 +531,6 @@ pub(crate) fn client_addr(req: &Request, trust_forwarded_for: bool) -> Option<Ip
             return forwarded;
         }
     }
-    let ext = req.extensions();
     ext.get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .or_else(|| ext.get::<axum::extract::connect_info::MockConnectInfo<SocketAddr>>().map(|c| c.0.ip()))

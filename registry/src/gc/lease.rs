@@ -207,7 +207,12 @@ mod tests {
         let lonely = crate::gc::suite::push_blob(&store, &repo, b"lonely").await.unwrap();
         let a = acquire(s.clone(), "a", TTL).await.unwrap();
         a.release().await.unwrap();
-        let options = crate::gc::Options { grace: Duration::ZERO, delete_untagged: false, dry_run: false };
+        let options = crate::gc::Options {
+            grace: Duration::ZERO,
+            delete_untagged: false,
+            dry_run: false,
+            retention: Default::default(),
+        };
         let run = crate::gc::Collector::new(s.clone(), options).with_lease(a).run().await;
         assert!(matches!(run, Err(GcError::LeaseLost)), "{run:?}");
         assert_eq!(store.blob_size(&repo, &lonely).await.unwrap(), 6);

@@ -66,10 +66,15 @@ async fn read_manifest(storage: &dyn Storage, repo: &RepoName, digest: &Digest) 
     Ok(Manifest::parse(&body, media_type.as_deref()).ok())
 }
 
-/// The digests a repository's tags point to.
-async fn tagged(storage: &dyn Storage, repo: &RepoName) -> Result<HashSet<Digest>, GcError> {
+/// The digests a repository's tags point to, but for the tags in `skip`.
+async fn tagged(
+    storage: &dyn Storage,
+    repo: &RepoName,
+    skip: Option<&HashSet<Tag>>,
+) -> Result<HashSet<Digest>, GcError> {
     let names = storage.list(&paths::tags(repo)).await.map_err(GcError::storage("listing tags"))?;
-    let tags: Vec<Tag> = names.into_iter().filter_map(|t| t.parse().ok()).collect();
+    let tags: Vec<Tag> =
+        names.into_iter().filter_map(|t| t.parse().ok()).filter(|t| skip.is_none_or(|s| !s.contains(t))).collect();
     let reads: Vec<_> = tags.iter().map(|t| storage.read_opt(paths::tag(repo, t))).collect();
     let raw = futures_util::future::try_join_all(reads).await.map_err(GcError::storage("reading tags"))?;
     Ok(raw.into_iter().flatten().filter_map(|b| std::str::from_utf8(&b).ok()?.trim().parse().ok()).collect())
@@ -129,9 +134,15 @@ pub(super) fn live(
 }
 
 /// Marks one repository into `marked`.
-async fn mark_repo(c: &Collector, repo: &RepoName, cutoff: SystemTime, marked: &mut Marked) -> Result<(), GcError> {
+async fn mark_repo(
+    c: &Collector,
+    repo: &RepoName,
+    skip: Option<&HashSet<Tag>>,
+    cutoff: SystemTime,
+    marked: &mut Marked,
+) -> Result<(), GcError> {
     let storage = c.storage.as_ref();
-    let tagged = tagged(storage, repo).await?;
+    let tagged = tagged(storage, repo, skip).await?;
     let revisions = revisions(storage, repo).await?;
     let live = live(&revisions, &tagged, cutoff, c.options.delete_untagged);
     marked.manifests += revisions.len();
@@ -153,17 +164,26 @@ async fn mark_repo(c: &Collector, repo: &RepoName, cutoff: SystemTime, marked: &
     Ok(())
 }
 
-/// Marks every repository.
-pub(super) async fn mark(c: &Collector, cutoff: SystemTime) -> Result<Marked, GcError> {
+/// Every repository, by name.
+pub(super) async fn repositories(c: &Collector) -> Result<Vec<RepoName>, GcError> {
     let store = crate::store::Store::new(c.storage.clone());
     let names = store.repositories().await.map_err(GcError::store("listing repositories"))?;
+    // Skipping one would let the sweep take what it refers to.
+    names.into_iter().map(|n| n.parse::<RepoName>().map_err(|_| GcError::InvalidRepository(n))).collect()
+}
+
+/// Marks every repository of `repos`, not counting the tags in `skip`.
+pub(super) async fn mark(
+    c: &Collector,
+    repos: &[RepoName],
+    skip: &HashMap<RepoName, HashSet<Tag>>,
+    cutoff: SystemTime,
+) -> Result<Marked, GcError> {
     let mut marked = Marked::default();
-    let total = names.len() as u64;
-    for (i, name) in names.iter().enumerate() {
+    let total = repos.len() as u64;
+    for (i, repo) in repos.iter().enumerate() {
         c.progress("marking repositories", i as u64, total);
-        // Skipping it would let the sweep take what it refers to.
-        let repo = name.parse::<RepoName>().map_err(|_| GcError::InvalidRepository(name.clone()))?;
-        mark_repo(c, &repo, cutoff, &mut marked).await?;
+        mark_repo(c, repo, skip.get(repo), cutoff, &mut marked).await?;
         marked.repositories += 1;
     }
     c.progress("marking repositories", total, total);

@@ -4,6 +4,8 @@
 //!
 //! # What is removed
 //!
+//! - Tags the `[[retention]]` rules do not keep (see [`retention`]): this comes first, so
+//!   what only those tags kept goes in the same run, as the rest of this list says.
 //! - Blobs (their bytes and every repository's link to them) that no live manifest of any
 //!   repository refers to: a live manifest keeps its config and layers, an index keeps its
 //!   child manifests, and a manifest keeps the referrers whose `subject` it is.
@@ -81,8 +83,10 @@ use shared::{Digest, RepoName};
 use crate::storage::{OwnSwept, Storage, StorageError};
 
 mod fence;
+pub mod history;
 pub mod lease;
 mod mark;
+pub mod retention;
 pub mod schedule;
 pub mod suite;
 mod sweep;
@@ -132,6 +136,9 @@ pub enum GcError {
     /// The lease expired or was taken over while this run held it; the run stopped.
     #[error("the collector's lease was lost; the run stopped")]
     LeaseLost,
+    /// A `[[retention]]` or `[[immutable]]` rule cannot be used.
+    #[error("invalid retention rules")]
+    Rules(#[from] retention::RulesError),
 }
 
 impl GcError {
@@ -154,11 +161,24 @@ pub struct Options {
     pub delete_untagged: bool,
     /// Find and report, change nothing.
     pub dry_run: bool,
+    /// Which tags to keep (`[[retention]]`); no rule keeps every tag.
+    pub retention: retention::Rules,
 }
 
 /// One thing a run removed (or, dry, would remove).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Removed {
+    /// A tag a `[[retention]]` rule did not keep.
+    Tag {
+        /// The repository.
+        repo: RepoName,
+        /// The tag.
+        tag: shared::Tag,
+        /// The manifest it pointed to.
+        digest: Digest,
+        /// The rule, described.
+        rule: String,
+    },
     /// A manifest revision of a repository (with its referrer entry).
     Manifest {
         /// The repository.
@@ -197,6 +217,8 @@ pub struct Report {
     pub own: OwnSwept,
     /// Whether nothing was changed.
     pub dry_run: bool,
+    /// Bytes in storage after the run, when the driver counts them ([`Storage::bytes_stored`]).
+    pub stored_bytes: Option<u64>,
 }
 
 impl Report {
@@ -211,7 +233,7 @@ impl Report {
         let mut out: BTreeMap<Option<&RepoName>, Vec<&Removed>> = BTreeMap::new();
         for r in &self.removed {
             let key = match r {
-                Removed::Manifest { repo, .. } | Removed::Link { repo, .. } => Some(repo),
+                Removed::Tag { repo, .. } | Removed::Manifest { repo, .. } | Removed::Link { repo, .. } => Some(repo),
                 Removed::Blob { .. } => None,
             };
             out.entry(key).or_default().push(r);
@@ -223,6 +245,8 @@ impl Report {
 /// A point of a run where [`Hooks`] are called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Point {
+    /// The tags retention removes are chosen; none is removed yet.
+    Retained,
     /// A batch's doomed record is written; its evidence is not read yet.
     Doomed,
     /// The batch's evidence is read; nothing of it is deleted yet.
@@ -303,13 +327,16 @@ impl Collector {
         // Upload sessions are listed before anything the driver looks at (see `sweep_own`).
         let store = crate::store::Store::new(self.storage.clone());
         let sessions = store.upload_resumes().await.map_err(GcError::store("listing upload sessions"))?;
-        let marked = mark::mark(self, cutoff).await?;
-        let mut report = Report {
-            repositories: marked.repositories,
-            manifests: marked.manifests,
-            dry_run: self.options.dry_run,
-            ..Report::default()
-        };
+        let rules = self.options.retention.compile()?;
+        let repos = mark::repositories(self).await?;
+        let mut report = Report { dry_run: self.options.dry_run, ..Report::default() };
+        let expired = retention::expired(self, &rules, &repos, started).await?;
+        let untagged = retention::remove(self, expired, &mut report).await?;
+        // A dry run removed no tag: the mark leaves out those a real run would have.
+        let skip = if self.options.dry_run { untagged } else { Default::default() };
+        let marked = mark::mark(self, &repos, &skip, cutoff).await?;
+        report.repositories = marked.repositories;
+        report.manifests = marked.manifests;
         let candidates = sweep::candidates(self, &marked).await?;
         sweep::sweep(self, candidates, cutoff, &mut report).await?;
         self.progress("driver objects", 0, 1);
@@ -319,6 +346,8 @@ impl Collector {
             .await
             .map_err(GcError::storage("sweeping the driver's own objects"))?;
         self.progress("driver objects", 1, 1);
+        report.stored_bytes =
+            self.storage.bytes_stored().await.map_err(GcError::storage("counting the bytes stored"))?;
         Ok(report)
     }
 }

@@ -36,6 +36,8 @@ where
     race_push_touches_before_the_check(fresh().await).await;
     race_push_after_the_check_is_refused(fresh().await).await;
     race_upload_and_mount_end_with_the_blob_present(fresh().await).await;
+    retention_keeps_what_its_rules_say(fresh().await).await;
+    retention_spares_a_tag_pushed_again(fresh().await).await;
 }
 
 fn repo(name: &str) -> RepoName {
@@ -43,7 +45,7 @@ fn repo(name: &str) -> RepoName {
 }
 
 fn options(grace: u64, delete_untagged: bool) -> Options {
-    Options { grace: Duration::from_secs(grace), delete_untagged, dry_run: false }
+    Options { grace: Duration::from_secs(grace), delete_untagged, dry_run: false, retention: Default::default() }
 }
 
 /// Uploads `data` as a blob of `repo`.
@@ -521,4 +523,101 @@ pub async fn pushes_race_collections(replicas: Vec<Arc<dyn Storage>>) {
         })
         .collect();
     assert_eq!(left, needed, "blobs left that no tag needs, or missing ones");
+}
+
+/// Retention rules: `ret/a` keeps its 2 latest tags and `v*`, `ret/b` what was pushed in the
+/// last 3 seconds, `ret/c` (no rule) everything; the immutable `frozen` stays.
+fn retention_rules() -> super::retention::Rules {
+    let rule = |repo: &str, keep_last, keep_within: Option<&str>, keep_tags: &[&str]| crate::config::RetentionRule {
+        repositories: vec![repo.to_string()],
+        keep_last,
+        keep_within: keep_within.map(str::to_string),
+        keep_tags: keep_tags.iter().map(|t| t.to_string()).collect(),
+    };
+    super::retention::Rules {
+        retention: vec![rule("ret/a", Some(2), None, &["v*"]), rule("ret/b", None, Some("3s"), &[])],
+        immutable: vec![crate::config::ImmutableRule {
+            repositories: vec!["ret/*".into()],
+            tags: vec!["frozen".into()],
+        }],
+    }
+}
+
+/// Tags outside every keep setting go (a dry run only says so), with what only they needed;
+/// the rest stays. Push times more than a second apart: S3 keeps them to the second.
+async fn retention_keeps_what_its_rules_say(s: Arc<dyn Storage>) {
+    let store = Store::new(s.clone());
+    let (a, b, c) = (repo("ret/a"), repo("ret/b"), repo("ret/c"));
+    let gap = Duration::from_millis(1100);
+    let (old_a, _, old_layer, _) = push_image(&store, &a, "a-old", Some("old")).await;
+    push_image(&store, &a, "a-frozen", Some("frozen")).await;
+    let (old_b, ..) = push_image(&store, &b, "b-old", Some("old")).await;
+    push_image(&store, &c, "c-old", Some("old")).await;
+    tokio::time::sleep(gap).await;
+    push_image(&store, &a, "a-v1", Some("v1")).await;
+    tokio::time::sleep(gap).await;
+    push_image(&store, &a, "a-mid", Some("mid")).await;
+    tokio::time::sleep(gap).await;
+    push_image(&store, &a, "a-new", Some("new")).await;
+    push_image(&store, &b, "b-new", Some("new")).await;
+    let retained = |dry_run| Options { retention: retention_rules(), dry_run, ..options(0, true) };
+    let tags = |r: RepoName| {
+        let store = &store;
+        async move { store.tags(&r, None, None).await.unwrap().tags }
+    };
+
+    let dry = collect(&s, retained(true)).await;
+    let untagged: Vec<(String, String, String)> = dry
+        .removed
+        .iter()
+        .filter_map(|r| match r {
+            Removed::Tag { repo, tag, rule, .. } => Some((repo.to_string(), tag.to_string(), rule.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(untagged.len(), 2, "{dry:?}");
+    assert_eq!((untagged[0].0.as_str(), untagged[0].1.as_str()), ("ret/a", "old"));
+    assert!(untagged[0].2.contains("rule 1") && untagged[0].2.contains("keep_last 2"), "{untagged:?}");
+    assert_eq!((untagged[1].0.as_str(), untagged[1].1.as_str()), ("ret/b", "old"));
+    assert!(untagged[1].2.contains("rule 2") && untagged[1].2.contains("keep_within 3s"), "{untagged:?}");
+    assert!(dry.removed.contains(&Removed::Manifest { repo: a.clone(), digest: old_a.clone() }), "{dry:?}");
+    assert_eq!(tags(a.clone()).await, ["frozen", "mid", "new", "old", "v1"], "a dry run removed a tag");
+
+    let real = collect(&s, retained(false)).await;
+    let (mut x, mut y) = (dry.removed.clone(), real.removed.clone());
+    x.sort();
+    y.sort();
+    assert_eq!(x, y, "the dry run said something else");
+    assert_eq!(tags(a.clone()).await, ["frozen", "mid", "new", "v1"]);
+    assert_eq!(tags(b.clone()).await, ["new"]);
+    assert_eq!(tags(c.clone()).await, ["old"]);
+    for (r, d) in [(&a, &old_a), (&b, &old_b)] {
+        assert!(matches!(store.get_manifest(r, &Reference::Digest(d.clone())).await, Err(StoreError::ManifestUnknown)));
+    }
+    assert!(!stored(s.as_ref(), &old_layer).await, "what only the removed tag needed goes");
+    let again = collect(&s, retained(false)).await;
+    assert!(again.removed.is_empty(), "{again:?}");
+}
+
+/// A tag pushed again after retention chose to remove it, before the removal, stays.
+async fn retention_spares_a_tag_pushed_again(s: Arc<dyn Storage>) {
+    let store = Arc::new(Store::new(s.clone()));
+    let a = repo("ret/a");
+    push_image(&store, &a, "first", Some("old")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    push_image(&store, &a, "second", Some("mid")).await;
+    push_image(&store, &a, "third", Some("new")).await;
+    let pause = Pause::at(Point::Retained);
+    let options = Options { retention: retention_rules(), ..options(0, true) };
+    let collector = Collector::new(s.clone(), options).with_hooks(Arc::new(pause.clone()));
+    let run = tokio::spawn(async move { collector.run().await.unwrap() });
+    pause.reached().await;
+    // Pushed again a second later (S3 times are whole seconds): the tag's time moves.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (again, ..) = push_image(&store, &a, "fourth", Some("old")).await;
+    pause.release();
+    let report = run.await.unwrap();
+    assert!(!report.removed.iter().any(|r| matches!(r, Removed::Tag { .. })), "{report:?}");
+    assert_eq!(store.resolve_tag(&a, &"old".parse().unwrap()).await.unwrap(), again);
+    assert!(store.get_manifest(&a, &Reference::Tag("old".parse().unwrap())).await.is_ok());
 }

@@ -351,6 +351,30 @@ impl Storage for FsStorage {
         .await
     }
 
+    async fn bytes_stored(&self) -> Result<Option<u64>, StorageError> {
+        self.blocking(self.root.clone(), |root| {
+            let mut total = 0;
+            let mut pending = vec![root.to_path_buf()];
+            while let Some(dir) = pending.pop() {
+                let entries = match fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    // Removed meanwhile (the collector, an upload finishing).
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for entry in entries.flatten() {
+                    match entry.metadata() {
+                        Ok(m) if m.is_dir() => pending.push(entry.path()),
+                        Ok(m) => total += m.len(),
+                        Err(_) => {}
+                    }
+                }
+            }
+            Ok(Some(total))
+        })
+        .await
+    }
+
     async fn write_part(
         &self,
         upload: &str,

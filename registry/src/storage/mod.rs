@@ -121,6 +121,16 @@ pub trait Storage: Send + Sync + 'static {
     /// sorted; empty when there is no such folder.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
 
+    /// The children of the folder `prefix` that may hold something sorting after
+    /// `prefix/after`, sorted: every child `c` with `c + "0" > after` (`0` follows `/`, so
+    /// `c + "0"` sorts after `c` and everything below it). A driver may leave out children
+    /// it knows hold nothing after it (S3 asks the back end to start after that key). For
+    /// walks that resume from a name, as `_catalog` paging does.
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<String>, StorageError> {
+        let all = self.list(prefix).await?;
+        Ok(all.into_iter().filter(|c| may_follow(c, after)).collect())
+    }
+
     /// Deletes the object at `path`; returns whether there was one.
     async fn delete(&self, path: &str) -> Result<bool, StorageError>;
 
@@ -185,6 +195,12 @@ pub trait Storage: Send + Sync + 'static {
         Ok(OwnSwept::default())
     }
 
+    /// The bytes of everything stored, when the driver can count them in about one listing
+    /// of everything (for the collector's report and `/metrics`); `None` otherwise.
+    async fn bytes_stored(&self) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
+
     /// Requests sent to the back end so far, by operation (empty for drivers that send none).
     fn request_counts(&self) -> Vec<(String, u64)> {
         Vec::new()
@@ -196,6 +212,15 @@ pub trait Storage: Send + Sync + 'static {
         let _ = path;
         Ok(None)
     }
+}
+
+/// Whether the child `child` of a folder, or something below it, may sort after `after`
+/// (see [`Storage::list_after`]).
+pub fn may_follow(child: &str, after: &str) -> bool {
+    let mut bound = String::with_capacity(child.len() + 1);
+    bound.push_str(child);
+    bound.push('0');
+    bound.as_str() > after
 }
 
 /// Splits and checks a driver path: no empty, `.` or `..` components.

@@ -460,6 +460,58 @@ impl S3Storage {
         Ok(keys)
     }
 
+    /// The bytes of every object below the driver's prefix: one request per 1000 objects.
+    async fn sum_sizes(&self) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&self.prefix);
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let out = req.send().await.map_err(|e| sdk_err("", e))?;
+            total += out.contents().iter().map(|o| o.size().unwrap_or(0).max(0) as u64).sum::<u64>();
+            match (out.is_truncated(), out.next_continuation_token()) {
+                (Some(true), Some(t)) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(total)
+    }
+
+    /// The children of the folder `prefix`, of keys after `prefix/after` when given.
+    async fn list_from(&self, prefix: &str, after: Option<&str>) -> Result<Vec<String>, StorageError> {
+        let folder = prefix.trim_end_matches('/');
+        let full = if folder.is_empty() { self.prefix.clone() } else { format!("{}/", self.key(folder)?) };
+        let mut names = std::collections::BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full).delimiter("/");
+            if let Some(after) = after {
+                req = req.start_after(format!("{full}{after}"));
+            }
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let out = req.send().await.map_err(|e| sdk_err(prefix, e))?;
+            let keys = out.contents().iter().filter_map(|o| o.key());
+            let folders = out.common_prefixes().iter().filter_map(|p| p.prefix());
+            for k in keys.chain(folders) {
+                // A server that ignores the delimiter returns deeper keys: keep the first part.
+                if let Some(rest) = k.strip_prefix(full.as_str()) {
+                    if let Some(first) = rest.split('/').next().filter(|f| !f.is_empty()) {
+                        names.insert(first.to_string());
+                    }
+                }
+            }
+            match (out.is_truncated(), out.next_continuation_token()) {
+                (Some(true), Some(t)) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// The presigned URL a client can fetch the object at `path` from directly, valid for
     /// `expires`.
     pub async fn presigned_get(&self, path: &str, expires: Duration) -> Result<String, StorageError> {
@@ -592,32 +644,18 @@ impl Storage for S3Storage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        let folder = prefix.trim_end_matches('/');
-        let full = if folder.is_empty() { self.prefix.clone() } else { format!("{}/", self.key(folder)?) };
-        let mut names = std::collections::BTreeSet::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut req = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full).delimiter("/");
-            if let Some(t) = &token {
-                req = req.continuation_token(t);
-            }
-            let out = req.send().await.map_err(|e| sdk_err(prefix, e))?;
-            let keys = out.contents().iter().filter_map(|o| o.key());
-            let folders = out.common_prefixes().iter().filter_map(|p| p.prefix());
-            for k in keys.chain(folders) {
-                // A server that ignores the delimiter returns deeper keys: keep the first part.
-                if let Some(rest) = k.strip_prefix(full.as_str()) {
-                    if let Some(first) = rest.split('/').next().filter(|f| !f.is_empty()) {
-                        names.insert(first.to_string());
-                    }
-                }
-            }
-            match (out.is_truncated(), out.next_continuation_token()) {
-                (Some(true), Some(t)) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(names.into_iter().collect())
+        self.list_from(prefix, None).await
+    }
+
+    async fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<String>, StorageError> {
+        // Servers differ on a folder (common prefix) that sorts before the start key while
+        // keys below it follow it (`a/` for `a/b`: s3s-fs leaves it out, AWS lists it), so
+        // the listing starts after the first component of `after` less its last character:
+        // every child that may hold something after `after` sorts after that.
+        let first = after.split('/').next().unwrap_or_default();
+        let start = first.char_indices().last().map(|(i, _)| &first[..i]).filter(|s| !s.is_empty());
+        let names = self.list_from(prefix, start).await?;
+        Ok(names.into_iter().filter(|c| super::may_follow(c, after)).collect())
     }
 
     async fn delete(&self, path: &str) -> Result<bool, StorageError> {
@@ -728,6 +766,10 @@ impl Storage for S3Storage {
         dry_run: bool,
     ) -> Result<super::OwnSwept, StorageError> {
         self.sweep_data(sessions, before, dry_run).await
+    }
+
+    async fn bytes_stored(&self) -> Result<Option<u64>, StorageError> {
+        self.sum_sizes().await.map(Some)
     }
 
     fn request_counts(&self) -> Vec<(String, u64)> {

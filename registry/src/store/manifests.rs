@@ -51,6 +51,10 @@ pub struct Pushed {
     pub digest: Digest,
     /// The digest of its `subject`, if it has one.
     pub subject: Option<Digest>,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// Whether a manifest being pushed is already stored.
@@ -134,8 +138,9 @@ impl Store {
             async move { self.storage.put(&path, link).await }
         });
         try_join_all(writes).await?;
+        let (media_type, size) = (manifest.media_type.clone(), body.len() as u64);
         self.cache_put(StoredManifest { digest: digest.clone(), media_type: manifest.media_type, body });
-        Ok(Pushed { digest, subject: manifest.subject.map(|s| s.digest) })
+        Ok(Pushed { digest, subject: manifest.subject.map(|s| s.digest), media_type, size })
     }
 
     /// Every blob a manifest names must be in the repository with the declared size, and
@@ -189,7 +194,7 @@ impl Store {
         self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner()).1.get(digest).cloned()
     }
 
-    fn cache_put(&self, m: StoredManifest) -> Arc<StoredManifest> {
+    pub(super) fn cache_put(&self, m: StoredManifest) -> Arc<StoredManifest> {
         let m = Arc::new(m);
         let mut cache = self.manifest_cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0 + m.body.len() > MANIFEST_CACHE_BYTES {
@@ -327,7 +332,7 @@ impl Store {
 }
 
 /// Cuts a sorted list into the page after `last` of at most `n` entries.
-pub(crate) fn page(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
+fn page(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
     let start = last.map_or(0, |last| all.partition_point(|t| t.as_str() <= last));
     all.drain(..start);
     let more = n.is_some_and(|n| all.len() > n);

@@ -17,13 +17,16 @@ use shared::{Digest, RepoName};
 use crate::paths;
 use crate::storage::{ByteStream, Storage, StorageError};
 
+pub mod catalog;
+mod fetched;
 mod locks;
 mod manifests;
+mod summary;
 mod uploads;
 mod usage;
 
-pub(crate) use manifests::page;
 pub use manifests::{Pushed, StoredManifest, TagPage};
+pub use summary::{platform_text, RepoSummary, TagInfo};
 pub use uploads::UploadStatus;
 pub use usage::{Footprint, Usage};
 
@@ -158,28 +161,6 @@ impl Store {
         }
         self.storage.put(&paths::layer_link(repo, digest), Bytes::new()).await?;
         Ok(true)
-    }
-
-    /// Every repository name, sorted.
-    pub async fn repositories(&self) -> StoreResult<Vec<String>> {
-        let mut found = Vec::new();
-        let mut pending = vec![String::new()];
-        while let Some(name) = pending.pop() {
-            let folder = if name.is_empty() {
-                paths::REPOSITORIES.to_string()
-            } else {
-                format!("{}/{name}", paths::REPOSITORIES)
-            };
-            let children = self.storage.list(&folder).await?;
-            if !name.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
-                found.push(name.clone());
-            }
-            for child in children.into_iter().filter(|c| !c.starts_with('_')) {
-                pending.push(if name.is_empty() { child } else { format!("{name}/{child}") });
-            }
-        }
-        found.sort();
-        Ok(found)
     }
 
     /// How many upload sessions have a lock entry (for tests: it is the sessions being

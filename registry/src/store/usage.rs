@@ -90,24 +90,31 @@ impl Store {
     pub async fn usage(&self, repo: &RepoName) -> StoreResult<Usage> {
         let mut usage = Usage::default();
         for digest in self.revisions(repo).await? {
-            let footprint = match self.footprints.get(&digest) {
-                Some(f) => f,
-                None => match self.get_manifest(repo, &Reference::Digest(digest.clone())).await {
-                    Ok(m) => {
-                        let Ok(parsed) = Manifest::parse(&m.body, Some(&m.media_type)) else {
-                            tracing::warn!(repo = %repo, digest = %digest, "unparsable manifest left out of the usage");
-                            continue;
-                        };
-                        self.footprints.put(Footprint::of(&parsed, digest, m.body.len() as u64))
-                    }
-                    // Deleted between the listing and the read.
-                    Err(StoreError::ManifestUnknown) => continue,
-                    Err(e) => return Err(e),
-                },
-            };
-            usage.add(&footprint);
+            if let Some(footprint) = self.footprint(repo, &digest).await? {
+                usage.add(&footprint);
+            }
         }
         Ok(usage)
+    }
+
+    /// What the manifest `digest` of `repo` references; `None` when it is gone or cannot be
+    /// parsed.
+    pub(crate) async fn footprint(&self, repo: &RepoName, digest: &Digest) -> StoreResult<Option<Arc<Footprint>>> {
+        if let Some(f) = self.footprints.get(digest) {
+            return Ok(Some(f));
+        }
+        match self.get_manifest(repo, &Reference::Digest(digest.clone())).await {
+            Ok(m) => {
+                let Ok(parsed) = Manifest::parse(&m.body, Some(&m.media_type)) else {
+                    tracing::warn!(repo = %repo, digest = %digest, "unparsable manifest left out of the usage");
+                    return Ok(None);
+                };
+                Ok(Some(self.footprints.put(Footprint::of(&parsed, digest.clone(), m.body.len() as u64))))
+            }
+            // Deleted between the listing and the read.
+            Err(StoreError::ManifestUnknown) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The digests of the manifests `repo` holds.

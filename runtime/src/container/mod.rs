@@ -216,6 +216,9 @@ pub enum ContainerError {
     /// Cleaning up the cgroups failed.
     #[error(transparent)]
     Cgroup(#[from] cgroups::CgroupError),
+    /// Detaching the container from its network failed.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContainerError + '_ {
@@ -481,15 +484,18 @@ impl Containers {
         Ok(record)
     }
 
-    /// Undoes what a container left on the host: the root's mount, and its cgroups.
+    /// Undoes what a container left on the host: its network attachment, the root's
+    /// mount, and its cgroups.
     pub fn cleanup(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
         self.cleanup_with(record, &cgroups::Cgroups::detect()?)
     }
 
     /// [`Self::cleanup`] with the cgroup hierarchies already read.
     pub fn cleanup_with(&self, record: &ContainerRecord, cgroups: &cgroups::Cgroups) -> Result<(), ContainerError> {
+        let detached = crate::network::Networks::new(self.paths.clone()).detach(&record.id);
         rootfs::unmount(&self.paths.container_rootfs(&record.id))?;
         cgroups.remove(&record.cgroups_path())?;
+        detached?;
         Ok(())
     }
 }

@@ -37,6 +37,7 @@ use super::supervise::{self, Signals};
 use super::user::{self, UserError};
 use super::{cgroups, now, ContainerError, ContainerRecord, Containers, Status};
 use crate::images::ImageRecord;
+use crate::network::{AttachRequest, Attachment, NetworkError, Networks};
 use crate::store::{Store, StoreError};
 use shared::error_chain;
 
@@ -81,6 +82,9 @@ pub enum ShimError {
     /// The OCI runtime failed.
     #[error(transparent)]
     Oci(#[from] OciError),
+    /// The container could not be attached to its network.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     /// A file, pipe or terminal could not be used.
     #[error("{what}")]
     Io {
@@ -316,8 +320,10 @@ impl Shim {
         let user = user::resolve(&user_spec, &passwd, &group)?;
         go_on()?;
 
+        let attachment = self.attach_network(&record, image_config)?;
+        go_on()?;
         let hostname = spec::hostname(options, &self.id);
-        let mut etc_files = self.write_etc_files(&hostname, options.network)?;
+        let mut etc_files = self.write_etc_files(&hostname, &options.network, attachment.as_ref())?;
         // Mounted where the image's links lead, inside the root, as runc would.
         for (target, _) in &mut etc_files {
             *target = rootfs::file_in_root(&rootfs, target)?;
@@ -352,7 +358,10 @@ impl Shim {
                 devices: if options.privileged { spec::host_devices() } else { Vec::new() },
             },
         };
-        let oci_spec = spec::build(&input)?;
+        let mut oci_spec = spec::build(&input)?;
+        if let Some(a) = &attachment {
+            spec::join_network_namespace(&mut oci_spec, &a.netns)?;
+        }
         let args = oci_spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
         let env = oci_spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
         let cwd = spec::working_dir(image_config, options)?;
@@ -495,14 +504,46 @@ impl Shim {
         Ok(code)
     }
 
-    /// Writes `/etc/hostname` and `/etc/hosts` (and, on the host network, the host's
-    /// `/etc/resolv.conf`) for the container; returns (container path, file) pairs.
-    fn write_etc_files(&self, hostname: &str, network: Network) -> Result<Vec<(String, PathBuf)>, ShimError> {
+    /// Attaches the container to its berth network, if it has one: its own namespace, an
+    /// address, the published ports (`-P`: the image's exposed ones too). Detached again by
+    /// the clean-up ([`Containers::cleanup`]), however the container ends.
+    fn attach_network(
+        &self,
+        record: &ContainerRecord,
+        image: Option<&oci_spec::image::Config>,
+    ) -> Result<Option<Attachment>, ShimError> {
+        let Network::Bridge(network) = &record.options.network else { return Ok(None) };
+        let options = &record.options;
+        let mut ports = options.publish.clone();
+        if options.publish_all {
+            let exposed = image.and_then(|c| c.exposed_ports().clone()).unwrap_or_default();
+            ports.extend(crate::network::ports::exposed(&exposed, &options.publish));
+        }
+        let request = AttachRequest {
+            container: &record.id,
+            name: &record.name,
+            network,
+            aliases: &options.network_aliases,
+            ports: &ports,
+        };
+        let networks = Networks::new(self.containers.paths().clone());
+        Ok(Some(networks.attach(&request, &self.containers)?))
+    }
+
+    /// Writes `/etc/hostname` and `/etc/hosts` (and, on the host network or a berth
+    /// network, `/etc/resolv.conf`) for the container; returns (container path, file) pairs.
+    fn write_etc_files(
+        &self,
+        hostname: &str,
+        network: &Network,
+        attachment: Option<&Attachment>,
+    ) -> Result<Vec<(String, PathBuf)>, ShimError> {
         let dir = self.containers.paths().container(&self.id);
         let mut files = Vec::new();
-        let hosts = match network {
-            Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-            Network::None => {
+        let hosts = match (network, attachment) {
+            (Network::Host, _) => fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            (_, Some(a)) => crate::network::etc::hosts(hostname, a),
+            _ => {
                 format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
             }
         };
@@ -514,10 +555,18 @@ impl Shim {
         };
         write("hostname", &format!("{hostname}\n"), "/etc/hostname")?;
         write("hosts", &hosts, "/etc/hosts")?;
-        if network == Network::Host {
-            if let Ok(resolv) = fs::read_to_string("/etc/resolv.conf") {
+        let host_resolv = || fs::read_to_string("/etc/resolv.conf").ok();
+        match (network, attachment) {
+            (Network::Host, _) => {
+                if let Some(resolv) = host_resolv() {
+                    write("resolv.conf", &resolv, "/etc/resolv.conf")?;
+                }
+            }
+            (_, Some(a)) => {
+                let resolv = crate::network::etc::resolv_conf(a, a.dns, &host_resolv().unwrap_or_default());
                 write("resolv.conf", &resolv, "/etc/resolv.conf")?;
             }
+            _ => {}
         }
         Ok(files)
     }
@@ -766,6 +815,9 @@ pub(crate) fn relay(master: BorrowedFd<'_>, out: &mut File, buf: &mut [u8]) {
 /// # Safety
 /// `fd` must be an open descriptor that nothing else owns.
 pub unsafe fn take_fd(fd: RawFd) -> OwnedFd {
+    // Not handed on to what the supervisor starts (a DNS server outliving it would keep
+    // the waiting CLI from ever seeing the pipe close).
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     // SAFETY: the caller promises the descriptor is open and unowned.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }

@@ -18,7 +18,7 @@
 //! mounted and the user has been resolved from it.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::Config as ImageConfig;
 use oci_spec::runtime::{
@@ -151,7 +151,7 @@ pub const CGROUP_READONLY_PATHS: [&str; 20] = [
 ];
 
 /// The network a container gets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// Its own network namespace with only a loopback interface.
@@ -159,6 +159,9 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// Its own network namespace attached to a berth network ([`crate::network`]): the
+    /// default `bridge`, or a user-defined one.
+    Bridge(String),
 }
 
 /// A bind mount from the host (`-v HOST:CONTAINER[:ro]`).
@@ -242,6 +245,15 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     /// `--network`.
     pub network: Network,
+    /// `--network-alias`: more names the container has on a user network.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_aliases: Vec<String>,
+    /// `-p`: published ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<crate::network::PortMapping>,
+    /// `-P`: publish the image's exposed ports on free host ports.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub publish_all: bool,
     /// `--memory`: bytes of memory (swap is not allowed beyond it).
     pub memory: Option<i64>,
     /// `--cpus`: CPUs' worth of time per period.
@@ -681,7 +693,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
 
     let mut namespaces =
         vec![LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount];
-    if options.network == Network::None {
+    // A berth network's namespace is made beforehand: the supervisor sets its path
+    // ([`join_network_namespace`]).
+    if options.network != Network::Host {
         namespaces.push(LinuxNamespaceType::Network);
     }
     if input.host.cgroup_namespace {
@@ -745,6 +759,19 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .process(process)
         .linux(linux)
         .build()?)
+}
+
+/// Makes the container join the network namespace at `path` (made and attached by
+/// [`crate::network`]) instead of getting a new one.
+pub fn join_network_namespace(spec: &mut Spec, path: &Path) -> Result<(), SpecError> {
+    let joined = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).path(path).build()?;
+    if let Some(linux) = spec.linux_mut() {
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network);
+        namespaces.push(joined);
+        linux.set_namespaces(Some(namespaces));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

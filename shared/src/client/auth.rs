@@ -99,6 +99,11 @@ impl Scope {
         self
     }
 
+    /// True when every scope asks for pull access only (a read, which a mirror may answer).
+    pub(crate) fn pull_only(&self) -> bool {
+        !self.0.is_empty() && self.0.iter().all(|s| s.ends_with(":pull"))
+    }
+
     /// Adds the space-separated scopes a challenge asked for.
     fn merged(&self, extra: Option<&str>) -> Scope {
         let mut all = self.0.clone();

@@ -168,6 +168,40 @@ impl DockerConfig {
             .map(str::to_string)
     }
 
+    /// The mirrors to try before each registry (`registry-mirrors`, berth's own key): a
+    /// list of URLs, as in Docker's `daemon.json`, is for `docker.io`; an object maps a
+    /// registry (`docker.io`, `ghcr.io`) to its list.
+    pub fn registry_mirrors(&self) -> Result<super::Mirrors, DockerConfigError> {
+        let map = self.read()?;
+        let urls = |v: &Value| -> Result<Vec<String>, DockerConfigError> {
+            let list = v.as_array().ok_or_else(|| self.invalid("registry-mirrors entries must be lists of URLs"))?;
+            list.iter()
+                .map(|u| {
+                    u.as_str().map(str::to_string).ok_or_else(|| self.invalid("a registry mirror is not a string"))
+                })
+                .collect()
+        };
+        let mut mirrors = super::Mirrors::new();
+        match map.get("registry-mirrors") {
+            None | Some(Value::Null) => {}
+            Some(list @ Value::Array(_)) => {
+                mirrors.insert(crate::image_ref::DOCKER_HUB.to_string(), urls(list)?);
+            }
+            Some(Value::Object(per_registry)) => {
+                for (registry, list) in per_registry {
+                    mirrors.insert(registry.clone(), urls(list)?);
+                }
+            }
+            Some(_) => return Err(self.invalid("registry-mirrors must be a list of URLs or an object of lists")),
+        }
+        for url in mirrors.values().flatten() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(self.invalid(&format!("registry mirror {url:?} is not an http:// or https:// URL")));
+            }
+        }
+        Ok(mirrors)
+    }
+
     /// The credentials for `registry` (as written in references: `docker.io`,
     /// `127.0.0.1:5000`).
     pub fn lookup(&self, registry: &str) -> Result<Option<Credentials>, DockerConfigError> {
@@ -318,6 +352,21 @@ mod tests {
 
     fn creds(u: &str, p: &str) -> Credentials {
         Credentials { username: u.into(), password: p.into() }
+    }
+
+    #[test]
+    fn reads_registry_mirrors_as_a_list_or_per_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DockerConfig::in_dir(dir.path());
+        assert!(config.registry_mirrors().unwrap().is_empty());
+        std::fs::write(config.path(), r#"{"registry-mirrors": ["http://m.lan:5000"]}"#).unwrap();
+        let m = config.registry_mirrors().unwrap();
+        assert_eq!(m.get("docker.io").unwrap(), &vec!["http://m.lan:5000".to_string()]);
+        std::fs::write(config.path(), r#"{"registry-mirrors": {"ghcr.io": ["https://a", "http://b"]}}"#).unwrap();
+        let m = config.registry_mirrors().unwrap();
+        assert_eq!((m.len(), m["ghcr.io"].len()), (1, 2));
+        std::fs::write(config.path(), r#"{"registry-mirrors": ["m.lan"]}"#).unwrap();
+        assert!(config.registry_mirrors().unwrap_err().to_string().contains("http://"));
     }
 
     #[test]

@@ -47,7 +47,7 @@ use reqwest::{Method, StatusCode, Url};
 use self::auth::{pick_challenge, Challenge, HostAuth, Scope, Token, TokenResponse};
 pub use self::auth::{Anonymous, CredentialError, CredentialProvider, Credentials, StaticCredentials};
 pub use self::docker_config::{DockerConfig, DockerConfigError};
-pub use self::pull::{PulledManifest, ResolvedImage};
+pub use self::pull::{BlobDownload, ManifestHead, PulledManifest, ResolvedImage};
 pub use self::push::{BlobPush, Mount};
 use crate::digest::Digest;
 use crate::manifest::ManifestError;
@@ -74,7 +74,16 @@ pub struct ClientConfig {
     pub chunk_size: usize,
     /// How many redirects to follow for one request. Default 5.
     pub max_redirects: usize,
+    /// Mirrors to pull through, by registry (`docker.io`): base URLs (`http://berth.lan:5000`)
+    /// tried in order for every manifest and blob read before the registry itself, asked with
+    /// containerd's `?ns=<registry>` so that one mirror can serve several registries. A mirror
+    /// that fails or does not have the content is passed over. Plain HTTP is allowed for an
+    /// `http://` mirror. Default none.
+    pub mirrors: Mirrors,
 }
+
+/// Mirrors by registry (see [`ClientConfig::mirrors`]).
+pub type Mirrors = std::collections::BTreeMap<String, Vec<String>>;
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -87,6 +96,7 @@ impl Default for ClientConfig {
             max_config_bytes: 16 * 1024 * 1024,
             chunk_size: 16 * 1024 * 1024,
             max_redirects: 5,
+            mirrors: Mirrors::new(),
         }
     }
 }
@@ -342,8 +352,16 @@ impl Client {
         &self.config
     }
 
+    /// Fixes whether the registry API at `host` (`host[:port]`) is reached over HTTPS or
+    /// plain HTTP, instead of trying HTTPS first (plain HTTP must still be allowed for it).
+    pub fn pin_scheme(&self, host: &str, https: bool) {
+        self.set_scheme(host, if https { Scheme::Https } else { Scheme::Http });
+    }
+
     fn plain_allowed(&self, host: &str) -> bool {
-        self.config.plain_http || is_loopback(host)
+        self.config.plain_http
+            || is_loopback(host)
+            || self.config.mirrors.values().flatten().any(|m| m.strip_prefix("http://").map(mirror_host) == Some(host))
     }
 
     fn scheme(&self, host: &str) -> Option<Scheme> {
@@ -369,6 +387,66 @@ impl Client {
     /// redirects. Returns the final response, whatever its status, except `401` after
     /// authentication was tried.
     pub(crate) async fn send(
+        &self,
+        image: &crate::ImageRef,
+        method: Method,
+        target: Target,
+        scope: &Scope,
+        headers: HeaderMap,
+        payload: Payload,
+    ) -> Result<reqwest::Response, ClientError> {
+        let read = matches!(method, Method::GET | Method::HEAD) && scope.pull_only();
+        if let (Target::Path(path), true) = (&target, read) {
+            for mirror in self.config.mirrors.get(image.registry()).into_iter().flatten() {
+                if let Some(response) = self.try_mirror(mirror, image, &method, path, scope, &headers).await {
+                    return Ok(response);
+                }
+            }
+        }
+        self.send_direct(image, method, target, scope, headers, payload).await
+    }
+
+    /// Asks `mirror` (a base URL) for `path` of `image`'s registry: its answer when it has
+    /// the content, `None` when it fails or has not (the caller goes on to the next).
+    async fn try_mirror(
+        &self,
+        mirror: &str,
+        image: &crate::ImageRef,
+        method: &Method,
+        path: &str,
+        scope: &Scope,
+        headers: &HeaderMap,
+    ) -> Option<reqwest::Response> {
+        let (https, rest) = match mirror.strip_prefix("https://") {
+            Some(rest) => (true, rest),
+            None => (false, mirror.strip_prefix("http://").unwrap_or(mirror)),
+        };
+        let host = mirror_host(rest);
+        let via = crate::ImageRef::new(host, image.repository().clone(), image.tag().cloned(), image.digest().cloned())
+            .inspect_err(|e| tracing::warn!(mirror, error = %e, "unusable registry mirror"))
+            .ok()?;
+        if self.scheme(via.api_host()).is_none() {
+            self.pin_scheme(via.api_host(), https);
+        }
+        let mut target = path.to_string();
+        target.push_str(if path.contains('?') { "&ns=" } else { "?ns=" });
+        target.push_str(&crate::query::escape(image.registry()));
+        let sent =
+            self.send_direct(&via, method.clone(), Target::Path(target), scope, headers.clone(), Payload::Empty).await;
+        match sent {
+            Ok(response) if response.status().is_success() => Some(response),
+            Ok(response) => {
+                tracing::debug!(mirror, status = %response.status(), "the mirror has not got it; trying the next");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(mirror, error = %crate::error_chain(&e), "the mirror failed; trying the next");
+                None
+            }
+        }
+    }
+
+    async fn send_direct(
         &self,
         image: &crate::ImageRef,
         method: Method,
@@ -605,6 +683,11 @@ impl Client {
         }
         Err(ClientError::TooManyRedirects { url: first, max: self.config.max_redirects })
     }
+}
+
+/// The `host[:port]` of a mirror URL without its scheme.
+fn mirror_host(rest: &str) -> &str {
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// `host` or `host:port` of a URL, as [`is_loopback`] expects.

@@ -58,7 +58,82 @@ pub struct ResolvedImage {
     pub platform: Option<Platform>,
 }
 
+/// What a `HEAD` of a manifest tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestHead {
+    /// Its digest (`Docker-Content-Digest`), when the registry sends it.
+    pub digest: Option<Digest>,
+}
+
+/// A blob being downloaded, unverified: the caller hashes it (the registry's mirror stores it
+/// through its upload path, which checks the digest before anything becomes visible).
+pub struct BlobDownload {
+    /// The length the registry announced.
+    pub size: Option<u64>,
+    /// The bytes.
+    pub stream: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, ClientError>>,
+}
+
 impl Client {
+    /// Asks for the digest of the manifest `reference` of `image`'s repository with a `HEAD`
+    /// (nothing is downloaded).
+    pub async fn manifest_head(&self, image: &ImageRef, reference: &Reference) -> Result<ManifestHead, ClientError> {
+        let what = image.with_reference(reference.clone()).familiar();
+        let path = format!("/v2/{}/manifests/{reference}", image.repository());
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_MANIFESTS));
+        let scope = Scope::pull(image.repository().as_str());
+        let response = self.send(image, Method::HEAD, Target::Path(path), &scope, headers, Payload::Empty).await?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(ClientError::NotFound { registry: image.registry().into(), what }),
+            _ => {
+                let url = response.url().clone();
+                return Err(status_error(Method::HEAD, &url, response).await);
+            }
+        }
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<Digest>().ok());
+        Ok(ManifestHead { digest })
+    }
+
+    /// The size of blob `digest` of `image`'s repository, asked with a `HEAD`.
+    pub async fn blob_head(&self, image: &ImageRef, digest: &Digest) -> Result<Option<u64>, ClientError> {
+        let path = format!("/v2/{}/blobs/{digest}", image.repository());
+        let scope = Scope::pull(image.repository().as_str());
+        let response =
+            self.send(image, Method::HEAD, Target::Path(path), &scope, HeaderMap::new(), Payload::Empty).await?;
+        match response.status() {
+            StatusCode::OK => Ok(response.content_length()),
+            StatusCode::NOT_FOUND => Err(ClientError::NotFound {
+                registry: image.registry().into(),
+                what: format!("blob {digest} of {}", image.name()),
+            }),
+            _ => {
+                let url = response.url().clone();
+                Err(status_error(Method::HEAD, &url, response).await)
+            }
+        }
+    }
+
+    /// Starts downloading blob `digest` of `image`'s repository, unverified (see
+    /// [`BlobDownload`]; [`Client::blob_to`] verifies).
+    pub async fn blob_download(&self, image: &ImageRef, digest: &Digest) -> Result<BlobDownload, ClientError> {
+        let response = self.blob_response(image, digest).await?;
+        let url = response.url().clone();
+        let size = response.content_length();
+        let stream = response
+            .bytes_stream()
+            .map(move |r| {
+                r.map_err(|e| ClientError::Transport { method: Method::GET, url: shown(&url), source: e.without_url() })
+            })
+            .boxed();
+        Ok(BlobDownload { size, stream })
+    }
+
     /// Fetches the manifest `reference` of `image`'s repository. A manifest fetched by
     /// digest must hash to that digest.
     pub async fn manifest(&self, image: &ImageRef, reference: &Reference) -> Result<PulledManifest, ClientError> {

@@ -1,0 +1,208 @@
+//! `berth compose [-f FILE]... [-p NAME] [--env-file FILE]... [--profile NAME]... COMMAND`:
+//! the project options as Docker Compose has them, handed to `compose::load`; `config`
+//! prints the normalized model; `up -d`, `down`, `ps`, `logs`, `stop`, `rm`, `build` and
+//! `pull` run it through `compose::up` over [`super::compose_engine::BerthEngine`].
+
+use std::path::{Path, PathBuf};
+
+use std::io::Write;
+
+use anyhow::{anyhow, bail, Context, Result};
+use compose::up::Engine;
+use runtime::container::Containers;
+
+use super::compose_engine::BerthEngine;
+
+/// Flags of `berth compose`, before its subcommand.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Compose file (several merge in order) [default: compose.yaml, compose.yml,
+    /// docker-compose.yaml or docker-compose.yml here or in a parent folder].
+    #[arg(long = "file", short = 'f', value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Project name [default: COMPOSE_PROJECT_NAME, the file's name:, or the folder's name].
+    #[arg(long = "project-name", short = 'p', value_name = "NAME")]
+    pub project_name: Option<String>,
+    /// Project folder, against which relative paths resolve [default: the first file's folder].
+    #[arg(long, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Env file for interpolation instead of the project folder's .env.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Enable the services of a profile (COMPOSE_PROFILES when none is given).
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `berth compose`.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Print the project's model, merged, interpolated, validated and normalized.
+    Config(ConfigArgs),
+    /// Create and start the services' containers, dependencies first.
+    Up(UpArgs),
+    /// Stop and remove the project's containers.
+    Down,
+    /// List the project's containers.
+    Ps,
+    /// Print the output of the project's containers, each line prefixed by its container.
+    Logs(ServicesArgs),
+    /// Stop the project's running containers.
+    Stop,
+    /// Remove the project's stopped containers.
+    Rm,
+    /// Build the images of the services that have `build`.
+    Build(ServicesArgs),
+    /// Pull the images of the services that lack them.
+    Pull(ServicesArgs),
+}
+
+/// Flags of `berth compose up`.
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Run the containers in the background (required for now: the foreground mode that
+    /// follows their output is not there yet).
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Build the images first, even those that exist.
+    #[arg(long)]
+    pub build: bool,
+    /// Only these services (and those they depend on).
+    pub services: Vec<String>,
+}
+
+/// The services a command applies to.
+#[derive(clap::Args, Debug)]
+pub struct ServicesArgs {
+    /// Only these services [default: all].
+    pub services: Vec<String>,
+}
+
+/// Flags of `berth compose config`.
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// Output format.
+    #[arg(long, default_value = "yaml", value_parser = ["yaml", "json"])]
+    pub format: String,
+    /// Only check the files; print nothing.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Print the services' names, one a line.
+    #[arg(long)]
+    pub services: bool,
+}
+
+/// Runs `berth compose`.
+pub fn run(root: &Path, args: Args) -> Result<()> {
+    let working_dir = std::env::current_dir().context("cannot read the current folder")?;
+    let options = compose::Options {
+        files: args.files,
+        working_dir,
+        project_directory: args.project_directory,
+        project_name: args.project_name,
+        env_files: args.env_files,
+        profiles: args.profiles,
+        environment: std::env::vars().collect(),
+    };
+    let project = compose::load(&options)?;
+    let engine = BerthEngine { root: root.to_path_buf() };
+    let say = &mut |line: String| eprintln!(" {line}");
+    let members = || compose::plan::members(&project);
+    match args.command {
+        Command::Config(c) => config(&project, &c),
+        Command::Up(up) => {
+            if !up.detach {
+                bail!("berth compose up runs the services in the background only for now: add -d (then berth compose logs)");
+            }
+            let plan = compose::plan::plan(&project, &up.services)?;
+            for w in &plan.warnings {
+                eprintln!("WARN {w}");
+            }
+            compose::up::up(&engine, &plan, up.build, say)?;
+            Ok(())
+        }
+        Command::Down => Ok(compose::up::down(&engine, &project.name, &members()?, say)?),
+        Command::Stop => Ok(compose::up::stop(&engine, &project.name, &members()?, say)?),
+        Command::Rm => Ok(compose::up::rm(&engine, &project.name, &members()?, say)?),
+        Command::Ps => ps(root, &engine, &project.name, &members()?),
+        Command::Logs(a) => logs(root, &engine, &project.name, &members()?, &a.services),
+        Command::Build(a) => images(&engine, &project, &a.services, true),
+        Command::Pull(a) => images(&engine, &project, &a.services, false),
+    }
+}
+
+/// Builds (`build`) the images of the services that have `build`, or pulls the missing
+/// images of the others.
+fn images(engine: &BerthEngine, project: &compose::Project, services: &[String], build: bool) -> Result<()> {
+    let plan = compose::plan::plan(project, services)?;
+    for service in plan.services.iter().filter(|s| s.build.is_some() == build) {
+        engine.ensure_image(service, build).map_err(|e| anyhow!("service {}: {e}", service.service))?;
+    }
+    Ok(())
+}
+
+/// The project's containers, as `docker compose ps` lists them.
+fn ps(root: &Path, engine: &BerthEngine, project: &str, members: &[compose::plan::Member]) -> Result<()> {
+    let existing = engine.list()?;
+    let records = Containers::at(root).list().context("cannot read the containers")?;
+    let now = runtime::container::now() as i64;
+    println!("{:<30} {:<30} {:<16} STATUS", "NAME", "IMAGE", "SERVICE");
+    for (c, _) in compose::up::project_containers(project, members, &existing) {
+        let Some(r) = records.iter().find(|r| r.name == c.name) else { continue };
+        let service = members.iter().find(|m| {
+            c.name.starts_with(&format!("{project}-{}-", m.service)) || m.container_name.as_deref() == Some(&c.name)
+        });
+        let service = service.map(|m| m.service.as_str()).unwrap_or("");
+        println!("{:<30} {:<30} {:<16} {}", r.name, r.image, service, super::ps::status(r, now));
+    }
+    Ok(())
+}
+
+/// Each container's log, its lines prefixed by the container's name.
+fn logs(
+    root: &Path,
+    engine: &BerthEngine,
+    project: &str,
+    members: &[compose::plan::Member],
+    only: &[String],
+) -> Result<()> {
+    let existing = engine.list()?;
+    let containers = Containers::at(root);
+    let mut out = std::io::stdout().lock();
+    for (c, _) in compose::up::project_containers(project, members, &existing) {
+        if !only.is_empty() && !only.iter().any(|s| c.name.starts_with(&format!("{project}-{s}-"))) {
+            continue;
+        }
+        let record = containers.find(&c.name)?;
+        let path = runtime::container::shim::log_path(&containers, &record);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        for line in String::from_utf8_lossy(&text).lines() {
+            writeln!(out, "{}  | {line}", c.name).context("cannot write the log")?;
+        }
+    }
+    Ok(())
+}
+
+fn config(project: &compose::Project, args: &ConfigArgs) -> Result<()> {
+    if args.quiet {
+        return Ok(());
+    }
+    if args.services {
+        for name in project.model["services"].as_object().into_iter().flat_map(|s| s.keys()) {
+            println!("{name}");
+        }
+        return Ok(());
+    }
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&project.model)?);
+    } else {
+        print!("{}", project.to_yaml());
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The hub: the JSON admin API under `/api/v1/` ([`api`]) and the web UI at `/` ([`pages`],
+//! [`image`], [`login`]), served by the same router as `/v2/` ([`crate::api::router`]).
+//!
+//! Both find the caller the same way ([`viewer`]): an `Authorization` header exactly as `/v2/`
+//! takes it (basic credentials or a bearer token), or else the UI's session cookie
+//! ([`session`]), or else anonymous; and both allow exactly what the `/v2/` rules allow that
+//! caller ([`Viewer::may`]). Without `[auth]` the registry is open and so are they.
+//!
+//! Pages are HTML written by [`html`] with every value escaped (repository names, tags,
+//! labels and history are the pushers' text); the stylesheet and the script are compiled into
+//! the binary ([`assets`]), and every page reads and works without the script. Every form
+//! carries a CSRF token, and the API refuses a cookie-authenticated change without one.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+
+use crate::auth::rules::{ALL, DELETE};
+use crate::auth::{Auth, Caller, Identity, Proof, Refusal};
+use crate::error::{ApiError, Code};
+use crate::AppState;
+
+pub mod api;
+mod assets;
+pub mod html;
+mod image;
+mod login;
+mod pages;
+pub mod session;
+
+/// What the hub keeps in memory: the signing key, and whether this process is collecting.
+#[derive(Debug)]
+pub struct Hub {
+    /// The key of sessions and CSRF tokens.
+    pub keys: session::Keys,
+    collecting: AtomicBool,
+}
+
+impl Hub {
+    /// The hub over `keys`.
+    pub fn new(keys: session::Keys) -> Hub {
+        Hub { keys, collecting: AtomicBool::new(false) }
+    }
+
+    /// Marks a collection started from the API as running; false when one already is.
+    pub(crate) fn start_collecting(&self) -> bool {
+        !self.collecting.swap(true, Ordering::SeqCst)
+    }
+
+    /// Marks the collection started from the API as over.
+    pub(crate) fn stop_collecting(&self) {
+        self.collecting.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The hub's routes: the API always, the UI when `[ui] enabled`.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let mut r = Router::new().route("/api/v1/{*path}", any(api::dispatch));
+    if state.config.ui.enabled {
+        r = r
+            .route("/", get(pages::repositories))
+            .route("/r/{*path}", get(pages::repository_or_image))
+            .route("/delete-tag", post(pages::delete_tag))
+            .route("/system", get(pages::system))
+            .route("/system/gc", post(pages::system_gc))
+            .route("/login", get(login::form_get).post(login::submit))
+            .route("/logout", post(login::logout))
+            .route("/assets/{file}", get(assets::serve));
+    }
+    r
+}
+
+/// Who is asking, and what the rules let them do.
+pub(crate) struct Viewer {
+    /// The caller, as `/v2/` would see it.
+    pub caller: Caller,
+    /// Signed in through the UI's session cookie (so changes need a CSRF token).
+    pub by_cookie: bool,
+    auth: Option<Arc<Auth>>,
+}
+
+impl Viewer {
+    /// What the viewer may do on `repo` (pull, push, delete bits).
+    pub fn may(&self, repo: &str) -> u8 {
+        match &self.auth {
+            None => ALL,
+            Some(auth) => auth.permitted(&self.caller, repo),
+        }
+    }
+
+    /// True for a user with delete rights on `*`: the system page and starting a collection.
+    pub fn is_admin(&self) -> bool {
+        self.may("*") & DELETE != 0
+    }
+
+    /// The signed-in name, if any.
+    pub fn name(&self) -> Option<String> {
+        match &self.caller.identity {
+            Identity::Anonymous => None,
+            other => Some(other.subject()),
+        }
+    }
+
+    /// True when nobody is signed in.
+    pub fn anonymous(&self) -> bool {
+        matches!(self.caller.identity, Identity::Anonymous)
+    }
+}
+
+/// Finds the caller of a request: its `Authorization` header, else its session cookie, else
+/// anonymous. Refused credentials are an error; a stale or forged cookie is ignored.
+pub(crate) async fn viewer(state: &AppState, parts: &Parts) -> Result<Viewer, Refusal> {
+    let Some(auth) = state.auth.clone() else {
+        let caller = Caller { identity: Identity::Anonymous, proof: Proof::Nothing, client: None };
+        return Ok(Viewer { caller, by_cookie: false, auth: None });
+    };
+    let client = client(state, parts);
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        let caller = auth.authenticate(&parts.headers, client).await?;
+        return Ok(Viewer { caller, by_cookie: false, auth: Some(auth) });
+    }
+    let session = session::cookie(&parts.headers, session::SESSION_COOKIE).and_then(|c| state.hub.keys.session(c));
+    if let Some(s) = session {
+        if auth.user_fingerprint(&s.user).as_deref() == Some(s.fingerprint.as_str()) {
+            let caller = Caller { identity: Identity::User(s.user), proof: Proof::Password, client };
+            return Ok(Viewer { caller, by_cookie: true, auth: Some(auth) });
+        }
+    }
+    let caller = Caller { identity: Identity::Anonymous, proof: Proof::Nothing, client };
+    Ok(Viewer { caller, by_cookie: false, auth: Some(auth) })
+}
+
+/// The client's address, as access control reads it.
+pub(crate) fn client(state: &AppState, parts: &Parts) -> Option<IpAddr> {
+    let trust = state.auth.as_ref().is_some_and(|a| a.config().trust_forwarded_for);
+    crate::auth::client_addr_of(&parts.headers, &parts.extensions, trust)
+}
+
+/// True when the request came over HTTPS (directly, or through a trusted proxy that says so).
+pub(crate) fn secure(state: &AppState, headers: &HeaderMap) -> bool {
+    let trust = state.auth.as_ref().is_some_and(|a| a.config().trust_forwarded_for);
+    state.config.tls.is_some()
+        || (trust
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("https")))
+}
+
+/// The answer to refused credentials, for the API.
+pub(crate) fn refused(refusal: Refusal) -> Response {
+    let err = match refusal {
+        Refusal::BadCredentials => ApiError::new(Code::Unauthorized).message("wrong user name or password"),
+        Refusal::BadToken(why) => ApiError::new(Code::Unauthorized).message(format!("bearer token refused: {why}")),
+        Refusal::Malformed => ApiError::new(Code::Unauthorized)
+            .message("unreadable Authorization header: use Basic credentials or a Bearer token"),
+        Refusal::TooMany(wait) => {
+            return ApiError::new(Code::TooManyRequests)
+                .message("too many failed logins from this address; try again later")
+                .header("retry-after", &wait.to_string())
+                .into_response()
+        }
+        Refusal::Internal(e) => return ApiError::internal(&e).into_response(),
+    };
+    let mut resp = err.into_response();
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"berth\""));
+    resp
+}
+
+/// The answer when the viewer lacks `bits` on `repo`: 401 for anonymous (sign in), 403 for a
+/// signed-in caller. Access is checked before existence, so neither says whether `repo`
+/// exists.
+pub(crate) fn denied(viewer: &Viewer, repo: &str, what: &str) -> ApiError {
+    if viewer.anonymous() {
+        ApiError::new(Code::Unauthorized).message(format!("sign in to {what} {repo}"))
+    } else {
+        ApiError::new(Code::Denied)
+            .message(format!("{} may not {what} {repo}", viewer.name().unwrap_or_default()))
+            .status(StatusCode::FORBIDDEN)
+    }
+}
