@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::webhooks::{EventKind, WebhookConfig};
 pub use crate::mirror::config::MirrorConfig;
+pub use crate::webhooks::{EventKind, WebhookConfig};
 
 /// Everything `berth serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -355,7 +355,7 @@ pub(crate) fn spawn_collection(state: &AppState) -> bool {
     if !state.hub.start_collecting() {
         return false;
     }
-    let (storage, options, hub) = (state.store.storage().clone(), state.config.gc.options(false), state.hub.clone());
+    let (storage, options, hub) = (state.store.storage().clone(), state.config.gc_options(false), state.hub.clone());
     tokio::spawn(async move {
         match crate::gc::schedule::run_once(storage, options, None).await {
             Ok(report) => tracing::info!(

@@ -332,7 +332,7 @@ impl Store {
 }
 
 /// Cuts a sorted list into the page after `last` of at most `n` entries.
-fn page(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
+pub(crate) fn page(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
     let start = last.map_or(0, |last| all.partition_point(|t| t.as_str() <= last));
     all.drain(..start);
     let more = n.is_some_and(|n| all.len() > n);

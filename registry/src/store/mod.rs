@@ -25,6 +25,8 @@ mod summary;
 mod uploads;
 mod usage;
 
+pub(crate) use manifests::page;
+
 pub use manifests::{Pushed, StoredManifest, TagPage};
 pub use summary::{platform_text, RepoSummary, TagInfo};
 pub use uploads::UploadStatus;
