@@ -102,7 +102,7 @@ pull() {  # port repository -> seconds
   for d in $(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(" ".join(x["digest"] for x in [m["config"]]+m["layers"]))' "$WORK/manifest.json"); do
     args+=(-o /dev/null "$base/blobs/$d")
   done
-  curl -sfS -L --parallel --parallel-max 8 "${args[@]}" || die "blobs from $1 ($2)"
+  curl -sfS --no-progress-meter -L --parallel --parallel-max 8 "${args[@]}" || die "blobs from $1 ($2)"
   awk -v a="$start" -v b="$(date +%s%N)" 'BEGIN { printf "%.3f", (b - a) / 1e9 }'
 }
 direct=$(pull "$UP" bench/big)

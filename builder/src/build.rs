@@ -112,6 +112,12 @@ pub struct Options {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--cache-from`.
     pub cache_from: Vec<ImageRef>,
+    /// The store root whose default bridge network RUN steps use (as BuildKit's default,
+    /// an isolated namespace with outbound NAT). Default `None`: the host's network.
+    pub network_root: Option<PathBuf>,
+    /// `--allow network.host` (BuildKit's entitlement): `RUN --network=host` is allowed.
+    /// Default: refused.
+    pub allow_host_network: bool,
 }
 
 impl Options {
@@ -132,6 +138,8 @@ impl Options {
             cancel: Cancel::default(),
             secrets: BTreeMap::new(),
             cache_from: Vec::new(),
+            network_root: None,
+            allow_host_network: false,
         }
     }
 }

@@ -78,6 +78,9 @@ pub enum RunError {
     /// The build was cancelled while the step ran; its container was killed.
     #[error("cancelled")]
     Cancelled,
+    /// The step could not be attached to the default network.
+    #[error("attaching the RUN step to the default network (RUN --network=none or host avoids it)")]
+    Network(#[source] runtime::network::NetworkError),
 }
 
 /// The OCI runtime command that runs RUN containers: a program and the arguments that come
@@ -144,12 +147,56 @@ pub struct Request {
     pub cwd: String,
     /// `USER` (empty: root).
     pub user: String,
-    /// `--network=none`.
-    pub no_network: bool,
+    /// The step's network.
+    pub network: StepNetwork,
     /// Bind mounts (cache, bind and secret mounts).
     pub binds: Vec<Volume>,
     /// tmpfs mounts.
     pub tmpfs: Vec<Tmpfs>,
+}
+
+/// The network of a RUN step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StepNetwork {
+    /// The host's network (`RUN --network=host`, allowed by `--allow network.host`; or a
+    /// build without a store root to attach from).
+    #[default]
+    Host,
+    /// Only loopback (`RUN --network=none`).
+    None,
+    /// The default bridge network of the store at this root (an isolated namespace with
+    /// outbound NAT), as BuildKit's default.
+    Bridge(PathBuf),
+}
+
+/// Detaches a RUN step's sandbox from its network when dropped, however the step ends.
+struct Attached {
+    networks: runtime::network::Networks,
+    attachment: runtime::network::Attachment,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Err(e) = self.networks.detach(&self.attachment.container) {
+            tracing::warn!(error = %shared::error_chain(&e), "detaching a RUN step from its network");
+        }
+    }
+}
+
+/// Attaches sandbox `id` to the default network of the store at `root`.
+fn attach(root: &Path, id: &str) -> Result<Attached, RunError> {
+    let networks = runtime::network::Networks::at(root);
+    let containers = runtime::container::Containers::at(root);
+    let request = runtime::network::AttachRequest {
+        container: id,
+        name: "buildkitsandbox",
+        network: runtime::network::DEFAULT_NETWORK,
+        aliases: &[],
+        ports: &[],
+        owner: Some(std::process::id() as i32),
+    };
+    let attachment = networks.attach(&request, &containers).map_err(RunError::Network)?;
+    Ok(Attached { networks, attachment })
 }
 
 /// Where to run it.
@@ -179,13 +226,23 @@ pub fn run(
     let resolved = user::resolve(&request.user, &read("etc/passwd"), &read("etc/group"))
         .map_err(|source| RunError::User { spec: request.user.clone(), source })?;
 
-    // /etc files of the build container, from the host's (the network is the host's).
+    let attached = match &request.network {
+        StepNetwork::Bridge(root) => Some(attach(root, &sandbox.id)?),
+        _ => None,
+    };
+    // /etc files of the build container, from the host's (on the bridge, without the
+    // host's loopback name servers, which it cannot reach).
     let mut etc_files = Vec::new();
     let hostname = "buildkitsandbox";
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_else(|_| "nameserver 127.0.0.1\n".into());
+    let resolv = match &attached {
+        Some(a) => runtime::network::etc::resolv_conf(&a.attachment, false, &host_resolv),
+        None => host_resolv,
+    };
     for (name, content) in [
         ("hostname", format!("{hostname}\n")),
         ("hosts", format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")),
-        ("resolv.conf", fs::read_to_string("/etc/resolv.conf").unwrap_or_else(|_| "nameserver 127.0.0.1\n".into())),
+        ("resolv.conf", resolv),
     ] {
         let path = sandbox.work.join(name);
         fs::write(&path, content).map_err(io_err(&path))?;
@@ -200,7 +257,11 @@ pub fn run(
         volumes: request.binds.clone(),
         tmpfs: request.tmpfs.clone(),
         hostname: Some(hostname.into()),
-        network: if request.no_network { spec::Network::None } else { spec::Network::Host },
+        network: match request.network {
+            StepNetwork::Host => spec::Network::Host,
+            StepNetwork::None => spec::Network::None,
+            StepNetwork::Bridge(_) => spec::Network::Bridge(runtime::network::DEFAULT_NETWORK.into()),
+        },
         ..RunOptions::default()
     };
     let input = SpecInput {
@@ -220,6 +281,9 @@ pub fn run(
         },
     };
     let mut config = spec::build(&input).map_err(RunError::Spec)?;
+    if let Some(a) = &attached {
+        spec::join_network_namespace(&mut config, &a.attachment.netns).map_err(RunError::Spec)?;
+    }
     let root = oci_spec::runtime::RootBuilder::default()
         .path(&sandbox.rootfs)
         .readonly(false)

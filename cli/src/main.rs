@@ -68,6 +68,8 @@ enum Command {
     Exec(commands::exec::Args),
     /// Remove containers.
     Rm(commands::rm::Args),
+    /// Manage volumes.
+    Volume(commands::volume::Args),
     /// Manage container networks.
     Network(commands::network::Args),
     /// Supervise one container (started by `berth run`).
@@ -126,6 +128,7 @@ fn main() -> std::process::ExitCode {
         Command::Restart(args) => commands::start::restart(&root, args),
         Command::Kill(args) => commands::kill::run(&root, args),
         Command::Rm(args) => commands::rm::run(&root, args),
+        Command::Volume(args) => commands::volume::run(&root, args),
         Command::Network(args) => commands::network::run(&root, args),
     };
     match result {

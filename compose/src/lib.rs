@@ -89,3 +89,87 @@ fn escape_dollars(v: &mut Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use proptest::prelude::*;
+
+    /// Compose-shaped YAML: keys the loader gives meaning to, values of every kind.
+    fn document() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "services",
+            "web",
+            "image",
+            "ports",
+            "volumes",
+            "environment",
+            "depends_on",
+            "extends",
+            "include",
+            "build",
+            "command",
+            "profiles",
+            "networks",
+            "name",
+            "deploy",
+            "replicas",
+            "healthcheck",
+            "test",
+            "<<",
+            "env_file",
+            "secrets",
+            "devices",
+            "extra_hosts",
+            "mem_limit",
+            "stop_grace_period",
+            "x-a",
+        ]);
+        let scalar = prop::sample::select(vec![
+            "1",
+            "\"80:80\"",
+            "a:b:c",
+            "${X:-y}",
+            "$$",
+            "${",
+            "[a, b]",
+            "{a: 1}",
+            "&a x",
+            "*a",
+            "!reset []",
+            "!override 1",
+            "null",
+            "true",
+            "./d:/d:ro",
+            "1g",
+            "90s",
+            "-",
+            "\"1-3:4-6/udp\"",
+            "web",
+        ]);
+        prop::collection::vec((0usize..4, key, scalar, any::<bool>()), 0..24).prop_map(|lines| {
+            lines
+                .into_iter()
+                .map(|(depth, k, v, dash)| format!("{}{}{k}: {v}\n", "  ".repeat(depth), if dash { "- " } else { "" }))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn loading_any_file_never_panics(text in document()) {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("compose.yaml"), &text).unwrap();
+            let options = crate::Options { working_dir: dir.path().to_path_buf(), ..crate::Options::default() };
+            if let Ok(project) = crate::load(&options) {
+                let _ = project.to_yaml();
+                let _ = crate::plan::plan(&project, &[]);
+            }
+        }
+
+        #[test]
+        fn parsing_any_text_never_panics(text in "[a-z:\\-\\[\\]{}&*!<>|'\" \n#,.$]{0,80}") {
+            let _ = crate::yaml::parse(&text);
+        }
+    }
+}

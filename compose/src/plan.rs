@@ -4,9 +4,10 @@
 //!
 //! Every key of a service is either used, reported as not applied (a warning the caller
 //! prints, as `docker compose` does for keys it ignores), or refused with a message that says
-//! what berth's runtime lacks: nothing is silently dropped. Networks, published ports, named
-//! volumes, health checks and restart policies come with the runtime's networking and
-//! supervision work; until then a service must say `network_mode: host` or `none`.
+//! what berth's runtime lacks: nothing is silently dropped. A service joins one network of
+//! the project (`<project>_default` unless it names another) under its service name and
+//! aliases, and publishes ports there; named volumes, health checks and restart policies come
+//! with the runtime's later work.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -46,6 +47,15 @@ pub struct ServicePlan {
     pub depends_on: Vec<(String, Condition)>,
 }
 
+/// A network of the project that a service joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPlan {
+    /// Its name for the runtime (`<project>_default`, or `name:`).
+    pub name: String,
+    /// Made elsewhere: it must exist, and `down` leaves it.
+    pub external: bool,
+}
+
 impl ServicePlan {
     /// The names of its containers.
     pub fn container_names(&self, project: &str) -> Vec<String> {
@@ -63,6 +73,8 @@ pub struct Plan {
     pub project: String,
     /// The services in start order.
     pub services: Vec<ServicePlan>,
+    /// The networks they join.
+    pub networks: Vec<NetworkPlan>,
     /// Keys that are not applied, for the caller to print.
     pub warnings: Vec<String>,
 }
@@ -100,6 +112,7 @@ pub enum PlanError {
 
 /// Keys whose value is used.
 const USED: &[&str] = &[
+    "ports",
     "image",
     "build",
     "command",
@@ -150,12 +163,18 @@ pub fn plan(project: &Project, selected: &[String]) -> Result<Plan, PlanError> {
     }
     let roots: Vec<String> = if selected.is_empty() { all.keys().cloned().collect() } else { selected.to_vec() };
     let order = start_order(&all, &roots)?;
+    let declared = project.model.get("networks").and_then(Value::as_object).cloned().unwrap_or_default();
     let mut warnings = Vec::new();
     let mut services = Vec::new();
+    let mut networks: Vec<NetworkPlan> = Vec::new();
     for name in order {
-        services.push(service_plan(&project.name, &name, &all[&name], &mut warnings)?);
+        let (service, network) = service_plan(&project.name, &name, &all[&name], &declared, &mut warnings)?;
+        if let Some(n) = network.filter(|n| !networks.contains(n)) {
+            networks.push(n);
+        }
+        services.push(service);
     }
-    Ok(Plan { project: project.name.clone(), services, warnings })
+    Ok(Plan { project: project.name.clone(), services, networks, warnings })
 }
 
 fn deps(service: &Value) -> Vec<String> {
@@ -204,7 +223,93 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn service_plan(project: &str, name: &str, s: &Value, warnings: &mut Vec<String>) -> Result<ServicePlan, PlanError> {
+/// The network a service joins: `network_mode`, or the one network of its `networks`.
+fn service_network(
+    name: &str,
+    map: &serde_json::Map<String, Value>,
+    declared: &serde_json::Map<String, Value>,
+) -> Result<(Network, Vec<String>, Option<NetworkPlan>), PlanError> {
+    match map.get("network_mode").and_then(Value::as_str) {
+        Some("host") => return Ok((Network::Host, vec![], None)),
+        Some("none") => return Ok((Network::None, vec![], None)),
+        Some(other) => {
+            return Err(unsupported(
+                name,
+                "network_mode",
+                &format!("{other:?} is not supported yet: use host, none, or networks"),
+            ))
+        }
+        None => {}
+    }
+    let joined = map.get("networks").and_then(Value::as_object).cloned().unwrap_or_default();
+    let [(key, settings)] = joined.iter().collect::<Vec<_>>()[..] else {
+        return Err(unsupported(name, "networks", "a container joins one network in berth's runtime for now"));
+    };
+    let def = declared.get(key).cloned().unwrap_or(Value::Null);
+    for k in def.as_object().into_iter().flat_map(|d| d.keys()) {
+        if !matches!(k.as_str(), "name" | "external" | "driver") && !k.starts_with("x-") {
+            return Err(unsupported(
+                name,
+                &format!("networks.{key}"),
+                &format!("network option {k} is not supported yet"),
+            ));
+        }
+    }
+    if def.get("driver").and_then(Value::as_str).is_some_and(|d| d != "bridge") {
+        return Err(unsupported(name, &format!("networks.{key}"), "only bridge networks are supported"));
+    }
+    let network_name = def.get("name").and_then(Value::as_str).unwrap_or(key).to_string();
+    let external = def.get("external").is_some_and(|e| e == &Value::Bool(true) || e.is_object());
+    let mut aliases = vec![name.to_string()];
+    for k in settings.as_object().into_iter().flat_map(|m| m.keys()) {
+        if k != "aliases" {
+            return Err(unsupported(name, &format!("networks.{key}.{k}"), "not supported yet"));
+        }
+    }
+    aliases.extend(strings(settings.get("aliases")));
+    let plan = NetworkPlan { name: network_name.clone(), external };
+    Ok((Network::Bridge(network_name), aliases, Some(plan)))
+}
+
+/// `ports` in long syntax as the runtime's port mappings.
+fn publish(name: &str, map: &serde_json::Map<String, Value>) -> Result<Vec<runtime::network::PortMapping>, PlanError> {
+    let mut out = Vec::new();
+    for (i, p) in map.get("ports").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let key = format!("ports.{i}");
+        let target = p.get("target").and_then(Value::as_u64).and_then(|t| u16::try_from(t).ok());
+        let Some(container_port) = target else {
+            return Err(unsupported(name, &key, "the container port must be a number from 1 to 65535"));
+        };
+        let host_port = match p.get("published").and_then(Value::as_str) {
+            None => 0,
+            Some(text) => text.parse::<u16>().map_err(|_| {
+                unsupported(name, &key, &format!("published {text:?}: host port ranges are not supported yet"))
+            })?,
+        };
+        let host_ip =
+            match p.get("host_ip").and_then(Value::as_str) {
+                None | Some("") | Some("0.0.0.0") => None,
+                Some(ip) => Some(ip.parse().map_err(|_| {
+                    unsupported(name, &key, &format!("host_ip {ip}: only IPv4 addresses are supported"))
+                })?),
+            };
+        let protocol = match p.get("protocol").and_then(Value::as_str) {
+            Some("udp") => runtime::network::ports::Protocol::Udp,
+            Some("tcp") | None => runtime::network::ports::Protocol::Tcp,
+            Some(other) => return Err(unsupported(name, &key, &format!("protocol {other} is not supported"))),
+        };
+        out.push(runtime::network::PortMapping { host_ip, host_port, container_port, protocol });
+    }
+    Ok(out)
+}
+
+fn service_plan(
+    project: &str,
+    name: &str,
+    s: &Value,
+    declared: &serde_json::Map<String, Value>,
+    warnings: &mut Vec<String>,
+) -> Result<(ServicePlan, Option<NetworkPlan>), PlanError> {
     let map = s.as_object().cloned().unwrap_or_default();
     for key in map.keys() {
         if USED.contains(&key.as_str()) || key.starts_with("x-") {
@@ -216,20 +321,11 @@ fn service_plan(project: &str, name: &str, s: &Value, warnings: &mut Vec<String>
         }
     }
     let invalid = |key: &str, message: String| PlanError::Invalid { service: name.into(), key: key.into(), message };
-    let network = match map.get("network_mode").and_then(Value::as_str) {
-        Some("host") => Network::Host,
-        Some("none") => Network::None,
-        Some(other) => {
-            return Err(unsupported(name, "network_mode", &format!("{other:?} needs networks, which berth's runtime does not offer yet: use host or none")))
-        }
-        None => {
-            return Err(unsupported(
-                name,
-                "networks",
-                &format!("the service joins the project network {project}_default, which berth's runtime cannot make yet: set network_mode: host (or none) to run it now"),
-            ))
-        }
-    };
+    let (network, network_aliases, network_plan) = service_network(name, &map, declared)?;
+    let publish = publish(name, &map)?;
+    if !publish.is_empty() && !matches!(network, Network::Bridge(_)) {
+        return Err(unsupported(name, "ports", "published ports need a network (not network_mode host or none)"));
+    }
     if let Some(r) = map.get("restart").and_then(Value::as_str).filter(|r| *r != "no") {
         return Err(unsupported(
             name,
@@ -304,6 +400,8 @@ fn service_plan(project: &str, name: &str, s: &Value, warnings: &mut Vec<String>
         tmpfs,
         hostname: map.get("hostname").and_then(Value::as_str).map(String::from),
         network,
+        network_aliases,
+        publish,
         memory,
         cpus,
         pids_limit,
@@ -340,7 +438,7 @@ fn service_plan(project: &str, name: &str, s: &Value, warnings: &mut Vec<String>
         Some(i) => i.to_string(),
         None => format!("{project}-{name}"),
     };
-    Ok(ServicePlan {
+    let plan = ServicePlan {
         service: name.into(),
         image,
         build: map.get("build").cloned(),
@@ -349,7 +447,8 @@ fn service_plan(project: &str, name: &str, s: &Value, warnings: &mut Vec<String>
         options,
         stop_timeout,
         depends_on,
-    })
+    };
+    Ok((plan, network_plan))
 }
 
 /// Bind mounts and tmpfs mounts; named and anonymous volumes need the runtime's volumes.
@@ -358,11 +457,11 @@ fn mounts(name: &str, map: &serde_json::Map<String, Value>) -> Result<(Vec<Volum
     for (i, v) in map.get("volumes").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let target = v.get("target").and_then(Value::as_str).unwrap_or_default().to_string();
         match v.get("type").and_then(Value::as_str) {
-            Some("bind") => volumes.push(Volume {
-                host: PathBuf::from(v.get("source").and_then(Value::as_str).unwrap_or_default()),
-                container: target,
-                read_only: v.get("read_only") == Some(&Value::Bool(true)),
-            }),
+            Some("bind") => volumes.push(Volume::bind(
+                PathBuf::from(v.get("source").and_then(Value::as_str).unwrap_or_default()),
+                target,
+                v.get("read_only") == Some(&Value::Bool(true)),
+            )),
             Some("tmpfs") => tmpfs.push(Tmpfs { path: target, options: Vec::new() }),
             other => {
                 return Err(unsupported(
@@ -412,6 +511,18 @@ pub fn members(project: &Project) -> Result<Vec<Member>, PlanError> {
             }
         })
         .collect())
+}
+
+/// The project's networks (those its services use, as the normalizer left them).
+pub fn project_networks(project: &Project) -> Vec<NetworkPlan> {
+    let declared = project.model.get("networks").and_then(Value::as_object).cloned().unwrap_or_default();
+    declared
+        .iter()
+        .map(|(key, def)| NetworkPlan {
+            name: def.get("name").and_then(Value::as_str).unwrap_or(key).to_string(),
+            external: def.get("external").is_some_and(|e| e == &Value::Bool(true) || e.is_object()),
+        })
+        .collect()
 }
 
 /// The services of `plan` by name.

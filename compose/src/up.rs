@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use runtime::container::RunOptions;
 
-use crate::plan::{Condition, Member, Plan, ServicePlan};
+use crate::plan::{Condition, Member, NetworkPlan, Plan, ServicePlan};
 
 /// A container the engine knows, by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Existing {
     /// Its name.
     pub name: String,
@@ -20,6 +20,9 @@ pub struct Existing {
     pub running: bool,
     /// Its exit status, once it has exited.
     pub exit_code: Option<i32>,
+    /// The image and options it was made with, when the engine keeps them: a running
+    /// container whose configuration differs from the plan's is made again.
+    pub config: Option<(String, RunOptions)>,
 }
 
 /// What a runtime does for compose: the calls `up` and `down` are made of.
@@ -37,6 +40,12 @@ pub trait Engine {
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError>;
     /// Removes the stopped container `name`.
     fn remove(&self, name: &str) -> Result<(), EngineError>;
+    /// Makes network `name` unless it exists; true when it was made.
+    fn ensure_network(&self, name: &str) -> Result<bool, EngineError>;
+    /// Whether network `name` exists.
+    fn network_exists(&self, name: &str) -> Result<bool, EngineError>;
+    /// Removes network `name`.
+    fn remove_network(&self, name: &str) -> Result<(), EngineError>;
 }
 
 /// A failure of the engine, in its words.
@@ -58,6 +67,9 @@ pub enum UpError {
         #[source]
         source: EngineError,
     },
+    /// An external network does not exist.
+    #[error("network {0} is declared external but does not exist: create it first (berth network create {0})")]
+    MissingExternal(String),
     /// A dependency that had to complete successfully did not.
     #[error(
         "service {service} depends on {dependency} completing successfully, but {dependency} exited with status {code}"
@@ -77,11 +89,21 @@ fn engine<'a>(what: &'static str, name: &'a str) -> impl FnOnce(EngineError) -> 
 }
 
 /// Starts the plan's services in order; `say` receives one line per step (as
-/// `docker compose up -d` prints them). A container that already runs is left as it is; one
-/// that has exited is removed and started again.
+/// `docker compose up -d` prints them). A container that already runs with the planned image
+/// and options is left as it is; one whose configuration changed, or that has exited, is
+/// removed and started again.
 pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(String)) -> Result<(), UpError> {
     for service in &plan.services {
         engine_.ensure_image(service, rebuild).map_err(engine("cannot get the image of service", &service.service))?;
+    }
+    for network in &plan.networks {
+        if network.external {
+            if !engine_.network_exists(&network.name).map_err(engine("cannot read network", &network.name))? {
+                return Err(UpError::MissingExternal(network.name.clone()));
+            }
+        } else if engine_.ensure_network(&network.name).map_err(engine("cannot create network", &network.name))? {
+            say(format!("Network {}  Created", network.name));
+        }
     }
     let by_name = crate::plan::by_name(plan);
     for service in &plan.services {
@@ -107,19 +129,25 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
         }
         let existing = engine_.list().map_err(engine("cannot list the containers for service", &service.service))?;
         for name in service.container_names(&plan.project) {
+            let mut options = service.options.clone();
+            options.name = Some(name.clone());
+            let wanted = (service.image.clone(), options.clone());
             match existing.iter().find(|e| e.name == name) {
-                Some(e) if e.running => {
+                Some(e) if e.running && e.config.as_ref().is_none_or(|c| *c == wanted) => {
                     say(format!("Container {name}  Running"));
                     continue;
                 }
-                Some(_) => {
-                    engine_.remove(&name).map_err(engine("cannot remove the exited container", &name))?;
+                Some(e) => {
+                    if e.running {
+                        engine_
+                            .stop(&name, Duration::from_secs(service.stop_timeout))
+                            .map_err(engine("cannot stop container", &name))?;
+                    }
+                    engine_.remove(&name).map_err(engine("cannot remove container", &name))?;
                     say(format!("Container {name}  Recreated"));
                 }
                 None => say(format!("Container {name}  Created")),
             }
-            let mut options = service.options.clone();
-            options.name = Some(name.clone());
             engine_.start(&name, &service.image, &options).map_err(engine("cannot start container", &name))?;
             say(format!("Container {name}  Started"));
         }
@@ -174,15 +202,24 @@ pub fn rm(engine_: &dyn Engine, project: &str, members: &[Member], say: &mut dyn
     Ok(())
 }
 
-/// Stops and removes the project's containers: exactly those `up` made.
+/// Stops and removes the project's containers, then its networks that are not external:
+/// exactly what `up` made.
 pub fn down(
     engine_: &dyn Engine,
     project: &str,
     members: &[Member],
+    networks: &[NetworkPlan],
     say: &mut dyn FnMut(String),
 ) -> Result<(), UpError> {
     stop(engine_, project, members, say)?;
-    rm(engine_, project, members, say)
+    rm(engine_, project, members, say)?;
+    for network in networks.iter().filter(|n| !n.external) {
+        if engine_.network_exists(&network.name).map_err(engine("cannot read network", &network.name))? {
+            engine_.remove_network(&network.name).map_err(engine("cannot remove network", &network.name))?;
+            say(format!("Network {}  Removed", network.name));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -197,6 +234,7 @@ mod tests {
 
     #[derive(Default)]
     struct Fake {
+        networks: RefCell<Vec<String>>,
         containers: RefCell<Vec<Existing>>,
         calls: RefCell<Vec<String>>,
         exit_codes: Vec<(String, i32)>,
@@ -213,7 +251,8 @@ mod tests {
         fn start(&self, name: &str, image: &str, options: &RunOptions) -> Result<(), EngineError> {
             assert_eq!(options.name.as_deref(), Some(name));
             self.calls.borrow_mut().push(format!("start {name} {image}"));
-            self.containers.borrow_mut().push(Existing { name: name.into(), running: true, exit_code: None });
+            let config = Some((image.to_string(), options.clone()));
+            self.containers.borrow_mut().push(Existing { name: name.into(), running: true, exit_code: None, config });
             Ok(())
         }
         fn wait(&self, name: &str) -> Result<i32, EngineError> {
@@ -230,6 +269,22 @@ mod tests {
         fn remove(&self, name: &str) -> Result<(), EngineError> {
             self.calls.borrow_mut().push(format!("remove {name}"));
             self.containers.borrow_mut().retain(|c| c.name != name);
+            Ok(())
+        }
+        fn ensure_network(&self, name: &str) -> Result<bool, EngineError> {
+            if self.networks.borrow().iter().any(|n| n == name) {
+                return Ok(false);
+            }
+            self.calls.borrow_mut().push(format!("network {name}"));
+            self.networks.borrow_mut().push(name.into());
+            Ok(true)
+        }
+        fn network_exists(&self, name: &str) -> Result<bool, EngineError> {
+            Ok(self.networks.borrow().iter().any(|n| n == name))
+        }
+        fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+            self.calls.borrow_mut().push(format!("remove network {name}"));
+            self.networks.borrow_mut().retain(|n| n != name);
             Ok(())
         }
     }
@@ -256,8 +311,18 @@ mod tests {
     #[test]
     fn up_starts_dependencies_first_and_down_removes_exactly_them() {
         let fake = Fake::default();
-        fake.containers.borrow_mut().push(Existing { name: "other-web-1".into(), running: true, exit_code: None });
-        fake.containers.borrow_mut().push(Existing { name: "demo-webby".into(), running: true, exit_code: None });
+        fake.containers.borrow_mut().push(Existing {
+            name: "other-web-1".into(),
+            running: true,
+            exit_code: None,
+            config: None,
+        });
+        fake.containers.borrow_mut().push(Existing {
+            name: "demo-webby".into(),
+            running: true,
+            exit_code: None,
+            config: None,
+        });
         let p = plan(&three_tier(), &[]).unwrap();
         let mut lines = Vec::new();
         up(&fake, &p, false, &mut |l| lines.push(l)).unwrap();
@@ -277,10 +342,18 @@ mod tests {
         fake.containers.borrow_mut().iter_mut().filter(|c| c.name == "demo-migrate-1").for_each(|c| c.running = true);
         up(&fake, &p, false, &mut |_| {}).unwrap();
         assert!(fake.calls.borrow().iter().all(|c| !c.starts_with("start")), "{:?}", fake.calls.borrow());
+        // A changed service is made again, and only it.
+        let mut changed = three_tier();
+        changed.model["services"]["web"]["environment"] = json!({"NEW": "1"});
+        fake.calls.borrow_mut().clear();
+        up(&fake, &plan(&changed, &[]).unwrap(), false, &mut |_| {}).unwrap();
+        let calls: Vec<String> =
+            fake.calls.borrow().iter().filter(|c| !c.starts_with("image") && !c.starts_with("wait")).cloned().collect();
+        assert_eq!(calls, ["stop demo-web-1", "remove demo-web-1", "start demo-web-1 web"]);
 
         fake.calls.borrow_mut().clear();
         let members = crate::plan::members(&three_tier()).unwrap();
-        down(&fake, "demo", &members, &mut |_| {}).unwrap();
+        down(&fake, "demo", &members, &crate::plan::project_networks(&three_tier()), &mut |_| {}).unwrap();
         let left: Vec<String> = fake.containers.borrow().iter().map(|c| c.name.clone()).collect();
         assert_eq!(left, ["other-web-1", "demo-webby"], "down touched only the project's containers");
         let calls = fake.calls.borrow();
@@ -298,15 +371,57 @@ mod tests {
     }
 
     #[test]
+    fn services_join_the_project_network_under_their_names() {
+        let model = json!({
+            "name": "demo",
+            "services": {
+                "web": {"image": "web", "networks": {"default": null}, "ports": [{"target": 80, "published": "8080", "protocol": "tcp"}],
+                        "depends_on": {"api": {"condition": "service_started", "required": true}}},
+                "api": {"image": "api", "networks": {"back": {"aliases": ["backend"]}}},
+            },
+            "networks": {"default": {"name": "demo_default"}, "back": {"name": "shared", "external": true}},
+        });
+        let p = Project { name: "demo".into(), directory: "/p".into(), files: vec![], env: Default::default(), model };
+        let plan = plan(&p, &[]).unwrap();
+        let web = &plan.services[1];
+        assert_eq!(web.options.network, runtime::container::Network::Bridge("demo_default".into()));
+        assert_eq!(web.options.network_aliases, ["web"]);
+        assert_eq!((web.options.publish[0].host_port, web.options.publish[0].container_port), (8080, 80));
+        assert_eq!(plan.services[0].options.network_aliases, ["api", "backend"]);
+
+        let fake = Fake::default();
+        let err = up(&fake, &plan, false, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, UpError::MissingExternal(ref n) if n == "shared"), "{err}");
+        fake.networks.borrow_mut().push("shared".into());
+        up(&fake, &plan, false, &mut |_| {}).unwrap();
+        assert!(
+            fake.calls.borrow().iter().position(|c| c == "network demo_default")
+                < fake.calls.borrow().iter().position(|c| c.starts_with("start"))
+        );
+        down(&fake, "demo", &crate::plan::members(&p).unwrap(), &crate::plan::project_networks(&p), &mut |_| {})
+            .unwrap();
+        assert_eq!(*fake.networks.borrow(), ["shared"], "down removes the project's network, not the external one");
+    }
+
+    #[test]
     fn what_the_runtime_lacks_is_refused_by_name() {
         let cases = [
             (
-                json!({"a": {"image": "x", "networks": {"default": null}}}),
-                "services.a.networks: the service joins the project network demo_default",
+                json!({"a": {"image": "x", "networks": {"n1": null, "n2": null}}}),
+                "services.a.networks: a container joins one network",
             ),
             (
                 json!({"a": {"image": "x", "network_mode": "host", "ports": [{"target": 80}]}}),
-                "services.a.ports: not supported",
+                "services.a.ports: published ports need a network",
+            ),
+            (
+                json!({"a": {"image": "x", "networks": {"default": null}, "ports": [{"target": 80, "published": "80-81"}]}}),
+                "services.a.ports.0: published \"80-81\": host port ranges",
+            ),
+            (json!({"a": {"image": "x", "network_mode": "bridge"}}), "services.a.network_mode"),
+            (
+                json!({"a": {"image": "x", "networks": {"default": {"ipv4_address": "10.0.0.2"}}}}),
+                "services.a.networks.default.ipv4_address",
             ),
             (
                 json!({"a": {"image": "x", "network_mode": "host", "volumes": [{"type": "volume", "source": "v", "target": "/v"}]}}),

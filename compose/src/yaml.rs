@@ -72,7 +72,8 @@ pub fn pointer_token(key: &str) -> String {
 
 /// Parses the first document of `text`.
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
-    let mut builder = Builder { events: Vec::new(), pos: 0, anchors: HashMap::new(), out: Parsed::default() };
+    let mut builder =
+        Builder { events: Vec::new(), pos: 0, anchors: HashMap::new(), expanded: 0, out: Parsed::default() };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| SyntaxError {
             line: e.marker().line(),
@@ -98,7 +99,21 @@ struct Builder<'a> {
     events: Vec<(Event<'a>, Span)>,
     pos: usize,
     anchors: HashMap<usize, Value>,
+    /// Nodes copied by aliases so far, against [`MAX_EXPANDED`].
+    expanded: usize,
     out: Parsed,
+}
+
+/// Most nodes aliases may copy in one document: nested aliases grow exponentially ("billion
+/// laughs"), and no real compose file comes near this.
+const MAX_EXPANDED: usize = 1_000_000;
+
+fn node_count(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        Value::Object(map) => 1 + map.values().map(node_count).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 fn syntax(span: &Span, message: impl Into<String>) -> SyntaxError {
@@ -122,7 +137,12 @@ impl<'a> Builder<'a> {
         self.out.lines.0.entry(pointer.to_string()).or_insert(span.start.line());
         let (anchor, tag, value) = match event {
             Event::Alias(id) => {
-                return self.anchors.get(&id).cloned().ok_or_else(|| syntax(&span, "unknown alias"));
+                let value = self.anchors.get(&id).ok_or_else(|| syntax(&span, "unknown alias"))?;
+                self.expanded += node_count(value);
+                if self.expanded > MAX_EXPANDED {
+                    return Err(syntax(&span, format!("aliases expand to more than {MAX_EXPANDED} nodes")));
+                }
+                return Ok(value.clone());
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| t.suffix.clone());
@@ -418,6 +438,17 @@ mod tests {
     fn anchors_aliases_and_merge_keys_expand() {
         let p = parse("x: &base\n  a: 1\n  b: 2\ny:\n  <<: *base\n  b: 3\nz: *base\n").unwrap();
         assert_eq!(p.value, json!({"x": {"a": 1, "b": 2}, "y": {"a": 1, "b": 3}, "z": {"a": 1, "b": 2}}));
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            doc.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = parse(&doc).unwrap_err();
+        assert!(e.message.contains("aliases expand"), "{e}");
     }
 
     #[test]

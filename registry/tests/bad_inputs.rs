@@ -73,8 +73,9 @@ impl Registry {
                 let p: PathBuf = e.path();
                 if p.is_dir() {
                     walk(base, &p, out);
-                } else if !p.ends_with("touched") {
-                    // (Markers a push rewrites for the collector, not content: see `gc`.)
+                } else if !p.ends_with("touched") && !p.strip_prefix(base).unwrap().starts_with("_auth") {
+                    // (Markers a push rewrites for the collector, and the registry's own keys
+                    // such as the UI's session key written at start-up: not content.)
                     out.push(p.strip_prefix(base).unwrap().display().to_string());
                 }
             }

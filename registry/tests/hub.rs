@@ -245,7 +245,7 @@ async fn tags_give_digest_platforms_size_and_push_time() {
         (amd_row["digest"].as_str().unwrap(), amd_row["size"].as_u64().unwrap()),
         (amd.to_string().as_str(), amd_size)
     );
-    assert_eq!(amd_row["platforms"], json!([]));
+    assert_eq!(amd_row["platforms"], json!(["linux/amd64"]), "a single image's platform is its config's");
 
     let page = reg.get("/api/v1/repositories/team-a/multi/tags?n=1&sort=pushed", Some("alice")).await.json();
     assert_eq!(page["tags"].as_array().unwrap().len(), 1);
@@ -308,9 +308,27 @@ async fn collecting_needs_delete_on_everything() {
     };
     post("alice").await.expect(StatusCode::FORBIDDEN, "DENIED");
     reg.call("POST", "/api/v1/gc", &[], Body::empty()).await.expect(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    let r = reg.get("/api/v1/gc/runs", Some("admin")).await;
+    assert_eq!((r.status, r.json()["runs"].clone()), (StatusCode::OK, json!([])), "{}", r.text());
     let r = post("admin").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     reg.get("/api/v1/gc/runs", Some("alice")).await.expect(StatusCode::FORBIDDEN, "DENIED");
+    reg.get("/api/v1/gc/runs?n=x", Some("admin")).await.expect(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID");
+    // The run started is recorded once it ends (an empty registry takes milliseconds).
+    let mut runs = json!([]);
+    for _ in 0..600 {
+        let v = reg.get("/api/v1/gc/runs", Some("admin")).await.json();
+        if v["running_here"] == false && !v["runs"].as_array().unwrap().is_empty() {
+            runs = v["runs"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "no run recorded");
+    assert!(runs[0]["error"].is_null() && runs[0]["started_ms"].as_u64().unwrap() > 0, "{runs}");
+    let mut admin = Browser::new(&reg);
+    admin.sign_in("admin").await;
+    assert!(admin.get("/system").await.text().contains("Last runs"));
 }
 
 /// A browser: its cookies, and the CSRF token of the last page.
@@ -628,4 +646,19 @@ async fn the_ui_can_be_turned_off_and_the_api_stays() {
     assert_eq!(reg.get("/", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(reg.get("/login", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(reg.get("/api/v1/repositories", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_repository_list_follows_pushes_and_deletions_at_once() {
+    let reg = Reg::new("").await;
+    reg.image("team-a/one", "v1", &plain_config("amd64"), b"1").await;
+    assert_eq!(names(&reg, Some("admin"), "").await, ["team-a/one"]);
+    // The list of names is kept a while; what this replica changes shows at once.
+    reg.image("team-a/two", "v1", &plain_config("amd64"), b"2").await;
+    assert_eq!(names(&reg, Some("admin"), "").await, ["team-a/one", "team-a/two"]);
+    let r = reg
+        .call("DELETE", "/api/v1/repositories/team-a/one", &[("authorization", &basic("admin"))], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(names(&reg, Some("admin"), "").await, ["team-a/two"]);
 }

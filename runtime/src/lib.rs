@@ -7,7 +7,7 @@
 //! layout on disk is drawn in [`paths`].
 //! `berth run`, `ps`, `logs`, `stop` and `rm` call [`container`]: containers whose roots are
 //! overlays of the snapshots (or [`Store::flatten`]ed copies), run as OCI bundles by an
-//! embedded runtime or by runc/crun.
+//! embedded runtime or by runc/crun. `berth volume` and `-v NAME:/path` call [`volumes`].
 //!
 //! Each module has its own error enum; a message names what failed (path, digest, layer
 //! entry) and does not repeat its `source()`, so print the chain (anyhow's `{:#}`).
@@ -28,6 +28,7 @@ pub mod push;
 pub mod snapshots;
 pub mod store;
 pub mod unpack;
+pub mod volumes;
 
 pub use archive::ArchiveError;
 #[cfg(test)]

@@ -34,6 +34,11 @@
 //!                                 user networks; the default network's are host-wide, in
 //!                                 /run/berth/ipam, as its bridge is
 //!     dns/                        aardvark-dns's configuration (a file per network) and pid
+//!   volumes/<name>/               one volume (`berth volume`, `-v NAME:/path`); anonymous
+//!                                 ones are named by 64 hex digits. Created, checked for use
+//!                                 and removed under containers.lock
+//!     volume.json                 its record: name, labels, when created, anonymous or not
+//!     _data/                      its files, bind-mounted into the containers that use it
 //! ```
 //!
 //! Everything under `blobs/` and `snapshots/` appears by one `rename` from `tmp/` (same
@@ -215,6 +220,26 @@ impl Paths {
     /// aardvark-dns's configuration folder.
     pub fn network_dns(&self) -> PathBuf {
         self.networks().join("dns")
+    }
+
+    /// The folder of all volumes.
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// The folder of volume `name`.
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.volumes().join(name)
+    }
+
+    /// The record of volume `name`.
+    pub fn volume_record(&self, name: &str) -> PathBuf {
+        self.volume(name).join("volume.json")
+    }
+
+    /// The files of volume `name` (its mount point, as Docker's `_data`).
+    pub fn volume_data(&self, name: &str) -> PathBuf {
+        self.volume(name).join("_data")
     }
 }
 

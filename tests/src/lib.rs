@@ -11,6 +11,7 @@ pub mod build;
 pub mod containers;
 pub mod mirror;
 pub mod s3;
+pub mod webdriver;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -1,11 +1,12 @@
 //! `berth compose up -d`, `ps`, `logs` and `down` end to end, in real namespaces: the busybox
 //! image is pushed (by skopeo) to berth's own registry and pulled by `up` into a temporary
 //! store. The project has a one-shot service that the others wait for
-//! (`service_completed_successfully`), a service of two replicas, and a bind mount they share.
+//! (`service_completed_successfully`), a service of two replicas on the project network
+//! (made by `up`, removed by `down`), and a bind mount they share.
 //! `down` must remove exactly the project's containers: a container of another name in the
 //! same store stays.
 //!
-//! Needs root; without it the test prints SKIP and passes, except under `CI=true`. Every
+//! Needs root and the CNI plugins (scripts/test installs them); without root the test prints SKIP and passes, except under `CI=true`. Every
 //! container is removed when the test ends, however it ends.
 
 use std::path::Path;
@@ -18,7 +19,7 @@ use runtime::container::Containers;
 
 const TEST: &str = "compose_up_runs_services_in_order_and_down_removes_exactly_them";
 
-/// Removes every container of the store when dropped.
+/// Removes every container and network of the store when dropped.
 struct Cleanup<'a>(&'a Path);
 
 impl Drop for Cleanup<'_> {
@@ -27,6 +28,15 @@ impl Drop for Cleanup<'_> {
         for record in containers.list().unwrap_or_default() {
             if let Err(e) = containers.remove(&record.id, true) {
                 eprintln!("cleaning up container {}: {e}", record.id);
+            }
+        }
+        // A network's bridge is on the host: remove it with the store.
+        let networks = runtime::network::Networks::at(self.0);
+        for def in networks.list().unwrap_or_default() {
+            if def.name != runtime::network::DEFAULT_NETWORK {
+                if let Err(e) = networks.remove(&def.name, &containers) {
+                    eprintln!("cleaning up network {}: {e}", def.name);
+                }
             }
         }
     }
@@ -54,6 +64,10 @@ fn names(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+fn networks(root: &Path) -> Result<Vec<String>> {
+    Ok(runtime::network::Networks::at(root).list()?.into_iter().map(|n| n.name).collect())
+}
+
 #[tokio::test]
 async fn compose_up_runs_services_in_order_and_down_removes_exactly_them() -> Result<()> {
     if !shared::testing::require_root(TEST) {
@@ -79,7 +93,6 @@ async fn compose_up_runs_services_in_order_and_down_removes_exactly_them() -> Re
 services:
   app:
     image: {reference}
-    network_mode: none
     command: ["sh", "-c", "cat /shared/marker; echo greeting=$$GREETING; sleep 600"]
     environment:
       GREETING: ${{GREETING:-hello}}
@@ -108,6 +121,7 @@ services:
     let app_started = said.find("e2e-app-1  Started").context(said.to_string())?;
     assert!(init_exited < app_started, "app started before init completed:\n{said}");
     assert_eq!(names(root.path())?, ["e2e-app-1", "e2e-app-2", "e2e-bystander", "e2e-init-1"]);
+    assert!(networks(root.path())?.contains(&"e2e_default".to_string()), "up makes the project network");
 
     let ps = berth_ok(root.path(), dir, &["compose", "ps"]).await?;
     assert!(ps.lines().any(|l| l.starts_with("e2e-app-2") && l.contains("Up")), "{ps}");
@@ -127,13 +141,22 @@ services:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Up again with the same file: the running replicas are left alone.
+    let again = berth(root.path(), dir, &["compose", "up", "-d"]).await?;
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.success() && said.contains("e2e-app-2  Running") && !said.contains("e2e-app-2  Recreated"),
+        "{said}"
+    );
+
     berth_ok(root.path(), dir, &["compose", "down"]).await?;
     assert_eq!(names(root.path())?, ["e2e-bystander"], "down must remove the project's containers and only them");
+    assert!(!networks(root.path())?.contains(&"e2e_default".to_string()), "down removes the project network");
 
     // What berth cannot run yet is refused by name, before anything starts.
     std::fs::write(
         dir.join("compose.yaml"),
-        format!("services:\n  web:\n    image: {reference}\n    ports: [\"8080:80\"]\n"),
+        format!("services:\n  web:\n    image: {reference}\n    ports: [\"9000-9001:80\"]\n"),
     )?;
     let refused = berth(root.path(), dir, &["compose", "up", "-d"]).await?;
     let err = String::from_utf8_lossy(&refused.stderr);

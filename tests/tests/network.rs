@@ -402,3 +402,72 @@ async fn a_dead_supervisor_leaks_nothing() -> Result<()> {
     root.berth_ok(&["network", "ls"]).await?;
     traces.assert_gone().await
 }
+
+/// RUN steps of `berth build` run on the default bridge network (an interface of their own,
+/// the host's loopback out of reach, outbound traffic through NAT to the host's addresses);
+/// `RUN --network=host` needs `--allow network.host` (issue 12, item 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_steps_use_the_bridge_and_host_needs_the_entitlement() -> Result<()> {
+    if !permitted("run_steps_use_the_bridge_and_host_needs_the_entitlement") {
+        return Ok(());
+    }
+    let base = e2e::build::BaseRegistry::start().await?;
+    let work = tempfile::tempdir()?;
+    let root = work.path().join("root");
+    // A service on the host's loopback, and one on every address (reached via the gateway).
+    let loopback = TcpListener::bind("127.0.0.1:0")?;
+    let everywhere = TcpListener::bind("0.0.0.0:0")?;
+    let (lo_port, any_port) = (loopback.local_addr()?.port(), everywhere.local_addr()?.port());
+    // Each accepts and closes at once, so that a probe that reached it ends.
+    for listener in [loopback.try_clone()?, everywhere.try_clone()?] {
+        std::thread::spawn(move || listener.incoming().for_each(drop));
+    }
+    let gateway = runtime::network::DEFAULT_SUBNET.first_host();
+    let probe = |what: &str, target: String| {
+        format!("RUN if echo x | busybox nc -w 3 {target}; then echo reached; else echo refused; fi > /{what}\n")
+    };
+    let mut dockerfile = format!("FROM {}\n", base.base);
+    dockerfile.push_str("RUN busybox ls /sys/class/net | busybox sort | busybox tr '\\n' ' ' > /interfaces\n");
+    dockerfile.push_str(&probe("loopback", format!("127.0.0.1 {lo_port}")));
+    dockerfile.push_str(&probe("gateway", format!("{gateway} {any_port}")));
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir_all(&ctx)?;
+    std::fs::write(ctx.join("Dockerfile"), &dockerfile)?;
+    let out = work.path().join("out");
+    let dest = format!("type=oci,dest={}", out.display());
+    let ctx_arg = ctx.to_str().context("utf-8")?;
+    e2e::berth(&root, &["build", "--progress", "plain", "--output", &dest, ctx_arg]).await?;
+    let image = e2e::build::read_layout(&out, "latest")?;
+    let flat = work.path().join("flat");
+    e2e::build::flatten(&image, &flat)?;
+    let read = |p: &str| std::fs::read_to_string(flat.join(p)).unwrap_or_else(|e| format!("<{e}>"));
+    ensure!(read("interfaces").trim() == "eth0 lo", "RUN's interfaces: {}", read("interfaces"));
+    ensure!(read("loopback").trim() == "refused", "RUN reached the host's loopback: {}", read("loopback"));
+    ensure!(read("gateway").trim() == "reached", "RUN did not reach the host by its gateway: {}", read("gateway"));
+    ensure!(Networks::at(&root).attachments()?.is_empty(), "a RUN step's attachment was left");
+
+    // RUN --network=host: refused without the entitlement, host's loopback with it.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {}\n{}",
+            base.base,
+            probe("host", format!("127.0.0.1 {lo_port}")).replacen("RUN ", "RUN --network=host ", 1)
+        ),
+    )?;
+    let args = ["--root", root.to_str().context("utf-8")?, "build", "--progress", "plain", "--output", &dest, ctx_arg];
+    let refused = run(e2e::berth_binary()?.to_str().context("utf-8")?, &args).await?;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && err.contains("--allow network.host"),
+        "RUN --network=host without --allow: {err}"
+    );
+    e2e::berth(&root, &["build", "--progress", "plain", "--allow", "network.host", "--output", &dest, ctx_arg]).await?;
+    let image = e2e::build::read_layout(&out, "latest")?;
+    let flat = work.path().join("flat-host");
+    e2e::build::flatten(&image, &flat)?;
+    let host = std::fs::read_to_string(flat.join("host"))?;
+    ensure!(host.trim() == "reached", "RUN --network=host did not reach the host's loopback: {host}");
+    drop((loopback, everywhere));
+    Ok(())
+}

@@ -101,6 +101,9 @@ pub enum StepError {
     /// The RUN container failed to start or be captured.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// `RUN --network=host` without the entitlement.
+    #[error("RUN --network=host needs the network.host entitlement: run `berth build --allow network.host` to let RUN steps use the host's network")]
+    HostNetwork,
     /// The RUN command exited with a non-zero code.
     #[error("the command {command} exited with code {code}{}", if output.is_empty() { String::new() } else { format!("; its last output:\n{}", output.join("\n")) })]
     Exit {

@@ -23,7 +23,7 @@ use crate::context::{ContextError, Pick, PickKind, Select};
 use crate::instructions::{Command, Mount, MountKind, NetworkMode, Run};
 use crate::plan::PROXY_ARGS;
 use crate::progress::Outcome;
-use crate::run::{self as runner, Request, Sandbox, Snapshot};
+use crate::run::{self as runner, Request, Sandbox, Snapshot, StepNetwork};
 use crate::tarball::Entry;
 
 /// Where a bind mount's files come from, made ready on a cache miss only.
@@ -100,6 +100,13 @@ impl Exec<'_> {
         })
         .to_string();
         let key = key_of(&[st.image.layer_key.to_string().as_bytes(), b"RUN", key_text.as_bytes()]);
+        // The entitlement is checked before the cache: a cached step needs it too.
+        let network = match r.network {
+            NetworkMode::None => StepNetwork::None,
+            NetworkMode::Host if !self.options.allow_host_network => return Err(StepError::HostNetwork),
+            NetworkMode::Host => StepNetwork::Host,
+            NetworkMode::Default => self.options.network_root.clone().map_or(StepNetwork::Host, StepNetwork::Bridge),
+        };
         if let Some(size) = self.lookup(st, &key, &spec.created_by)? {
             return Ok((Outcome::Cached, size));
         }
@@ -107,7 +114,7 @@ impl Exec<'_> {
         if let Some((name, content)) = &spec.script {
             mounts.binds.push(self.script_bind(name, content)?);
         }
-        let entries = self.execute(st, &spec, mounts, r.network == NetworkMode::None, &key, id)?;
+        let entries = self.execute(st, &spec, mounts, network, &key, id)?;
         let size = self.commit(st, &key, entries, &spec.created_by)?;
         if let Some(ws) = st.workspace.as_mut() {
             if let Some(l) = st.image.layers.last() {
@@ -127,7 +134,7 @@ impl Exec<'_> {
         let file = dir.join("script");
         fs::write(&file, content).map_err(step_io(&file))?;
         fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).map_err(step_io(&file))?;
-        Ok(Volume { host: file, container: format!("{SCRIPTS}/{name}"), read_only: true })
+        Ok(Volume::bind(file, format!("{SCRIPTS}/{name}"), true))
     }
 
     /// The step's command (heredocs included), environment, user, working directory and
@@ -193,7 +200,7 @@ impl Exec<'_> {
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
                     let host = self.cache_mount_dir(m, &cache_dir_id(m, &id))?;
                     let read_only = m.readonly.unwrap_or(false);
-                    mounts.binds.push(Volume { host, container: target.clone(), read_only });
+                    mounts.binds.push(Volume::bind(host, target.clone(), read_only));
                     mounts.key.push(format!("cache:{id}:{target}"));
                 }
                 MountKind::Tmpfs => {
@@ -224,7 +231,7 @@ impl Exec<'_> {
                         }
                     };
                     mounts.deferred.push((mounts.binds.len(), source, read_only));
-                    mounts.binds.push(Volume { host: PathBuf::new(), container: target.clone(), read_only });
+                    mounts.binds.push(Volume::bind(PathBuf::new(), target.clone(), read_only));
                     mounts.key.push(format!("bind:{target}:{key}:{read_only}"));
                 }
                 MountKind::Secret => {
@@ -235,11 +242,7 @@ impl Exec<'_> {
                     let target = target.unwrap_or_else(|| format!("/run/secrets/{id_name}"));
                     match self.options.secrets.get(&id_name) {
                         Some(path) => {
-                            mounts.binds.push(Volume {
-                                host: path.clone(),
-                                container: target.clone(),
-                                read_only: true,
-                            });
+                            mounts.binds.push(Volume::bind(path.clone(), target.clone(), true));
                         }
                         None if m.required => {
                             return Err(StepError::Invalid(format!(
@@ -305,7 +308,7 @@ impl Exec<'_> {
         st: &mut StageState,
         spec: &RunSpec,
         mounts: Mounts,
-        no_network: bool,
+        network: StepNetwork,
         key: &Digest,
         id: usize,
     ) -> Result<Vec<Entry>, StepError> {
@@ -335,7 +338,7 @@ impl Exec<'_> {
             env: spec.env.iter().chain(&spec.proxies).cloned().collect(),
             cwd: spec.cwd.clone(),
             user: spec.user.clone(),
-            no_network,
+            network,
             binds: mounts.binds,
             tmpfs: mounts.tmpfs,
         };

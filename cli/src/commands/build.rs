@@ -82,6 +82,10 @@ pub struct Args {
     /// embedded runtime.
     #[arg(long = "runtime", value_name = "PATH")]
     pub oci_runtime: Option<PathBuf>,
+    /// Grant an entitlement, as BuildKit's: network.host lets `RUN --network=host` use the
+    /// host's network (RUN steps otherwise run on the default bridge network).
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_parser = ["network.host"])]
+    pub allow: Vec<String>,
     /// A secret for RUN --mount=type=secret: id=ID,src=PATH.
     #[arg(long, value_name = "id=ID,src=PATH")]
     pub secret: Vec<String>,
@@ -297,6 +301,8 @@ fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
         cancel: cancel.clone(),
         secrets,
         cache_from,
+        network_root: Some(root.to_path_buf()),
+        allow_host_network: args.allow.iter().any(|a| a == "network.host"),
         ..Options::new(&context)
     };
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;

@@ -123,7 +123,10 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
             compose::up::up(&engine, &plan, up.build, say)?;
             Ok(())
         }
-        Command::Down => Ok(compose::up::down(&engine, &project.name, &members()?, say)?),
+        Command::Down => {
+            let networks = compose::plan::project_networks(&project);
+            Ok(compose::up::down(&engine, &project.name, &members()?, &networks, say)?)
+        }
         Command::Stop => Ok(compose::up::stop(&engine, &project.name, &members()?, say)?),
         Command::Rm => Ok(compose::up::rm(&engine, &project.name, &members()?, say)?),
         Command::Ps => ps(root, &engine, &project.name, &members()?),

@@ -1,6 +1,7 @@
 //! `compose::up::Engine` over berth's image store and embedded runtime: images are pulled
 //! (as `berth run` pulls them) or built by `berth build` in a child process, containers are
-//! recorded and handed to a detached supervisor as `berth run -d` does.
+//! recorded and handed to a detached supervisor as `berth run -d` does, and the project's
+//! networks are berth networks (`runtime::network`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use compose::plan::ServicePlan;
 use compose::up::{Engine, EngineError, Existing};
 use runtime::container::{shim, Containers, RunOptions, Status};
+use runtime::network::Networks;
 use serde_json::Value;
 
 /// The engine of `berth compose` on the store at `root`.
@@ -61,7 +63,12 @@ impl Engine for BerthEngine {
         let records = self.containers().list().map_err(fail)?;
         Ok(records
             .iter()
-            .map(|r| Existing { name: r.name.clone(), running: r.is_running(), exit_code: r.exit_code })
+            .map(|r| Existing {
+                name: r.name.clone(),
+                running: r.is_running(),
+                exit_code: r.exit_code,
+                config: Some((r.image.clone(), r.options.clone())),
+            })
             .collect())
     }
 
@@ -113,5 +120,20 @@ impl Engine for BerthEngine {
 
     fn remove(&self, name: &str) -> Result<(), EngineError> {
         self.containers().remove(name, false).map(|_| ()).map_err(fail)
+    }
+
+    fn ensure_network(&self, name: &str) -> Result<bool, EngineError> {
+        if self.network_exists(name)? {
+            return Ok(false);
+        }
+        Networks::at(&self.root).create(name, None, None).map(|_| true).map_err(fail)
+    }
+
+    fn network_exists(&self, name: &str) -> Result<bool, EngineError> {
+        Ok(Networks::at(&self.root).list().map_err(fail)?.iter().any(|n| n.name == name))
+    }
+
+    fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        Networks::at(&self.root).remove(name, &self.containers()).map(|_| ()).map_err(fail)
     }
 }

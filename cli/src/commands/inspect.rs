@@ -1,6 +1,6 @@
 //! `berth inspect [--type image|container] NAME...`: prints images and containers as a JSON
 //! array shaped like `docker inspect`'s, through `runtime::Store::inspect_image` and
-//! `runtime::inspect_container`. Without `--type`, a container of that name or ID is shown,
+//! `runtime::Store::inspect_container`. Without `--type`, a container of that name or ID is shown,
 //! else an image.
 
 use std::path::Path;
@@ -31,8 +31,8 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
         if args.kind.as_deref() != Some("image") {
             match containers.find(name) {
                 Ok(record) => {
-                    let image = store.find(&record.image_reference)?.into_iter().next();
-                    let mut value = runtime::inspect_container(&record, image.as_ref());
+                    let mut value =
+                        store.inspect_container(&record).with_context(|| format!("cannot inspect {name}"))?;
                     value["NetworkSettings"] = runtime::network::settings(&Networks::at(root), &record);
                     out.push(value);
                     continue;

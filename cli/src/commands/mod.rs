@@ -24,6 +24,7 @@ pub mod serve;
 pub mod start;
 pub mod stop;
 pub mod tag;
+pub mod volume;
 
 use std::path::Path;
 

@@ -1,9 +1,10 @@
-//! `berth ps [-a] [-q] [--no-trunc]`: lists containers as `docker ps` does (CONTAINER ID,
-//! IMAGE, COMMAND, CREATED, STATUS, NAMES), from `runtime::container::Containers`.
+//! `berth ps [-a] [-q] [--no-trunc] [--filter KEY=VALUE]`: lists containers as `docker ps`
+//! does (CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS, NAMES), from
+//! `runtime::container::Containers`.
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use runtime::container::{now, ContainerRecord, Containers, Status};
 
 use super::images::ago;
@@ -20,10 +21,17 @@ pub struct Args {
     /// Do not shorten IDs and commands.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Show only containers that match: label=KEY, label=KEY=VALUE, name=PART, id=PREFIX
+    /// (several: all must match).
+    #[arg(long = "filter", short = 'f', value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
 }
 
 /// Runs `berth ps` on the store at `root`.
 pub fn run(root: &Path, args: Args) -> Result<()> {
+    for f in &args.filters {
+        parse_filter(f)?;
+    }
     let records = Containers::at(root).list().context("cannot read the containers")?;
     print!("{}", table(&records, now() as i64, &args));
     Ok(())
@@ -54,9 +62,31 @@ pub fn status(r: &ContainerRecord, now: i64) -> String {
     }
 }
 
+/// A `--filter`: (key, value).
+fn parse_filter(text: &str) -> Result<(&str, &str)> {
+    match text.split_once('=') {
+        Some((key @ ("label" | "name" | "id"), value)) if !value.is_empty() => Ok((key, value)),
+        _ => bail!("invalid filter {text:?}: use label=KEY, label=KEY=VALUE, name=PART or id=PREFIX"),
+    }
+}
+
+/// Whether `r` matches every filter (unparsable ones match nothing).
+fn matches(r: &ContainerRecord, filters: &[String]) -> bool {
+    filters.iter().all(|f| match parse_filter(f) {
+        Ok(("label", want)) => match want.split_once('=') {
+            Some((k, v)) => r.options.labels.get(k).is_some_and(|have| have == v),
+            None => r.options.labels.contains_key(want),
+        },
+        Ok(("name", part)) => r.name.contains(part),
+        Ok(("id", prefix)) => r.id.starts_with(prefix),
+        _ => false,
+    })
+}
+
 /// The listing, columns padded as `docker ps` pads them.
 pub fn table(records: &[ContainerRecord], now: i64, args: &Args) -> String {
-    let shown: Vec<&ContainerRecord> = records.iter().filter(|r| args.all || r.is_running()).collect();
+    let shown: Vec<&ContainerRecord> =
+        records.iter().filter(|r| (args.all || r.is_running()) && matches(r, &args.filters)).collect();
     let id = |r: &ContainerRecord| if args.no_trunc { r.id.clone() } else { r.short_id().to_string() };
     if args.quiet {
         return shown.iter().map(|r| format!("{}\n", id(r))).collect();
@@ -138,7 +168,23 @@ mod tests {
         assert!(lines[1].ends_with(&exited.name), "{all}");
         // Columns line up (counted in characters: the ellipsis is one).
         assert_eq!(lines[0].find("STATUS"), lines[1].replace('…', ".").find("Exited"));
-        let quiet = table(&records, 1063, &Args { all: true, quiet: true, no_trunc: true });
+        let quiet = table(&records, 1063, &Args { all: true, quiet: true, no_trunc: true, ..Args::default() });
         assert_eq!(quiet, format!("{}\n", exited.id));
+    }
+
+    #[test]
+    fn filters_by_label_name_and_id() {
+        let mut r = record(Status::Exited, Some(0));
+        r.options.labels.insert("tier".into(), "web".into());
+        let filtered = |f: &[&str]| {
+            let args =
+                Args { all: true, quiet: true, filters: f.iter().map(|s| s.to_string()).collect(), ..Args::default() };
+            !table(std::slice::from_ref(&r), 1063, &args).is_empty()
+        };
+        assert!(filtered(&["label=tier"]) && filtered(&["label=tier=web"]));
+        assert!(!filtered(&["label=tier=db"]) && !filtered(&["label=other"]));
+        assert!(filtered(&[&format!("name={}", &r.name[..3]), &format!("id={}", &r.id[..5])]));
+        assert!(!filtered(&["label=tier", "name=zzz-no"]));
+        assert!(parse_filter("colour=red").is_err() && parse_filter("label=").is_err());
     }
 }

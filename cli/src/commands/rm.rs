@@ -1,6 +1,7 @@
 //! `berth rm [-f] CONTAINER...`: removes stopped containers (running ones too with `-f`,
 //! killing them first) with their mounts, cgroups and files, through
-//! `runtime::container::Containers::remove`.
+//! `runtime::container::Containers::remove`; with `-v`, their anonymous volumes too
+//! (`runtime::volumes::Volumes::remove_anonymous`).
 
 use std::path::Path;
 
@@ -13,6 +14,9 @@ pub struct Args {
     /// Kill and remove running containers too.
     #[arg(long, short = 'f')]
     pub force: bool,
+    /// Remove the containers' anonymous volumes too (named ones stay).
+    #[arg(long, short = 'v')]
+    pub volumes: bool,
     /// Containers: names, IDs or ID prefixes.
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -24,7 +28,15 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     let mut failed = None;
     for name in &args.containers {
         match containers.remove(name, args.force) {
-            Ok(_) => println!("{name}"),
+            Ok(record) => {
+                println!("{name}");
+                if args.volumes {
+                    let volumes = runtime::volumes::Volumes::at(root);
+                    if let Err(e) = volumes.remove_anonymous(&record) {
+                        eprintln!("berth: cannot remove the volumes of {name}: {e}");
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("berth: cannot remove {name}: {e}");
                 failed = Some(e);

@@ -11,12 +11,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::image::ImageConfiguration;
 use runtime::container::health::HealthConfig;
 use runtime::container::lifecycle::parse_signal;
 use runtime::container::restart::RestartPolicy;
 use runtime::container::shim::{self, ShimArgs, EXIT_START_FAILED};
 use runtime::container::spec::device_at;
-use runtime::container::{Containers, Device, Network, RunOptions, SeccompProfile, Tmpfs, Volume};
+use runtime::container::{Containers, Device, ExtraHost, Network, RunOptions, SeccompProfile, Tmpfs, Ulimit, Volume};
 use runtime::{ImageRecord, PullOptions, Store, TerminalProgress};
 use shared::client::Client;
 use shared::ImageRef;
@@ -48,9 +49,40 @@ pub struct Args {
     /// Replace the image's entrypoint ("" for none); the image's command is not used then.
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// Bind-mount a host directory or file: HOST:CONTAINER[:ro|rw] (HOST absolute).
-    #[arg(long = "volume", short = 'v', value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind-mount a host path (HOST absolute; a missing one is made), mount a named volume
+    /// (made on first use, and filled with the image's files there when new), or, with a
+    /// container path alone, an anonymous volume: [HOST|NAME:]CONTAINER[:ro|rw][,nocopy].
+    #[arg(long = "volume", short = 'v', value_name = "[HOST|NAME:]CONTAINER[:OPTIONS]")]
     pub volumes: Vec<String>,
+    /// Mount a bind, volume or tmpfs: type=bind|volume|tmpfs,source=SRC,target=DST[,readonly]
+    /// [,volume-nocopy][,tmpfs-size=BYTES][,tmpfs-mode=OCTAL] (a bind's source must exist).
+    #[arg(long = "mount", value_name = "type=...,target=...")]
+    pub mounts: Vec<String>,
+    /// Set a label on the container (KEY=VALUE, or KEY for an empty value).
+    #[arg(long = "label", short = 'l', value_name = "KEY[=VALUE]")]
+    pub labels: Vec<String>,
+    /// Read labels from a file (one KEY=VALUE a line; # comments).
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_files: Vec<PathBuf>,
+    /// Add a line to the container's /etc/hosts: NAME:IP.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+    /// A name server for the container's /etc/resolv.conf (replaces the host's).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// A search domain for the container's /etc/resolv.conf (replaces the host's).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A resolver option for the container's /etc/resolv.conf, such as ndots:2.
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    pub dns_options: Vec<String>,
+    /// A resource limit: NAME=SOFT[:HARD], such as nofile=1024:2048 (-1 or unlimited: none).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Run an init (Debian's tini, static build) as PID 1: it reaps zombies and forwards
+    /// signals to the command.
+    #[arg(long)]
+    pub init: bool,
     /// Mount the container's root file system read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -185,21 +217,150 @@ fn env_file_entries(text: &str) -> Vec<String> {
     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
 }
 
+/// `-v`: `/path` (anonymous volume), `NAME:/path` (named volume) or `/host:/path` (bind),
+/// with options `ro`, `rw`, `nocopy`, comma-separated.
 fn parse_volume(spec: &str) -> Result<Volume> {
     let parts: Vec<&str> = spec.split(':').collect();
-    let (host, container, read_only) = match parts.as_slice() {
-        [h, c] => (*h, *c, false),
-        [h, c, "ro"] => (*h, *c, true),
-        [h, c, "rw"] => (*h, *c, false),
-        _ => bail!("invalid volume {spec:?}: use HOST:CONTAINER[:ro]"),
+    let (source, container, opts) = match parts.as_slice() {
+        [c] => ("", *c, ""),
+        [s, c] => (*s, *c, ""),
+        [s, c, o] => (*s, *c, *o),
+        _ => bail!("invalid volume {spec:?}: use [HOST|NAME:]CONTAINER[:ro|rw][,nocopy]"),
     };
-    if !host.starts_with('/') {
-        bail!("invalid volume {spec:?}: the host path must be absolute (named volumes are not supported)");
-    }
     if !container.starts_with('/') {
         bail!("invalid volume {spec:?}: the container path must be absolute");
     }
-    Ok(Volume { host: PathBuf::from(host), container: container.to_string(), read_only })
+    let mut volume = Volume { container: container.to_string(), ..Volume::default() };
+    for opt in opts.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "ro" => volume.read_only = true,
+            "rw" => volume.read_only = false,
+            "nocopy" => volume.no_copy = true,
+            _ => bail!("invalid volume {spec:?}: unknown option {opt:?} (use ro, rw or nocopy)"),
+        }
+    }
+    if source.is_empty() {
+        volume.anonymous = true;
+    } else if source.starts_with('/') {
+        volume.host = PathBuf::from(source);
+    } else if runtime::volumes::valid_name(source) {
+        volume.name = Some(source.to_string());
+    } else {
+        bail!("invalid volume {spec:?}: {source:?} is neither an absolute host path nor a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)");
+    }
+    Ok(volume)
+}
+
+/// `--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,volume-nocopy]
+/// [,tmpfs-size=...][,tmpfs-mode=...]`: a volume or bind mount, or a tmpfs.
+fn parse_mount(spec: &str) -> Result<std::result::Result<Volume, Tmpfs>> {
+    let (mut kind, mut source, mut target, mut read_only, mut no_copy) = ("volume", None, None, false, false);
+    let mut tmpfs_options = Vec::new();
+    let flag = |value: Option<&str>| match value {
+        None | Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(v) => Err(anyhow!("invalid mount {spec:?}: {v:?} is not true or false")),
+    };
+    for field in spec.split(',') {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (field, None),
+        };
+        match (key, value) {
+            ("type", Some(t @ ("bind" | "volume" | "tmpfs"))) => kind = t,
+            ("source" | "src", Some(v)) => source = Some(v),
+            ("target" | "destination" | "dst", Some(v)) => target = Some(v),
+            ("readonly" | "ro", v) => read_only = flag(v)?,
+            ("volume-nocopy", v) => no_copy = flag(v)?,
+            ("tmpfs-size", Some(v)) => tmpfs_options.push(format!("size={}", parse_bytes(v)?)),
+            ("tmpfs-mode", Some(v)) => {
+                let mode = u32::from_str_radix(v, 8)
+                    .map_err(|_| anyhow!("invalid mount {spec:?}: tmpfs-mode {v:?} is not an octal mode"))?;
+                tmpfs_options.push(format!("mode={mode:o}"));
+            }
+            _ => bail!(
+                "invalid mount {spec:?}: unknown field {field:?} (use type=bind|volume|tmpfs, source, target, \
+                 readonly, volume-nocopy, tmpfs-size, tmpfs-mode)"
+            ),
+        }
+    }
+    let target = target.ok_or_else(|| anyhow!("invalid mount {spec:?}: target=PATH is required"))?;
+    if !target.starts_with('/') {
+        bail!("invalid mount {spec:?}: the target must be an absolute path");
+    }
+    let volume = |v: Volume| Ok(Ok(Volume { container: target.to_string(), read_only, long_syntax: true, ..v }));
+    match (kind, source) {
+        ("tmpfs", None) => Ok(Err(Tmpfs { path: target.to_string(), options: tmpfs_options })),
+        ("tmpfs", Some(_)) => bail!("invalid mount {spec:?}: a tmpfs has no source"),
+        ("bind", Some(s)) if s.starts_with('/') => {
+            if !Path::new(s).exists() {
+                bail!("invalid mount {spec:?}: bind source path {s} does not exist");
+            }
+            volume(Volume { host: s.into(), ..Volume::default() })
+        }
+        ("bind", _) => bail!("invalid mount {spec:?}: a bind mount needs an absolute source=HOST_PATH"),
+        (_, None) => volume(Volume { anonymous: true, no_copy, ..Volume::default() }),
+        (_, Some(name)) if runtime::volumes::valid_name(name) => {
+            volume(Volume { name: Some(name.to_string()), no_copy, ..Volume::default() })
+        }
+        (_, Some(name)) => bail!("invalid mount {spec:?}: {name:?} is not a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)"),
+    }
+}
+
+/// `KEY=VALUE` or `KEY` (an empty value), from `--label` or a label file.
+fn parse_label(text: &str) -> Result<(String, String)> {
+    let (key, value) = text.split_once('=').unwrap_or((text, ""));
+    if key.trim().is_empty() {
+        bail!("invalid label {text:?}: use KEY=VALUE");
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// `--add-host NAME:IP` (the address may be IPv6: the name ends at the first colon).
+fn parse_extra_host(text: &str) -> Result<ExtraHost> {
+    let (name, ip) = text.split_once([':', '=']).ok_or_else(|| anyhow!("invalid --add-host {text:?}: use NAME:IP"))?;
+    if ip == "host-gateway" {
+        bail!("invalid --add-host {text:?}: host-gateway is not supported yet; give the address");
+    }
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let ip = ip.parse().map_err(|_| anyhow!("invalid --add-host {text:?}: {ip:?} is not an IP address"))?;
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace()) {
+        bail!("invalid --add-host {text:?}: the host name is empty or has spaces");
+    }
+    Ok(ExtraHost { name: name.to_string(), ip })
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`; -1 or `unlimited` for no limit.
+fn parse_ulimit(text: &str) -> Result<Ulimit> {
+    let usage = || anyhow!("invalid --ulimit {text:?}: use NAME=SOFT[:HARD], such as nofile=1024:2048");
+    let (name, values) = text.split_once('=').ok_or_else(usage)?;
+    if !runtime::container::spec::ULIMITS.iter().any(|(n, _)| *n == name) {
+        let names: Vec<&str> = runtime::container::spec::ULIMITS.iter().map(|(n, _)| *n).collect();
+        bail!("invalid --ulimit {text:?}: {name:?} is not one of {}", names.join(", "));
+    }
+    let value = |v: &str| match v {
+        "-1" | "unlimited" => Ok(u64::MAX),
+        v => v.parse::<u64>().map_err(|_| usage()),
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (value(s)?, value(h)?),
+        None => (value(values)?, value(values)?),
+    };
+    if soft > hard {
+        bail!("invalid --ulimit {text:?}: the soft limit is above the hard one");
+    }
+    Ok(Ulimit { name: name.to_string(), soft, hard })
+}
+
+/// The init binary for `--init`: Debian's static tini (a dynamically linked one would not
+/// run in images without the host's C library), looked up in `PATH`.
+fn find_init(path_var: Option<&str>) -> Result<PathBuf> {
+    let path = path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    ["tini-static", "docker-init"]
+        .iter()
+        .flat_map(|name| path.split(':').map(move |dir| Path::new(dir).join(name)))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("--init needs tini: install Debian's tini package (apt-get install tini)"))
 }
 
 fn parse_tmpfs(spec: &str) -> Result<Tmpfs> {
@@ -305,13 +466,37 @@ pub fn options(args: &Args) -> Result<RunOptions> {
             bail!("invalid --network-alias {alias:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
         }
     }
-    let volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>>>()?;
-    for v in &volumes {
+    let mut volumes = args.volumes.iter().map(|v| parse_volume(v)).collect::<Result<Vec<_>>>()?;
+    for v in volumes.iter().filter(|v| !v.is_volume()) {
         // Docker creates a missing host directory for a bind mount.
         if !v.host.exists() {
             std::fs::create_dir_all(&v.host).with_context(|| format!("cannot create {}", v.host.display()))?;
         }
     }
+    let mut tmpfs = args.tmpfs.iter().map(|t| parse_tmpfs(t)).collect::<Result<Vec<_>>>()?;
+    for m in &args.mounts {
+        match parse_mount(m)? {
+            Ok(v) => volumes.push(v),
+            Err(t) => tmpfs.push(t),
+        }
+    }
+    let mut labels = std::collections::BTreeMap::new();
+    for file in &args.label_files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read label file {}", file.display()))?;
+        for line in env_file_entries(&text) {
+            labels.extend([parse_label(&line)?]);
+        }
+    }
+    for label in &args.labels {
+        labels.extend([parse_label(label)?]);
+    }
+    let dns = args
+        .dns
+        .iter()
+        .map(|d| d.parse().map_err(|_| anyhow!("invalid --dns {d:?}: give a name server's IP address")))
+        .collect::<Result<Vec<_>>>()?;
+    let init = if args.init { Some(find_init(std::env::var("PATH").ok().as_deref())?) } else { None };
     let (seccomp, new_privileges) = parse_security_opts(&args.security_opt)?;
     let restart: RestartPolicy = args.restart.parse()?;
     if args.rm && restart != RestartPolicy::No {
@@ -339,7 +524,7 @@ pub fn options(args: &Args) -> Result<RunOptions> {
         user: args.user.clone(),
         volumes,
         read_only: args.read_only,
-        tmpfs: args.tmpfs.iter().map(|t| parse_tmpfs(t)).collect::<Result<Vec<_>>>()?,
+        tmpfs,
         hostname: args.hostname.clone(),
         network,
         network_aliases: args.network_aliases.clone(),
@@ -353,6 +538,13 @@ pub fn options(args: &Args) -> Result<RunOptions> {
         detach: args.detach,
         remove: args.rm,
         runtime: resolve_runtime(args.runtime.as_deref(), std::env::var("PATH").ok().as_deref())?,
+        labels,
+        extra_hosts: args.add_hosts.iter().map(|h| parse_extra_host(h)).collect::<Result<Vec<_>>>()?,
+        dns,
+        dns_search: args.dns_search.clone(),
+        dns_options: args.dns_options.clone(),
+        ulimits: args.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<Vec<_>>>()?,
+        init,
     })
 }
 
@@ -434,11 +626,14 @@ pub fn run(root: &Path, args: Args) -> ExitCode {
 fn start(root: &Path, args: Args) -> Result<i32> {
     super::init_logging();
     tracing::debug!("berth run");
-    let options = options(&args)?;
+    let mut options = options(&args)?;
     check_network(root, &options)?;
     let store = super::open_store(root)?;
     let image = find_or_pull(&store, &args.image, args.plain_http)?;
     tracing::debug!("image found");
+    let config = store.content().read(&image.config).context("cannot read the image config")?;
+    let config: ImageConfiguration = serde_json::from_slice(&config).context("the image config is not valid")?;
+    options.apply_image(config.config().as_ref());
     let containers = Containers::at(root);
     // In the foreground and without threads (nothing was pulled), this process supervises.
     let in_process = !options.detach && single_threaded();
@@ -501,10 +696,15 @@ mod tests {
     fn volumes_tmpfs_and_env() {
         let v = parse_volume("/data:/mnt:ro").unwrap();
         assert_eq!((v.host.as_path(), v.container.as_str(), v.read_only), (Path::new("/data"), "/mnt", true));
-        assert!(!parse_volume("/data:/mnt").unwrap().read_only);
-        assert!(parse_volume("data:/mnt").is_err());
-        assert!(parse_volume("/data").is_err());
+        assert!(!parse_volume("/data:/mnt").unwrap().read_only && !parse_volume("/data:/mnt").unwrap().is_volume());
+        let named = parse_volume("data:/mnt:ro,nocopy").unwrap();
+        assert_eq!((named.name.as_deref(), named.read_only, named.no_copy), (Some("data"), true, true));
+        let anonymous = parse_volume("/data").unwrap();
+        assert!(anonymous.anonymous && anonymous.name.is_none() && anonymous.container == "/data");
         assert!(parse_volume("/a:/b:zz").is_err());
+        assert!(parse_volume("a:/b").is_err(), "one-letter volume names are not Docker's");
+        assert!(parse_volume("../x:/b").is_err());
+        assert!(parse_volume("x:rel").is_err());
         let t = parse_tmpfs("/run:size=1m,mode=700").unwrap();
         assert_eq!(t.options, ["size=1m", "mode=700"]);
         assert!(parse_tmpfs("run").is_err());
@@ -513,6 +713,49 @@ mod tests {
         assert_eq!(env_entry("HOME", &lookup).as_deref(), Some("HOME=/home/me"));
         assert_eq!(env_entry("UNSET", &lookup), None);
         assert_eq!(env_file_entries("# c\nA=1\n\n  B=2 \nC\n"), ["A=1", "B=2", "C"]);
+    }
+
+    #[test]
+    fn mounts_labels_hosts_and_ulimits() {
+        let dir = tempfile::tempdir().unwrap();
+        let bind = format!("type=bind,source={},target=/b,readonly", dir.path().display());
+        let Ok(v) = parse_mount(&bind).unwrap() else { panic!("a bind is no tmpfs") };
+        assert!(v.read_only && v.long_syntax && !v.is_volume() && v.host == dir.path());
+        assert!(parse_mount("type=bind,source=/no/such/dir,target=/b")
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+        let Ok(v) = parse_mount("source=cache,target=/c,volume-nocopy").unwrap() else { panic!("not a volume") };
+        assert_eq!((v.name.as_deref(), v.no_copy, v.read_only), (Some("cache"), true, false));
+        let Ok(v) = parse_mount("type=volume,dst=/anon,ro=true").unwrap() else { panic!("not a volume") };
+        assert!(v.anonymous && v.read_only);
+        let Err(t) = parse_mount("type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap() else {
+            panic!("not a tmpfs")
+        };
+        assert_eq!((t.path.as_str(), t.options.clone()), ("/t", strings(&["size=1048576", "mode=1770"])));
+        assert!(parse_mount("type=tmpfs").is_err() && parse_mount("type=nfs,target=/x").is_err());
+        assert!(parse_mount("target=rel").is_err() && parse_mount("target=/x,colour=red").is_err());
+
+        assert_eq!(parse_label("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_label("flag").unwrap(), ("flag".into(), String::new()));
+        assert!(parse_label("=x").is_err());
+        let h = parse_extra_host("db:10.0.0.2").unwrap();
+        assert_eq!((h.name.as_str(), h.ip.to_string()), ("db", "10.0.0.2".to_string()));
+        assert_eq!(parse_extra_host("v6:fd00::1").unwrap().ip.to_string(), "fd00::1");
+        assert!(parse_extra_host("db").is_err() && parse_extra_host("db:nope").is_err());
+        assert!(parse_extra_host("gw:host-gateway").unwrap_err().to_string().contains("not supported"));
+        let u = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((u.name.as_str(), u.soft, u.hard), ("nofile", 1024, 2048));
+        assert_eq!(parse_ulimit("core=-1").unwrap().hard, u64::MAX);
+        assert_eq!(parse_ulimit("nproc=50").unwrap().soft, 50);
+        assert!(
+            parse_ulimit("nofile=2:1").is_err() && parse_ulimit("files=1").is_err() && parse_ulimit("nofile").is_err()
+        );
+        assert!(find_init(Some("/nonexistent")).unwrap_err().to_string().contains("tini"));
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]

@@ -172,6 +172,7 @@ async fn put(req: Req, body: axum::body::Body, repo: &RepoName, reference: &Refe
     for tag in &tags {
         h.append("oci-tag", value(tag.to_string())?);
     }
+    req.state.hub.note_repository(repo.as_str());
     let event = Event::ManifestPushed {
         repo: repo.to_string(),
         reference: reference.to_string(),

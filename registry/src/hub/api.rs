@@ -9,8 +9,8 @@
 //! - `DELETE /api/v1/repositories/<name>`: removes every tag, manifest and link of it (needs
 //!   delete; refused while an immutable tag is in it); the collector frees the bytes;
 //! - `POST /api/v1/gc`: starts a collection (needs delete on `*`);
-//! - `GET /api/v1/gc/runs`: the collector's last runs (needs delete on `*`); 501 until the
-//!   collector records them.
+//! - `GET /api/v1/gc/runs?n=`: the collector's last runs, newest first, as
+//!   [`crate::gc::history`] records them (needs delete on `*`).
 //!
 //! Errors are the registry's JSON error bodies with a message saying what is wrong: 400 for a
 //! malformed name or parameter, 401 to sign in, 403 for a signed-in caller lacking the
@@ -28,6 +28,7 @@ use shared::{RepoName, Tag};
 use super::{denied, refused, session, viewer, Viewer};
 use crate::auth::rules::{DELETE, PULL};
 use crate::error::{ApiError, ApiResult, Code};
+use crate::gc::history;
 use crate::store::{RepoSummary, TagInfo};
 use crate::AppState;
 
@@ -98,7 +99,7 @@ pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Res
         (&Method::DELETE, Endpoint::Repository(name)) => delete(&state, &viewer, &name).await,
         (&Method::GET, Endpoint::Tags(name)) => tags(&state, &viewer, &parts, &name).await,
         (&Method::POST, Endpoint::Gc) => start_gc(&state, &viewer).await,
-        (&Method::GET, Endpoint::GcRuns) => gc_runs(&state, &viewer).await,
+        (&Method::GET, Endpoint::GcRuns) => gc_runs(&state, &viewer, &parts).await,
         (method, endpoint) => Err(ApiError::new(Code::Unsupported)
             .message(format!("{method} is not allowed on {endpoint:?}"))
             .status(StatusCode::METHOD_NOT_ALLOWED)),
@@ -142,15 +143,16 @@ pub(crate) async fn repo_page(
     n: usize,
     last: Option<&str>,
 ) -> ApiResult<RepoPage> {
-    let mut all = state.store.repositories().await?;
+    let names = state.hub.repository_names(&state.store).await?;
     let q = q.trim().to_ascii_lowercase();
-    all.retain(|name| name.contains(&q) && viewer.may(name) & PULL != 0);
+    let all: Vec<String> =
+        names.iter().filter(|name| name.contains(&q) && viewer.may(name) & PULL != 0).cloned().collect();
     let matched = all.len();
     let page = crate::store::page(all, Some(n), last);
     let names: Vec<RepoName> = page.tags.iter().filter_map(|n| n.parse().ok()).collect();
     let mut repositories = Vec::with_capacity(names.len());
     for chunk in names.chunks(16) {
-        for summary in futures_util::future::join_all(chunk.iter().map(|r| state.store.repo_summary(r))).await {
+        for summary in futures_util::future::join_all(chunk.iter().map(|r| state.hub.summary(&state.store, r))).await {
             repositories.push(summary?);
         }
     }
@@ -216,7 +218,7 @@ pub(crate) async fn visible(
 
 async fn one(state: &AppState, viewer: &Viewer, name: &str) -> ApiResult<Response> {
     let repo = visible(state, viewer, name, PULL, "pull from").await?;
-    let s = state.store.repo_summary(&repo).await?;
+    let s = state.hub.summary(&state.store, &repo).await?;
     Ok(json_response(StatusCode::OK, summary_json(&s)))
 }
 
@@ -324,6 +326,7 @@ pub(crate) async fn delete_repository(state: &AppState, viewer: &Viewer, name: &
         crate::policy::check_delete(&state.store, &state.policies, &repo, &shared::Reference::Tag(tag)).await?;
     }
     state.store.delete_repository(&repo).await?;
+    state.hub.forget_repository(repo.as_str());
     tracing::info!(
         target: "audit",
         event = "repository_deleted",
@@ -356,13 +359,20 @@ pub(crate) fn spawn_collection(state: &AppState) -> bool {
         return false;
     }
     let (storage, options, hub) = (state.store.storage().clone(), state.config.gc_options(false), state.hub.clone());
+    let metrics = state.metrics.clone();
     tokio::spawn(async move {
-        match crate::gc::schedule::run_once(storage, options, None).await {
-            Ok(report) => tracing::info!(
-                removed = report.removed.len(),
-                bytes = report.bytes_freed(),
-                "garbage collected (started through the admin API)"
-            ),
+        let started = history::now_ms();
+        let result = crate::gc::schedule::run_once(storage, options, None).await;
+        let took = history::now_ms().saturating_sub(started);
+        match result {
+            Ok(report) => {
+                metrics.observe_gc(&history::Run::of(Some(&report), None, "", started, took));
+                tracing::info!(
+                    removed = report.removed.len(),
+                    bytes = report.bytes_freed(),
+                    "garbage collected (started through the admin API)"
+                )
+            }
             Err(e) => tracing::warn!(error = %shared::error_chain(&e), "garbage collection failed"),
         }
         hub.stop_collecting();
@@ -381,10 +391,20 @@ async fn start_gc(state: &AppState, viewer: &Viewer) -> ApiResult<Response> {
     Ok(json_response(StatusCode::ACCEPTED, json!({ "started": true, "runs": "/api/v1/gc/runs" })))
 }
 
-async fn gc_runs(_state: &AppState, viewer: &Viewer) -> ApiResult<Response> {
+/// Runs listed when `n` is not given.
+pub const DEFAULT_RUNS: usize = 20;
+
+async fn gc_runs(state: &AppState, viewer: &Viewer, parts: &Parts) -> ApiResult<Response> {
     require_admin(viewer, "read the collector's runs of")?;
-    // The collector does not record its runs yet (the lifecycle work adds that history).
-    Err(ApiError::new(Code::Unsupported)
-        .status(StatusCode::NOT_IMPLEMENTED)
-        .message("this registry does not record the collector's runs yet; see its log"))
+    let n = match crate::route::query(&parts.uri, "n") {
+        None => DEFAULT_RUNS,
+        Some(n) => n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::new(Code::PaginationNumberInvalid).message(format!("n must be a whole number above 0, not {n:?}"))
+        })?,
+    };
+    let runs = history::recent(state.store.storage().as_ref(), n.min(history::KEPT))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let running = state.hub.collecting();
+    Ok(json_response(StatusCode::OK, json!({ "running_here": running, "runs": runs })))
 }

@@ -193,8 +193,14 @@ fn history(c: &Value, layers: &[Descriptor], out: &mut String) {
         let empty = h.get("empty_layer").and_then(Value::as_bool).unwrap_or(false);
         let size =
             if empty { "-".to_string() } else { layer.next().map_or_else(|| "?".into(), |d| html::size(d.size)) };
-        let by = h.get("created_by").and_then(Value::as_str).unwrap_or("");
-        let _ = write!(out, "<tr><td><code class=\"wrap\">{}</code></td><td class=\"num\">{size}</td></tr>", esc(by));
+        let text = |k: &str| h.get(k).and_then(Value::as_str).filter(|s| !s.trim().is_empty());
+        // Imported layers have no command, only a comment ("Imported from -").
+        let by = match (text("created_by"), text("comment")) {
+            (Some(by), _) => format!("<code class=\"wrap\">{}</code>", esc(by)),
+            (None, Some(comment)) => format!("<span class=\"muted\">{}</span>", esc(comment)),
+            (None, None) => "<span class=\"muted\">-</span>".to_string(),
+        };
+        let _ = write!(out, "<tr><td>{by}</td><td class=\"num\">{size}</td></tr>");
     }
     out.push_str("</tbody></table>");
 }

@@ -11,19 +11,23 @@
 //! the binary ([`assets`]), and every page reads and works without the script. Every form
 //! carries a CSRF token, and the API refuses a cookie-authenticated change without one.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
+use shared::RepoName;
 
 use crate::auth::rules::{ALL, DELETE};
 use crate::auth::{Auth, Caller, Identity, Proof, Refusal};
 use crate::error::{ApiError, Code};
+use crate::store::{RepoSummary, Store, StoreResult};
 use crate::AppState;
 
 pub mod api;
@@ -34,23 +38,138 @@ mod login;
 mod pages;
 pub mod session;
 
-/// What the hub keeps in memory: the signing key, and whether this process is collecting.
+/// Repository summaries kept at most (those older than [`NAMES_TTL`] go first).
+const MAX_SUMMARIES: usize = 100_000;
+
+/// How long the list of repository names is used before it is read from storage again.
+pub const NAMES_TTL: Duration = Duration::from_secs(10);
+
+/// The repository names, and when they were read.
+type Names = (Instant, Arc<Vec<String>>);
+
+/// What the hub keeps in memory: the signing key, whether this process is collecting, and the
+/// list of repository names.
 #[derive(Debug)]
 pub struct Hub {
     /// The key of sessions and CSRF tokens.
     pub keys: session::Keys,
     collecting: AtomicBool,
+    /// Every repository name, when it was read, and whether a refresh is under way.
+    names: Mutex<(Option<Names>, bool)>,
+    /// Repository summaries (tag count, size, last push) and when they were computed.
+    summaries: Mutex<HashMap<String, (Instant, RepoSummary)>>,
 }
 
 impl Hub {
     /// The hub over `keys`.
     pub fn new(keys: session::Keys) -> Hub {
-        Hub { keys, collecting: AtomicBool::new(false) }
+        Hub {
+            keys,
+            collecting: AtomicBool::new(false),
+            names: Mutex::new((None, false)),
+            summaries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every repository name, sorted. Listing them walks the whole repository tree, so the
+    /// list is kept for [`NAMES_TTL`]: storage stays the source of truth (every replica reads
+    /// it again after that, and a repository deleted here goes at once), and a list older than
+    /// that is still answered while one request reads it again in the background, so no page
+    /// waits for the walk but the very first.
+    pub(crate) async fn repository_names(self: &Arc<Self>, store: &Arc<Store>) -> StoreResult<Arc<Vec<String>>> {
+        let stale = {
+            let mut guard = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            match &guard.0 {
+                Some((at, names)) if at.elapsed() < NAMES_TTL => return Ok(names.clone()),
+                Some((_, names)) => {
+                    let names = names.clone();
+                    if !std::mem::replace(&mut guard.1, true) {
+                        let (hub, store) = (self.clone(), store.clone());
+                        tokio::spawn(async move {
+                            let fresh = store.repositories().await;
+                            let mut guard = hub.names.lock().unwrap_or_else(PoisonError::into_inner);
+                            guard.1 = false;
+                            match fresh {
+                                Ok(fresh) => guard.0 = Some((Instant::now(), Arc::new(fresh))),
+                                Err(e) => {
+                                    tracing::warn!(error = %shared::error_chain(&e), "listing repositories failed")
+                                }
+                            }
+                        });
+                    }
+                    Some(names)
+                }
+                None => None,
+            }
+        };
+        if let Some(names) = stale {
+            return Ok(names);
+        }
+        let fresh = Arc::new(store.repositories().await?);
+        self.names.lock().unwrap_or_else(PoisonError::into_inner).0 = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+
+    /// Reads the repository names in the background, so the first page does not wait for it.
+    pub fn warm(self: &Arc<Self>, store: &Arc<Store>) {
+        let (hub, store) = (self.clone(), store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = hub.repository_names(&store).await {
+                tracing::warn!(error = %shared::error_chain(&e), "listing repositories failed");
+            }
+        });
+    }
+
+    /// Tag count, size and last push of `repo`: computing them reads every tag link and
+    /// revision, so they are kept for [`NAMES_TTL`] too (a push or a deletion here drops them).
+    pub(crate) async fn summary(&self, store: &Store, repo: &RepoName) -> StoreResult<RepoSummary> {
+        if let Some((at, s)) = self.summaries.lock().unwrap_or_else(PoisonError::into_inner).get(repo.as_str()) {
+            if at.elapsed() < NAMES_TTL {
+                return Ok(s.clone());
+            }
+        }
+        let s = store.repo_summary(repo).await?;
+        let mut map = self.summaries.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_SUMMARIES {
+            map.retain(|_, (at, _)| at.elapsed() < NAMES_TTL);
+        }
+        map.insert(repo.to_string(), (Instant::now(), s.clone()));
+        Ok(s)
+    }
+
+    /// Notes a repository a manifest was just pushed to or a tag deleted from: it is listed,
+    /// and its summary is computed again (this replica's changes show at once; other
+    /// replicas' after [`NAMES_TTL`]).
+    pub(crate) fn note_repository(&self, name: &str) {
+        self.summaries.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        let mut guard = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, names)) = &guard.0 {
+            if let Err(i) = names.binary_search_by(|n| n.as_str().cmp(name)) {
+                let mut more = Vec::clone(names);
+                more.insert(i, name.to_string());
+                guard.0 = Some((*at, Arc::new(more)));
+            }
+        }
+    }
+
+    /// Forgets a deleted repository at once.
+    pub(crate) fn forget_repository(&self, name: &str) {
+        self.summaries.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        let mut guard = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, names)) = &guard.0 {
+            let kept: Vec<String> = names.iter().filter(|n| *n != name).cloned().collect();
+            guard.0 = Some((*at, Arc::new(kept)));
+        }
     }
 
     /// Marks a collection started from the API as running; false when one already is.
     pub(crate) fn start_collecting(&self) -> bool {
         !self.collecting.swap(true, Ordering::SeqCst)
+    }
+
+    /// True while a collection started here through the API or the UI runs.
+    pub(crate) fn collecting(&self) -> bool {
+        self.collecting.load(Ordering::SeqCst)
     }
 
     /// Marks the collection started from the API as over.

@@ -95,10 +95,12 @@ impl Ctx {
     /// A page telling what went wrong.
     pub fn error(&self, err: &ApiError) -> Response {
         let status = err.http_status();
-        let mut body = format!("<h1>{}</h1><p class=\"error\">{}</p>", status.as_u16(), esc(err.text()));
+        let reason = status.canonical_reason().unwrap_or("Error");
+        let mut body = format!("<h1>{} {reason}</h1><p class=\"error\">{}</p>", status.as_u16(), esc(err.text()));
         if self.viewer.anonymous() && self.state.auth.is_some() {
             body.push_str("<p><a href=\"/login\">Sign in</a> to see more.</p>");
         }
+        body.push_str("<p><a href=\"/\">Back to the repositories</a></p>");
         self.page(status, status.canonical_reason().unwrap_or("Error"), &body)
     }
 
@@ -234,7 +236,7 @@ async fn repository_body(ctx: &Ctx, parts: &Parts, name: &str) -> Result<String,
     let sort = Sort::parse(q(parts, "sort").as_deref())?;
     let last = q(parts, "last");
     let page = api::tags_page(state, &repo, sort, api::DEFAULT_PAGE, last.as_deref()).await?;
-    let summary = state.store.repo_summary(&repo).await?;
+    let summary = state.hub.summary(&state.store, &repo).await?;
     let may_delete = ctx.viewer.may(repo.as_str()) & DELETE != 0;
     let mut rows = String::new();
     for t in &page.tags {
@@ -358,6 +360,7 @@ pub(crate) async fn delete_tag(State(state): State<AppState>, req: Request) -> R
     if let Err(e) = deleted {
         return ctx.error(&e);
     }
+    state.hub.note_repository(repo.as_str());
     let event = Event::ManifestDeleted { repo: repo.to_string(), reference: tag.to_string() };
     let client = ctx.viewer.caller.client.map_or_else(|| "-".to_string(), |c| c.to_string());
     event.log(&ctx.viewer.caller.identity, &client);
@@ -425,7 +428,39 @@ pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Respo
         state.config.gc.grace_secs,
         ctx.csrf_input()
     );
+    match crate::gc::history::recent(state.store.storage().as_ref(), api::DEFAULT_RUNS).await {
+        Ok(runs) => body.push_str(&runs_table(&runs)),
+        Err(e) => return ctx.error(&ApiError::internal(&e)),
+    }
     ctx.page(StatusCode::OK, "System", &body)
+}
+
+/// The collector's last runs, as a table.
+fn runs_table(runs: &[crate::gc::history::Run]) -> String {
+    if runs.is_empty() {
+        return "<p class=\"empty\">No collection has run yet.</p>".into();
+    }
+    let mut out = String::from(
+        "<h3>Last runs</h3><table class=\"list\"><thead><tr><th>Started</th><th class=\"num\">Took</th>\
+         <th class=\"num\">Manifests</th><th class=\"num\">Blobs</th><th class=\"num\">Freed</th><th>Result</th></tr></thead><tbody>",
+    );
+    for r in runs {
+        let started = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.started_ms);
+        let result =
+            r.error.as_deref().map_or_else(|| "ok".to_string(), |e| format!("<span class=\"error\">{}</span>", esc(e)));
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"num\">{:.1} s</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td>{result}</td></tr>",
+            html::time_el(Some(started)),
+            r.duration_ms as f64 / 1000.0,
+            r.manifests,
+            r.blobs,
+            html::size(r.bytes_freed + r.driver_bytes),
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 /// `POST /system/gc`: starts a collection, as `POST /api/v1/gc`.

@@ -26,7 +26,6 @@ mod uploads;
 mod usage;
 
 pub(crate) use manifests::page;
-
 pub use manifests::{Pushed, StoredManifest, TagPage};
 pub use summary::{platform_text, RepoSummary, TagInfo};
 pub use uploads::UploadStatus;
@@ -93,6 +92,8 @@ pub struct Store {
     upload_locks: locks::UploadLocks,
     /// What each manifest read for a quota references (immutable content).
     footprints: usage::FootprintCache,
+    /// The platform each image config read for a listing names (immutable content).
+    config_platforms: summary::PlatformCache,
 }
 
 impl Store {
@@ -103,6 +104,7 @@ impl Store {
             manifest_cache: Mutex::new((0, HashMap::new())),
             upload_locks: locks::UploadLocks::default(),
             footprints: usage::FootprintCache::default(),
+            config_platforms: summary::PlatformCache::default(),
         }
     }
 

@@ -7,13 +7,15 @@
 //! nothing has to be kept in step. A tag's push time is its link's modification time: every
 //! push of the tag rewrites the link.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use futures_util::future::{join_all, try_join_all};
-use shared::manifest::Manifest;
-use shared::{Digest, Reference, RepoName, Tag};
+use shared::manifest::{Descriptor, Manifest};
+use shared::{media_type, Digest, Reference, RepoName, Tag};
 
 use super::{Store, StoreError, StoreResult};
 use crate::paths;
@@ -43,8 +45,8 @@ pub struct TagInfo {
     pub digest: Digest,
     /// The manifest's media type.
     pub media_type: String,
-    /// `os/architecture[/variant]` of each image of an index; empty for a single image
-    ///.
+    /// `os/architecture[/variant]` of each image of an index, or of the image (from its
+    /// config); empty when unknown.
     pub platforms: Vec<String>,
     /// Compressed size: the config and layers of the image, or of every image of an index
     /// (each distinct blob counted once).
@@ -110,7 +112,12 @@ impl Store {
                     }
                 }
             }
-            Some(p) => blobs.extend(p.config.iter().chain(&p.layers).map(|d| (d.digest.clone(), d.size))),
+            Some(p) => {
+                blobs.extend(p.config.iter().chain(&p.layers).map(|d| (d.digest.clone(), d.size)));
+                if let Some(config) = &p.config {
+                    platforms.extend(self.config_platform(repo, config).await?);
+                }
+            }
             None => {}
         }
         blobs.sort();
@@ -158,6 +165,47 @@ impl Store {
         }
         self.storage.delete_all(&paths::repo(repo)).await?;
         Ok(())
+    }
+}
+
+/// The platform each image config names, by the config's digest (`None`: not an image
+/// config, or none named).
+#[derive(Default)]
+pub(super) struct PlatformCache(Mutex<HashMap<Digest, Option<String>>>);
+
+/// Image configs whose platform is remembered at most; the cache is emptied past this.
+const MAX_CACHED_PLATFORMS: usize = 100_000;
+
+/// Image configs bigger than this are not read for their platform.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+impl Store {
+    /// `os/architecture[/variant]` of the image config `config` of `repo`.
+    async fn config_platform(&self, repo: &RepoName, config: &Descriptor) -> StoreResult<Option<String>> {
+        if !matches!(config.media_type.as_str(), media_type::OCI_CONFIG | media_type::DOCKER_CONFIG) {
+            return Ok(None);
+        }
+        if let Some(p) = self.config_platforms.0.lock().unwrap_or_else(|p| p.into_inner()).get(&config.digest) {
+            return Ok(p.clone());
+        }
+        let raw = match self.read_small_blob(repo, &config.digest, MAX_CONFIG_BYTES).await {
+            Ok(raw) => raw,
+            Err(StoreError::BlobUnknown(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let parsed: Option<serde_json::Value> = raw.and_then(|b| serde_json::from_slice(&b).ok());
+        let text = |v: &serde_json::Value, k: &str| {
+            v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty()).map(String::from)
+        };
+        let platform = parsed.and_then(|v| {
+            Some(platform_text(&text(&v, "os")?, &text(&v, "architecture")?, text(&v, "variant").as_deref()))
+        });
+        let mut cache = self.config_platforms.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_PLATFORMS {
+            cache.clear();
+        }
+        cache.insert(config.digest.clone(), platform.clone());
+        Ok(platform)
     }
 }
 

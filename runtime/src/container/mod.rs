@@ -22,11 +22,13 @@
 
 pub mod cgroups;
 pub mod console;
+pub mod etc_files;
 pub mod exec;
 pub mod foreground;
 pub mod health;
 pub mod keyring;
 pub mod lifecycle;
+pub mod mounts;
 pub mod oci;
 pub mod restart;
 pub mod rootfs;
@@ -48,7 +50,7 @@ use shared::Digest;
 use crate::images::FileLock;
 use crate::paths::Paths;
 pub use rootfs::RootfsKind;
-pub use spec::{Device, Network, RunOptions, SeccompProfile, Tmpfs, Volume};
+pub use spec::{Device, ExtraHost, Network, RunOptions, SeccompProfile, Tmpfs, Ulimit, Volume};
 
 /// The cgroup parent of every container: a container's cgroup is `/berth/<id>`.
 pub const CGROUP_PARENT: &str = "/berth";
@@ -216,9 +218,18 @@ pub enum ContainerError {
     /// Cleaning up the cgroups failed.
     #[error(transparent)]
     Cgroup(#[from] cgroups::CgroupError),
+    /// A volume of the container could not be made.
+    #[error(transparent)]
+    Volume(Box<crate::volumes::VolumeError>),
     /// Detaching the container from its network failed.
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+}
+
+impl From<crate::volumes::VolumeError> for ContainerError {
+    fn from(e: crate::volumes::VolumeError) -> Self {
+        ContainerError::Volume(Box::new(e))
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContainerError + '_ {
@@ -279,7 +290,9 @@ impl Containers {
         &self.paths
     }
 
-    fn lock(&self) -> Result<FileLock, ContainerError> {
+    /// The lock under which container names are checked, records created or removed, and
+    /// volumes made, checked for use or removed.
+    pub(crate) fn lock(&self) -> Result<FileLock, ContainerError> {
         let path = self.paths.containers_lock();
         fs::create_dir_all(self.paths.root()).map_err(io_err(self.paths.root()))?;
         FileLock::exclusive(&path).map_err(io_err(&path))
@@ -288,6 +301,8 @@ impl Containers {
     /// Records a new container of the image (`image` as given, `reference` and `manifest`
     /// from the store) and creates its folder. `shim_pid` is the supervisor's PID when the
     /// caller is the supervisor itself (saving it a write). Fails when `options.name` is taken.
+    /// The volumes of `options` are made (named ones when missing, anonymous ones always)
+    /// and their host paths set in the record's copy of the options.
     pub fn create(
         &self,
         image: &str,
@@ -323,6 +338,13 @@ impl Containers {
             }
         };
         let id = random_id()?;
+        let mut options = options.clone();
+        let volumes = crate::volumes::Volumes::new(self.paths.clone());
+        for v in options.volumes.iter_mut().filter(|v| v.is_volume()) {
+            let made = volumes.create_locked(v.name.as_deref(), Default::default(), v.anonymous)?;
+            v.host = volumes.data(&made.name);
+            v.name = Some(made.name);
+        }
         let record = ContainerRecord {
             version: VERSION,
             id: id.clone(),
@@ -330,7 +352,7 @@ impl Containers {
             image: image.to_string(),
             image_reference: reference.to_string(),
             image_manifest: manifest.clone(),
-            options: options.clone(),
+            options,
             command: Vec::new(),
             created: now(),
             status: Status::Created,

@@ -28,11 +28,13 @@ use nix::unistd::Pid;
 use oci_spec::image::ImageConfiguration;
 
 use super::console::ConsoleSocket;
+use super::etc_files;
 use super::health::{Checker, HealthConfig};
+use super::mounts::{self, MountError};
 use super::oci::{ContainerStdio, OciError, OciRuntime, Started};
 use super::restart::Restarts;
 use super::rootfs::{self, RootfsError, RootfsKind};
-use super::spec::{self, HostFacts, Network, SpecError, SpecInput};
+use super::spec::{self, HostFacts, Network, RunOptions, SpecError, SpecInput};
 use super::supervise::{self, Signals};
 use super::user::{self, UserError};
 use super::{cgroups, now, ContainerError, ContainerRecord, Containers, Status};
@@ -76,6 +78,9 @@ pub enum ShimError {
     /// The configuration could not be built.
     #[error(transparent)]
     Spec(#[from] SpecError),
+    /// A mount point could not be made, or a volume filled.
+    #[error(transparent)]
+    Mount(#[from] MountError),
     /// The command is not in the image.
     #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
@@ -323,7 +328,7 @@ impl Shim {
         let attachment = self.attach_network(&record, image_config)?;
         go_on()?;
         let hostname = spec::hostname(options, &self.id);
-        let mut etc_files = self.write_etc_files(&hostname, &options.network, attachment.as_ref())?;
+        let mut etc_files = self.write_etc_files(&hostname, options, attachment.as_ref())?;
         // Mounted where the image's links lead, inside the root, as runc would.
         for (target, _) in &mut etc_files {
             *target = rootfs::file_in_root(&rootfs, target)?;
@@ -342,10 +347,13 @@ impl Shim {
         if !missing.is_empty() {
             return Err(ShimError::NoController { missing: missing.join(", "), mode: cgroups.mode });
         }
+        let volumes = crate::volumes::Volumes::new(paths.clone());
+        let mounted = mounts::prepare(&rootfs, options, &volumes)?;
+        go_on()?;
         let input = SpecInput {
             id: &self.id,
             image: image_config,
-            options,
+            options: &mounted,
             user: &user,
             cgroups_path: record.cgroups_path().into(),
             etc_files,
@@ -362,7 +370,8 @@ impl Shim {
         if let Some(a) = &attachment {
             spec::join_network_namespace(&mut oci_spec, &a.netns)?;
         }
-        let args = oci_spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+        // The command as given (under `--init`, the init binary runs it).
+        let args = spec::process_args(image_config, options)?;
         let env = oci_spec.process().as_ref().and_then(|p| p.env().clone()).unwrap_or_default();
         let cwd = spec::working_dir(image_config, options)?;
         rootfs::mkdir_in_root(&rootfs, &cwd)?;
@@ -525,19 +534,22 @@ impl Shim {
             network,
             aliases: &options.network_aliases,
             ports: &ports,
+            owner: None,
         };
         let networks = Networks::new(self.containers.paths().clone());
         Ok(Some(networks.attach(&request, &self.containers)?))
     }
 
-    /// Writes `/etc/hostname` and `/etc/hosts` (and, on the host network or a berth
-    /// network, `/etc/resolv.conf`) for the container; returns (container path, file) pairs.
+    /// Writes `/etc/hostname` and `/etc/hosts` (with the `--add-host` lines) and, on the
+    /// host network, a berth network or with `--dns*` options, `/etc/resolv.conf` (with those
+    /// options applied) for the container; returns (container path, file) pairs.
     fn write_etc_files(
         &self,
         hostname: &str,
-        network: &Network,
+        options: &RunOptions,
         attachment: Option<&Attachment>,
     ) -> Result<Vec<(String, PathBuf)>, ShimError> {
+        let network = &options.network;
         let dir = self.containers.paths().container(&self.id);
         let mut files = Vec::new();
         let hosts = match (network, attachment) {
@@ -554,19 +566,18 @@ impl Shim {
             Ok(())
         };
         write("hostname", &format!("{hostname}\n"), "/etc/hostname")?;
-        write("hosts", &hosts, "/etc/hosts")?;
+        write("hosts", &etc_files::hosts(&hosts, options), "/etc/hosts")?;
         let host_resolv = || fs::read_to_string("/etc/resolv.conf").ok();
-        match (network, attachment) {
-            (Network::Host, _) => {
-                if let Some(resolv) = host_resolv() {
-                    write("resolv.conf", &resolv, "/etc/resolv.conf")?;
-                }
-            }
-            (_, Some(a)) => {
-                let resolv = crate::network::etc::resolv_conf(a, a.dns, &host_resolv().unwrap_or_default());
-                write("resolv.conf", &resolv, "/etc/resolv.conf")?;
-            }
-            _ => {}
+        let resolv = match (network, attachment) {
+            (Network::Host, _) => host_resolv(),
+            (_, Some(a)) => Some(crate::network::etc::resolv_conf(a, a.dns, &host_resolv().unwrap_or_default())),
+            _ if etc_files::sets_resolv_conf(options) => Some(host_resolv().unwrap_or_default()),
+            _ => None,
+        };
+        if let Some(resolv) = resolv {
+            let resolv =
+                if etc_files::sets_resolv_conf(options) { etc_files::resolv_conf(&resolv, options) } else { resolv };
+            write("resolv.conf", &resolv, "/etc/resolv.conf")?;
         }
         Ok(files)
     }
@@ -765,6 +776,11 @@ impl Shim {
             match crate::unpack::remove_tree(&dir) {
                 Ok(()) => removed = true,
                 Err(e) => eprintln!("berth: removing {}: {e}", dir.display()),
+            }
+            // As Docker's `--rm`: the anonymous volumes go too, named ones stay.
+            let volumes = crate::volumes::Volumes::new(self.containers.paths().clone());
+            if let Err(e) = volumes.remove_anonymous(&record) {
+                eprintln!("berth: removing the volumes of {}: {}", record.short_id(), error_chain(&e));
             }
             tracing::debug!("container removed");
         }

@@ -3,7 +3,8 @@
 //! ipc, network and (where the kernel has them) cgroup namespaces; `/proc`, `/dev`,
 //! `/dev/pts`, `/dev/shm`, `/dev/mqueue`, `/sys` and `/sys/fs/cgroup` mounted as Docker mounts
 //! them (every cgroup hierarchy read-only); Docker's masked and read-only paths and default
-//! capability set; `no_new_privs`; an open-files limit; the device cgroup's allow list and the
+//! capability set; `no_new_privs`; an open-files limit and `--ulimit`s; `--init`'s tini as the
+//! first process ([`INIT_PATH`]); the device cgroup's allow list and the
 //! memory, CPU and pids limits; Docker's default seccomp profile ([`super::seccomp`]),
 //! filtered by the container's capabilities.
 //!
@@ -164,16 +165,87 @@ pub enum Network {
     Bridge(String),
 }
 
-/// A bind mount from the host (`-v HOST:CONTAINER[:ro]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A bind mount (`-v HOST:CONTAINER[:ro]`, `--mount type=bind`) or a volume (`-v
+/// NAME:CONTAINER`, `--mount type=volume`, or an anonymous one for the image's `VOLUME`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
-    /// The host path (absolute).
+    /// The host path (absolute): a volume's files once [`super::Containers::create`] has
+    /// made or found it.
     pub host: PathBuf,
     /// Where it appears in the container (absolute).
     pub container: String,
     /// Mounted read-only.
     pub read_only: bool,
+    /// The volume's name ([`crate::volumes`]); `None` for a bind mount, and for an
+    /// anonymous volume until it is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// An anonymous volume (made for this container, removed with it by `rm -v`/`--rm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// Do not fill an empty volume with the image's files (`volume-nocopy`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_copy: bool,
+    /// Given with `--mount` rather than `-v` (Docker shows them apart in `inspect`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub long_syntax: bool,
 }
+
+impl Volume {
+    /// A bind mount of `host` at `container`.
+    pub fn bind(host: impl Into<PathBuf>, container: impl Into<String>, read_only: bool) -> Volume {
+        Volume { host: host.into(), container: container.into(), read_only, ..Volume::default() }
+    }
+
+    /// Whether this is a volume (named or anonymous) rather than a bind mount.
+    pub fn is_volume(&self) -> bool {
+        self.name.is_some() || self.anonymous
+    }
+}
+
+/// A line added to the container's `/etc/hosts` (`--add-host NAME:IP`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    /// The host name.
+    pub name: String,
+    /// Its address.
+    pub ip: std::net::IpAddr,
+}
+
+/// A resource limit of the container's processes (`--ulimit NAME=SOFT[:HARD]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Docker's name: `nofile`, `nproc`, `core`, `memlock`, `stack`, ...
+    pub name: String,
+    /// The soft limit (`u64::MAX`: unlimited).
+    pub soft: u64,
+    /// The hard limit (`u64::MAX`: unlimited).
+    pub hard: u64,
+}
+
+/// Docker's `--ulimit` names and the resources they set.
+pub const ULIMITS: [(&str, PosixRlimitType); 16] = [
+    ("core", PosixRlimitType::RlimitCore),
+    ("cpu", PosixRlimitType::RlimitCpu),
+    ("data", PosixRlimitType::RlimitData),
+    ("fsize", PosixRlimitType::RlimitFsize),
+    ("locks", PosixRlimitType::RlimitLocks),
+    ("memlock", PosixRlimitType::RlimitMemlock),
+    ("msgqueue", PosixRlimitType::RlimitMsgqueue),
+    ("nice", PosixRlimitType::RlimitNice),
+    ("nofile", PosixRlimitType::RlimitNofile),
+    ("nproc", PosixRlimitType::RlimitNproc),
+    ("rss", PosixRlimitType::RlimitRss),
+    ("rtprio", PosixRlimitType::RlimitRtprio),
+    ("rttime", PosixRlimitType::RlimitRttime),
+    ("sigpending", PosixRlimitType::RlimitSigpending),
+    ("stack", PosixRlimitType::RlimitStack),
+    ("as", PosixRlimitType::RlimitAs),
+];
+
+/// Where `--init`'s init binary appears in the container (Docker's path), run as
+/// `/sbin/docker-init -- COMMAND...`.
+pub const INIT_PATH: &str = "/sbin/docker-init";
 
 /// A tmpfs mount (`--tmpfs PATH[:OPTIONS]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +363,42 @@ pub struct RunOptions {
     /// `--health-*`: the health check's settings given, over the image's `HEALTHCHECK`
     /// (`--no-healthcheck`: a test of `["NONE"]`).
     pub healthcheck: Option<super::health::HealthConfig>,
+    /// `--label`/`--label-file`, over the image's labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--add-host`: lines added to `/etc/hosts`.
+    pub extra_hosts: Vec<ExtraHost>,
+    /// `--dns`: name servers for `/etc/resolv.conf`.
+    pub dns: Vec<std::net::IpAddr>,
+    /// `--dns-search`: search domains for `/etc/resolv.conf`.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: options for `/etc/resolv.conf`.
+    pub dns_options: Vec<String>,
+    /// `--ulimit`: resource limits (a `nofile` one replaces the default).
+    pub ulimits: Vec<Ulimit>,
+    /// `--init`: the host's init binary (tini), run as PID 1 at [`INIT_PATH`].
+    pub init: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Takes from the image what Docker takes when it creates a container: its labels
+    /// (under those given, which win), and an anonymous volume for each `VOLUME` path on
+    /// which nothing else (a volume, bind or tmpfs mount) is mounted.
+    pub fn apply_image(&mut self, image: Option<&ImageConfig>) {
+        let Some(image) = image else { return };
+        for (key, value) in image.labels().iter().flatten() {
+            self.labels.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        let clean =
+            |p: &str| format!("/{}", p.split('/').filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/"));
+        for path in image.volumes().iter().flatten() {
+            let path = clean(path);
+            let taken = self.volumes.iter().any(|v| clean(&v.container) == path)
+                || self.tmpfs.iter().any(|t| clean(&t.path) == path);
+            if !taken {
+                self.volumes.push(Volume { container: path, anonymous: true, ..Volume::default() });
+            }
+        }
+    }
 }
 
 /// Facts about the host the configuration depends on.
@@ -657,6 +765,28 @@ fn devices(input: &SpecInput<'_>) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCg
     Ok((nodes, rules))
 }
 
+/// The process's resource limits: Docker's open-files limit (at most the caller's), then
+/// every `--ulimit` (which replaces a default of the same resource).
+fn rlimits(options: &RunOptions, host: &HostFacts) -> Result<Vec<oci_spec::runtime::PosixRlimit>, SpecError> {
+    let limit = if host.nofile_max == 0 { NOFILE } else { host.nofile_max.min(NOFILE) };
+    let mut limits = vec![(PosixRlimitType::RlimitNofile, limit, limit)];
+    for u in &options.ulimits {
+        let typ = ULIMITS.iter().find(|(name, _)| *name == u.name).map(|(_, t)| *t).ok_or_else(|| {
+            SpecError::Invalid { what: "--ulimit", reason: format!("{:?} is not a resource limit", u.name) }
+        })?;
+        if u.soft > u.hard {
+            let reason = format!("the soft limit of {} ({}) is above the hard one ({})", u.name, u.soft, u.hard);
+            return Err(SpecError::Invalid { what: "--ulimit", reason });
+        }
+        limits.retain(|(t, _, _)| *t != typ);
+        limits.push((typ, u.soft, u.hard));
+    }
+    limits
+        .into_iter()
+        .map(|(typ, soft, hard)| Ok(PosixRlimitBuilder::default().typ(typ).soft(soft).hard(hard).build()?))
+        .collect()
+}
+
 /// Builds the configuration.
 pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let options = input.options;
@@ -678,8 +808,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .inheritable(HashSet::new())
         .ambient(HashSet::new())
         .build()?;
-    let limit = if input.host.nofile_max == 0 { NOFILE } else { input.host.nofile_max.min(NOFILE) };
-    let nofile = PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(limit).soft(limit).build()?;
+    let rlimits = rlimits(options, &input.host)?;
+    let args = match &options.init {
+        Some(_) => [INIT_PATH.to_string(), "--".to_string()].into_iter().chain(args).collect(),
+        None => args,
+    };
     let process = ProcessBuilder::default()
         .terminal(options.tty)
         .user(UserBuilder::default().uid(user.uid).gid(user.gid).additional_gids(user.additional_gids.clone()).build()?)
@@ -687,7 +820,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .env(env)
         .cwd(cwd)
         .capabilities(capabilities)
-        .rlimits(vec![nofile])
+        .rlimits(rlimits)
         .no_new_privileges(!options.new_privileges)
         .build()?;
 
@@ -862,7 +995,7 @@ mod tests {
     #[test]
     fn builds_a_docker_like_configuration() {
         let options = RunOptions {
-            volumes: vec![Volume { host: "/data".into(), container: "/mnt".into(), read_only: true }],
+            volumes: vec![Volume::bind("/data", "/mnt", true)],
             tmpfs: vec![Tmpfs { path: "/run".into(), options: strings(&["size=1m"]) }],
             read_only: true,
             memory: Some(64 << 20),
@@ -1008,6 +1141,61 @@ mod tests {
     }
 
     #[test]
+    fn ulimits_init_and_image_settings() {
+        let options = RunOptions {
+            ulimits: vec![
+                Ulimit { name: "nofile".into(), soft: 100, hard: 200 },
+                Ulimit { name: "nproc".into(), soft: 7, hard: 7 },
+            ],
+            init: Some("/usr/bin/tini-static".into()),
+            ..RunOptions::default()
+        };
+        let json = serde_json::to_value(build_with(&options, 0)).unwrap();
+        assert_eq!(
+            json["process"]["rlimits"],
+            serde_json::json!([
+                {"type": "RLIMIT_NOFILE", "hard": 200, "soft": 100},
+                {"type": "RLIMIT_NPROC", "hard": 7, "soft": 7}
+            ])
+        );
+        assert_eq!(json["process"]["args"], serde_json::json!(["/sbin/docker-init", "--", "sh"]));
+        let bad = RunOptions { ulimits: vec![Ulimit { name: "nofile".into(), soft: 2, hard: 1 }], ..options };
+        let img = image(None, Some(&["sh"]));
+        let user = ResolvedUser { uid: 0, gid: 0, additional_gids: vec![], home: "/".into() };
+        let input = SpecInput {
+            id: "x",
+            image: Some(&img),
+            options: &bad,
+            user: &user,
+            cgroups_path: "/berth/x".into(),
+            etc_files: vec![],
+            host: HostFacts::default(),
+        };
+        assert!(matches!(build(&input), Err(SpecError::Invalid { what: "--ulimit", .. })));
+
+        let labelled = ConfigBuilder::default()
+            .labels(std::collections::HashMap::from([
+                ("from".to_string(), "image".to_string()),
+                ("both".to_string(), "image".to_string()),
+            ]))
+            .volumes(vec!["/data".to_string(), "/cache/".to_string(), "/tmpfs".to_string()])
+            .build()
+            .unwrap();
+        let mut options = RunOptions {
+            labels: [("both".to_string(), "run".to_string())].into(),
+            volumes: vec![Volume { name: Some("mine".into()), container: "/data".into(), ..Volume::default() }],
+            tmpfs: vec![Tmpfs { path: "/tmpfs".into(), options: vec![] }],
+            ..RunOptions::default()
+        };
+        options.apply_image(Some(&labelled));
+        assert_eq!(options.labels["both"], "run");
+        assert_eq!(options.labels["from"], "image");
+        let anonymous: Vec<&str> =
+            options.volumes.iter().filter(|v| v.anonymous).map(|v| v.container.as_str()).collect();
+        assert_eq!(anonymous, ["/cache"], "only the VOLUME nothing else is mounted on");
+    }
+
+    #[test]
     fn refuses_bad_options() {
         let img = image(None, Some(&["sh"]));
         let user = ResolvedUser { uid: 0, gid: 0, additional_gids: vec![], home: "/".into() };
@@ -1022,7 +1210,7 @@ mod tests {
                 host: HostFacts::default(),
             })
         };
-        let volume = Volume { host: "rel".into(), container: "/mnt".into(), read_only: false };
+        let volume = Volume::bind("rel", "/mnt", false);
         assert!(matches!(
             try_build(RunOptions { volumes: vec![volume], ..RunOptions::default() }),
             Err(SpecError::NotAbsolute { .. })

@@ -62,6 +62,7 @@ mod tests {
             ports: vec![],
             names: vec![],
             aliases: vec![],
+            owner: None,
             config: serde_json::Value::Null,
             result: serde_json::Value::Null,
         }

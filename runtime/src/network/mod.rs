@@ -239,6 +239,10 @@ pub struct Attachment {
     pub names: Vec<String>,
     /// `--network-alias` values.
     pub aliases: Vec<String>,
+    /// The process that owns an attachment without a container record (a RUN step of
+    /// `berth build`): it is stale once that process is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<i32>,
     /// The plugin chain it was attached with.
     pub config: Value,
     /// The chain's ADD result, given back to DEL.
@@ -258,6 +262,8 @@ pub struct AttachRequest<'a> {
     pub aliases: &'a [String],
     /// Published ports (host port 0: any free one).
     pub ports: &'a [PortMapping],
+    /// For a sandbox that has no container record (a RUN step): the process owning it.
+    pub owner: Option<i32>,
 }
 
 /// The networks of a store root.
@@ -508,6 +514,7 @@ impl Networks {
             ports,
             names,
             aliases: request.aliases.to_vec(),
+            owner: request.owner,
             config,
             result,
         };
@@ -576,7 +583,10 @@ impl Networks {
         let stale: Vec<Attachment> = self
             .attachments()?
             .into_iter()
-            .filter(|a| containers.load(&a.container).map_or(true, |r| !r.is_running()))
+            .filter(|a| match a.owner {
+                Some(pid) => !crate::container::process_alive(pid),
+                None => containers.load(&a.container).map_or(true, |r| !r.is_running()),
+            })
             .collect();
         if stale.is_empty() {
             return Ok(Vec::new());
@@ -752,6 +762,7 @@ mod tests {
             ports: taken.clone(),
             names: vec![],
             aliases: vec![],
+            owner: None,
             config: Value::Null,
             result: Value::Null,
         };
