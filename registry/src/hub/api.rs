@@ -271,8 +271,14 @@ pub(crate) async fn tags_page(
             (page.tags, next)
         }
         Sort::Pushed => {
-            let times = state.store.tag_times(repo, &all).await;
-            let mut dated: Vec<_> = all.into_iter().zip(times).collect();
+            let times = state.hub.push_times(&state.store, repo, &all).await;
+            let mut dated: Vec<_> = all
+                .into_iter()
+                .map(|t| {
+                    let at = times.get(&t).copied().flatten();
+                    (t, at)
+                })
+                .collect();
             dated.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             let from = match after {
                 None | Some("") => 0,
