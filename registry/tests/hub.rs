@@ -750,7 +750,7 @@ async fn concurrent_first_listings_share_one_walk_of_the_repository_tree() {
     state.store = Arc::new(registry::store::Store::new(gated.clone()));
     let app = registry::api::router(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 9], 40000))));
     let list = |app: Router| async move {
-        let req = Request::builder().uri("/api/v1/repositories?n=1000").body(Body::empty()).unwrap();
+        let req = Request::builder().uri("/api/v1/repositories?q=/r&n=1000").body(Body::empty()).unwrap();
         let resp = app.oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
@@ -761,6 +761,7 @@ async fn concurrent_first_listings_share_one_walk_of_the_repository_tree() {
             .map(|r| r["name"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
+    // A search needs every name, so it waits for the walk of the whole tree.
     let first = tokio::spawn(list(app.clone()));
     gated.entered.notified().await;
     // The second request runs as far as it can while the first one's walk is held (this
@@ -801,4 +802,25 @@ async fn the_push_time_order_follows_a_tag_moved_by_a_push() {
     assert_eq!(order(reg.get(&format!("{uri}&last=1"), Some("admin")).await), ["v2"]);
     let page = reg.get("/r/team-a/app?sort=pushed", Some("admin")).await;
     assert_eq!(page.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_first_listing_pages_through_storage_before_the_names_are_read() {
+    let reg = Reg::new("").await;
+    for name in ["team-a/x", "library/b", "team-b/y", "library/a", "library/c"] {
+        reg.image(name, "v1", &plain_config("amd64"), name.as_bytes()).await;
+    }
+    // Nothing searched yet: each page walks storage as far as it needs, and still holds
+    // only what the caller may pull, in order, page after page.
+    let r = reg.get("/api/v1/repositories?n=2", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["next"], "library/b");
+    assert_eq!(names(&reg, None, "?n=2").await, ["library/a", "library/b"]);
+    assert_eq!(names(&reg, None, "?n=2&last=library/b").await, ["library/c"]);
+    assert_eq!(names(&reg, Some("alice"), "").await, ["library/a", "library/b", "library/c", "team-a/x"]);
+    let page = reg.get("/", Some("admin")).await;
+    assert!(page.text().contains("5 repositories on this page"), "{}", page.text());
+    // A search reads every name; from then on the list is the kept one, with its total.
+    assert_eq!(names(&reg, Some("admin"), "?q=team").await, ["team-a/x", "team-b/y"]);
+    assert!(reg.get("/", Some("admin")).await.text().contains("5 repositories<"));
 }

@@ -129,6 +129,11 @@ impl Hub {
         Ok(fresh)
     }
 
+    /// True once the repository names have been read (they may be stale).
+    pub(crate) fn has_names(&self) -> bool {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner).0.is_some()
+    }
+
     /// Reads the repository names in the background, so the first page does not wait for it.
     pub fn warm(self: &Arc<Self>, store: &Arc<Store>) {
         let (hub, store) = (self.clone(), store.clone());
