@@ -11,8 +11,8 @@
 //! the page is full (and one more name says whether more follow). Folders are listed from
 //! `last` on ([`Storage::list_after`](crate::storage::Storage::list_after): on S3 the
 //! listing starts after that key), so a page deep into a large catalog does not read the
-//! names before it. The walk of the whole catalog opens up to 16 folders at once (all
-//! of them smaller than any repository still queued).
+//! names before it. The walk opens up to 16 folders at once (all of them smaller than any
+//! repository still queued; a page no more than the names it still needs).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -52,9 +52,6 @@ impl Store {
         let mut queue: BinaryHeap<Reverse<(String, Next)>> = BinaryHeap::new();
         queue.push(Reverse((String::new(), Next::Folder(String::new()))));
         let mut found = Vec::new();
-        // A page opens one folder at a time (it stops as soon as it is full); the whole
-        // catalog opens up to CONCURRENT_LISTS at once.
-        let batch = if n.is_some() { 1 } else { CONCURRENT_LISTS };
         while let Some(Reverse((name, next))) = queue.pop() {
             match next {
                 Next::Repository if allow(&name) => {
@@ -67,8 +64,11 @@ impl Store {
                 Next::Folder(folder) => {
                     // The smallest folders left: every one is opened before the next
                     // repository is taken, so no name smaller than it can still turn up.
+                    // A page opens no more at once than the names it still needs (and one to
+                    // say whether more follow), so it stays about as cheap as its size.
+                    let batch = n.map_or(CONCURRENT_LISTS, |n| (n + 1).saturating_sub(found.len()));
                     let mut folders = vec![folder];
-                    while folders.len() < batch {
+                    while folders.len() < batch.min(CONCURRENT_LISTS) {
                         match queue.peek() {
                             Some(Reverse((_, Next::Folder(_)))) => match queue.pop() {
                                 Some(Reverse((_, Next::Folder(f)))) => folders.push(f),
