@@ -662,3 +662,165 @@ async fn the_repository_list_follows_pushes_and_deletions_at_once() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(names(&reg, Some("admin"), "").await, ["team-a/two"]);
 }
+
+/// The filesystem driver, counting the listings of the top of the repository tree and holding
+/// them until the test opens the gate.
+struct GatedWalks {
+    inner: std::sync::Arc<dyn registry::storage::Storage>,
+    walks: std::sync::atomic::AtomicU64,
+    entered: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl registry::storage::Storage for GatedWalks {
+    async fn get(
+        &self,
+        path: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<registry::storage::ByteStream, registry::storage::StorageError> {
+        self.inner.get(path, range).await
+    }
+    async fn read(&self, path: &str) -> Result<Bytes, registry::storage::StorageError> {
+        self.inner.read(path).await
+    }
+    async fn stat(&self, path: &str) -> Result<registry::storage::Meta, registry::storage::StorageError> {
+        self.inner.stat(path).await
+    }
+    async fn put(&self, path: &str, data: Bytes) -> Result<(), registry::storage::StorageError> {
+        self.inner.put(path, data).await
+    }
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, registry::storage::StorageError> {
+        self.inner.put_if_absent(path, data).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, registry::storage::StorageError> {
+        if prefix == registry::paths::REPOSITORIES {
+            self.walks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.entered.notify_one();
+            drop(self.gate.acquire().await.unwrap());
+        }
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, path: &str) -> Result<bool, registry::storage::StorageError> {
+        self.inner.delete(path).await
+    }
+    async fn delete_all(&self, prefix: &str) -> Result<(), registry::storage::StorageError> {
+        self.inner.delete_all(prefix).await
+    }
+    async fn write_part(
+        &self,
+        upload: &str,
+        resume: &str,
+        offset: u64,
+        body: registry::storage::ByteStream,
+    ) -> Result<registry::storage::Written, registry::storage::StorageError> {
+        self.inner.write_part(upload, resume, offset, body).await
+    }
+    async fn complete(&self, upload: &str, resume: &str, dest: &str) -> Result<(), registry::storage::StorageError> {
+        self.inner.complete(upload, resume, dest).await
+    }
+    async fn abort(&self, upload: &str, resume: &str) -> Result<(), registry::storage::StorageError> {
+        self.inner.abort(upload, resume).await
+    }
+}
+
+#[tokio::test]
+async fn concurrent_first_listings_share_one_walk_of_the_repository_tree() {
+    use std::sync::Arc;
+    let reg = Reg::new("").await;
+    let mut pushed = Vec::new();
+    for i in 0..40 {
+        let name = format!("team-{}/r{i:02}", ["a", "b"][i % 2]);
+        reg.image(&name, "v1", &plain_config("amd64"), format!("{i}").as_bytes()).await;
+        pushed.push(name);
+    }
+    pushed.sort();
+    // A fresh server (nothing cached) on the same storage, its tree walks counted and held.
+    let text = format!(
+        "[storage.filesystem]\nroot = {:?}\nfsync = false\n",
+        reg._dir.path().join("data").display().to_string()
+    );
+    let mut state = registry::state(toml::from_str(&text).unwrap()).await.unwrap();
+    let gated = Arc::new(GatedWalks {
+        inner: state.store.storage().clone(),
+        walks: Default::default(),
+        entered: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    state.store = Arc::new(registry::store::Store::new(gated.clone()));
+    let app = registry::api::router(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 9], 40000))));
+    let list = |app: Router| async move {
+        let req = Request::builder().uri("/api/v1/repositories?q=/r&n=1000").body(Body::empty()).unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        body["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    // A search needs every name, so it waits for the walk of the whole tree.
+    let first = tokio::spawn(list(app.clone()));
+    gated.entered.notified().await;
+    // The second request runs as far as it can while the first one's walk is held (this
+    // runtime has one thread: each yield lets it go on until it waits for something).
+    let second = tokio::spawn(list(app.clone()));
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+    }
+    gated.gate.add_permits(1 << 20);
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!(first, pushed);
+    assert_eq!(second, pushed);
+    assert_eq!(gated.walks.load(std::sync::atomic::Ordering::SeqCst), 1, "one walk for both listings");
+}
+
+#[tokio::test]
+async fn the_push_time_order_follows_a_tag_moved_by_a_push() {
+    let reg = Reg::new("").await;
+    reg.image("team-a/app", "v1", &plain_config("amd64"), b"one").await;
+    reg.image("team-a/app", "v2", &plain_config("amd64"), b"two").await;
+    // Push times are the tag links' times: set them apart, v2 the newer.
+    let tags = reg._dir.path().join("data/repositories/team-a/app/_manifests/tags");
+    let now = std::time::SystemTime::now();
+    for (tag, ago) in [("v1", 200), ("v2", 100)] {
+        let f = std::fs::File::options().write(true).open(tags.join(tag)).unwrap();
+        f.set_modified(now - std::time::Duration::from_secs(ago)).unwrap();
+    }
+    let order = |r: Reply| -> Vec<String> {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        r.json()["tags"].as_array().unwrap().iter().map(|t| t["tag"].as_str().unwrap().to_string()).collect()
+    };
+    // Pages of one tag: the order of the page is the order of the push times read.
+    let uri = "/api/v1/repositories/team-a/app/tags?sort=pushed&n=1";
+    assert_eq!(order(reg.get(uri, Some("admin")).await), ["v2"]);
+    // Moving v1 makes it the newest at once, though the push times are kept a while.
+    reg.image("team-a/app", "v1", &plain_config("arm64"), b"three").await;
+    assert_eq!(order(reg.get(uri, Some("admin")).await), ["v1"]);
+    assert_eq!(order(reg.get(&format!("{uri}&last=1"), Some("admin")).await), ["v2"]);
+    let page = reg.get("/r/team-a/app?sort=pushed", Some("admin")).await;
+    assert_eq!(page.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_first_listing_pages_through_storage_before_the_names_are_read() {
+    let reg = Reg::new("").await;
+    for name in ["team-a/x", "library/b", "team-b/y", "library/a", "library/c"] {
+        reg.image(name, "v1", &plain_config("amd64"), name.as_bytes()).await;
+    }
+    // Nothing searched yet: each page walks storage as far as it needs, and still holds
+    // only what the caller may pull, in order, page after page.
+    let r = reg.get("/api/v1/repositories?n=2", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["next"], "library/b");
+    assert_eq!(names(&reg, None, "?n=2").await, ["library/a", "library/b"]);
+    assert_eq!(names(&reg, None, "?n=2&last=library/b").await, ["library/c"]);
+    assert_eq!(names(&reg, Some("alice"), "").await, ["library/a", "library/b", "library/c", "team-a/x"]);
+    let page = reg.get("/", Some("admin")).await;
+    assert!(page.text().contains("5 repositories on this page"), "{}", page.text());
+    // A search reads every name; from then on the list is the kept one, with its total.
+    assert_eq!(names(&reg, Some("admin"), "?q=team").await, ["team-a/x", "team-b/y"]);
+    assert!(reg.get("/", Some("admin")).await.text().contains("5 repositories<"));
+}

@@ -103,6 +103,7 @@ pub(crate) async fn handle(req: Req, body: axum::body::Body, name: &str, referen
             let reference = parse_reference(reference)?;
             policy::check_delete(&req.state.store, &req.state.policies, &repo, &reference).await?;
             req.state.store.delete_manifest(&repo, &reference).await?;
+            req.state.hub.note_repository(repo.as_str());
             let resp = (StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response();
             Ok(Event::ManifestDeleted { repo: repo.to_string(), reference: reference.to_string() }.attach(resp))
         }

@@ -131,11 +131,14 @@ pub(crate) struct RepoPage {
     pub repositories: Vec<RepoSummary>,
     /// The `last` of the next page, when there is one.
     pub next: Option<String>,
-    /// How many match in all.
-    pub matched: usize,
+    /// How many match in all; unknown while the first walk of the repository tree runs.
+    pub matched: Option<usize>,
 }
 
-/// The page of repositories after `last` whose names contain `q`.
+/// The page of repositories after `last` whose names contain `q`. Without a query and before
+/// the list of every name has been read once, the page walks only as far as it needs
+/// ([`crate::store::Store::repository_page`]), so the first listing after a start does not
+/// wait for the walk of the whole tree.
 pub(crate) async fn repo_page(
     state: &AppState,
     viewer: &Viewer,
@@ -143,21 +146,33 @@ pub(crate) async fn repo_page(
     n: usize,
     last: Option<&str>,
 ) -> ApiResult<RepoPage> {
-    let names = state.hub.repository_names(&state.store).await?;
     let q = q.trim().to_ascii_lowercase();
+    if q.is_empty() && !state.hub.has_names() {
+        let page = state.store.repository_page(Some(n), last, |name| viewer.may(name) & PULL != 0).await?;
+        let next = if page.more { page.tags.last().cloned() } else { None };
+        let repositories = summaries(state, &page.tags).await?;
+        return Ok(RepoPage { repositories, next, matched: None });
+    }
+    let names = state.hub.repository_names(&state.store).await?;
     let all: Vec<String> =
         names.iter().filter(|name| name.contains(&q) && viewer.may(name) & PULL != 0).cloned().collect();
     let matched = all.len();
     let page = crate::store::page(all, Some(n), last);
-    let names: Vec<RepoName> = page.tags.iter().filter_map(|n| n.parse().ok()).collect();
+    let repositories = summaries(state, &page.tags).await?;
+    let next = if page.more { page.tags.last().cloned() } else { None };
+    Ok(RepoPage { repositories, next, matched: Some(matched) })
+}
+
+/// The summaries of the repositories `names`, read 16 at a time.
+async fn summaries(state: &AppState, names: &[String]) -> ApiResult<Vec<RepoSummary>> {
+    let names: Vec<RepoName> = names.iter().filter_map(|n| n.parse().ok()).collect();
     let mut repositories = Vec::with_capacity(names.len());
     for chunk in names.chunks(16) {
         for summary in futures_util::future::join_all(chunk.iter().map(|r| state.hub.summary(&state.store, r))).await {
             repositories.push(summary?);
         }
     }
-    let next = if page.more { page.tags.last().cloned() } else { None };
-    Ok(RepoPage { repositories, next, matched })
+    Ok(repositories)
 }
 
 fn time(t: Option<std::time::SystemTime>) -> Value {
@@ -271,8 +286,14 @@ pub(crate) async fn tags_page(
             (page.tags, next)
         }
         Sort::Pushed => {
-            let times = state.store.tag_times(repo, &all).await;
-            let mut dated: Vec<_> = all.into_iter().zip(times).collect();
+            let times = state.hub.push_times(&state.store, repo, &all).await;
+            let mut dated: Vec<_> = all
+                .into_iter()
+                .map(|t| {
+                    let at = times.get(&t).copied().flatten();
+                    (t, at)
+                })
+                .collect();
             dated.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             let from = match after {
                 None | Some("") => 0,

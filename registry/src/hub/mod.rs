@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -41,11 +41,18 @@ pub mod session;
 /// Repository summaries kept at most (those older than [`NAMES_TTL`] go first).
 const MAX_SUMMARIES: usize = 100_000;
 
+/// Repositories whose tags' push times are kept at most (a repository of 10,000 tags
+/// takes about a megabyte).
+const MAX_PUSH_TIMES: usize = 1_000;
+
 /// How long the list of repository names is used before it is read from storage again.
 pub const NAMES_TTL: Duration = Duration::from_secs(10);
 
 /// The repository names, and when they were read.
 type Names = (Instant, Arc<Vec<String>>);
+
+/// When each tag of a repository was pushed (its link's time; `None` when unreadable).
+pub(crate) type PushTimes = Arc<HashMap<String, Option<SystemTime>>>;
 
 /// What the hub keeps in memory: the signing key, whether this process is collecting, and the
 /// list of repository names.
@@ -58,6 +65,11 @@ pub struct Hub {
     names: Mutex<(Option<Names>, bool)>,
     /// Repository summaries (tag count, size, last push) and when they were computed.
     summaries: Mutex<HashMap<String, (Instant, RepoSummary)>>,
+    /// Push times of the tags of repositories, and when they were read.
+    push_times: Mutex<HashMap<String, (Instant, PushTimes)>>,
+    /// Held by the walk of the repository tree that fills an empty list of names: a request
+    /// arriving meanwhile waits for its result instead of walking the tree again.
+    walk: tokio::sync::Mutex<()>,
 }
 
 impl Hub {
@@ -68,6 +80,8 @@ impl Hub {
             collecting: AtomicBool::new(false),
             names: Mutex::new((None, false)),
             summaries: Mutex::new(HashMap::new()),
+            push_times: Mutex::new(HashMap::new()),
+            walk: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -105,9 +119,19 @@ impl Hub {
         if let Some(names) = stale {
             return Ok(names);
         }
+        // One walk at a time: a request arriving while one runs gets its result.
+        let _walk = self.walk.lock().await;
+        if let Some((_, names)) = &self.names.lock().unwrap_or_else(PoisonError::into_inner).0 {
+            return Ok(names.clone());
+        }
         let fresh = Arc::new(store.repositories().await?);
         self.names.lock().unwrap_or_else(PoisonError::into_inner).0 = Some((Instant::now(), fresh.clone()));
         Ok(fresh)
+    }
+
+    /// True once the repository names have been read (they may be stale).
+    pub(crate) fn has_names(&self) -> bool {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner).0.is_some()
     }
 
     /// Reads the repository names in the background, so the first page does not wait for it.
@@ -137,11 +161,31 @@ impl Hub {
         Ok(s)
     }
 
+    /// When each of `tags` of `repo` was pushed: reading every tag link's time is slow on a
+    /// repository of many tags, so the times are kept for [`NAMES_TTL`] (a push or a deletion
+    /// here drops them; a tag the kept times do not know has them read again).
+    pub(crate) async fn push_times(&self, store: &Store, repo: &RepoName, tags: &[String]) -> PushTimes {
+        if let Some((at, times)) = self.push_times.lock().unwrap_or_else(PoisonError::into_inner).get(repo.as_str()) {
+            if at.elapsed() < NAMES_TTL && tags.iter().all(|t| times.contains_key(t)) {
+                return times.clone();
+            }
+        }
+        let read = store.tag_times(repo, tags).await;
+        let times: PushTimes = Arc::new(tags.iter().cloned().zip(read).collect());
+        let mut map = self.push_times.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_PUSH_TIMES {
+            map.retain(|_, (at, _)| at.elapsed() < NAMES_TTL);
+        }
+        map.insert(repo.to_string(), (Instant::now(), times.clone()));
+        times
+    }
+
     /// Notes a repository a manifest was just pushed to or a tag deleted from: it is listed,
-    /// and its summary is computed again (this replica's changes show at once; other
-    /// replicas' after [`NAMES_TTL`]).
+    /// and its summary and push times are read again (this replica's changes show at once;
+    /// other replicas' after [`NAMES_TTL`]).
     pub(crate) fn note_repository(&self, name: &str) {
         self.summaries.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        self.push_times.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         let mut guard = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, names)) = &guard.0 {
             if let Err(i) = names.binary_search_by(|n| n.as_str().cmp(name)) {
@@ -155,6 +199,7 @@ impl Hub {
     /// Forgets a deleted repository at once.
     pub(crate) fn forget_repository(&self, name: &str) {
         self.summaries.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        self.push_times.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         let mut guard = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, names)) = &guard.0 {
             let kept: Vec<String> = names.iter().filter(|n| *n != name).cloned().collect();

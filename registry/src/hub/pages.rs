@@ -189,10 +189,9 @@ pub(crate) async fn repositories(State(state): State<AppState>, req: Request) ->
     } else {
         let _ = write!(
             body,
-            "<p class=\"muted\">{} repositor{}</p><table class=\"list sortable\"><thead><tr><th>Name</th>\
+            "<p class=\"muted\">{}</p><table class=\"list sortable\"><thead><tr><th>Name</th>\
              <th class=\"num\">Tags</th><th class=\"num\">Size</th><th>Last push</th></tr></thead><tbody>{rows}</tbody></table>",
-            page.matched,
-            if page.matched == 1 { "y" } else { "ies" }
+            count(page.matched, page.repositories.len()),
         );
     }
     if let Some(next) = &page.next {
@@ -407,10 +406,10 @@ pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Respo
         );
     }
     let mut body = format!(
-        "<h1>System</h1><h2>Storage per repository</h2><p class=\"muted\">{} repositories; {} on this page \
+        "<h1>System</h1><h2>Storage per repository</h2><p class=\"muted\">{}; {} on this page \
          (blobs shared between repositories count in each).</p><table class=\"list sortable\"><thead><tr><th>Repository</th>\
          <th class=\"num\">Tags</th><th class=\"num\">Size</th></tr></thead><tbody>{rows}</tbody></table>",
-        page.matched,
+        count(page.matched, page.repositories.len()),
         html::size(total)
     );
     if let Some(next) = &page.next {
@@ -489,4 +488,13 @@ pub(crate) async fn system_gc(State(state): State<AppState>, req: Request) -> Re
         "System",
         &format!("<h1>Garbage collection</h1><p>{text}</p><p><a href=\"/system\">Back</a></p>"),
     )
+}
+
+/// "N repositories" when the total is known, else how many this page shows.
+fn count(matched: Option<usize>, shown: usize) -> String {
+    match matched {
+        Some(1) => "1 repository".to_string(),
+        Some(n) => format!("{n} repositories"),
+        None => format!("{shown} repositor{} on this page", if shown == 1 { "y" } else { "ies" }),
+    }
 }

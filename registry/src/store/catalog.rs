@@ -11,13 +11,19 @@
 //! the page is full (and one more name says whether more follow). Folders are listed from
 //! `last` on ([`Storage::list_after`](crate::storage::Storage::list_after): on S3 the
 //! listing starts after that key), so a page deep into a large catalog does not read the
-//! names before it.
+//! names before it. The walk opens up to 16 folders at once (all of them smaller than any
+//! repository still queued; a page no more than the names it still needs).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use futures_util::future::join_all;
+
 use super::{Store, StoreResult, TagPage};
 use crate::paths;
+
+/// Folders the walk of the whole catalog lists at once.
+const CONCURRENT_LISTS: usize = 16;
 
 /// What the walk's queue holds, ordered by name (a folder before a repository of the same
 /// name: opening the folder is what finds the repository).
@@ -55,7 +61,27 @@ impl Store {
                     found.push(name);
                 }
                 Next::Repository => {}
-                Next::Folder(folder) => self.open(&folder, last, &mut queue).await?,
+                Next::Folder(folder) => {
+                    // The smallest folders left: every one is opened before the next
+                    // repository is taken, so no name smaller than it can still turn up.
+                    // A page opens no more at once than the names it still needs (and one to
+                    // say whether more follow), so it stays about as cheap as its size.
+                    let batch = n.map_or(CONCURRENT_LISTS, |n| (n + 1).saturating_sub(found.len()));
+                    let mut folders = vec![folder];
+                    while folders.len() < batch.min(CONCURRENT_LISTS) {
+                        match queue.peek() {
+                            Some(Reverse((_, Next::Folder(_)))) => match queue.pop() {
+                                Some(Reverse((_, Next::Folder(f)))) => folders.push(f),
+                                _ => unreachable!("peeked a folder"),
+                            },
+                            _ => break,
+                        }
+                    }
+                    let opened = join_all(folders.iter().map(|f| self.open(f, last))).await;
+                    for entries in opened {
+                        queue.extend(entries?.into_iter().map(Reverse));
+                    }
+                }
             }
         }
         Ok(TagPage { tags: found, more: false })
@@ -63,12 +89,8 @@ impl Store {
 
     /// Lists the folder `folder` (a name, or empty for the top), queueing the repository it
     /// is (when after `last`) and its sub-folders that may hold names after `last`.
-    async fn open(
-        &self,
-        folder: &str,
-        last: Option<&str>,
-        queue: &mut BinaryHeap<Reverse<(String, Next)>>,
-    ) -> StoreResult<()> {
+    async fn open(&self, folder: &str, last: Option<&str>) -> StoreResult<Vec<(String, Next)>> {
+        let mut queue = Vec::new();
         let path = if folder.is_empty() {
             paths::REPOSITORIES.to_string()
         } else {
@@ -85,13 +107,13 @@ impl Store {
             && last.is_none_or(|l| folder > l)
             && children.iter().any(|c| c == "_manifests" || c == "_layers")
         {
-            queue.push(Reverse((folder.to_string(), Next::Repository)));
+            queue.push((folder.to_string(), Next::Repository));
         }
         for child in children.into_iter().filter(|c| !c.starts_with('_')) {
             let name = format!("{prefix}{child}");
-            queue.push(Reverse((name.clone(), Next::Folder(name))));
+            queue.push((name.clone(), Next::Folder(name)));
         }
-        Ok(())
+        Ok(queue)
     }
 }
 
