@@ -4,7 +4,8 @@
 #
 #   bench/run.sh              # 30 starts per runtime, 3 pulls per tool
 #   bench/run.sh --quick      # 10 starts, 1 pull
-#   bench/run.sh --no-pull    # start latency only (no debootstrap image)
+#   bench/run.sh --no-pull    # start and exec latency only (no debootstrap image)
+#   bench/run.sh --exec-only  # exec latency only
 #
 # Start latency: `berth run --rm --network none IMAGE true` (embedded runtime) against `runc
 # run` and `crun run` on a prepared bundle of the same busybox rootfs, and `podman run --rm
@@ -14,6 +15,9 @@
 # Networking: `berth run --rm` on its default bridge network (CNI plugins) against the same
 # with --network none (target: at most 15 ms more), and against `podman run --rm` on its
 # default network (--runtime runc, CNI backend; target: at most 0.5x).
+#
+# Exec latency: `berth exec C true` into a running container (embedded runtime, and one run
+# with --runtime runc) against `runc exec` into a container runc runs from the bundle.
 #
 # Pull+unpack: a Debian bookworm minbase root (debootstrap, cached in $BENCH_CACHE) as a
 # one-layer gzip image in a local berth registry, pulled into a fresh store by `berth pull`,
@@ -31,18 +35,23 @@ REPO=$PWD
 STARTS=30
 PULLS=3
 DO_PULL=1
+DO_START=1
 for arg in "$@"; do
   case "$arg" in
     --quick) STARTS=10; PULLS=1 ;;
     --no-pull) DO_PULL=0 ;;
+    --exec-only) DO_PULL=0; DO_START=0 ;;
     *) echo "unknown argument $arg" >&2; exit 2 ;;
   esac
 done
 
 [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh needs root (containers, mounts, cgroups)" >&2; exit 1; }
 need=()
-for tool in runc crun podman skopeo umoci debootstrap; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
-[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+tools=(runc skopeo)
+[ "$DO_START" -eq 1 ] && tools+=(crun podman)
+[ "$DO_PULL" -eq 1 ] && tools+=(podman umoci debootstrap)
+for tool in "${tools[@]}"; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+[ "$DO_START" -eq 0 ] || [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 [ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing ${need[*]}"
@@ -63,6 +72,7 @@ SERVER=""
 cleanup() {
   [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
   "$BERTH" --root "$W/store" ps -aq 2>/dev/null | xargs -r "$BERTH" --root "$W/store" rm -f >/dev/null 2>&1 || true
+  runc --root "$W/runc-state" delete -f "bench-sleeper-$$" >/dev/null 2>&1 || true
   podman --root "$W/podman" --runroot "$W/podman-run" rmi -af >/dev/null 2>&1 || true
   for m in $(grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$W"
@@ -71,7 +81,7 @@ trap cleanup EXIT
 
 say() { echo "$*" | tee -a "$RESULTS"; }
 say "# bench/run.sh $(date -u +%FT%TZ) on $(uname -r), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-say "# berth $($BERTH --version), $(runc --version | head -1), $(crun --version | head -1), $(podman --version)"
+say "# berth $($BERTH --version), $(runc --version | head -1), $(crun --version 2>/dev/null | head -1), $(podman --version 2>/dev/null)"
 
 # ---- a berth registry on a free port ------------------------------------------------------
 PORT=$((20000 + RANDOM % 20000))
@@ -131,7 +141,7 @@ say "## start latency: a container running \`true\`"
 BB=$W/busybox
 mkdir -p "$BB/rootfs"/{bin,dev,etc,proc,sys,tmp,root}
 cp /bin/busybox "$BB/rootfs/bin/busybox"
-for a in sh true echo cat ls; do ln -s busybox "$BB/rootfs/bin/$a"; done
+for a in sh true echo cat ls sleep; do ln -s busybox "$BB/rootfs/bin/$a"; done
 chmod 1777 "$BB/rootfs/tmp"
 echo 'root:x:0:0:root:/root:/bin/sh' >"$BB/rootfs/etc/passwd"
 echo 'root:x:0:' >"$BB/rootfs/etc/group"
@@ -148,6 +158,30 @@ grep -q '"true"' "$W/bundle/config.json" || { echo "could not prepare the bundle
 
 N=0
 runc_once() { N=$((N + 1)); runc --root "$W/runc-state" run -b "$W/bundle" "bench-runc-$$-$N"; }
+
+# ---- exec latency ------------------------------------------------------------------------
+say ""
+say "## exec latency: \`true\` in a running container"
+"$BERTH" --root "$W/store" run -d --network none --name exec-embedded "$REG/bench/busybox:v1" sleep 100000 >/dev/null
+"$BERTH" --root "$W/store" run -d --network none --runtime runc --name exec-runc "$REG/bench/busybox:v1" sleep 100000 >/dev/null
+mkdir -p "$W/sleeper"
+cp -a "$W/bundle/rootfs" "$W/sleeper/rootfs"
+sed 's/"true"/"sleep", "100000"/' "$W/bundle/config.json" >"$W/sleeper/config.json"
+runc --root "$W/runc-state" run -d -b "$W/sleeper" "bench-sleeper-$$" </dev/null >/dev/null 2>&1
+time_runs "berth exec (embedded)" "$STARTS" "$BERTH" --root "$W/store" exec exec-embedded true
+BERTH_EXEC=$MEDIAN
+time_runs "berth exec (--runtime runc)" "$STARTS" "$BERTH" --root "$W/store" exec exec-runc true
+BERTH_EXEC_RUNC=$MEDIAN
+time_runs "runc exec" "$STARTS" runc --root "$W/runc-state" exec "bench-sleeper-$$" true
+RUNC_EXEC=$MEDIAN
+runc --root "$W/runc-state" delete -f "bench-sleeper-$$" >/dev/null 2>&1 || true
+say ""
+say "berth exec/runc exec   $(ratio "$BERTH_EXEC" "$RUNC_EXEC")x"
+say "berth exec with runc / runc exec: $(ratio "$BERTH_EXEC_RUNC" "$RUNC_EXEC")x (berth's own overhead around runc exec)"
+[ "$DO_START" -eq 1 ] || exit 0
+
+say ""
+say "## start latency (continued)"
 time_runs "berth run --rm (embedded)" "$STARTS" "$BERTH" --root "$W/store" run --rm --network none "$REG/bench/busybox:v1" true
 BERTH_START=$MEDIAN
 time_runs "berth run --rm, bridge network" "$STARTS" "$BERTH" --root "$W/store" run --rm "$REG/bench/busybox:v1" true

@@ -58,6 +58,14 @@ enum Command {
     Logs(commands::logs::Args),
     /// Stop running containers.
     Stop(commands::stop::Args),
+    /// Start stopped containers again (in the background).
+    Start(commands::start::StartArgs),
+    /// Stop and start containers.
+    Restart(commands::start::RestartArgs),
+    /// Send a signal to containers (default: KILL).
+    Kill(commands::kill::Args),
+    /// Run a command in a running container.
+    Exec(commands::exec::Args),
     /// Remove containers.
     Rm(commands::rm::Args),
     /// Manage volumes.
@@ -75,8 +83,16 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let root = cli.root.unwrap_or_else(|| PathBuf::from(runtime::DEFAULT_ROOT));
-    if matches!(cli.command, Command::Run(_) | Command::Compose(_) | Command::ContainerShim(_) | Command::OciRuntime(_))
-    {
+    if matches!(
+        cli.command,
+        Command::Run(_)
+            | Command::Compose(_)
+            | Command::ContainerShim(_)
+            | Command::OciRuntime(_)
+            | Command::Exec(_)
+            | Command::Start(_)
+            | Command::Restart(_)
+    ) {
         // These start containers: never from the host's binary itself (CVE-2019-5736).
         if let Err(e) = commands::reexec_sealed() {
             eprintln!("berth: {e:#}");
@@ -88,6 +104,7 @@ fn main() -> std::process::ExitCode {
         // embedded runtime, which forks and so needs a single-threaded process.
         Command::ContainerShim(flags) => return commands::run::shim_main(&root, flags),
         Command::OciRuntime(args) => return commands::oci_runtime::main(args),
+        Command::Exec(args) => return commands::exec::main(&root, args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Gc(args) => commands::gc::run(args),
         Command::Build(args) => return commands::build::main(&root, *args),
@@ -107,6 +124,9 @@ fn main() -> std::process::ExitCode {
         Command::Ps(args) => commands::ps::run(&root, args),
         Command::Logs(args) => commands::logs::run(&root, args),
         Command::Stop(args) => commands::stop::run(&root, args),
+        Command::Start(args) => commands::start::start(&root, args),
+        Command::Restart(args) => commands::start::restart(&root, args),
+        Command::Kill(args) => commands::kill::run(&root, args),
         Command::Rm(args) => commands::rm::run(&root, args),
         Command::Volume(args) => commands::volume::run(&root, args),
         Command::Network(args) => commands::network::run(&root, args),

@@ -123,7 +123,7 @@ pub fn inspect_container(record: &ContainerRecord, image: Option<&ImageRecord>, 
         "State": container_state(record),
         "Image": image.map_or_else(|| record.image_manifest.to_string(), |i| i.config.to_string()),
         "Name": format!("/{}", record.name),
-        "RestartCount": 0,
+        "RestartCount": record.restart_count,
         "HostConfig": host_config(record),
         "Mounts": mounts(record),
         "Config": container_config(record, config),
@@ -137,20 +137,25 @@ fn container_state(record: &ContainerRecord) -> Value {
     let status = match record.status {
         Status::Created if !running => "created",
         Status::Running | Status::Created if running => "running",
+        Status::Restarting if running => "restarting",
         _ => "exited",
     };
-    json!({
+    let mut state = json!({
         "Status": status,
         "Running": running,
         "Paused": false,
-        "Restarting": false,
+        "Restarting": status == "restarting",
         "Dead": false,
         "Pid": if running { record.pid.unwrap_or(0) } else { 0 },
         "ExitCode": record.exit_code.unwrap_or(0),
         "Error": record.error.clone().unwrap_or_default(),
         "StartedAt": time(record.started),
         "FinishedAt": time(record.finished),
-    })
+    });
+    if let Some(health) = &record.health {
+        state["Health"] = json!(health);
+    }
+    state
 }
 
 /// `Config`: the image's settings with the container's over them, as Docker records them
@@ -188,6 +193,8 @@ fn container_config(record: &ContainerRecord, image: &Value) -> Value {
         "Labels": o.labels,
         "Tty": o.tty,
         "OpenStdin": o.interactive,
+        "StopSignal": o.stop_signal.clone().or_else(|| record.image_stop_signal.clone()),
+        "StopTimeout": o.stop_timeout,
     })
 }
 
@@ -226,7 +233,7 @@ fn host_config(record: &ContainerRecord) -> Value {
     let mut value = json!({
         "Binds": or_null(json!(binds), binds.is_empty()),
         "NetworkMode": network,
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "RestartPolicy": {"Name": o.restart.to_string(), "MaximumRetryCount": o.restart.max_retries()},
         "AutoRemove": o.remove,
         "ReadonlyRootfs": o.read_only,
         "Privileged": o.privileged,
@@ -358,8 +365,15 @@ mod tests {
             exit_code: Some(3),
             error: None,
             rootfs: None,
+            restart_count: 2,
+            image_stop_signal: Some("SIGQUIT".into()),
+            health: None,
         };
+        c.options.restart = crate::container::restart::RestartPolicy::OnFailure { max: 5 };
         let out = inspect_container(&c, None, &Value::Null);
+        assert_eq!(out["RestartCount"], 2);
+        assert_eq!(out["HostConfig"]["RestartPolicy"], json!({"Name": "on-failure", "MaximumRetryCount": 5}));
+        assert_eq!(out["Config"]["StopSignal"], "SIGQUIT");
         assert_eq!(out["Name"], "/web");
         assert_eq!((out["Path"].as_str(), out["Args"].clone()), (Some("sleep"), json!(["1"])));
         let state = &out["State"];

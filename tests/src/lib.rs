@@ -8,6 +8,7 @@
 //! `tracing` filter (e.g. `debug`) to see the server's log while a test runs.
 
 pub mod build;
+pub mod containers;
 pub mod debian;
 pub mod mirror;
 pub mod s3;

@@ -41,10 +41,19 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
 pub fn status(r: &ContainerRecord, now: i64) -> String {
     let since = |t: Option<u64>| now - t.unwrap_or(r.created) as i64;
     match r.status {
-        Status::Running if r.is_running() => format!("Up {}", ago(since(r.started)).trim_end_matches(" ago")),
+        Status::Running if r.is_running() => {
+            let up = format!("Up {}", ago(since(r.started)).trim_end_matches(" ago"));
+            match &r.health {
+                Some(health) => format!("{up} ({})", health.status),
+                None => up,
+            }
+        }
         Status::Created if r.is_running() => "Created".to_string(),
         Status::Created if r.shim_pid.is_none() => "Created".to_string(),
-        Status::Exited => match r.exit_code {
+        Status::Restarting if r.is_running() => {
+            format!("Restarting ({}) {}", r.exit_code.unwrap_or(0), ago(since(r.finished)))
+        }
+        Status::Exited | Status::Restarting if !r.is_running() => match r.exit_code {
             Some(code) => format!("Exited ({code}) {}", ago(since(r.finished))),
             None => format!("Exited {}", ago(since(r.finished))),
         },

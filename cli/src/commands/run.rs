@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::image::ImageConfiguration;
+use runtime::container::health::HealthConfig;
+use runtime::container::lifecycle::parse_signal;
+use runtime::container::restart::RestartPolicy;
 use runtime::container::shim::{self, ShimArgs, EXIT_START_FAILED};
 use runtime::container::spec::device_at;
 use runtime::container::{Containers, Device, ExtraHost, Network, RunOptions, SeccompProfile, Tmpfs, Ulimit, Volume};
@@ -143,6 +146,35 @@ pub struct Args {
     /// OCI runtime: runc, crun, or a path [default: the embedded one].
     #[arg(long, value_name = "RUNTIME")]
     pub runtime: Option<String>,
+    /// Restart policy: no, on-failure[:MAX-RETRIES], always or unless-stopped (berth has no
+    /// daemon: the last two differ only in Docker, across daemon restarts).
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
+    /// Signal `berth stop` sends first [default: the image's StopSignal, else SIGTERM].
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `berth stop` waits after the stop signal before SIGKILL [default: 10].
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Health check command, run in the container by its supervisor with `/bin/sh -c`
+    /// (replaces the image's HEALTHCHECK command).
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between health checks, such as 30s or 1m [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time a health check may take before it counts as failed [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Failures in a row before the container is unhealthy [default: 3].
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Time after the start during which failed checks do not count [default: 0s].
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Run no health check, not even the image's.
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Allow plain HTTP when the image has to be pulled.
     #[arg(long)]
     pub plain_http: bool,
@@ -174,7 +206,7 @@ pub fn parse_bytes(text: &str) -> Result<i64> {
 }
 
 /// `KEY=VALUE` stays; a bare `KEY` takes the value `lookup` gives, or is dropped.
-fn env_entry(entry: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+pub(crate) fn env_entry(entry: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     if entry.contains('=') {
         return Some(entry.to_string());
     }
@@ -470,7 +502,18 @@ pub fn options(args: &Args, host_gateway: &dyn Fn() -> Result<IpAddr>) -> Result
         .collect::<Result<Vec<_>>>()?;
     let init = if args.init { Some(find_init(std::env::var("PATH").ok().as_deref())?) } else { None };
     let (seccomp, new_privileges) = parse_security_opts(&args.security_opt)?;
+    let restart: RestartPolicy = args.restart.parse()?;
+    if args.rm && restart != RestartPolicy::No {
+        bail!("conflicting options: --restart and --rm (a removed container cannot be restarted)");
+    }
+    if let Some(signal) = &args.stop_signal {
+        parse_signal(signal).with_context(|| "invalid --stop-signal")?;
+    }
     Ok(RunOptions {
+        healthcheck: healthcheck(args)?,
+        restart,
+        stop_signal: args.stop_signal.clone(),
+        stop_timeout: args.stop_timeout,
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         seccomp,
@@ -507,6 +550,32 @@ pub fn options(args: &Args, host_gateway: &dyn Fn() -> Result<IpAddr>) -> Result
         ulimits: args.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<Vec<_>>>()?,
         init,
     })
+}
+
+/// The `--health-*` flags as a health check over the image's; `--no-healthcheck` as `NONE`.
+fn healthcheck(args: &Args) -> Result<Option<HealthConfig>> {
+    let nanos = |flag: &str, text: &Option<String>| -> Result<i64> {
+        let Some(text) = text else { return Ok(0) };
+        let d = shared::duration::parse_duration(text).with_context(|| format!("invalid --{flag}"))?;
+        if d.is_zero() {
+            bail!("invalid --{flag} {text:?}: it must be longer than zero");
+        }
+        i64::try_from(d.as_nanos()).map_err(|_| anyhow!("--{flag} {text:?} is too long"))
+    };
+    let config = HealthConfig {
+        test: args.health_cmd.iter().flat_map(|c| ["CMD-SHELL".to_string(), c.clone()]).collect(),
+        interval: nanos("health-interval", &args.health_interval)?,
+        timeout: nanos("health-timeout", &args.health_timeout)?,
+        start_period: nanos("health-start-period", &args.health_start_period)?,
+        retries: args.health_retries.unwrap_or(0),
+    };
+    if args.no_healthcheck {
+        if config != HealthConfig::default() {
+            bail!("--no-healthcheck conflicts with the --health-* options");
+        }
+        return Ok(Some(HealthConfig { test: vec!["NONE".into()], ..HealthConfig::default() }));
+    }
+    Ok((config != HealthConfig::default()).then_some(config))
 }
 
 /// The image in the store, pulled first when missing.
@@ -585,13 +654,8 @@ fn start(root: &Path, args: Args) -> Result<i32> {
     // only this name reaches; a supervisor started from it needs no copy of its own.
     let exe = Path::new("/proc/self/exe");
     if options.detach {
-        shim::spawn_detached(|fd| {
-            let mut cmd = std::process::Command::new(exe);
-            cmd.arg("--root").arg(root).arg("container-shim").arg("--detach").arg("--ready-fd").arg(fd.to_string());
-            cmd.arg(&record.id);
-            cmd
-        })
-        .with_context(|| format!("cannot start container {}", record.short_id()))?;
+        super::start::spawn_supervisor(root, &record.id)
+            .with_context(|| format!("cannot start container {}", record.short_id()))?;
         println!("{}", record.id);
         return Ok(0);
     }

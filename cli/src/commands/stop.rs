@@ -1,5 +1,7 @@
-//! `berth stop [-t SECONDS] CONTAINER...`: SIGTERM, then SIGKILL after the grace time, as
-//! `docker stop`; through `runtime::container::Containers::stop`.
+//! `berth stop [-t SECONDS] CONTAINER...`: the stop signal (`--stop-signal`, the image's
+//! `StopSignal`, else SIGTERM), then SIGKILL after the grace time, as `docker stop`; a
+//! stopped container is not restarted by its `--restart` policy. Through
+//! `runtime::container::Containers::stop_with`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,9 +12,9 @@ use runtime::container::Containers;
 /// Flags of `berth stop`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Seconds to wait after SIGTERM before SIGKILL.
-    #[arg(long = "time", short = 't', default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait after the stop signal before SIGKILL [default: the container's --stop-timeout, else 10].
+    #[arg(long = "time", short = 't')]
+    pub time: Option<u64>,
     /// Containers: names, IDs or ID prefixes.
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -23,7 +25,7 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     let containers = Containers::at(root);
     let mut failed = None;
     for name in &args.containers {
-        match containers.stop(name, Duration::from_secs(args.time)) {
+        match containers.stop_with(name, args.time.map(Duration::from_secs)) {
             Ok(_) => println!("{name}"),
             Err(e) => {
                 eprintln!("berth: cannot stop {name}: {e}");

@@ -32,12 +32,16 @@ impl ConsoleSocket {
     /// descriptor of `dir`, so that a long store path does not overflow a socket address
     /// (108 bytes), without touching the process's working directory (other threads use it).
     pub fn bind(dir: &Path) -> io::Result<ConsoleSocket> {
-        const NAME: &str = "console.sock";
-        let path = dir.join(NAME);
+        ConsoleSocket::bind_as(dir, "console.sock")
+    }
+
+    /// Listens on `DIR/NAME` (a name of its own for each `berth exec -t`), as [`Self::bind`].
+    pub fn bind_as(dir: &Path, name: &str) -> io::Result<ConsoleSocket> {
+        let path = dir.join(name);
         let _ = std::fs::remove_file(&path);
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let handle = rustix::fs::open(dir, flags, Mode::empty())?;
-        let short = format!("/proc/self/fd/{}/{NAME}", handle.as_raw_fd());
+        let short = format!("/proc/self/fd/{}/{name}", handle.as_raw_fd());
         let listener = UnixListener::bind(short)?;
         Ok(ConsoleSocket { listener, path })
     }

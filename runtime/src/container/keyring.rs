@@ -54,7 +54,12 @@ pub fn join_fresh_session(id: &str) -> Result<Option<i32>, KeyringError> {
         let id = id.to_string();
         move |source: io::Error| KeyringError::Keyctl { what, id, source }
     };
-    let name = CString::new(format!("_ses.{id}"))
+    let wanted = format!("_ses.{id}");
+    if let Some(serial) = current_session(&wanted) {
+        // Joined already: a supervisor that restarts its container (joining again fails).
+        return Ok(Some(serial));
+    }
+    let name = CString::new(wanted)
         .map_err(|e| fail("naming the session keyring")(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     // SAFETY: keyctl(2) reads a NUL-terminated name that outlives the call.
     let serial = unsafe { nix::libc::syscall(nix::libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
@@ -75,8 +80,21 @@ pub fn join_fresh_session(id: &str) -> Result<Option<i32>, KeyringError> {
     Ok(Some(serial))
 }
 
-/// The permission mask of key `serial`, from its description (`type;uid;gid;perm;name`).
-fn permissions(serial: i32) -> io::Result<u32> {
+/// The serial number of this process's session keyring when it is named `name`.
+fn current_session(name: &str) -> Option<i32> {
+    /// `KEYCTL_GET_KEYRING_ID`, and `KEY_SPEC_SESSION_KEYRING`.
+    const KEYCTL_GET_KEYRING_ID: nix::libc::c_long = 0;
+    const KEY_SPEC_SESSION_KEYRING: i32 = -3;
+    // SAFETY: KEYCTL_GET_KEYRING_ID takes two integers; 0: do not create one.
+    let serial =
+        unsafe { nix::libc::syscall(nix::libc::SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) };
+    let serial = i32::try_from(serial).ok().filter(|s| *s > 0)?;
+    let description = describe(serial).ok()?;
+    (description.trim_end_matches('\0').rsplit(';').next() == Some(name)).then_some(serial)
+}
+
+/// The description of key `serial` (`type;uid;gid;perm;name`).
+fn describe(serial: i32) -> io::Result<String> {
     let mut buf = vec![0u8; 512];
     // SAFETY: KEYCTL_DESCRIBE writes at most `buf.len()` bytes into `buf`.
     let n = unsafe { nix::libc::syscall(nix::libc::SYS_keyctl, KEYCTL_DESCRIBE, serial, buf.as_mut_ptr(), buf.len()) };
@@ -84,7 +102,12 @@ fn permissions(serial: i32) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     buf.truncate((n as usize).min(buf.len()));
-    parse_permissions(&String::from_utf8_lossy(&buf))
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The permission mask of key `serial`, from its description (`type;uid;gid;perm;name`).
+fn permissions(serial: i32) -> io::Result<u32> {
+    parse_permissions(&describe(serial)?)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected key description"))
 }
 

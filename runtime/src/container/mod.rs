@@ -15,14 +15,22 @@
 //! and reap with [`supervise`]. Before the embedded runtime starts a container, the process
 //! runs from a read-only view of the berth binary ([`sealed`]) and joins a fresh session
 //! keyring ([`keyring`]).
+//!
+//! The supervisor also restarts the process by its `--restart` policy ([`restart`]) and runs
+//! its health check ([`health`]) through [`exec`], which `berth exec` uses too. `berth stop`,
+//! `kill`, `start` and `restart` act on a container through [`lifecycle`].
 
 pub mod cgroups;
 pub mod console;
 pub mod etc_files;
+pub mod exec;
 pub mod foreground;
+pub mod health;
 pub mod keyring;
+pub mod lifecycle;
 pub mod mounts;
 pub mod oci;
+pub mod restart;
 pub mod rootfs;
 pub mod sealed;
 pub mod seccomp;
@@ -60,6 +68,8 @@ pub enum Status {
     Running,
     /// Its process ended (see the exit code), or it never started (see the error).
     Exited,
+    /// Its process ended and its supervisor waits to start it again (`--restart`).
+    Restarting,
 }
 
 /// Berth's record of a container, `container.json`.
@@ -106,6 +116,19 @@ pub struct ContainerRecord {
     /// How the root was made, once it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<RootfsKind>,
+    /// How many times the supervisor restarted it (`--restart`) since it last started.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
+    /// The image's `StopSignal`, recorded by the supervisor (`--stop-signal` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_stop_signal: Option<String>,
+    /// Its health, while it runs with a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<health::Health>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ContainerRecord {
@@ -119,9 +142,11 @@ impl ContainerRecord {
         &self.id[..12.min(self.id.len())]
     }
 
-    /// Whether the record says it runs and its supervisor is indeed alive.
+    /// Whether the record says it runs (or waits to restart) and its supervisor is indeed
+    /// alive.
     pub fn is_running(&self) -> bool {
-        matches!(self.status, Status::Running | Status::Created) && self.shim_pid.is_some_and(process_alive)
+        matches!(self.status, Status::Running | Status::Created | Status::Restarting)
+            && self.shim_pid.is_some_and(process_alive)
     }
 }
 
@@ -178,6 +203,15 @@ pub enum ContainerError {
     /// The container did not stop within the time.
     #[error("container {0} did not stop")]
     StopTimeout(String),
+    /// The container does not run.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// The container runs already.
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    /// A signal name or number that is not one.
+    #[error("invalid signal {0:?}: use a name such as TERM, SIGKILL or USR1, or a number")]
+    InvalidSignal(String),
     /// Cleaning up the root failed.
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
@@ -329,6 +363,9 @@ impl Containers {
             exit_code: None,
             error: None,
             rootfs: None,
+            restart_count: 0,
+            image_stop_signal: None,
+            health: None,
         };
         let dir = self.paths.container(&id);
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -412,33 +449,23 @@ impl Containers {
     }
 
     /// Sends `signal` to the container's first process, when it runs.
-    pub fn kill(&self, record: &ContainerRecord, signal: rustix::process::Signal) -> Result<bool, ContainerError> {
+    pub fn kill(&self, record: &ContainerRecord, signal: nix::sys::signal::Signal) -> Result<bool, ContainerError> {
         let (Some(pid), true) = (record.pid, record.is_running()) else { return Ok(false) };
-        let Some(pid) = rustix::process::Pid::from_raw(pid) else { return Ok(false) };
-        match rustix::process::kill_process(pid, signal) {
+        if pid <= 0 {
+            return Ok(false);
+        }
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
             Ok(()) => Ok(true),
-            Err(rustix::io::Errno::SRCH) => Ok(false),
-            Err(e) => Err(io_err(Path::new("kill"))(e.into())),
+            Err(nix::Error::ESRCH) => Ok(false),
+            Err(e) => Err(io_err(Path::new("kill"))(io::Error::from_raw_os_error(e as i32))),
         }
     }
 
-    /// Stops a running container: SIGTERM, then SIGKILL after `timeout`; waits until its
-    /// supervisor has recorded the end. True when it was running.
+    /// Stops a running container: its stop signal, then SIGKILL after `timeout`; waits
+    /// until its supervisor has recorded the end. True when it was running. See
+    /// [`Self::stop_with`].
     pub fn stop(&self, name_or_id: &str, timeout: Duration) -> Result<bool, ContainerError> {
-        let record = self.find(name_or_id)?;
-        if !record.is_running() {
-            return Ok(false);
-        }
-        // Only the supervisor writes the record while the container runs.
-        self.kill(&record, rustix::process::Signal::TERM)?;
-        if self.wait_stopped(&record, timeout) {
-            return Ok(true);
-        }
-        self.kill(&record, rustix::process::Signal::KILL)?;
-        if self.wait_stopped(&record, Duration::from_secs(10)) {
-            return Ok(true);
-        }
-        Err(ContainerError::StopTimeout(record.id))
+        self.stop_with(name_or_id, Some(timeout))
     }
 
     fn wait_stopped(&self, record: &ContainerRecord, timeout: Duration) -> bool {
@@ -467,7 +494,7 @@ impl Containers {
             if !force {
                 return Err(ContainerError::Running(record.id));
             }
-            self.kill(&record, rustix::process::Signal::KILL)?;
+            self.kill(&record, nix::sys::signal::Signal::SIGKILL)?;
             if !self.wait_stopped(&record, Duration::from_secs(10)) {
                 return Err(ContainerError::StopTimeout(record.id));
             }

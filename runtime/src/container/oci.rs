@@ -196,6 +196,14 @@ fn start_external(
 ) -> Result<Started, OciError> {
     let pid_file = state.join(format!("{id}.pid"));
     fs::create_dir_all(state).map_err(|source| OciError::Spawn { path: state.to_path_buf(), source })?;
+    // A container started again (a restart, `berth start`) would otherwise find its last
+    // process's PID there.
+    match fs::remove_file(&pid_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(OciError::Spawn { path: pid_file, source: e });
+        }
+        _ => {}
+    }
     let mut child = Command::new(path)
         .arg("--root")
         .arg(state)

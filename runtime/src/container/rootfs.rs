@@ -111,6 +111,12 @@ pub fn mount(
         }
     }
     if overlay_whiteouts && overlay_available() {
+        // A container started again (`berth start`) mounts its upper directory anew: the
+        // work directory of the last mount is scratch, and holds the mark of a `volatile`
+        // mount, which overlayfs refuses to mount over until it is gone.
+        if work.exists() {
+            crate::unpack::remove_tree(work).map_err(io_err(work))?;
+        }
         for dir in [rootfs, upper, work] {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
@@ -161,8 +167,10 @@ fn mount_overlay(
     let mount = |data: &std::ffi::CStr| rmount::mount("overlay", &target, "overlay", MountFlags::empty(), Some(data));
     // `volatile` (Linux 5.10) leaves out every sync of the upper directory, above all the
     // one at unmount, which flushes the whole upper file system and so costs milliseconds
-    // to tens of them. A container's upper directory is never mounted again and is deleted
-    // with the container, so it needs no durability. Older kernels refuse the option.
+    // to tens of them. A container's upper directory is mounted again only by `berth start`
+    // on the same boot (its writes are in the page cache, written back as any file's), and
+    // is deleted with the container: it needs no durability across a crash of the host.
+    // Older kernels refuse the option.
     let result = match mount(&volatile) {
         Err(Errno::INVAL) => mount(&data),
         other => other,
@@ -263,6 +271,13 @@ pub fn is_executable_in_root(rootfs: &Path, path: &str) -> bool {
     rfs::fstat(&fd).is_ok_and(|st| {
         rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::RegularFile && st.st_mode & 0o111 != 0
     })
+}
+
+/// Whether `path` (absolute, inside the container) exists, resolving symbolic links as if
+/// `rootfs` were `/`.
+pub fn exists_in_root(rootfs: &Path, path: &str) -> bool {
+    let Ok(root) = Root::open(rootfs) else { return false };
+    matches!(root.open_at(path, OFlags::PATH), Ok(Some(_)))
 }
 
 /// Whether `command` names an executable in the container: a path (relative ones from

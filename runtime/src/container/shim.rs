@@ -20,6 +20,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios;
@@ -28,8 +29,10 @@ use oci_spec::image::ImageConfiguration;
 
 use super::console::ConsoleSocket;
 use super::etc_files;
+use super::health::{Checker, HealthConfig};
 use super::mounts::{self, MountError};
 use super::oci::{ContainerStdio, OciError, OciRuntime, Started};
+use super::restart::Restarts;
 use super::rootfs::{self, RootfsError, RootfsKind};
 use super::spec::{self, HostFacts, Network, RunOptions, SpecError, SpecInput};
 use super::supervise::{self, Signals};
@@ -187,6 +190,10 @@ pub fn detach() -> Result<(), ShimError> {
 /// command is not in the image. Errors are recorded, reported on `ready`, and printed.
 pub fn run(args: ShimArgs) -> i32 {
     let ShimArgs { root, id, ready, image } = args;
+    // Kept from the runtime and the container: the CLI waits until every copy is closed.
+    if let Some(fd) = &ready {
+        let _ = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    }
     let containers = Containers::at(&root);
     let mut ready = ready.map(File::from);
     let mut shim = Shim {
@@ -199,6 +206,7 @@ pub fn run(args: ShimArgs) -> i32 {
         command: Vec::new(),
         rootfs: None,
         exit_code: None,
+        checker: None,
     };
     let outcome = shim.supervise(&mut ready, image);
     let code = match &outcome {
@@ -248,6 +256,8 @@ struct Shim {
     rootfs: Option<RootfsKind>,
     /// The exit code of a `--rm` container, recorded only if removing it fails.
     exit_code: Option<i32>,
+    /// The health check, when the container has one.
+    checker: Option<Checker>,
 }
 
 fn open_null(write: bool) -> Result<OwnedFd, ShimError> {
@@ -290,6 +300,11 @@ impl Shim {
         let config: ImageConfiguration = serde_json::from_slice(&config_body)
             .map_err(|source| ShimError::ImageConfig { image: record.image.clone(), source })?;
         let image_config = config.config().as_ref();
+        let image_health = serde_json::from_slice::<serde_json::Value>(&config_body)
+            .ok()
+            .and_then(|json| HealthConfig::from_image_config(&json));
+        self.checker =
+            HealthConfig::effective(image_health.as_ref(), record.options.healthcheck.as_ref()).and_then(Checker::new);
         // A signal that asks for the end is honoured between the steps of preparing.
         let go_on = || signals.terminating().map_or(Ok(()), |signal| Err(ShimError::Interrupted(signal)));
         go_on()?;
@@ -373,11 +388,82 @@ impl Shim {
             None => OciRuntime::Embedded,
             Some(path) => OciRuntime::External(PathBuf::from(path)),
         };
-        let (stdio, console) = self.stdio(&record, &runtime)?;
+        record.rootfs = Some(kind);
+        record.command = args.clone();
+        record.image_stop_signal = image_config.and_then(|c| c.stop_signal().clone());
+        go_on()?;
+        let mut restarts = Restarts::new(options.restart, record.restart_count);
+        loop {
+            let ran = Instant::now();
+            let code = self.run_once(&runtime, &mut record, ready, &signals)?;
+            let stopped = self.containers.stop_requested(&self.id);
+            let Some(delay) = restarts.next(code, ran.elapsed(), stopped) else {
+                if options.remove {
+                    // Removed in a moment: the exit is recorded only if that fails.
+                    self.exit_code = Some(code);
+                } else {
+                    record_exit(&mut record, code);
+                    self.containers.save(&record)?;
+                }
+                return Ok(code);
+            };
+            record_exit(&mut record, code);
+            record.status = Status::Restarting;
+            record.restart_count = restarts.count();
+            self.containers.save(&record)?;
+            tracing::debug!(?delay, count = restarts.count(), "restarting");
+            if !self.back_off(delay, &signals) {
+                record.status = Status::Exited;
+                self.containers.save(&record)?;
+                return Ok(code);
+            }
+            if let Some(cgroups) = &self.cgroups {
+                cgroups.remove(&record.cgroups_path()).map_err(ContainerError::from)?;
+            }
+            // Written again: the embedded runtime adapts it as it starts (see `oci`).
+            oci_spec
+                .save(&config_path)
+                .map_err(|e| io_err(format!("writing {}", config_path.display()))(io::Error::other(e)))?;
+        }
+    }
+
+    /// Waits `delay` before a restart; false when a user stopped the container meanwhile
+    /// (`berth stop` or `kill` leave a mark and wake the supervisor) or a signal asked the
+    /// supervisor to end.
+    fn back_off(&self, delay: Duration, signals: &Signals) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            if self.containers.stop_requested(&self.id) || signals.terminating().is_some() {
+                signals.discard();
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // Signals noted meanwhile were meant for a process that is gone.
+                signals.discard();
+                return true;
+            }
+            let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX);
+            let _ = poll(&mut fds, timeout);
+        }
+    }
+
+    /// Starts the container's process once, records it, waits for its end, and deletes the
+    /// runtime's state of it; returns its exit code.
+    fn run_once(
+        &mut self,
+        runtime: &OciRuntime,
+        record: &mut ContainerRecord,
+        ready: &mut Option<File>,
+        signals: &Signals,
+    ) -> Result<i32, ShimError> {
+        let paths = self.containers.paths().clone();
+        let options = record.options.clone();
+        let (stdio, console) = self.stdio(record, runtime)?;
         let bundle = paths.container(&self.id);
         let state = paths.container_runtime_state(&self.id);
         tracing::debug!("bundle written; starting the container");
-        go_on()?;
         let started = runtime.start(&self.id, &bundle, &state, stdio)?;
         tracing::debug!(pid = started.pid, "container started");
         if let Some(console) = console {
@@ -388,26 +474,29 @@ impl Shim {
         // supervisor writes the record while the container exists, so its copy is current).
         // Every replaced record is a block freed, and so a discard on file systems mounted
         // with `discard`: the writes are kept few.
-        record.rootfs = Some(kind);
-        record.command = args.clone();
         record.status = Status::Running;
         record.pid = Some(started.pid);
         record.started = Some(now());
-        self.containers.save(&record)?;
+        record.exit_code = None;
+        record.finished = None;
+        if let Some(checker) = self.checker.as_mut() {
+            checker.started();
+            record.health = Some(checker.health.clone());
+        }
+        self.containers.save(record)?;
         if let Some(mut r) = ready.take() {
             let _ = r.write_all(b"ok\n");
         }
-        let resize_runtime = options.tty && matches!(runtime, OciRuntime::External(_));
-        let code = self.wait(&started, &signals, &record, resize_runtime)?;
-        tracing::debug!(code, "container exited");
-        if options.remove {
-            // Removed in a moment: the exit is recorded only if that fails.
-            self.exit_code = Some(code);
-        } else {
-            record_exit(&mut record, code);
-            self.containers.save(&record)?;
+        if self.containers.stop_requested(&self.id) && record.restart_count > 0 {
+            // Stopped while this restart was under way: the stop's signal reached nothing.
+            if let Ok(signal) = record.stop_signal() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(started.waited), signal);
+            }
         }
-        let deleted = match &runtime {
+        let resize_runtime = options.tty && matches!(runtime, OciRuntime::External(_));
+        let code = self.wait(&started, signals, record, resize_runtime)?;
+        tracing::debug!(code, "container exited");
+        let deleted = match runtime {
             // The container's first process has ended, and with it its PID namespace and
             // every process in it: nothing is left to kill, and libcontainer's `delete` would
             // only remove the cgroups (which [`Self::finish`] does, from the hierarchies
@@ -508,7 +597,7 @@ impl Shim {
     ) -> Result<(ContainerStdio, Option<ConsoleSocket>), ShimError> {
         let options = &record.options.clone();
         if options.tty {
-            if options.interactive && !options.detach {
+            if options.interactive && !options.detach && self.saved_termios.is_none() {
                 let stdin = io::stdin();
                 self.saved_termios = termios::tcgetattr(stdin.as_fd()).ok().inspect(|saved| {
                     let mut raw = saved.clone();
@@ -575,13 +664,8 @@ impl Shim {
 
     /// Gives the container's terminal the size of the user's.
     fn resize_tty(&self) {
-        let Some(master) = &self.terminal else { return };
-        let mut size = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write one winsize through a valid pointer.
-        unsafe {
-            if nix::libc::ioctl(io::stdin().as_raw_fd(), nix::libc::TIOCGWINSZ, &mut size) == 0 {
-                nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
-            }
+        if let Some(master) = &self.terminal {
+            copy_window_size(io::stdin().as_fd(), master.as_fd());
         }
     }
 
@@ -592,7 +676,7 @@ impl Shim {
         &mut self,
         started: &Started,
         signals: &Signals,
-        record: &ContainerRecord,
+        record: &mut ContainerRecord,
         resize_runtime: bool,
     ) -> Result<i32, ShimError> {
         let target = Pid::from_raw(started.waited);
@@ -605,14 +689,22 @@ impl Shim {
         let mut exit = started.exited;
         let mut buf = vec![0u8; 32 * 1024];
         loop {
+            let probe = self.checker.as_ref().and_then(Checker::pid);
+            let (reaped, probe_ended) = supervise::reap_both(target, probe);
             if exit.is_none() {
-                exit = supervise::reap(target);
+                exit = reaped;
             }
             if let Some(code) = exit {
                 if let (Some(master), Some(out)) = (&self.terminal, out.as_mut()) {
                     relay(master.as_fd(), out, &mut buf);
                 }
                 return Ok(code);
+            }
+            if let Some(checker) = self.checker.as_mut() {
+                if checker.step(&self.containers, record, probe_ended) {
+                    record.health = Some(checker.health.clone());
+                    self.containers.save(record)?;
+                }
             }
             let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
             let stdin = io::stdin();
@@ -622,7 +714,18 @@ impl Shim {
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                 }
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            // Last, so the indices above stay: read by the next `step`.
+            if let Some(fd) = self.checker.as_ref().and_then(Checker::fd) {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            let timeout = match &self.checker {
+                Some(checker) => {
+                    let millis = checker.wake_in().as_millis().min(60_000) as i32 + 1;
+                    PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            };
+            match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::Error::EINTR) => {}
                 Err(e) => return Err(errno("waiting for the container")(e)),
             }
@@ -697,8 +800,19 @@ fn record_exit(record: &mut ContainerRecord, code: i32) {
     record.finished = Some(now());
 }
 
+/// Gives the terminal `to` the window size of the terminal `from` (when it is one).
+pub(crate) fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    let mut size = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write one winsize through a valid pointer.
+    unsafe {
+        if nix::libc::ioctl(from.as_raw_fd(), nix::libc::TIOCGWINSZ, &mut size) == 0 {
+            nix::libc::ioctl(to.as_raw_fd(), nix::libc::TIOCSWINSZ, &size);
+        }
+    }
+}
+
 /// Copies what the terminal has to `out` until it has nothing more right now.
-fn relay(master: BorrowedFd<'_>, out: &mut File, buf: &mut [u8]) {
+pub(crate) fn relay(master: BorrowedFd<'_>, out: &mut File, buf: &mut [u8]) {
     loop {
         match nix::unistd::read(master.as_raw_fd(), buf) {
             Ok(0) | Err(_) => return,

@@ -354,6 +354,15 @@ pub struct RunOptions {
     pub devices: Vec<Device>,
     /// `--privileged`.
     pub privileged: bool,
+    /// `--restart`: when the supervisor restarts the process.
+    pub restart: super::restart::RestartPolicy,
+    /// `--stop-signal`: what `berth stop` sends first (default: the image's, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `berth stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u64>,
+    /// `--health-*`: the health check's settings given, over the image's `HEALTHCHECK`
+    /// (`--no-healthcheck`: a test of `["NONE"]`).
+    pub healthcheck: Option<super::health::HealthConfig>,
     /// `--label`/`--label-file`, over the image's labels.
     pub labels: std::collections::BTreeMap<String, String>,
     /// `--add-host`: lines added to `/etc/hosts`.

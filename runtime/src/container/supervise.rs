@@ -87,6 +87,16 @@ impl Signals {
         TERMINATING.into_iter().find(|sig| PENDING[*sig as usize].load(Ordering::SeqCst))
     }
 
+    /// Empties the pipe and forgets every pending signal (they were meant for a process
+    /// that is gone: a supervisor waiting to restart its container).
+    pub fn discard(&self) {
+        let mut drain = [0u8; 64];
+        while nix::unistd::read(self.wake.as_raw_fd(), &mut drain).is_ok_and(|n| n > 0) {}
+        for flag in &PENDING {
+            flag.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// Empties the pipe and sends every pending forwarded signal to `target`.
     pub fn forward(&self, target: Pid) -> Noted {
         let mut drain = [0u8; 64];
@@ -128,13 +138,24 @@ pub fn become_subreaper() -> io::Result<()> {
 
 /// Reaps every ended child; returns the exit code when `target` was among them.
 pub fn reap(target: Pid) -> Option<i32> {
-    let mut code = None;
+    reap_both(target, None).0
+}
+
+/// Reaps every ended child; returns the exit codes of `target` and of `other` (a health
+/// check's process) when they were among them.
+pub fn reap_both(target: Pid, other: Option<Pid>) -> (Option<i32>, Option<i32>) {
+    let (mut code, mut other_code) = (None, None);
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, status)) if pid == target => code = Some(status),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == target => code = Some(128 + sig as i32),
-            Ok(WaitStatus::StillAlive) | Err(_) => return code,
-            Ok(_) => {}
+        let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, status)) => (pid, status),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return (code, other_code),
+            Ok(_) => continue,
+        };
+        if pid == target {
+            code = Some(status);
+        } else if Some(pid) == other {
+            other_code = Some(status);
         }
     }
 }
