@@ -6,8 +6,9 @@
 //! prints, as `docker compose` does for keys it ignores), or refused with a message that says
 //! what berth's runtime lacks: nothing is silently dropped. A service joins one network of
 //! the project (`<project>_default` unless it names another) under its service name and
-//! aliases, and publishes ports there; named volumes, health checks and restart policies come
-//! with the runtime's later work.
+//! aliases, and publishes ports there. Named volumes are the runtime's volumes
+//! `<project>_<key>` (or their `name:`); health checks and restart policies come with the
+//! runtime's later work.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -75,8 +76,21 @@ pub struct Plan {
     pub services: Vec<ServicePlan>,
     /// The networks they join.
     pub networks: Vec<NetworkPlan>,
+    /// The named volumes they mount.
+    pub volumes: Vec<VolumePlan>,
     /// Keys that are not applied, for the caller to print.
     pub warnings: Vec<String>,
+}
+
+/// A named volume of the project that a service mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumePlan {
+    /// Its key under the top-level `volumes:`.
+    pub key: String,
+    /// Its name for the runtime (`<project>_<key>`, or `name:`).
+    pub name: String,
+    /// Made elsewhere: it must exist, and `down -v` leaves it.
+    pub external: bool,
 }
 
 /// Why a project cannot be run (yet).
@@ -164,17 +178,40 @@ pub fn plan(project: &Project, selected: &[String]) -> Result<Plan, PlanError> {
     let roots: Vec<String> = if selected.is_empty() { all.keys().cloned().collect() } else { selected.to_vec() };
     let order = start_order(&all, &roots)?;
     let declared = project.model.get("networks").and_then(Value::as_object).cloned().unwrap_or_default();
+    let declared_volumes = project_volumes(project);
     let mut warnings = Vec::new();
     let mut services = Vec::new();
     let mut networks: Vec<NetworkPlan> = Vec::new();
+    let mut volumes: Vec<VolumePlan> = Vec::new();
     for name in order {
         let (service, network) = service_plan(&project.name, &name, &all[&name], &declared, &mut warnings)?;
         if let Some(n) = network.filter(|n| !networks.contains(n)) {
             networks.push(n);
         }
+        for v in all[&name].get("volumes").and_then(Value::as_array).into_iter().flatten() {
+            let Some(source) = named_source(v) else { continue };
+            let Some(plan) = declared_volumes.iter().find(|d| d.key == source) else {
+                return Err(PlanError::Invalid {
+                    service: name.clone(),
+                    key: "volumes".into(),
+                    message: format!("volume {source:?} is not declared under the top-level volumes:"),
+                });
+            };
+            if !volumes.contains(plan) {
+                check_volume(project, &name, source, &mut warnings)?;
+                volumes.push(plan.clone());
+            }
+        }
         services.push(service);
     }
-    Ok(Plan { project: project.name.clone(), services, networks, warnings })
+    for service in &mut services {
+        for v in service.options.volumes.iter_mut() {
+            if let Some(key) = v.name.clone() {
+                v.name = volumes.iter().find(|p| p.key == key).map(|p| p.name.clone());
+            }
+        }
+    }
+    Ok(Plan { project: project.name.clone(), services, networks, volumes, warnings })
 }
 
 fn deps(service: &Value) -> Vec<String> {
@@ -451,26 +488,64 @@ fn service_plan(
     Ok((plan, network_plan))
 }
 
-/// Bind mounts and tmpfs mounts; named and anonymous volumes need the runtime's volumes.
+/// Refuses what a berth volume cannot be: another driver, driver options.
+fn check_volume(project: &Project, service: &str, key: &str, warnings: &mut Vec<String>) -> Result<(), PlanError> {
+    let def = project.model.get("volumes").and_then(|v| v.get(key)).cloned().unwrap_or(Value::Null);
+    for k in def.as_object().into_iter().flat_map(|d| d.keys()) {
+        match k.as_str() {
+            "name" | "external" => {}
+            "driver" if def[k] == "local" => {}
+            "labels" => warnings
+                .push(format!("volumes.{key}.labels is not applied: berth's volume keeps compose's labels only")),
+            _ if k.starts_with("x-") => {}
+            _ => {
+                return Err(unsupported(
+                    service,
+                    &format!("volumes ({key})"),
+                    &format!("volume option {k} is not supported: berth's volumes are local folders"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key of the named volume a service's `volumes` entry mounts, if it mounts one.
+fn named_source(v: &Value) -> Option<&str> {
+    if v.get("type").and_then(Value::as_str) != Some("volume") {
+        return None;
+    }
+    v.get("source").and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Bind mounts, tmpfs mounts and volumes. A named volume's `name` is its key here;
+/// [`plan`] replaces it with the runtime's name (`<project>_<key>`).
 fn mounts(name: &str, map: &serde_json::Map<String, Value>) -> Result<(Vec<Volume>, Vec<Tmpfs>), PlanError> {
     let (mut volumes, mut tmpfs) = (Vec::new(), Vec::new());
     for (i, v) in map.get("volumes").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let target = v.get("target").and_then(Value::as_str).unwrap_or_default().to_string();
+        let read_only = v.get("read_only") == Some(&Value::Bool(true));
         match v.get("type").and_then(Value::as_str) {
             Some("bind") => volumes.push(Volume::bind(
                 PathBuf::from(v.get("source").and_then(Value::as_str).unwrap_or_default()),
                 target,
-                v.get("read_only") == Some(&Value::Bool(true)),
+                read_only,
             )),
             Some("tmpfs") => tmpfs.push(Tmpfs { path: target, options: Vec::new() }),
+            Some("volume") => volumes.push(Volume {
+                container: target,
+                read_only,
+                name: named_source(v).map(String::from),
+                anonymous: named_source(v).is_none(),
+                no_copy: v.get("volume").and_then(|o| o.get("nocopy")) == Some(&Value::Bool(true)),
+                long_syntax: true,
+                ..Volume::default()
+            }),
             other => {
                 return Err(unsupported(
                     name,
                     &format!("volumes.{i}"),
-                    &format!(
-                        "{} volumes are not supported by berth's runtime yet: use a bind mount (./dir:{target})",
-                        other.unwrap_or("named")
-                    ),
+                    &format!("{} mounts are not supported by berth's runtime", other.unwrap_or("untyped")),
                 ))
             }
         }
@@ -520,6 +595,23 @@ pub fn project_networks(project: &Project) -> Vec<NetworkPlan> {
         .iter()
         .map(|(key, def)| NetworkPlan {
             name: def.get("name").and_then(Value::as_str).unwrap_or(key).to_string(),
+            external: def.get("external").is_some_and(|e| e == &Value::Bool(true) || e.is_object()),
+        })
+        .collect()
+}
+
+/// The project's named volumes (as the normalizer left them: `name` set).
+pub fn project_volumes(project: &Project) -> Vec<VolumePlan> {
+    let declared = project.model.get("volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+    declared
+        .iter()
+        .map(|(key, def)| VolumePlan {
+            key: key.clone(),
+            name: def
+                .get("name")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| format!("{}_{key}", project.name)),
             external: def.get("external").is_some_and(|e| e == &Value::Bool(true) || e.is_object()),
         })
         .collect()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use runtime::container::RunOptions;
 
-use crate::plan::{Condition, Member, NetworkPlan, Plan, ServicePlan};
+use crate::plan::{Condition, Member, NetworkPlan, Plan, ServicePlan, VolumePlan};
 
 /// A container the engine knows, by name.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,12 @@ pub trait Engine {
     fn network_exists(&self, name: &str) -> Result<bool, EngineError>;
     /// Removes network `name`.
     fn remove_network(&self, name: &str) -> Result<(), EngineError>;
+    /// Makes volume `name` with `labels` unless it exists; true when it was made.
+    fn ensure_volume(&self, name: &str, labels: &[(&str, &str)]) -> Result<bool, EngineError>;
+    /// Whether volume `name` exists.
+    fn volume_exists(&self, name: &str) -> Result<bool, EngineError>;
+    /// Removes volume `name`.
+    fn remove_volume(&self, name: &str) -> Result<(), EngineError>;
 }
 
 /// A failure of the engine, in its words.
@@ -70,6 +76,9 @@ pub enum UpError {
     /// An external network does not exist.
     #[error("network {0} is declared external but does not exist: create it first (berth network create {0})")]
     MissingExternal(String),
+    /// An external volume does not exist.
+    #[error("volume {0} is declared external but does not exist: create it first (berth volume create {0})")]
+    MissingExternalVolume(String),
     /// A dependency that had to complete successfully did not.
     #[error(
         "service {service} depends on {dependency} completing successfully, but {dependency} exited with status {code}"
@@ -105,6 +114,20 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
             say(format!("Network {}  Created", network.name));
         }
     }
+    for volume in plan.volumes.iter().filter(|v| v.external) {
+        if !engine_.volume_exists(&volume.name).map_err(engine("cannot read volume", &volume.name))? {
+            return Err(UpError::MissingExternalVolume(volume.name.clone()));
+        }
+    }
+    for volume in &plan.volumes {
+        if !volume.external {
+            let labels =
+                [("com.docker.compose.project", plan.project.as_str()), ("com.docker.compose.volume", &volume.key)];
+            if engine_.ensure_volume(&volume.name, &labels).map_err(engine("cannot create volume", &volume.name))? {
+                say(format!("Volume {}  Created", volume.name));
+            }
+        }
+    }
     let by_name = crate::plan::by_name(plan);
     for service in &plan.services {
         for (dep, condition) in &service.depends_on {
@@ -133,7 +156,7 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
             options.name = Some(name.clone());
             let wanted = (service.image.clone(), options.clone());
             match existing.iter().find(|e| e.name == name) {
-                Some(e) if e.running && e.config.as_ref().is_none_or(|c| *c == wanted) => {
+                Some(e) if e.running && e.config.as_ref().is_none_or(|c| same_config(c, &wanted)) => {
                     say(format!("Container {name}  Running"));
                     continue;
                 }
@@ -153,6 +176,22 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
         }
     }
     Ok(())
+}
+
+/// Whether a container made with `made` is what `wanted` asks for. The runtime fills in
+/// what it makes: a volume's folder, an anonymous volume's name; those are not compared.
+fn same_config(made: &(String, RunOptions), wanted: &(String, RunOptions)) -> bool {
+    let plain = |(image, options): &(String, RunOptions)| {
+        let mut options = options.clone();
+        for v in options.volumes.iter_mut().filter(|v| v.is_volume()) {
+            v.host = Default::default();
+            if v.anonymous {
+                v.name = None;
+            }
+        }
+        (image.clone(), options)
+    };
+    plain(made) == plain(wanted)
 }
 
 /// The project's containers that exist, service by service in reverse start order (those
@@ -203,12 +242,14 @@ pub fn rm(engine_: &dyn Engine, project: &str, members: &[Member], say: &mut dyn
 }
 
 /// Stops and removes the project's containers, then its networks that are not external:
-/// exactly what `up` made.
+/// exactly what `up` made; with `volumes` (`down -v`), its named volumes that are not
+/// external too.
 pub fn down(
     engine_: &dyn Engine,
     project: &str,
     members: &[Member],
     networks: &[NetworkPlan],
+    volumes: &[VolumePlan],
     say: &mut dyn FnMut(String),
 ) -> Result<(), UpError> {
     stop(engine_, project, members, say)?;
@@ -217,6 +258,12 @@ pub fn down(
         if engine_.network_exists(&network.name).map_err(engine("cannot read network", &network.name))? {
             engine_.remove_network(&network.name).map_err(engine("cannot remove network", &network.name))?;
             say(format!("Network {}  Removed", network.name));
+        }
+    }
+    for volume in volumes.iter().filter(|v| !v.external) {
+        if engine_.volume_exists(&volume.name).map_err(engine("cannot read volume", &volume.name))? {
+            engine_.remove_volume(&volume.name).map_err(engine("cannot remove volume", &volume.name))?;
+            say(format!("Volume {}  Removed", volume.name));
         }
     }
     Ok(())
@@ -235,6 +282,7 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         networks: RefCell<Vec<String>>,
+        volumes: RefCell<Vec<String>>,
         containers: RefCell<Vec<Existing>>,
         calls: RefCell<Vec<String>>,
         exit_codes: Vec<(String, i32)>,
@@ -251,7 +299,13 @@ mod tests {
         fn start(&self, name: &str, image: &str, options: &RunOptions) -> Result<(), EngineError> {
             assert_eq!(options.name.as_deref(), Some(name));
             self.calls.borrow_mut().push(format!("start {name} {image}"));
-            let config = Some((image.to_string(), options.clone()));
+            // As the runtime does, record the volumes' folders and anonymous names.
+            let mut options = options.clone();
+            for v in options.volumes.iter_mut().filter(|v| v.is_volume()) {
+                let volume = v.name.get_or_insert_with(|| "0123abcd".into());
+                v.host = format!("/volumes/{volume}/_data").into();
+            }
+            let config = Some((image.to_string(), options));
             self.containers.borrow_mut().push(Existing { name: name.into(), running: true, exit_code: None, config });
             Ok(())
         }
@@ -285,6 +339,22 @@ mod tests {
         fn remove_network(&self, name: &str) -> Result<(), EngineError> {
             self.calls.borrow_mut().push(format!("remove network {name}"));
             self.networks.borrow_mut().retain(|n| n != name);
+            Ok(())
+        }
+        fn ensure_volume(&self, name: &str, labels: &[(&str, &str)]) -> Result<bool, EngineError> {
+            if self.volumes.borrow().iter().any(|n| n == name) {
+                return Ok(false);
+            }
+            self.calls.borrow_mut().push(format!("volume {name} {labels:?}"));
+            self.volumes.borrow_mut().push(name.into());
+            Ok(true)
+        }
+        fn volume_exists(&self, name: &str) -> Result<bool, EngineError> {
+            Ok(self.volumes.borrow().iter().any(|n| n == name))
+        }
+        fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+            self.calls.borrow_mut().push(format!("remove volume {name}"));
+            self.volumes.borrow_mut().retain(|n| n != name);
             Ok(())
         }
     }
@@ -353,7 +423,7 @@ mod tests {
 
         fake.calls.borrow_mut().clear();
         let members = crate::plan::members(&three_tier()).unwrap();
-        down(&fake, "demo", &members, &crate::plan::project_networks(&three_tier()), &mut |_| {}).unwrap();
+        down(&fake, "demo", &members, &crate::plan::project_networks(&three_tier()), &[], &mut |_| {}).unwrap();
         let left: Vec<String> = fake.containers.borrow().iter().map(|c| c.name.clone()).collect();
         assert_eq!(left, ["other-web-1", "demo-webby"], "down touched only the project's containers");
         let calls = fake.calls.borrow();
@@ -398,9 +468,55 @@ mod tests {
             fake.calls.borrow().iter().position(|c| c == "network demo_default")
                 < fake.calls.borrow().iter().position(|c| c.starts_with("start"))
         );
-        down(&fake, "demo", &crate::plan::members(&p).unwrap(), &crate::plan::project_networks(&p), &mut |_| {})
+        down(&fake, "demo", &crate::plan::members(&p).unwrap(), &crate::plan::project_networks(&p), &[], &mut |_| {})
             .unwrap();
         assert_eq!(*fake.networks.borrow(), ["shared"], "down removes the project's network, not the external one");
+    }
+
+    #[test]
+    fn named_volumes_are_made_by_up_and_removed_by_down_v_only() {
+        let model = json!({
+            "name": "demo",
+            "services": {
+                "a": {"image": "x", "network_mode": "none", "volumes": [
+                    {"type": "volume", "source": "data", "target": "/data", "volume": {}},
+                    {"type": "volume", "source": "cache", "target": "/cache", "read_only": true, "volume": {}},
+                    {"type": "volume", "target": "/anon", "volume": {}}]},
+                "b": {"image": "x", "network_mode": "none", "volumes": [{"type": "volume", "source": "data", "target": "/d"}]},
+            },
+            "volumes": {"data": {"name": "demo_data"}, "cache": {"name": "cache", "external": true}},
+        });
+        let p = Project { name: "demo".into(), directory: "/p".into(), files: vec![], env: Default::default(), model };
+        let plan = plan(&p, &[]).unwrap();
+        let a = &plan.services[0].options.volumes;
+        assert_eq!((a[0].name.as_deref(), a[0].container.as_str()), (Some("demo_data"), "/data"));
+        assert_eq!((a[1].name.as_deref(), a[1].read_only), (Some("cache"), true));
+        assert!(a[2].anonymous && a[2].name.is_none());
+        assert_eq!(plan.services[1].options.volumes[0].name.as_deref(), Some("demo_data"));
+
+        let fake = Fake::default();
+        let err = up(&fake, &plan, false, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, UpError::MissingExternalVolume(ref n) if n == "cache"), "{err}");
+        assert!(fake.volumes.borrow().is_empty(), "nothing is made when an external volume is missing");
+        fake.volumes.borrow_mut().push("cache".into());
+        up(&fake, &plan, false, &mut |_| {}).unwrap();
+        let made =
+            r#"volume demo_data [("com.docker.compose.project", "demo"), ("com.docker.compose.volume", "data")]"#;
+        assert!(fake.calls.borrow().iter().any(|c| c == made), "{:?}", fake.calls.borrow());
+        fake.calls.borrow_mut().clear();
+        up(&fake, &plan, false, &mut |_| {}).unwrap();
+        assert!(fake.calls.borrow().iter().all(|c| !c.starts_with("start")), "{:?}", fake.calls.borrow());
+
+        let (members, networks) = (crate::plan::members(&p).unwrap(), crate::plan::project_networks(&p));
+        down(&fake, "demo", &members, &networks, &[], &mut |_| {}).unwrap();
+        assert_eq!(*fake.volumes.borrow(), ["cache", "demo_data"], "down keeps the volumes");
+        down(&fake, "demo", &members, &networks, &crate::plan::project_volumes(&p), &mut |_| {}).unwrap();
+        assert_eq!(*fake.volumes.borrow(), ["cache"], "down -v removes the project's volumes, not the external one");
+
+        let mut nfs = p.clone();
+        nfs.model["volumes"]["data"]["driver"] = json!("nfs");
+        let err = crate::plan::plan(&nfs, &[]).unwrap_err().to_string();
+        assert!(err.contains("services.a.volumes (data): volume option driver"), "{err}");
     }
 
     #[test]
@@ -425,7 +541,7 @@ mod tests {
             ),
             (
                 json!({"a": {"image": "x", "network_mode": "host", "volumes": [{"type": "volume", "source": "v", "target": "/v"}]}}),
-                "services.a.volumes.0: volume volumes",
+                "services.a.volumes: volume \"v\" is not declared",
             ),
             (json!({"a": {"image": "x", "network_mode": "host", "restart": "always"}}), "services.a.restart"),
             (

@@ -2,7 +2,9 @@
 //! image is pushed (by skopeo) to berth's own registry and pulled by `up` into a temporary
 //! store. The project has a one-shot service that the others wait for
 //! (`service_completed_successfully`), a service of two replicas on the project network
-//! (made by `up`, removed by `down`), and a bind mount they share.
+//! (made by `up`, removed by `down`), a bind mount they share, and a named volume
+//! (`e2e_data`, made by `up`) that init writes and the replicas read: `down` keeps it,
+//! `down -v` removes it.
 //! `down` must remove exactly the project's containers: a container of another name in the
 //! same store stays.
 //!
@@ -93,10 +95,10 @@ async fn compose_up_runs_services_in_order_and_down_removes_exactly_them() -> Re
 services:
   app:
     image: {reference}
-    command: ["sh", "-c", "cat /shared/marker; echo greeting=$$GREETING; sleep 600"]
+    command: ["sh", "-c", "cat /shared/marker /data/note; echo greeting=$$GREETING; sleep 600"]
     environment:
       GREETING: ${{GREETING:-hello}}
-    volumes: ["./shared:/shared:ro"]
+    volumes: ["./shared:/shared:ro", "data:/data:ro"]
     depends_on:
       init:
         condition: service_completed_successfully
@@ -105,8 +107,10 @@ services:
   init:
     image: {reference}
     network_mode: none
-    command: ["sh", "-c", "echo marker-written > /shared/marker"]
-    volumes: ["./shared:/shared"]
+    command: ["sh", "-c", "echo marker-written > /shared/marker && echo volume-shared > /data/note"]
+    volumes: ["./shared:/shared", "data:/data"]
+volumes:
+  data: {{}}
 "#
         ),
     )?;
@@ -132,7 +136,7 @@ services:
     loop {
         let logs = berth_ok(root.path(), dir, &["compose", "logs", "app"]).await?;
         let complete = ["e2e-app-1", "e2e-app-2"].iter().all(|c| {
-            logs.contains(&format!("{c}  | marker-written")) && logs.contains(&format!("{c}  | greeting=hello"))
+            ["marker-written", "volume-shared", "greeting=hello"].iter().all(|l| logs.contains(&format!("{c}  | {l}")))
         });
         if complete {
             break;
@@ -152,6 +156,12 @@ services:
     berth_ok(root.path(), dir, &["compose", "down"]).await?;
     assert_eq!(names(root.path())?, ["e2e-bystander"], "down must remove the project's containers and only them");
     assert!(!networks(root.path())?.contains(&"e2e_default".to_string()), "down removes the project network");
+    let volumes = runtime::volumes::Volumes::at(root.path());
+    let data = volumes.get("e2e_data").context("down must keep the project's named volume")?;
+    assert_eq!(data.labels.get("com.docker.compose.volume").map(String::as_str), Some("data"));
+    assert_eq!(std::fs::read_to_string(volumes.data("e2e_data").join("note"))?, "volume-shared\n");
+    berth_ok(root.path(), dir, &["compose", "down", "-v"]).await?;
+    assert!(volumes.get("e2e_data").is_err(), "down -v removes the project's named volume");
 
     // What berth cannot run yet is refused by name, before anything starts.
     std::fs::write(

@@ -263,6 +263,8 @@ async fn check_flags(root: &Root, runtime: Option<&str>) -> Result<()> {
         env_file.to_str().context("not UTF-8")?,
         "--add-host",
         "db.example:10.9.8.7",
+        "--add-host",
+        "gw.example:host-gateway",
         "--dns",
         "10.0.0.53",
         "--dns-search",
@@ -274,12 +276,16 @@ async fn check_flags(root: &Root, runtime: Option<&str>) -> Result<()> {
         "--ulimit",
         "nproc=77",
     ];
-    let script = "echo \"$FROM_FILE\"; busybox grep db.example /etc/hosts; cat /etc/resolv.conf; ulimit -n; ulimit -Hn; ulimit -u";
+    let script = "echo \"$FROM_FILE\"; busybox grep -e db.example -e gw.example /etc/hosts; cat /etc/resolv.conf; ulimit -n; ulimit -Hn; ulimit -u";
     let (code, out, err) = root.run(runtime, &flags, &["sh", "-c", script]).await?;
     ensure!(code == 0, "{rt}: {code} {err}");
     let lines: Vec<&str> = out.lines().collect();
     ensure!(lines.first() == Some(&"env file"), "{rt}: --env-file: {out:?}");
     ensure!(lines.contains(&"10.9.8.7\tdb.example"), "{rt}: --add-host: {out:?}");
+    // host-gateway is the host's address on the default bridge, as Docker's default.
+    let bridge = runtime::network::Networks::at(root.dir.path()).get(runtime::network::DEFAULT_NETWORK)?;
+    let gw = format!("{}\tgw.example", bridge.gateway);
+    ensure!(lines.contains(&gw.as_str()), "{rt}: --add-host gw.example:host-gateway: {out:?}");
     for want in ["nameserver 10.0.0.53", "search example.test", "options ndots:3"] {
         ensure!(lines.contains(&want), "{rt}: resolv.conf lacks {want:?}: {out:?}");
     }
@@ -292,7 +298,8 @@ async fn check_flags(root: &Root, runtime: Option<&str>) -> Result<()> {
     ensure!(none.is_empty(), "{rt}: ps --filter label=tier=db gave {none:?}");
     let labels = &shown[0]["Config"]["Labels"];
     ensure!(labels == &json!({"tier": "web", "from.file": "yes", "from": "image"}), "{rt}: labels {labels}");
-    ensure!(shown[0]["HostConfig"]["ExtraHosts"] == json!(["db.example:10.9.8.7"]), "{rt}: {shown}");
+    // (Docker shows gw.example:host-gateway here; berth shows the address it resolved.)
+    ensure!(shown[0]["HostConfig"]["ExtraHosts"][0] == json!("db.example:10.9.8.7"), "{rt}: {shown}");
     root.berth_ok(&["rm", "-v", &name]).await?;
 
     // --init: PID 1 is tini, which reaps an orphan that exits (no zombie is left) ...

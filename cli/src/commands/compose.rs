@@ -43,8 +43,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Create and start the services' containers, dependencies first.
     Up(UpArgs),
-    /// Stop and remove the project's containers.
-    Down,
+    /// Stop and remove the project's containers and networks.
+    Down(DownArgs),
     /// List the project's containers.
     Ps,
     /// Print the output of the project's containers, each line prefixed by its container.
@@ -71,6 +71,14 @@ pub struct UpArgs {
     pub build: bool,
     /// Only these services (and those they depend on).
     pub services: Vec<String>,
+}
+
+/// Flags of `berth compose down`.
+#[derive(clap::Args, Debug)]
+pub struct DownArgs {
+    /// Remove the project's named volumes too (not the external ones).
+    #[arg(long, short = 'v')]
+    pub volumes: bool,
 }
 
 /// The services a command applies to.
@@ -123,9 +131,10 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
             compose::up::up(&engine, &plan, up.build, say)?;
             Ok(())
         }
-        Command::Down => {
+        Command::Down(down) => {
             let networks = compose::plan::project_networks(&project);
-            Ok(compose::up::down(&engine, &project.name, &members()?, &networks, say)?)
+            let volumes = if down.volumes { compose::plan::project_volumes(&project) } else { Vec::new() };
+            Ok(compose::up::down(&engine, &project.name, &members()?, &networks, &volumes, say)?)
         }
         Command::Stop => Ok(compose::up::stop(&engine, &project.name, &members()?, say)?),
         Command::Rm => Ok(compose::up::rm(&engine, &project.name, &members()?, say)?),

@@ -1,7 +1,8 @@
 //! `compose::up::Engine` over berth's image store and embedded runtime: images are pulled
 //! (as `berth run` pulls them) or built by `berth build` in a child process, containers are
 //! recorded and handed to a detached supervisor as `berth run -d` does, and the project's
-//! networks are berth networks (`runtime::network`).
+//! networks are berth networks (`runtime::network`) and its named volumes berth volumes
+//! (`runtime::volumes`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,6 +11,7 @@ use compose::plan::ServicePlan;
 use compose::up::{Engine, EngineError, Existing};
 use runtime::container::{shim, Containers, RunOptions, Status};
 use runtime::network::Networks;
+use runtime::volumes::{VolumeError, Volumes};
 use serde_json::Value;
 
 /// The engine of `berth compose` on the store at `root`.
@@ -135,5 +137,25 @@ impl Engine for BerthEngine {
 
     fn remove_network(&self, name: &str) -> Result<(), EngineError> {
         Networks::at(&self.root).remove(name, &self.containers()).map(|_| ()).map_err(fail)
+    }
+
+    fn ensure_volume(&self, name: &str, labels: &[(&str, &str)]) -> Result<bool, EngineError> {
+        if self.volume_exists(name)? {
+            return Ok(false);
+        }
+        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Volumes::at(&self.root).create(Some(name), labels).map(|_| true).map_err(fail)
+    }
+
+    fn volume_exists(&self, name: &str) -> Result<bool, EngineError> {
+        match Volumes::at(&self.root).get(name) {
+            Ok(_) => Ok(true),
+            Err(VolumeError::NotFound(_)) => Ok(false),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        Volumes::at(&self.root).remove(name).map(|_| ()).map_err(fail)
     }
 }

@@ -5,6 +5,7 @@
 //! `container-shim` subcommand that supervisor runs as.
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -317,13 +318,16 @@ fn parse_label(text: &str) -> Result<(String, String)> {
 }
 
 /// `--add-host NAME:IP` (the address may be IPv6: the name ends at the first colon).
-fn parse_extra_host(text: &str) -> Result<ExtraHost> {
+/// `NAME:host-gateway` is `host_gateway()`: as with Docker's default `host-gateway-ip`, the
+/// host's address on the default bridge network, whatever network the container is on.
+fn parse_extra_host(text: &str, host_gateway: &dyn Fn() -> Result<IpAddr>) -> Result<ExtraHost> {
     let (name, ip) = text.split_once([':', '=']).ok_or_else(|| anyhow!("invalid --add-host {text:?}: use NAME:IP"))?;
-    if ip == "host-gateway" {
-        bail!("invalid --add-host {text:?}: host-gateway is not supported yet; give the address");
-    }
-    let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    let ip = ip.parse().map_err(|_| anyhow!("invalid --add-host {text:?}: {ip:?} is not an IP address"))?;
+    let ip = if ip == "host-gateway" {
+        host_gateway().with_context(|| format!("--add-host {text}: cannot find the default bridge's gateway"))?
+    } else {
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        ip.parse().map_err(|_| anyhow!("invalid --add-host {text:?}: {ip:?} is not an IP address"))?
+    };
     if name.is_empty() || name.chars().any(|c| c.is_whitespace()) {
         bail!("invalid --add-host {text:?}: the host name is empty or has spaces");
     }
@@ -437,7 +441,7 @@ fn resolve_runtime(name: Option<&str>, path_var: Option<&str>) -> Result<Option<
 }
 
 /// Turns the flags into options, reading env files and the environment as Docker does.
-pub fn options(args: &Args) -> Result<RunOptions> {
+pub fn options(args: &Args, host_gateway: &dyn Fn() -> Result<IpAddr>) -> Result<RunOptions> {
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
     for file in &args.env_file {
@@ -539,7 +543,7 @@ pub fn options(args: &Args) -> Result<RunOptions> {
         remove: args.rm,
         runtime: resolve_runtime(args.runtime.as_deref(), std::env::var("PATH").ok().as_deref())?,
         labels,
-        extra_hosts: args.add_hosts.iter().map(|h| parse_extra_host(h)).collect::<Result<Vec<_>>>()?,
+        extra_hosts: args.add_hosts.iter().map(|h| parse_extra_host(h, host_gateway)).collect::<Result<Vec<_>>>()?,
         dns,
         dns_search: args.dns_search.clone(),
         dns_options: args.dns_options.clone(),
@@ -626,7 +630,11 @@ pub fn run(root: &Path, args: Args) -> ExitCode {
 fn start(root: &Path, args: Args) -> Result<i32> {
     super::init_logging();
     tracing::debug!("berth run");
-    let mut options = options(&args)?;
+    let host_gateway = || -> Result<IpAddr> {
+        let def = runtime::network::Networks::at(root).get(runtime::network::DEFAULT_NETWORK)?;
+        Ok(def.gateway.into())
+    };
+    let mut options = options(&args, &host_gateway)?;
     check_network(root, &options)?;
     let store = super::open_store(root)?;
     let image = find_or_pull(&store, &args.image, args.plain_http)?;
@@ -739,11 +747,13 @@ mod tests {
         assert_eq!(parse_label("a=b=c").unwrap(), ("a".into(), "b=c".into()));
         assert_eq!(parse_label("flag").unwrap(), ("flag".into(), String::new()));
         assert!(parse_label("=x").is_err());
-        let h = parse_extra_host("db:10.0.0.2").unwrap();
+        let gateway = || -> Result<IpAddr> { Ok("10.77.0.1".parse()?) };
+        let h = parse_extra_host("db:10.0.0.2", &gateway).unwrap();
         assert_eq!((h.name.as_str(), h.ip.to_string()), ("db", "10.0.0.2".to_string()));
-        assert_eq!(parse_extra_host("v6:fd00::1").unwrap().ip.to_string(), "fd00::1");
-        assert!(parse_extra_host("db").is_err() && parse_extra_host("db:nope").is_err());
-        assert!(parse_extra_host("gw:host-gateway").unwrap_err().to_string().contains("not supported"));
+        assert_eq!(parse_extra_host("v6:fd00::1", &gateway).unwrap().ip.to_string(), "fd00::1");
+        assert!(parse_extra_host("db", &gateway).is_err() && parse_extra_host("db:nope", &gateway).is_err());
+        let h = parse_extra_host("gw:host-gateway", &gateway).unwrap();
+        assert_eq!((h.name.as_str(), h.ip.to_string()), ("gw", "10.77.0.1".to_string()));
         let u = parse_ulimit("nofile=1024:2048").unwrap();
         assert_eq!((u.name.as_str(), u.soft, u.hard), ("nofile", 1024, 2048));
         assert_eq!(parse_ulimit("core=-1").unwrap().hard, u64::MAX);
