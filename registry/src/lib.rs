@@ -161,9 +161,6 @@ pub async fn serve_on(
     let state = state(config).await?;
     let purge = spawn_upload_purge(&state);
     let collect = gc::schedule::spawn(state.store.storage().clone(), &state.config, state.metrics.clone());
-    if state.config.ui.enabled {
-        state.hub.warm(&state.store);
-    }
     let addr = listener.local_addr()?;
     let app = api::router(state);
     let result = match &tls {

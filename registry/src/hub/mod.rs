@@ -134,16 +134,6 @@ impl Hub {
         self.names.lock().unwrap_or_else(PoisonError::into_inner).0.is_some()
     }
 
-    /// Reads the repository names in the background, so the first page does not wait for it.
-    pub fn warm(self: &Arc<Self>, store: &Arc<Store>) {
-        let (hub, store) = (self.clone(), store.clone());
-        tokio::spawn(async move {
-            if let Err(e) = hub.repository_names(&store).await {
-                tracing::warn!(error = %shared::error_chain(&e), "listing repositories failed");
-            }
-        });
-    }
-
     /// Tag count, size and last push of `repo`: computing them reads every tag link and
     /// revision, so they are kept for [`NAMES_TTL`] too (a push or a deletion here drops them).
     pub(crate) async fn summary(&self, store: &Store, repo: &RepoName) -> StoreResult<RepoSummary> {
