@@ -368,7 +368,26 @@ async fn abandoned_uploads_are_purged() {
 }
 
 /// `berth_storage_requests_total` from a replica's `/metrics`, by operation.
+/// The storage requests `/metrics` has counted so far, less those of the scrapes themselves:
+/// a scrape reads the collector's run history (a listing) before it renders the counts, so
+/// each scrape adds the same cost. That cost is measured by two scrapes in a row, with nothing
+/// else going on, and taken away once for every scrape of `base` so far.
 async fn storage_requests(base: &str) -> std::collections::BTreeMap<String, u64> {
+    static SCRAPES: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let first = scrape_storage_requests(base).await;
+    let second = scrape_storage_requests(base).await;
+    let cost = diff(&second, &first);
+    let scrapes = {
+        let mut all = SCRAPES.lock().unwrap();
+        let n = all.entry(base.to_string()).or_insert(0);
+        *n += 2;
+        *n
+    };
+    second.iter().map(|(k, v)| (k.clone(), v - scrapes * cost.get(k).copied().unwrap_or(0))).collect()
+}
+
+async fn scrape_storage_requests(base: &str) -> std::collections::BTreeMap<String, u64> {
     let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     text.lines()
         .filter_map(|l| l.strip_prefix("berth_storage_requests_total{operation=\""))
