@@ -181,7 +181,7 @@ fn container_config(record: &ContainerRecord, image: &Value) -> Value {
     for v in o.volumes.iter().filter(|v| v.anonymous && !v.long_syntax) {
         volumes.insert(v.container.clone(), json!({}));
     }
-    json!({
+    let mut config = json!({
         "Hostname": o.hostname.clone().unwrap_or_else(|| record.short_id().to_string()),
         "User": o.user.clone().or_else(|| non_empty(&image["User"])).unwrap_or_default(),
         "Env": env,
@@ -193,9 +193,15 @@ fn container_config(record: &ContainerRecord, image: &Value) -> Value {
         "Labels": o.labels,
         "Tty": o.tty,
         "OpenStdin": o.interactive,
-        "StopSignal": o.stop_signal.clone().or_else(|| record.image_stop_signal.clone()),
-        "StopTimeout": o.stop_timeout,
-    })
+    });
+    // Docker shows these two only when the run or the image sets them.
+    if let Some(signal) = o.stop_signal.clone().or_else(|| record.image_stop_signal.clone()) {
+        config["StopSignal"] = json!(signal);
+    }
+    if let Some(timeout) = o.stop_timeout {
+        config["StopTimeout"] = json!(timeout);
+    }
+    config
 }
 
 /// `HostConfig`: the run options, by Docker's names (empty lists as Docker shows them).
