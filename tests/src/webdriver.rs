@@ -76,6 +76,23 @@ impl Browser {
         Ok(self.call(reqwest::Method::GET, "/source", None).await?.as_str().unwrap_or_default().to_string())
     }
 
+    /// The page's source once `done` holds for it: a click that submits a form returns before
+    /// the POST and its redirect have loaded the next page. Fails after two minutes with the
+    /// last source seen.
+    pub async fn source_when(&self, what: &str, done: impl Fn(&str) -> bool) -> Result<String> {
+        let mut page = String::new();
+        for _ in 0..2400 {
+            if let Ok(p) = self.source().await {
+                if done(&p) {
+                    return Ok(p);
+                }
+                page = p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("{what}: {page}")
+    }
+
     /// The current URL.
     pub async fn url(&self) -> Result<String> {
         Ok(self.call(reqwest::Method::GET, "/url", None).await?.as_str().unwrap_or_default().to_string())

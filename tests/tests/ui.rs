@@ -79,8 +79,8 @@ async fn sign_in(browser: &Browser, host: &str, (user, password): (&str, &str)) 
     browser.type_into("input[name=user]", user).await?;
     browser.type_into("input[name=password]", password).await?;
     browser.click("form.login button").await?;
-    let page = browser.source().await?;
-    ensure!(page.contains(&format!(">{user}<")), "{user} is not signed in: {page}");
+    let signed_in = format!(">{user}<");
+    browser.source_when(&format!("{user} is not signed in"), |p| p.contains(&signed_in)).await?;
     Ok(())
 }
 
@@ -192,15 +192,7 @@ async fn delete_through_the_ui(browser: &Browser, host: &str, docker_config: &st
     let asked = browser.alert_text().await?;
     ensure!(asked.contains("Delete tag v1 of alice/app"), "confirmation said {asked:?}");
     browser.accept_alert().await?;
-    let mut page = String::new();
-    for _ in 0..100 {
-        page = browser.source().await?;
-        if page.contains("No tags.") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    ensure!(page.contains("No tags."), "the tag is still listed after the delete: {page}");
+    browser.source_when("the tag is still listed after the delete", |p| p.contains("No tags.")).await?;
     ensure!(browser.url().await?.ends_with("/r/alice/app"), "not back on the repository page");
     browser.screenshot(shots, "5-after-delete").await?;
     let reference = format!("{host}/alice/app:v1");
@@ -215,15 +207,7 @@ async fn delete_through_the_ui(browser: &Browser, host: &str, docker_config: &st
 async fn bob_sees_his_own(browser: &Browser, host: &str, shots: &Path) -> Result<()> {
     browser.click("header form button").await?;
     // The click's POST and redirect finish before the next page is opened.
-    let mut out = false;
-    for _ in 0..200 {
-        if browser.source().await.is_ok_and(|p| p.contains("Sign in</a>")) {
-            out = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    ensure!(out, "signing out did not end alice's session");
+    browser.source_when("signing out did not end alice's session", |p| p.contains("Sign in</a>")).await?;
     sign_in(browser, host, BOB).await?;
     let home = browser.source().await?;
     ensure!(home.contains("shared/base") && !home.contains("alice/"), "bob's list: {home}");
