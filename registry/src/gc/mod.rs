@@ -34,7 +34,9 @@
 //!    revisions and links to be deleted — and drop every candidate any of whose evidence is
 //!    younger than the cutoff (`run start − grace`) or could not be read; then delete what is
 //!    left, a digest's referrer entries, revisions and links before its data, and stop at
-//!    `until − margin`; then delete the doomed record.
+//!    `until − skew`; then delete the doomed record. (`skew` is [`Options::clock_skew`]; the
+//!    record says it, and `until` is at most the lease's time to live away.) Records that
+//!    runs which died left behind are deleted once no pusher waits for them.
 //! 4. The driver's own objects ([`Storage::sweep_own`]), given the upload sessions listed
 //!    before it looks.
 //!
@@ -64,10 +66,10 @@
 //! assumes a push takes less than the grace period from its fence to its last write, and that
 //! clocks of replicas and storage differ by much less than the grace period.)
 //!
-//! A batch's deletions stop at `until − margin` by the collector's clock, and pushers wait at
-//! most until `until + margin` by theirs, so a collector that dies or stalls cannot keep
-//! pushers waiting, and a pusher that stops waiting never races a deletion (clocks differing
-//! by less than the margin). Readers never see anything half-deleted: referrer entries and
+//! A batch's deletions stop at `until − skew` by the collector's clock, and pushers wait at
+//! most until `until + skew` by theirs, so a collector that dies or stalls cannot keep
+//! pushers waiting for longer than its lease would have lasted, and a pusher that stops
+//! waiting never races a deletion (clocks differing by less than the skew). Readers never see anything half-deleted: referrer entries and
 //! revisions go before the blob bytes they name, links before the bytes, and a tag is never
 //! deleted.
 //!
@@ -163,6 +165,24 @@ pub struct Options {
     pub dry_run: bool,
     /// Which tags to keep (`[[retention]]`); no rule keeps every tag.
     pub retention: retention::Rules,
+    /// How long the lease lasts unless renewed ([`schedule::run_once`] takes it).
+    pub lease: Duration,
+    /// How far apart the clocks of replicas and storage may be (see the module doc).
+    pub clock_skew: Duration,
+}
+
+impl Options {
+    /// Options with the `[gc]` defaults but for these.
+    pub fn new(grace: Duration, delete_untagged: bool, dry_run: bool) -> Options {
+        Options {
+            grace,
+            delete_untagged,
+            dry_run,
+            retention: Default::default(),
+            lease: schedule::LEASE_TTL,
+            clock_skew: CLOCK_SKEW,
+        }
+    }
 }
 
 /// One thing a run removed (or, dry, would remove).
@@ -270,18 +290,22 @@ pub struct Collector {
     hooks: Option<Arc<dyn Hooks>>,
     progress: Option<Progress>,
     lease: Option<Arc<lease::Held>>,
-    /// How long a batch's doomed record holds pushers at most.
+    /// How long a batch's doomed record holds pushers at most (less the clock skew).
     window: Duration,
 }
 
-/// A batch's deletions stop this long before its deadline, and pushers wait this long past
-/// it: the clocks of replicas may differ by less.
-pub(crate) const MARGIN: Duration = Duration::from_secs(30);
+/// The default [`Options::clock_skew`]: a batch's deletions stop this long before its
+/// deadline, and pushers wait this long past it (the record says how long): the clocks of
+/// replicas may differ by less.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
 
 impl Collector {
     /// A collector over `storage`.
     pub fn new(storage: Arc<dyn Storage>, options: Options) -> Self {
-        Collector { storage, options, hooks: None, progress: None, lease: None, window: Duration::from_secs(120) }
+        // A batch holds pushers no longer than a dead collector holds the lease (two minutes
+        // at most), and its deletions stop `clock_skew` before the end: leave them most of it.
+        let window = options.lease.min(Duration::from_secs(120)).max(options.clock_skew * 3);
+        Collector { storage, options, hooks: None, progress: None, lease: None, window }
     }
 
     /// Calls `hooks` at each [`Point`] of the run.
