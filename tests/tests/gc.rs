@@ -504,7 +504,7 @@ async fn a_replica_killed_mid_collection_leaves_the_other_to_finish_on_s3() {
         e2e::s3::SECRET_KEY
     );
     let mut replicas =
-        vec![ServeProcess::start(dir.path(), "a", &toml).await, ServeProcess::start(dir.path(), "b", &toml).await];
+        [ServeProcess::start(dir.path(), "a", &toml).await, ServeProcess::start(dir.path(), "b", &toml).await];
     let bases = Arc::new(std::sync::Mutex::new(replicas.iter().map(|r| r.base.clone()).collect::<Vec<_>>()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pushes = Arc::new(AtomicUsize::new(0));
@@ -617,4 +617,77 @@ async fn a_replica_killed_mid_collection_leaves_the_other_to_finish_on_s3() {
     let data: std::collections::BTreeSet<String> = data_objects(&driver, BUCKET).await.into_iter().collect();
     assert_eq!(data, linked, "data objects left that no blob links to");
     assert!(storage.list(registry::paths::GC_DOOMED).await.unwrap().is_empty(), "a doomed record is left");
+}
+
+/// The storage requests a collection on S3 sends, per 1,000 objects in the bucket (the
+/// issue's figure): 10 repositories of 10 images (a config and two layers each), every tenth
+/// manifest deleted by digest. Printed; bounded, so that a collection that starts reading or
+/// stating every object more than once fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_collection_on_s3_costs_a_few_requests_per_object() {
+    const BUCKET: &str = "gc-requests";
+    let server = S3Server::start().unwrap();
+    let driver = Arc::new(server.bucket(BUCKET).await.unwrap());
+    let storage: Arc<dyn Storage> = driver.clone();
+    let store = Store::new(storage.clone());
+    let mut deleted = 0;
+    for i in 0..100 {
+        let repo: shared::RepoName = format!("req/r{}", i % 10).parse().unwrap();
+        let config = format!("{{\"image\":{i}}}").into_bytes();
+        let layers = [format!("first layer {i}").into_bytes(), format!("second layer {i}").into_bytes()];
+        let c = registry::gc::suite::push_blob(&store, &repo, &config).await.unwrap();
+        let mut descriptors = Vec::new();
+        for l in &layers {
+            let d = registry::gc::suite::push_blob(&store, &repo, l).await.unwrap();
+            descriptors.push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": l.len() }));
+        }
+        let body = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.to_string(),
+                        "size": config.len() },
+            "layers": descriptors,
+        }))
+        .unwrap();
+        let tag = shared::Reference::Tag(format!("t{i}").parse().unwrap());
+        let pushed = store.put_manifest(&repo, &tag, &[], None, bytes::Bytes::from(body)).await.unwrap();
+        if i % 10 == 0 {
+            store.delete_manifest(&repo, &shared::Reference::Digest(pushed.digest)).await.unwrap();
+            deleted += 1;
+        }
+    }
+    let objects = {
+        let mut n = 0;
+        let mut token = None;
+        loop {
+            let mut req = driver.client().list_objects_v2().bucket(BUCKET);
+            if let Some(t) = token {
+                req = req.continuation_token(t);
+            }
+            let page = req.send().await.unwrap();
+            n += page.contents().len();
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        n
+    };
+    let before: std::collections::BTreeMap<String, u64> = storage.request_counts().into_iter().collect();
+    let report = Collector::new(storage.clone(), Options::new(Duration::ZERO, false, false)).run().await.unwrap();
+    let sent: std::collections::BTreeMap<String, u64> = storage
+        .request_counts()
+        .into_iter()
+        .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let requests: u64 = sent.values().sum();
+    // Each deleted image's manifest, config and two layers.
+    assert_eq!(report.removed.iter().filter(|r| matches!(r, registry::gc::Removed::Blob { .. })).count(), 4 * deleted);
+    let per_1000 = requests as f64 * 1000.0 / objects as f64;
+    eprintln!(
+        "a collection over {objects} objects sent {requests} requests: {per_1000:.0} per 1,000 objects ({sent:?})"
+    );
+    assert!(per_1000 < 1000.0, "{per_1000:.0} requests per 1,000 objects");
 }
