@@ -286,7 +286,7 @@ async fn compose_sample_app_behaves_under_berth_as_under_docker_compose() -> Res
         names.sort();
         Ok(names)
     };
-    let under_berth = tokio::task::block_in_place(|| exercise(&berth, berth_port, &berth_names))?;
+    let under_berth = tokio::task::block_in_place(|| exercise(&berth, berth_port, berth_names))?;
 
     assert_eq!(under_docker.answer, "web<api<store-ok", "{under_docker:?}");
     assert_eq!(under_docker.api_saw, "store-ok", "{under_docker:?}");
