@@ -4,8 +4,10 @@
 //! file config are mounted where Compose mounts them; `exec` runs in a service's container
 //! and passes its exit status; `run --rm` runs a one-off container and leaves nothing;
 //! `restart` starts the containers again; `up` again recreates only the service whose
-//! configuration changed (by its config-hash label); a restart policy restarts a failing
-//! service; and a foreground `up` follows the output until SIGINT stops the services.
+//! configuration changed (by its config-hash label); `deploy.resources.limits` reach the
+//! cgroups; a restart policy restarts a failing service; and a foreground `up` follows the
+//! output until SIGINT stops the services. `push` sends a built service's image to a
+//! registry.
 //!
 //! Needs root and the CNI plugins; without root the test prints SKIP and passes, except
 //! under `CI=true`. Every container and network of the store is removed however it ends.
@@ -105,6 +107,9 @@ services:
     image: {image}
     command: ["sleep", "600"]
     stop_grace_period: 1s
+    deploy:
+      resources:
+        limits: {{memory: 32M, cpus: "0.5", pids: 40}}
     environment:
       MODE: {api_env}
     secrets: [token]
@@ -158,6 +163,20 @@ async fn compose_verbs_gate_on_health_and_run_exec_restart_and_attach() -> Resul
     assert!(api.is_running(), "--wait returned with api not running: {api:?}");
     let hash = api.options.labels.get("com.docker.compose.config-hash").cloned().context("no config-hash label")?;
     assert_eq!(api.options.labels.get("com.docker.compose.service").map(String::as_str), Some("api"));
+
+    // deploy.resources.limits, as the host's cgroups hold them (v1 or v2 file names).
+    let cgroups = runtime::container::cgroups::Cgroups::detect()?;
+    let read = |files: &[&str]| -> Option<String> {
+        cgroups.dirs(&api.cgroups_path()).iter().find_map(|d| {
+            files.iter().find_map(|f| std::fs::read_to_string(d.join(f)).ok()).map(|t| t.trim().to_string())
+        })
+    };
+    let memory = read(&["memory.limit_in_bytes", "memory.max"]);
+    let pids = read(&["pids.max"]);
+    let cpu = read(&["cpu.cfs_quota_us", "cpu.max"]);
+    assert_eq!(memory.as_deref(), Some("33554432"));
+    assert_eq!(pids.as_deref(), Some("40"));
+    assert!(cpu.as_deref().is_some_and(|c| c.starts_with("50000")), "{cpu:?}");
 
     // Secrets and configs, through exec; exec passes the exit status.
     let cat =
@@ -218,5 +237,30 @@ async fn compose_verbs_gate_on_health_and_run_exec_restart_and_attach() -> Resul
     assert!(status.success(), "{status}");
     assert!(!record(root, "fg-talker-1")?.is_running(), "SIGINT must stop the services");
     berth_ok(root, dir, &["compose", "down"]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn compose_push_sends_the_built_images() -> Result<()> {
+    if !shared::testing::require_root("compose_push_sends_the_built_images") {
+        return Ok(());
+    }
+    let store = Store::with_image(|_| Ok(())).await?;
+    let root = store.path();
+    let registry = e2e::Registry::start().await?;
+    let project = tempfile::tempdir()?;
+    let dir = project.path();
+    std::fs::create_dir(dir.join("app"))?;
+    std::fs::write(dir.join("app/Dockerfile"), format!("FROM {}\nCOPY note /note\n", store.image))?;
+    std::fs::write(dir.join("app/note"), "pushed\n")?;
+    let target = format!("{}/e2e/compose-app:v1", registry.host());
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!("services:\n  app:\n    build: ./app\n    image: {target}\n  plain:\n    image: {}\n", store.image),
+    )?;
+    berth_ok(root, dir, &["compose", "build"]).await?;
+    berth_ok(root, dir, &["compose", "push"]).await?;
+    let tags = e2e::list_tags(&format!("{}/e2e/compose-app", registry.host())).await?;
+    assert!(tags.contains("v1"), "{tags:?}");
     Ok(())
 }
