@@ -33,10 +33,11 @@
 //!    (`until`); then read each candidate's *evidence* — its `touched` marker, its data, the
 //!    revisions and links to be deleted — and drop every candidate any of whose evidence is
 //!    younger than the cutoff (`run start − grace`) or could not be read; then delete what is
-//!    left, a digest's referrer entries, revisions and links before its data, and stop at
-//!    `until − skew`; then delete the doomed record. (`skew` is [`Options::clock_skew`]; the
-//!    record says it, and `until` is at most the lease's time to live away.) Records that
-//!    runs which died left behind are deleted once no pusher waits for them.
+//!    left (several digests at once), a digest's referrer entries, revisions and links before
+//!    its data, and stop at `until − skew`; then delete the doomed record. (`skew` is
+//!    [`Options::clock_skew`], which the record states; `until` is at most the lease's time to
+//!    live away.) Records left behind by runs that died are deleted once no pusher waits for
+//!    them.
 //! 4. The driver's own objects ([`Storage::sweep_own`]), given the upload sessions listed
 //!    before it looks.
 //!

@@ -125,7 +125,7 @@ pub(super) async fn sweep(
             let record = Doomed {
                 until_ms: millis(until),
                 digests: batch.iter().map(|(d, _)| d.clone()).collect(),
-                skew_ms: Some(millis(SystemTime::UNIX_EPOCH + c.options.clock_skew)),
+                skew_ms: Some(c.options.clock_skew.as_millis() as u64),
             };
             let json =
                 serde_json::to_vec(&record).map_err(|source| GcError::Encode { what: "doomed record", source })?;
