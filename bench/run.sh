@@ -211,9 +211,12 @@ CRUN=$MEDIAN
 
 PODMAN=(podman --root "$W/podman" --runroot "$W/podman-run" --cgroup-manager cgroupfs --events-backend none)
 "${PODMAN[@]}" pull -q --tls-verify=false "$REG/bench/busybox:v1" >/dev/null
-# podman's default open-files and process limits need CAP_SYS_RESOURCE where the caller's hard
-# limits are lower (as in some sandboxes); berth caps them at the caller's, so podman gets the same.
+# podman's default open-files and process limits (1048576) need CAP_SYS_RESOURCE where the
+# caller's hard limits are lower (as in some sandboxes); berth caps them at the caller's, so
+# podman gets the same. podman 4.3 also lowers its own hard process limit to 32768 as it starts,
+# so runc, its child, cannot set more than that.
 NOFILE=$(ulimit -Hn); NPROC=$(ulimit -Hu)
+[ "$NPROC" = unlimited ] || [ "$NPROC" -gt 32768 ] && NPROC=32768
 PODMAN_RUN=("${PODMAN[@]}" run --rm --network none --ulimit "nofile=$NOFILE:$NOFILE" --ulimit "nproc=$NPROC:$NPROC"
   "$REG/bench/busybox:v1" true)
 if PODMAN_ERR=$("${PODMAN_RUN[@]}" 2>&1); then
