@@ -283,8 +283,7 @@ async fn scenario(engine: &Engine<'_>, image: &str, network: &str) -> Result<See
     let lookup = "for i in $(seq 1 100); do nslookup web > /tmp/ns 2>&1 && break; sleep 0.1; done; \
                   grep -A9 '^Name:' /tmp/ns | grep '^Address' | head -1 | sed 's/^Address[ 0-9]*: *//'; \
                   echo ---; echo -e 'GET / HTTP/1.0\\r\\n\\r\\n' | nc web 80 | tail -1";
-    let args: Vec<&str> =
-        ["run", "--rm"].into_iter().chain(net).chain([image, "sh", "-c", lookup]).collect::<Vec<_>>();
+    let args: Vec<&str> = ["run", "--rm"].into_iter().chain(net).chain([image, "sh", "-c", lookup]).collect::<Vec<_>>();
     let out = engine.ok(&args).await?;
     let (resolved, fetched) = out.split_once("---").with_context(|| format!("{}: {out}", engine.name()))?;
 
@@ -299,7 +298,8 @@ async fn scenario(engine: &Engine<'_>, image: &str, network: &str) -> Result<See
         .filter(|l| !l.contains("ps -o pid,args"))
         .collect();
 
-    let args: Vec<&str> = ["run", "--name", "three"].into_iter().chain(net).chain([image, "sh", "-c", "exit 3"]).collect();
+    let args: Vec<&str> =
+        ["run", "--name", "three"].into_iter().chain(net).chain([image, "sh", "-c", "exit 3"]).collect();
     let _ = engine.run(&args).await?;
     let exited = engine.inspect("three").await?;
     engine.ok(&["rm", "-f", "web", "three"]).await?;
