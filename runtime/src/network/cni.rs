@@ -10,12 +10,13 @@
 //! the host's `FORWARD` chain (Docker sets its policy to DROP); the address comes from a
 //! `host-local` lease, kept in the list's own `ipam` entry.
 //!
-//! Each plugin is a process that runs a dozen `iptables` commands, so ADD runs what does not
-//! depend on another at the same time ([`add`]): the lease first (`host-local`, run on its
-//! own as the IPAM plugins may be), then `bridge` (given the leased address through the
-//! `static` IPAM plugin) and `firewall` (whose rules name only the address, so the lease is
-//! all the `prevResult` it needs) together, then `portmap`, which needs the bridge's route to
-//! the container (it sets `route_localnet` on the interface that route leaves by). DEL runs
+//! The plugins are processes, and `bridge`, `firewall` and `portmap` each run several
+//! `iptables` commands, so ADD runs what does not depend on another at the same time
+//! ([`add`]): the lease first (`host-local`, run on its own as the IPAM plugins may be),
+//! then `bridge` (given the leased address through the `static` IPAM plugin) and `firewall`
+//! (whose rules name only the address, so the lease is all the `prevResult` it needs)
+//! together, then `portmap`, which needs the bridge's route to the container (it sets
+//! `route_localnet` on the interface that route leaves by). DEL runs
 //! every plugin at once with the cached ADD result, which the `firewall` and `portmap`
 //! plugins need to find their rules again, and releases the lease last, once the interface
 //! is gone. Attachments made before the lease was split off (the bridge's own `ipam` is
