@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use shared::{RepoName, Tag};
 
-use super::{denied, refused, session, viewer, Viewer};
+use super::{denied, refused, session, viewer, Listed, Viewer};
 use crate::auth::rules::{DELETE, PULL};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::gc::history;
@@ -127,8 +127,8 @@ pub(crate) fn page_size(state: &AppState, n: Option<String>) -> ApiResult<usize>
 
 /// One page of the repositories the viewer may pull whose names contain `q`.
 pub(crate) struct RepoPage {
-    /// Their summaries.
-    pub repositories: Vec<RepoSummary>,
+    /// Their summaries (or, for those summed up in the background, their tag counts).
+    pub repositories: Vec<Listed>,
     /// The `last` of the next page, when there is one.
     pub next: Option<String>,
     /// How many match in all; unknown while the first walk of the repository tree runs.
@@ -163,16 +163,10 @@ pub(crate) async fn repo_page(
     Ok(RepoPage { repositories, next, matched: Some(matched) })
 }
 
-/// The summaries of the repositories `names`, read 16 at a time.
-async fn summaries(state: &AppState, names: &[String]) -> ApiResult<Vec<RepoSummary>> {
+/// The repositories `names` as a page lists them ([`super::Hub::listed`]).
+async fn summaries(state: &AppState, names: &[String]) -> ApiResult<Vec<Listed>> {
     let names: Vec<RepoName> = names.iter().filter_map(|n| n.parse().ok()).collect();
-    let mut repositories = Vec::with_capacity(names.len());
-    for chunk in names.chunks(16) {
-        for summary in futures_util::future::join_all(chunk.iter().map(|r| state.hub.summary(&state.store, r))).await {
-            repositories.push(summary?);
-        }
-    }
-    Ok(repositories)
+    Ok(state.hub.listed(&state.store, &names).await?)
 }
 
 fn time(t: Option<std::time::SystemTime>) -> Value {
@@ -181,7 +175,16 @@ fn time(t: Option<std::time::SystemTime>) -> Value {
 }
 
 fn summary_json(s: &RepoSummary) -> Value {
-    json!({ "name": s.name, "tags": s.tags, "size": s.bytes, "last_push": time(s.last_push) })
+    json!({ "name": s.name, "tags": s.tags, "size": s.bytes, "last_push": time(s.last_push), "pending": false })
+}
+
+fn listed_json(l: &Listed) -> Value {
+    match l {
+        Listed::Ready(s) => summary_json(s),
+        Listed::Pending { name, tags } => {
+            json!({ "name": name, "tags": tags, "size": null, "last_push": null, "pending": true })
+        }
+    }
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
@@ -196,7 +199,7 @@ async fn list(state: &AppState, viewer: &Viewer, parts: &Parts) -> ApiResult<Res
     let mut resp = json_response(
         StatusCode::OK,
         json!({
-            "repositories": page.repositories.iter().map(summary_json).collect::<Vec<_>>(),
+            "repositories": page.repositories.iter().map(listed_json).collect::<Vec<_>>(),
             "next": page.next,
         }),
     );

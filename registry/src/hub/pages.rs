@@ -17,7 +17,7 @@ use shared::{Reference, Tag};
 use super::api::{self, Sort};
 use super::html::{self, attr_url, esc, Frame};
 use super::session::{self, Keys};
-use super::{viewer, Viewer};
+use super::{viewer, Listed, Viewer};
 use crate::auth::rules::{DELETE, PULL};
 use crate::error::ApiError;
 use crate::events::Event;
@@ -160,15 +160,13 @@ pub(crate) async fn repositories(State(state): State<AppState>, req: Request) ->
     };
     let mut rows = String::new();
     for r in &page.repositories {
+        let (size, pushed) = figures(r);
         let _ = write!(
             rows,
-            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\" data-value=\"{}\">{}</td><td>{}</td></tr>",
-            attr_url(&format!("/r/{}", r.name)),
-            esc(&r.name),
-            r.tags,
-            r.bytes,
-            html::size(r.bytes),
-            html::time_el(r.last_push),
+            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td>{size}<td>{pushed}</td></tr>",
+            attr_url(&format!("/r/{}", r.name())),
+            esc(r.name()),
+            r.tags(),
         );
     }
     let mut body = format!(
@@ -235,7 +233,7 @@ async fn repository_body(ctx: &Ctx, parts: &Parts, name: &str) -> Result<String,
     let sort = Sort::parse(q(parts, "sort").as_deref())?;
     let last = q(parts, "last");
     let page = api::tags_page(state, &repo, sort, api::DEFAULT_PAGE, last.as_deref()).await?;
-    let summary = state.hub.summary(&state.store, &repo).await?;
+    let listed = state.hub.listed(&state.store, std::slice::from_ref(&repo)).await?;
     let may_delete = ctx.viewer.may(repo.as_str()) & DELETE != 0;
     let mut rows = String::new();
     for t in &page.tags {
@@ -276,13 +274,15 @@ async fn repository_body(ctx: &Ctx, parts: &Parts, name: &str) -> Result<String,
             format!("<a href=\"{}?sort={key}\">{label}</a>", attr_url(&format!("/r/{repo}")))
         }
     };
+    let figures = match listed.first() {
+        Some(Listed::Ready(s)) => format!("{} · last push {}", html::size(s.bytes), html::time_el(s.last_push)),
+        _ => format!("size and last push {}", PENDING_TEXT),
+    };
     let mut body = format!(
-        "<p class=\"crumbs\"><a href=\"/\">Repositories</a> /</p><h1>{}</h1><p class=\"muted\">{} tag{} · {} · last push {}</p>",
+        "<p class=\"crumbs\"><a href=\"/\">Repositories</a> /</p><h1>{}</h1><p class=\"muted\">{} tag{} · {figures}</p>",
         esc(repo.as_str()),
         page.total,
         if page.total == 1 { "" } else { "s" },
-        html::size(summary.bytes),
-        html::time_el(summary.last_push),
     );
     if page.tags.is_empty() {
         body.push_str("<p class=\"empty\">No tags.</p>");
@@ -394,15 +394,16 @@ pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Respo
     let mut rows = String::new();
     let mut total = 0;
     for r in &page.repositories {
-        total += r.bytes;
+        if let Listed::Ready(s) = r {
+            total += s.bytes;
+        }
         let _ = write!(
             rows,
-            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\" data-value=\"{}\">{}</td></tr>",
-            attr_url(&format!("/r/{}", r.name)),
-            esc(&r.name),
-            r.tags,
-            r.bytes,
-            html::size(r.bytes)
+            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td>{}</tr>",
+            attr_url(&format!("/r/{}", r.name())),
+            esc(r.name()),
+            r.tags(),
+            figures(r).0,
         );
     }
     let mut body = format!(
@@ -488,6 +489,24 @@ pub(crate) async fn system_gc(State(state): State<AppState>, req: Request) -> Re
         "System",
         &format!("<h1>Garbage collection</h1><p>{text}</p><p><a href=\"/system\">Back</a></p>"),
     )
+}
+
+/// What a figure still being computed says.
+const PENDING_TEXT: &str = "being computed (reload in a moment)";
+
+/// The size cell (a `<td>`) and the last push (a `<time>`) of a listed repository; "…" while
+/// its figures are computed in the background.
+fn figures(r: &Listed) -> (String, String) {
+    match r {
+        Listed::Ready(s) => (
+            format!("<td class=\"num\" data-value=\"{}\">{}</td>", s.bytes, html::size(s.bytes)),
+            html::time_el(s.last_push),
+        ),
+        Listed::Pending { .. } => (
+            format!("<td class=\"num pending\" data-value=\"\" title=\"{PENDING_TEXT}\">…</td>"),
+            format!("<span class=\"pending\" title=\"{PENDING_TEXT}\">…</span>"),
+        ),
+    }
 }
 
 /// "N repositories" when the total is known, else how many this page shows.
