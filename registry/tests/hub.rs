@@ -871,3 +871,33 @@ async fn a_repository_too_dear_for_the_page_is_listed_at_once_and_summed_up_in_t
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text().contains("4 tags · size and last push being computed"), "{}", page.text());
 }
+
+#[tokio::test]
+async fn the_system_page_and_the_api_list_recent_webhook_deliveries_to_admins() {
+    // Nothing listens on port 9: the delivery fails, and says why.
+    let hook = "[[webhooks]]\nurl = \"http://127.0.0.1:9/secret-path?token=s3cr3t\"\nmax_attempts = 1\n";
+    let reg = Reg::new(hook).await;
+    reg.image("team-a/app", "v1", &plain_config("amd64"), b"hooked").await;
+    let mut deliveries = Value::Null;
+    for _ in 0..600 {
+        deliveries = reg.get("/api/v1/webhooks/deliveries", Some("admin")).await.json()["deliveries"].clone();
+        if deliveries[0]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let d = &deliveries[0];
+    assert_eq!((d["action"].as_str(), d["repository"].as_str(), d["reference"].as_str()), (Some("push"), Some("team-a/app"), Some("v1")), "{deliveries}");
+    assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("failed"), Some(1)), "{deliveries}");
+    assert_eq!(d["url"], "http://127.0.0.1:9");
+    assert!(!d["last_error"].as_str().unwrap().is_empty() && !deliveries.to_string().contains("s3cr3t"), "{deliveries}");
+    reg.get("/api/v1/webhooks/deliveries", Some("alice")).await.expect(StatusCode::FORBIDDEN, "DENIED");
+    reg.get("/api/v1/webhooks/deliveries", None).await.expect(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+
+    let mut admin = Browser::new(&reg);
+    admin.sign_in("admin").await;
+    let system = admin.get("/system").await.text();
+    assert!(system.contains("Webhook deliveries"), "{system}");
+    assert!(system.contains("push team-a/app:v1") && system.contains(">failed<"), "{system}");
+    assert!(system.contains("#0 http://127.0.0.1:9<") && !system.contains("s3cr3t"), "{system}");
+}

@@ -10,7 +10,9 @@
 //!   delete; refused while an immutable tag is in it); the collector frees the bytes;
 //! - `POST /api/v1/gc`: starts a collection (needs delete on `*`);
 //! - `GET /api/v1/gc/runs?n=`: the collector's last runs, newest first, as
-//!   [`crate::gc::history`] records them (needs delete on `*`).
+//!   [`crate::gc::history`] records them (needs delete on `*`);
+//! - `GET /api/v1/webhooks/deliveries`: this process's recent webhook deliveries, newest
+//!   first, receivers cut to their origins (needs delete on `*`).
 //!
 //! Errors are the registry's JSON error bodies with a message saying what is wrong: 400 for a
 //! malformed name or parameter, 401 to sign in, 403 for a signed-in caller lacking the
@@ -48,6 +50,8 @@ pub enum Endpoint {
     Gc,
     /// `gc/runs`
     GcRuns,
+    /// `webhooks/deliveries`
+    Deliveries,
 }
 
 impl Endpoint {
@@ -59,6 +63,7 @@ impl Endpoint {
             "repositories" => return Some(Endpoint::Repositories),
             "gc" => return Some(Endpoint::Gc),
             "gc/runs" => return Some(Endpoint::GcRuns),
+            "webhooks/deliveries" => return Some(Endpoint::Deliveries),
             _ => {}
         }
         let rest = path.strip_prefix("repositories/")?;
@@ -100,6 +105,7 @@ pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Res
         (&Method::GET, Endpoint::Tags(name)) => tags(&state, &viewer, &parts, &name).await,
         (&Method::POST, Endpoint::Gc) => start_gc(&state, &viewer).await,
         (&Method::GET, Endpoint::GcRuns) => gc_runs(&state, &viewer, &parts).await,
+        (&Method::GET, Endpoint::Deliveries) => deliveries(&state, &viewer),
         (method, endpoint) => Err(ApiError::new(Code::Unsupported)
             .message(format!("{method} is not allowed on {endpoint:?}"))
             .status(StatusCode::METHOD_NOT_ALLOWED)),
@@ -431,4 +437,10 @@ async fn gc_runs(state: &AppState, viewer: &Viewer, parts: &Parts) -> ApiResult<
         .map_err(|e| ApiError::internal(&e))?;
     let running = state.hub.collecting();
     Ok(json_response(StatusCode::OK, json!({ "running_here": running, "runs": runs })))
+}
+
+fn deliveries(state: &AppState, viewer: &Viewer) -> ApiResult<Response> {
+    require_admin(viewer, "read the webhook deliveries of")?;
+    let shown: Vec<_> = state.webhooks.deliveries().iter().map(|d| d.shown()).collect();
+    Ok(json_response(StatusCode::OK, json!({ "deliveries": shown })))
 }

@@ -376,7 +376,8 @@ pub(crate) fn forbidden(msg: &str) -> ApiError {
     ApiError::new(crate::error::Code::Denied).message(msg)
 }
 
-/// `GET /system` (delete rights on `*`): storage per repository, a page at a time.
+/// `GET /system` (delete rights on `*`): storage per repository, a page at a time, the
+/// collector's last runs, and the recent webhook deliveries.
 pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let ctx = match Ctx::new(&state, &parts).await {
@@ -432,7 +433,54 @@ pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Respo
         Ok(runs) => body.push_str(&runs_table(&runs)),
         Err(e) => return ctx.error(&ApiError::internal(&e)),
     }
+    if !state.webhooks.is_empty() {
+        body.push_str(&deliveries_table(&state.webhooks.deliveries()));
+    }
     ctx.page(StatusCode::OK, "System", &body)
+}
+
+/// Webhook deliveries shown at most on the system page.
+const SHOWN_DELIVERIES: usize = 50;
+
+/// This process's recent webhook deliveries, newest first, as a table.
+fn deliveries_table(deliveries: &[crate::webhooks::Delivery]) -> String {
+    let mut out = String::from("<h2>Webhook deliveries</h2>");
+    if deliveries.is_empty() {
+        out.push_str("<p class=\"empty\">No event has been sent since this server started.</p>");
+        return out;
+    }
+    let _ = write!(
+        out,
+        "<p class=\"muted\">The last {} sent by this server, newest first.</p><table class=\"list\"><thead><tr>\
+         <th>Queued</th><th>Receiver</th><th>Event</th><th>Status</th><th class=\"num\">Attempts</th><th>Last answer</th>\
+         </tr></thead><tbody>",
+        deliveries.len().min(SHOWN_DELIVERIES)
+    );
+    for d in deliveries.iter().take(SHOWN_DELIVERIES).map(|d| d.shown()) {
+        let queued = std::time::UNIX_EPOCH + std::time::Duration::from_millis(d.queued_ms);
+        let status = serde_json::to_value(d.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let answer = match (d.last_status, &d.last_error) {
+            (_, Some(e)) => format!("<span class=\"error\">{}</span>", esc(e)),
+            (Some(s), None) => s.to_string(),
+            (None, None) => "-".into(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>#{} {}</td><td>{} {}{}{}</td><td class=\"status-{status}\">{status}</td>\
+             <td class=\"num\">{}</td><td>{answer}</td></tr>",
+            html::time_el(Some(queued)),
+            d.webhook,
+            esc(&d.url),
+            esc(&d.action),
+            esc(&d.repository),
+            // A digest follows `@`, a tag `:`.
+            if d.reference.contains(':') { "@" } else { ":" },
+            esc(&d.reference),
+            d.attempts,
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 /// The collector's last runs, as a table.
