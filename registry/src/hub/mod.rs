@@ -65,12 +65,13 @@ const BACKGROUND_SUMMARIES: usize = 2;
 pub(crate) enum Listed {
     /// Tag count, size and last push.
     Ready(RepoSummary),
-    /// Being summed up in the background; its tag count so far.
+    /// Being summed up in the background.
     Pending {
         /// The repository.
         name: String,
-        /// How many tags it has.
-        tags: usize,
+        /// How many tags it has, when the page listed them (not when a task was already
+        /// summing it up: the page then reads nothing of it).
+        tags: Option<usize>,
     },
 }
 
@@ -83,10 +84,10 @@ impl Listed {
         }
     }
 
-    /// How many tags it has.
-    pub fn tags(&self) -> usize {
+    /// How many tags it has, when known.
+    pub fn tags(&self) -> Option<usize> {
         match self {
-            Listed::Ready(s) => s.tags,
+            Listed::Ready(s) => Some(s.tags),
             Listed::Pending { tags, .. } => *tags,
         }
     }
@@ -210,8 +211,8 @@ impl Hub {
     /// the background. The others are planned (two listings each), then computed on the spot
     /// in page order while the page's budget of storage reads lasts; those that do not fit
     /// (the first listing after a start with a repository of 10,000 tags) are computed in the
-    /// background, at most [`BACKGROUND_SUMMARIES`] at once, and show their tag count until
-    /// they are kept.
+    /// background, at most [`BACKGROUND_SUMMARIES`] at once, and show their tag count (or,
+    /// once a task sums them up, nothing) until they are kept.
     pub(crate) async fn listed(self: &Arc<Self>, store: &Arc<Store>, names: &[RepoName]) -> StoreResult<Vec<Listed>> {
         let mut out: Vec<Option<Listed>> = vec![None; names.len()];
         let mut missing = Vec::new();
@@ -233,6 +234,8 @@ impl Hub {
         for (i, stale) in missing {
             if stale {
                 self.summarise_in_background(store, &names[i]);
+            } else if self.computing.lock().unwrap_or_else(PoisonError::into_inner).contains_key(names[i].as_str()) {
+                out[i] = Some(Listed::Pending { name: names[i].to_string(), tags: None });
             } else {
                 plans.push(i);
             }
@@ -251,7 +254,7 @@ impl Hub {
                 budget -= plan.cost();
                 now.push((i, plan));
             } else {
-                out[i] = Some(Listed::Pending { name: names[i].to_string(), tags: plan.tags() });
+                out[i] = Some(Listed::Pending { name: names[i].to_string(), tags: Some(plan.tags()) });
                 self.summarise_in_background(store, &names[i]);
             }
         }

@@ -166,7 +166,7 @@ pub(crate) async fn repositories(State(state): State<AppState>, req: Request) ->
             "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td>{size}<td>{pushed}</td></tr>",
             attr_url(&format!("/r/{}", r.name())),
             esc(r.name()),
-            r.tags(),
+            tag_count(r),
         );
     }
     let mut body = format!(
@@ -403,7 +403,7 @@ pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Respo
             "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td>{}</tr>",
             attr_url(&format!("/r/{}", r.name())),
             esc(r.name()),
-            r.tags(),
+            tag_count(r),
             figures(r).0,
         );
     }
@@ -555,6 +555,11 @@ fn figures(r: &Listed) -> (String, String) {
             format!("<span class=\"pending\" title=\"{PENDING_TEXT}\">…</span>"),
         ),
     }
+}
+
+/// The tag count of a listed repository; "…" while unknown.
+fn tag_count(r: &Listed) -> String {
+    r.tags().map_or_else(|| "…".into(), |n| n.to_string())
 }
 
 /// "N repositories" when the total is known, else how many this page shows.
