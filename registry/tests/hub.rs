@@ -859,7 +859,10 @@ async fn a_repository_too_dear_for_the_page_is_listed_at_once_and_summed_up_in_t
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!((&listed["size"], &listed["tags"], listed["pending"].as_bool()), (&whole["size"], &json!(4), Some(false)));
+    assert_eq!(
+        (&listed["size"], &listed["tags"], listed["pending"].as_bool()),
+        (&whole["size"], &json!(4), Some(false))
+    );
 
     // The pages say the figures are being computed, and read without scripts.
     let reg = budgeted().await;
@@ -887,10 +890,17 @@ async fn the_system_page_and_the_api_list_recent_webhook_deliveries_to_admins() 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let d = &deliveries[0];
-    assert_eq!((d["action"].as_str(), d["repository"].as_str(), d["reference"].as_str()), (Some("push"), Some("team-a/app"), Some("v1")), "{deliveries}");
+    assert_eq!(
+        (d["action"].as_str(), d["repository"].as_str(), d["reference"].as_str()),
+        (Some("push"), Some("team-a/app"), Some("v1")),
+        "{deliveries}"
+    );
     assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("failed"), Some(1)), "{deliveries}");
     assert_eq!(d["url"], "http://127.0.0.1:9");
-    assert!(!d["last_error"].as_str().unwrap().is_empty() && !deliveries.to_string().contains("s3cr3t"), "{deliveries}");
+    assert!(
+        !d["last_error"].as_str().unwrap().is_empty() && !deliveries.to_string().contains("s3cr3t"),
+        "{deliveries}"
+    );
     reg.get("/api/v1/webhooks/deliveries", Some("alice")).await.expect(StatusCode::FORBIDDEN, "DENIED");
     reg.get("/api/v1/webhooks/deliveries", None).await.expect(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
 

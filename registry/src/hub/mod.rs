@@ -303,7 +303,9 @@ impl Hub {
             match result {
                 Ok(s) if mine => hub.keep_summary(s),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(repo = %repo, error = %shared::error_chain(&e), "summing up a repository failed"),
+                Err(e) => {
+                    tracing::warn!(repo = %repo, error = %shared::error_chain(&e), "summing up a repository failed")
+                }
             }
         });
     }
