@@ -133,18 +133,23 @@ pub(super) fn live(
     live
 }
 
-/// Marks one repository into `marked`.
+/// Marks one repository into `marked`; with `evict`, its untagged revisions are not live
+/// once older than that too (a mirror's eviction).
 async fn mark_repo(
     c: &Collector,
     repo: &RepoName,
     skip: Option<&HashSet<Tag>>,
+    evict: Option<SystemTime>,
     cutoff: SystemTime,
     marked: &mut Marked,
 ) -> Result<(), GcError> {
     let storage = c.storage.as_ref();
     let tagged = tagged(storage, repo, skip).await?;
     let revisions = revisions(storage, repo).await?;
-    let live = live(&revisions, &tagged, cutoff, c.options.delete_untagged);
+    let live = match evict {
+        Some(evict) => live(&revisions, &tagged, cutoff.min(evict), true),
+        None => live(&revisions, &tagged, cutoff, c.options.delete_untagged),
+    };
     marked.manifests += revisions.len();
     for r in revisions {
         if !live.contains(&r.digest) {
@@ -172,18 +177,20 @@ pub(super) async fn repositories(c: &Collector) -> Result<Vec<RepoName>, GcError
     names.into_iter().map(|n| n.parse::<RepoName>().map_err(|_| GcError::InvalidRepository(n))).collect()
 }
 
-/// Marks every repository of `repos`, not counting the tags in `skip`.
+/// Marks every repository of `repos`, not counting the tags in `skip`; the repositories in
+/// `evict` lose their untagged revisions older than the time given.
 pub(super) async fn mark(
     c: &Collector,
     repos: &[RepoName],
     skip: &HashMap<RepoName, HashSet<Tag>>,
+    evict: &HashMap<RepoName, SystemTime>,
     cutoff: SystemTime,
 ) -> Result<Marked, GcError> {
     let mut marked = Marked::default();
     let total = repos.len() as u64;
     for (i, repo) in repos.iter().enumerate() {
         c.progress("marking repositories", i as u64, total);
-        mark_repo(c, repo, skip.get(repo), cutoff, &mut marked).await?;
+        mark_repo(c, repo, skip.get(repo), evict.get(repo).copied(), cutoff, &mut marked).await?;
         marked.repositories += 1;
     }
     c.progress("marking repositories", total, total);
