@@ -233,14 +233,22 @@ async fn two_replicas_on_s3_fetch_each_blob_once() -> Result<()> {
     let section = mirror_section(&format!("http://{}", upstream.addr), "up.test", "");
     let replicas =
         [berth_serve_on(Some(&storage), &section, &[]).await?, berth_serve_on(Some(&storage), &section, &[]).await?];
-    // Ten clients on each replica at once.
+    // The manifest is cached by both first (each fetches it), so that the blob requests of
+    // both meet; then ten clients on each replica at once.
+    for r in &replicas {
+        let (status, _, _) = get(&r.addr, "/v2/up.test/team/big/manifests/1").await?;
+        ensure!(status == 200, "manifest: {status}");
+    }
     let blobs = Arc::new(blobs);
     let clients: Vec<_> =
         (0..20).map(|i| tokio::spawn(pull_all(replicas[i % 2].addr.clone(), blobs.clone()))).collect();
     for c in clients {
         c.await??;
     }
-    ensure_fetched_once(&upstream, before, &blobs)
+    ensure_fetched_once(&upstream, before, &blobs).with_context(|| {
+        let warned = |r: &Server| r.output().lines().filter(|l| l.contains("WARN")).collect::<Vec<_>>().join("\n");
+        format!("replica warnings:\n{}\n{}", warned(&replicas[0]), warned(&replicas[1]))
+    })
 }
 
 /// A registry that answers every request `401` with a basic challenge and records the
@@ -469,8 +477,11 @@ async fn a_mirror_evicts_what_was_not_pulled_within_its_age() -> Result<()> {
     let upstream = distribution(&[], None).await?;
     push(&kept_layout, "kept", &format!("{}/app/kept:1", upstream.addr), None).await?;
     push(&gone_layout, "gone", &format!("{}/app/gone:1", upstream.addr), None).await?;
-    let section = mirror_section(&format!("http://{}", upstream.addr), "up.test", "evict_after = \"1h\"")
-        + "[gc]\ngrace_secs = 0\n";
+    let section = mirror_section(
+        &format!("http://{}", upstream.addr),
+        "up.test",
+        "evict_after = \"1h\"\ntag_ttl_secs = 100000000",
+    ) + "[gc]\ngrace_secs = 0\n";
     let berth = berth_serve(&section, &[]).await?;
     pull_image(&berth.addr, "up.test/app/kept", &kept).await?;
     pull_image(&berth.addr, "up.test/app/gone", &gone).await?;

@@ -44,8 +44,21 @@ pub(super) async fn wait_turn(store: &Store, digest: &Digest, me: &str) -> Turn 
     let path = paths::mirror_fetching(digest);
     loop {
         match storage.put_if_absent(&path, Bytes::from(me.to_string())).await {
-            Ok(true) => return Turn::Mine,
+            // The blob may have been stored, and its claim released, since it was looked for.
+            Ok(true) => {
+                return match store.blob_stored(digest).await {
+                    Ok(true) => {
+                        release(storage.as_ref(), digest).await;
+                        Turn::Stored
+                    }
+                    _ => Turn::Mine,
+                }
+            }
             Ok(false) => {}
+            // A create racing another may fail otherwise than "exists" on some servers.
+            Err(e) if storage.stat(&path).await.is_ok() => {
+                tracing::debug!(%digest, error = %shared::error_chain(&e), "claiming a blob fetch failed; it is claimed");
+            }
             Err(e) => {
                 tracing::warn!(%digest, error = %shared::error_chain(&e), "cannot claim a blob fetch");
                 return Turn::Unclaimed;
