@@ -119,7 +119,7 @@ fn main() -> std::process::ExitCode {
         Command::Inspect(args) => commands::inspect::run(&root, args),
         Command::Save(args) => commands::save::save(&root, args),
         Command::Load(args) => commands::save::load(&root, args),
-        Command::Compose(args) => commands::compose::run(&root, args),
+        Command::Compose(args) => return commands::compose::main(&root, args),
         Command::Run(args) => return commands::run::run(&root, *args),
         Command::Ps(args) => commands::ps::run(&root, args),
         Command::Logs(args) => commands::logs::run(&root, args),
