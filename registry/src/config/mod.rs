@@ -282,8 +282,8 @@ impl Default for GcConfig {
 }
 
 impl Config {
-    /// The collector's options for these settings: `[gc]`, with the `[[retention]]` rules
-    /// and the `[[immutable]]` ones retention must respect.
+    /// The collector's options for these settings: `[gc]`, with the `[[retention]]` rules,
+    /// the `[[immutable]]` ones retention must respect, and the mirrors' `evict_after`.
     pub fn gc_options(&self, dry_run: bool) -> crate::gc::Options {
         crate::gc::Options {
             grace: std::time::Duration::from_secs(self.gc.grace_secs),
@@ -294,6 +294,14 @@ impl Config {
             retention: crate::gc::retention::Rules {
                 retention: self.retention.clone(),
                 immutable: self.immutable.clone(),
+                evict: self
+                    .mirror
+                    .iter()
+                    .filter_map(|m| {
+                        let after = m.evict_after.clone()?;
+                        Some(crate::gc::retention::Eviction { host: m.host.clone(), after })
+                    })
+                    .collect(),
             },
         }
     }

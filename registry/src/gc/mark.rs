@@ -145,18 +145,23 @@ struct RepoMarked {
     links: Vec<Digest>,
 }
 
-/// Marks one repository.
+/// Marks one repository; with `evict`, its untagged revisions are not live once older than
+/// that too (a mirror's eviction).
 async fn mark_repo(
     c: &Collector,
     repo: &RepoName,
     skip: Option<&HashSet<Tag>>,
+    evict: Option<SystemTime>,
     cutoff: SystemTime,
 ) -> Result<RepoMarked, GcError> {
     let storage = c.storage.as_ref();
     let layers = paths::layers(repo);
     let (tagged, revisions, links) =
         tokio::try_join!(tagged(storage, repo, skip), revisions(storage, repo), digests_below(storage, &layers))?;
-    let live = live(&revisions, &tagged, cutoff, c.options.delete_untagged);
+    let live = match evict {
+        Some(evict) => live(&revisions, &tagged, cutoff.min(evict), true),
+        None => live(&revisions, &tagged, cutoff, c.options.delete_untagged),
+    };
     let mut out = RepoMarked { manifests: revisions.len(), referenced: Vec::new(), dead: Vec::new(), links };
     for r in revisions {
         if !live.contains(&r.digest) {
@@ -182,19 +187,22 @@ pub(super) async fn repositories(c: &Collector) -> Result<Vec<RepoName>, GcError
 }
 
 /// Marks every repository of `repos`, not counting the tags in `skip`, [`REPOS_AT_ONCE`] at
-/// a time.
+/// a time; the repositories in `evict` lose their untagged revisions older than the time given.
 pub(super) async fn mark(
     c: &Collector,
     repos: &[RepoName],
     skip: &HashMap<RepoName, HashSet<Tag>>,
+    evict: &HashMap<RepoName, SystemTime>,
     cutoff: SystemTime,
 ) -> Result<Marked, GcError> {
     let mut marked = Marked::default();
     let total = repos.len() as u64;
     c.progress("marking repositories", 0, total);
     // Collected first: a lazy iterator of borrowing closures makes the future not `Send`.
-    let each: Vec<_> =
-        repos.iter().map(|repo| async move { (repo, mark_repo(c, repo, skip.get(repo), cutoff).await) }).collect();
+    let each: Vec<_> = repos
+        .iter()
+        .map(|repo| async move { (repo, mark_repo(c, repo, skip.get(repo), evict.get(repo).copied(), cutoff).await) })
+        .collect();
     let mut each = futures_util::stream::iter(each).buffer_unordered(REPOS_AT_ONCE);
     while let Some((repo, found)) = each.next().await {
         let found = found?;

@@ -11,6 +11,8 @@
 //!   child manifests, and a manifest keeps the referrers whose `subject` it is.
 //! - Untagged manifests, when [`Options::delete_untagged`] is set (a manifest is kept while a
 //!   tag, a live index or its live subject needs it).
+//! - In the repositories of a mirror with `evict_after`: the tags and manifests not pulled
+//!   within that age (see [`retention`]), and so the blobs only they needed.
 //! - Referrers whose subject is not in the repository (whatever `delete_untagged` says),
 //!   unless tagged.
 //! - What a driver stores of its own that nothing refers to ([`Storage::sweep_own`]: on S3,
@@ -76,9 +78,9 @@
 //!
 //! With several replicas one collects at a time: see [`lease`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use shared::{Digest, RepoName};
@@ -348,7 +350,7 @@ impl Collector {
     /// lease (see [`lease`]) unless this is a dry run or the only process on the storage.
     pub async fn run(&self) -> Result<Report, GcError> {
         let started = SystemTime::now();
-        let cutoff = started.checked_sub(self.options.grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = started.checked_sub(self.options.grace).unwrap_or(UNIX_EPOCH);
         // Upload sessions are listed before anything the driver looks at (see `sweep_own`).
         let store = crate::store::Store::new(self.storage.clone());
         let sessions = store.upload_resumes().await.map_err(GcError::store("listing upload sessions"))?;
@@ -359,7 +361,12 @@ impl Collector {
         let untagged = retention::remove(self, expired, &mut report).await?;
         // A dry run removed no tag: the mark leaves out those a real run would have.
         let skip = if self.options.dry_run { untagged } else { Default::default() };
-        let marked = mark::mark(self, &repos, &skip, cutoff).await?;
+        // A mirror's repositories that evict: untagged manifests go once not pulled for the age.
+        let evicting: HashMap<RepoName, SystemTime> = repos
+            .iter()
+            .filter_map(|r| Some((r.clone(), started.checked_sub(rules.eviction(r)?.after).unwrap_or(UNIX_EPOCH))))
+            .collect();
+        let marked = mark::mark(self, &repos, &skip, &evicting, cutoff).await?;
         report.repositories = marked.repositories;
         report.manifests = marked.manifests;
         let candidates = sweep::candidates(self, &marked).await?;

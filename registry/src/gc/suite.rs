@@ -540,6 +540,7 @@ fn retention_rules() -> super::retention::Rules {
             repositories: vec!["ret/*".into()],
             tags: vec!["frozen".into()],
         }],
+        evict: Vec::new(),
     }
 }
 
