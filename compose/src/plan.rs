@@ -7,14 +7,19 @@
 //! what berth's runtime lacks: nothing is silently dropped. A service joins one network of
 //! the project (`<project>_default` unless it names another) under its service name and
 //! aliases, and publishes ports there. Named volumes are the runtime's volumes
-//! `<project>_<key>` (or their `name:`); health checks and restart policies come with the
-//! runtime's later work.
+//! `<project>_<key>` (or their `name:`). Health checks, restart policies, stop signals and
+//! labels are the runtime's; `secrets` and `configs` with `file:` sources are read-only bind
+//! mounts. Every container carries Docker Compose's labels, among them a digest of its
+//! service's model (`com.docker.compose.config-hash`) by which `up` tells what changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use runtime::container::health::HealthConfig;
+use runtime::container::restart::RestartPolicy;
 use runtime::container::{Network, RunOptions, Tmpfs, Volume};
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::Project;
 
@@ -25,6 +30,8 @@ pub enum Condition {
     Started,
     /// Its first container has exited with status 0.
     CompletedSuccessfully,
+    /// Its containers' health checks have passed.
+    Healthy,
 }
 
 /// One service, ready to run.
@@ -46,6 +53,12 @@ pub struct ServicePlan {
     pub stop_timeout: u64,
     /// The services it waits for.
     pub depends_on: Vec<(String, Condition)>,
+    /// Whether its containers run a health check (the service's `healthcheck`, or one the
+    /// image may bring: then `None`, as the plan cannot tell).
+    pub healthcheck: Option<bool>,
+    /// The digest of its configuration (`com.docker.compose.config-hash`): `up` makes a
+    /// running container again when its label differs.
+    pub config_hash: String,
 }
 
 /// A network of the project that a service joins.
@@ -157,11 +170,15 @@ const USED: &[&str] = &[
     "restart",
     "stop_signal",
     "networks",
+    "healthcheck",
+    "labels",
+    "init",
+    "secrets",
+    "configs",
 ];
 
 /// Keys that do not change how the container runs here, said once in the output.
 const NOT_APPLIED: &[(&str, &str)] = &[
-    ("labels", "containers have no labels yet"),
     ("expose", "documentation only without networks"),
     ("logging", "output goes to berth's log file"),
     ("pull_policy", "images are pulled when missing"),
@@ -184,7 +201,8 @@ pub fn plan(project: &Project, selected: &[String]) -> Result<Plan, PlanError> {
     let mut networks: Vec<NetworkPlan> = Vec::new();
     let mut volumes: Vec<VolumePlan> = Vec::new();
     for name in order {
-        let (service, network) = service_plan(&project.name, &name, &all[&name], &declared, &mut warnings)?;
+        let (service, network) =
+            service_plan(&project.name, &name, &all[&name], &declared, &project.model, &mut warnings)?;
         if let Some(n) = network.filter(|n| !networks.contains(n)) {
             networks.push(n);
         }
@@ -345,6 +363,7 @@ fn service_plan(
     name: &str,
     s: &Value,
     declared: &serde_json::Map<String, Value>,
+    declared_files: &Value,
     warnings: &mut Vec<String>,
 ) -> Result<(ServicePlan, Option<NetworkPlan>), PlanError> {
     let map = s.as_object().cloned().unwrap_or_default();
@@ -363,23 +382,8 @@ fn service_plan(
     if !publish.is_empty() && !matches!(network, Network::Bridge(_)) {
         return Err(unsupported(name, "ports", "published ports need a network (not network_mode host or none)"));
     }
-    if let Some(r) = map.get("restart").and_then(Value::as_str).filter(|r| *r != "no") {
-        return Err(unsupported(
-            name,
-            "restart",
-            &format!("restart policy {r:?} is not supported by berth's runtime yet"),
-        ));
-    }
-    if let Some(sig) =
-        map.get("stop_signal").and_then(Value::as_str).filter(|s| !matches!(*s, "SIGTERM" | "TERM" | "15"))
-    {
-        return Err(unsupported(
-            name,
-            "stop_signal",
-            &format!("{sig} is not supported yet: containers are stopped with SIGTERM"),
-        ));
-    }
-    let (volumes, mut tmpfs) = mounts(name, &map)?;
+    let (mut volumes, mut tmpfs) = mounts(name, &map)?;
+    volumes.extend(file_mounts(name, &map, declared_files)?);
     tmpfs.extend(strings(map.get("tmpfs")).iter().map(|t| {
         let (path, opts) = t.split_once(':').unwrap_or((t, ""));
         Tmpfs { path: path.into(), options: opts.split(',').filter(|o| !o.is_empty()).map(String::from).collect() }
@@ -448,6 +452,11 @@ fn service_plan(
         cap_add: strings(map.get("cap_add")),
         cap_drop: strings(map.get("cap_drop")),
         privileged: map.get("privileged") == Some(&Value::Bool(true)),
+        restart: restart_policy(name, &map)?,
+        stop_signal: map.get("stop_signal").and_then(Value::as_str).map(String::from),
+        healthcheck: healthcheck(name, map.get("healthcheck"))?,
+        labels: labels(project, name, &map, &config_hash(s)),
+        init: (map.get("init") == Some(&Value::Bool(true))).then(|| PathBuf::from(INIT_MARK)),
         ..RunOptions::default()
     };
     let stop_timeout = map
@@ -464,16 +473,20 @@ fn service_plan(
         .map(|(dep, d)| match d.get("condition").and_then(Value::as_str).unwrap_or("service_started") {
             "service_started" => Ok((dep.clone(), Condition::Started)),
             "service_completed_successfully" => Ok((dep.clone(), Condition::CompletedSuccessfully)),
-            other => Err(unsupported(
-                name,
-                &format!("depends_on.{dep}.condition"),
-                &format!("{other} needs health checks, which berth's runtime does not run yet"),
-            )),
+            "service_healthy" => Ok((dep.clone(), Condition::Healthy)),
+            other => {
+                Err(unsupported(name, &format!("depends_on.{dep}.condition"), &format!("unknown condition {other}")))
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let image = match map.get("image").and_then(Value::as_str) {
         Some(i) => i.to_string(),
         None => format!("{project}-{name}"),
+    };
+    let healthcheck = match &options.healthcheck {
+        Some(h) if h.test.first().is_some_and(|t| t == "NONE") => Some(false),
+        Some(h) if !h.test.is_empty() => Some(true),
+        _ => None,
     };
     let plan = ServicePlan {
         service: name.into(),
@@ -484,8 +497,113 @@ fn service_plan(
         options,
         stop_timeout,
         depends_on,
+        healthcheck,
+        config_hash: config_hash(s),
     };
     Ok((plan, network_plan))
+}
+
+/// What `init: true` sets as the init binary: the engine replaces it with the host's tini
+/// (finding it is the binary's job; the plan reads no host paths).
+pub const INIT_MARK: &str = "docker-init";
+
+/// The label that carries a container's [`ServicePlan::config_hash`].
+pub const CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
+
+/// `restart:` as the runtime's policy.
+fn restart_policy(name: &str, map: &serde_json::Map<String, Value>) -> Result<RestartPolicy, PlanError> {
+    let Some(text) = map.get("restart").and_then(Value::as_str) else { return Ok(RestartPolicy::No) };
+    text.parse().map_err(|e: runtime::container::restart::InvalidPolicy| PlanError::Invalid {
+        service: name.into(),
+        key: "restart".into(),
+        message: e.to_string(),
+    })
+}
+
+/// `healthcheck:` as the runtime's check (durations in nanoseconds, 0 for the default);
+/// `disable: true` is the test `["NONE"]`, which turns off the image's check too.
+fn healthcheck(name: &str, check: Option<&Value>) -> Result<Option<HealthConfig>, PlanError> {
+    let Some(check) = check.filter(|c| c.is_object()) else { return Ok(None) };
+    if check.get("disable") == Some(&Value::Bool(true)) {
+        return Ok(Some(HealthConfig { test: vec!["NONE".into()], ..HealthConfig::default() }));
+    }
+    let nanos = |key: &str| -> Result<i64, PlanError> {
+        let Some(text) = check.get(key).and_then(Value::as_str) else { return Ok(0) };
+        let d = shared::duration::parse_duration(text).map_err(|e| PlanError::Invalid {
+            service: name.into(),
+            key: format!("healthcheck.{key}"),
+            message: e.to_string(),
+        })?;
+        Ok(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    };
+    Ok(Some(HealthConfig {
+        test: strings(check.get("test")),
+        interval: nanos("interval")?,
+        timeout: nanos("timeout")?,
+        start_period: nanos("start_period")?,
+        retries: check.get("retries").and_then(Value::as_u64).and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
+    }))
+}
+
+/// The service's `labels` and those Docker Compose sets on every container it makes (the
+/// container number is set per container by [`crate::up`]).
+fn labels(project: &str, name: &str, map: &serde_json::Map<String, Value>, hash: &str) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = map
+        .get("labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+        .collect();
+    for (k, v) in [
+        ("com.docker.compose.project", project),
+        ("com.docker.compose.service", name),
+        ("com.docker.compose.oneoff", "False"),
+        (CONFIG_HASH_LABEL, hash),
+    ] {
+        labels.insert(k.into(), v.into());
+    }
+    labels
+}
+
+/// The digest of a service's normalized model, without what does not need a new container
+/// (`deploy.replicas`, which `up` meets by adding or removing containers).
+fn config_hash(service: &Value) -> String {
+    let mut service = service.clone();
+    if let Some(map) = service.as_object_mut() {
+        if let Some(deploy) = map.get_mut("deploy").and_then(Value::as_object_mut) {
+            deploy.remove("replicas");
+            if deploy.is_empty() {
+                map.remove("deploy");
+            }
+        }
+    }
+    hex::encode(sha2::Sha256::digest(service.to_string().as_bytes()))
+}
+
+/// `secrets` and `configs` with `file:` sources, as read-only bind mounts: a secret at
+/// `/run/secrets/<name>` (or its `target`), a config at `/<name>` (or its `target`), as
+/// Docker Compose mounts them without a swarm.
+fn file_mounts(name: &str, map: &serde_json::Map<String, Value>, model: &Value) -> Result<Vec<Volume>, PlanError> {
+    let mut out = Vec::new();
+    for (kind, prefix) in [("secrets", "/run/secrets/"), ("configs", "/")] {
+        for (i, item) in map.get(kind).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let key = format!("{kind}.{i}");
+            let source = item.get("source").and_then(Value::as_str).unwrap_or_default();
+            let def = model.get(kind).and_then(|d| d.get(source));
+            let Some(file) = def.and_then(|d| d.get("file")).and_then(Value::as_str) else {
+                let why = match def {
+                    None => format!("{source:?} is not declared under the top-level {kind}:"),
+                    Some(_) => format!("{source}: only file sources are supported by berth compose"),
+                };
+                return Err(unsupported(name, &key, &why));
+            };
+            let target = item.get("target").and_then(Value::as_str).unwrap_or(source);
+            let target = if target.starts_with('/') { target.to_string() } else { format!("{prefix}{target}") };
+            out.push(Volume::bind(PathBuf::from(file), target, true));
+        }
+    }
+    Ok(out)
 }
 
 /// Refuses what a berth volume cannot be: another driver, driver options.

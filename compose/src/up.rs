@@ -1,15 +1,17 @@
 //! Running a planned project ([`crate::plan`]) through a small [`Engine`] trait: `up`
-//! starts the services in dependency order (waiting for a dependency's successful exit where
-//! the file asks), `down` stops and removes exactly the containers named after the
-//! project's services, `stop` and `rm` do one of those steps. The CLI implements the trait
+//! starts the services in dependency order (waiting for a dependency's successful exit, or
+//! for its health check to pass, where the file asks), `wait_ready` is `up --wait`, `down`
+//! stops and removes exactly the containers named after the project's services, `stop`,
+//! `start`, `restart` and `rm` do one of those steps. The CLI implements the trait
 //! over berth's image store and runtime; the tests here use a recording fake, so the
 //! ordering and naming rules are checked without root.
 
 use std::time::Duration;
 
+use runtime::container::health::HealthStatus;
 use runtime::container::RunOptions;
 
-use crate::plan::{Condition, Member, NetworkPlan, Plan, ServicePlan, VolumePlan};
+use crate::plan::{Condition, Member, NetworkPlan, Plan, ServicePlan, VolumePlan, CONFIG_HASH_LABEL};
 
 /// A container the engine knows, by name.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +22,8 @@ pub struct Existing {
     pub running: bool,
     /// Its exit status, once it has exited.
     pub exit_code: Option<i32>,
+    /// Its health, while it runs with a health check.
+    pub health: Option<HealthStatus>,
     /// The image and options it was made with, when the engine keeps them: a running
     /// container whose configuration differs from the plan's is made again.
     pub config: Option<(String, RunOptions)>,
@@ -36,6 +40,13 @@ pub trait Engine {
     fn start(&self, name: &str, image: &str, options: &RunOptions) -> Result<(), EngineError>;
     /// Waits until container `name` has exited; its status.
     fn wait(&self, name: &str) -> Result<i32, EngineError>;
+    /// Starts the stopped container `name` again, as it was made.
+    fn restart(&self, name: &str) -> Result<(), EngineError>;
+    /// Waits a little before the state of the containers is read again (while a health
+    /// check is under way).
+    fn pause(&self) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     /// Stops container `name` (SIGTERM, then SIGKILL after `timeout`).
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError>;
     /// Removes the stopped container `name`.
@@ -91,6 +102,17 @@ pub enum UpError {
         /// Its exit status.
         code: i32,
     },
+    /// A container that had to become healthy did not.
+    #[error("container {container} is {state}")]
+    NotHealthy {
+        /// The container.
+        container: String,
+        /// What it became instead: unhealthy, exited, gone.
+        state: String,
+    },
+    /// A container that had to become healthy has no health check.
+    #[error("container {0} has no healthcheck configured")]
+    NoHealthcheck(String),
 }
 
 fn engine<'a>(what: &'static str, name: &'a str) -> impl FnOnce(EngineError) -> UpError + 'a {
@@ -131,67 +153,138 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
     let by_name = crate::plan::by_name(plan);
     for service in &plan.services {
         for (dep, condition) in &service.depends_on {
-            if *condition != Condition::CompletedSuccessfully {
-                continue;
-            }
-            let Some(first) =
-                by_name.get(dep.as_str()).and_then(|d| d.container_names(&plan.project).into_iter().next())
-            else {
-                continue;
-            };
+            let Some(dep_plan) = by_name.get(dep.as_str()) else { continue };
+            wait_for_dependency(engine_, plan, service, dep_plan, *condition, say)?;
+        }
+        start_service(engine_, plan, service, say)?;
+    }
+    Ok(())
+}
+
+/// Waits until `dep` meets `condition`, as `service` asks.
+fn wait_for_dependency(
+    engine_: &dyn Engine,
+    plan: &Plan,
+    service: &ServicePlan,
+    dep: &ServicePlan,
+    condition: Condition,
+    say: &mut dyn FnMut(String),
+) -> Result<(), UpError> {
+    match condition {
+        Condition::Started => Ok(()),
+        Condition::CompletedSuccessfully => {
+            let Some(first) = dep.container_names(&plan.project).into_iter().next() else { return Ok(()) };
             say(format!("Container {first}  Waiting"));
             let code = engine_.wait(&first).map_err(engine("cannot wait for container", &first))?;
             if code != 0 {
                 return Err(UpError::DependencyFailed {
                     service: service.service.clone(),
-                    dependency: dep.clone(),
+                    dependency: dep.service.clone(),
                     code,
                 });
             }
             say(format!("Container {first}  Exited"));
+            Ok(())
         }
-        let existing = engine_.list().map_err(engine("cannot list the containers for service", &service.service))?;
+        Condition::Healthy => {
+            for name in dep.container_names(&plan.project) {
+                say(format!("Container {name}  Waiting"));
+                wait_healthy(engine_, &name)?;
+                say(format!("Container {name}  Healthy"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Polls until container `name` is healthy; fails when it becomes unhealthy, stops, or runs
+/// no health check (as Docker Compose does). The health check's retries bound the wait.
+pub fn wait_healthy(engine_: &dyn Engine, name: &str) -> Result<(), UpError> {
+    loop {
+        let existing = engine_.list().map_err(engine("cannot read container", name))?;
+        let not = |state: &str| UpError::NotHealthy { container: name.to_string(), state: state.into() };
+        let Some(c) = existing.into_iter().find(|e| e.name == name) else { return Err(not("gone")) };
+        if !c.running {
+            return Err(not(&format!("exited ({})", c.exit_code.unwrap_or(-1))));
+        }
+        match c.health {
+            Some(HealthStatus::Healthy) => return Ok(()),
+            Some(HealthStatus::Unhealthy) => return Err(not("unhealthy")),
+            Some(HealthStatus::Starting) => engine_.pause(),
+            None => return Err(UpError::NoHealthcheck(name.to_string())),
+        }
+    }
+}
+
+/// `up --wait`: waits until every container of the plan runs, and is healthy when it has a
+/// health check; a container that others wait to complete may have exited with status 0.
+pub fn wait_ready(engine_: &dyn Engine, plan: &Plan, say: &mut dyn FnMut(String)) -> Result<(), UpError> {
+    let one_shot = |s: &ServicePlan| {
+        plan.services
+            .iter()
+            .any(|o| o.depends_on.iter().any(|(d, c)| d == &s.service && *c == Condition::CompletedSuccessfully))
+    };
+    for service in &plan.services {
         for name in service.container_names(&plan.project) {
-            let mut options = service.options.clone();
-            options.name = Some(name.clone());
-            let wanted = (service.image.clone(), options.clone());
-            match existing.iter().find(|e| e.name == name) {
-                Some(e) if e.running && e.config.as_ref().is_none_or(|c| same_config(c, &wanted)) => {
+            say(format!("Container {name}  Waiting"));
+            let existing = engine_.list().map_err(engine("cannot read container", &name))?;
+            let c = existing.iter().find(|e| e.name == name);
+            match c {
+                Some(c) if !c.running && c.exit_code == Some(0) && one_shot(service) => {
+                    say(format!("Container {name}  Exited"));
+                    continue;
+                }
+                Some(c) if c.running && c.health.is_none() => {
                     say(format!("Container {name}  Running"));
                     continue;
                 }
-                Some(e) => {
-                    if e.running {
-                        engine_
-                            .stop(&name, Duration::from_secs(service.stop_timeout))
-                            .map_err(engine("cannot stop container", &name))?;
-                    }
-                    engine_.remove(&name).map_err(engine("cannot remove container", &name))?;
-                    say(format!("Container {name}  Recreated"));
-                }
-                None => say(format!("Container {name}  Created")),
+                _ => {}
             }
-            engine_.start(&name, &service.image, &options).map_err(engine("cannot start container", &name))?;
-            say(format!("Container {name}  Started"));
+            wait_healthy(engine_, &name)?;
+            say(format!("Container {name}  Healthy"));
         }
     }
     Ok(())
 }
 
-/// Whether a container made with `made` is what `wanted` asks for. The runtime fills in
-/// what it makes: a volume's folder, an anonymous volume's name; those are not compared.
-fn same_config(made: &(String, RunOptions), wanted: &(String, RunOptions)) -> bool {
-    let plain = |(image, options): &(String, RunOptions)| {
-        let mut options = options.clone();
-        for v in options.volumes.iter_mut().filter(|v| v.is_volume()) {
-            v.host = Default::default();
-            if v.anonymous {
-                v.name = None;
+/// Starts the containers of one service that do not run with its configuration yet.
+fn start_service(
+    engine_: &dyn Engine,
+    plan: &Plan,
+    service: &ServicePlan,
+    say: &mut dyn FnMut(String),
+) -> Result<(), UpError> {
+    let existing = engine_.list().map_err(engine("cannot list the containers for service", &service.service))?;
+    for (n, name) in service.container_names(&plan.project).into_iter().enumerate() {
+        let mut options = service.options.clone();
+        options.name = Some(name.clone());
+        options.labels.insert("com.docker.compose.container-number".into(), (n + 1).to_string());
+        match existing.iter().find(|e| e.name == name) {
+            Some(e) if e.running && e.config.as_ref().is_none_or(|c| same_config(c, service)) => {
+                say(format!("Container {name}  Running"));
+                continue;
             }
+            Some(e) => {
+                if e.running {
+                    engine_
+                        .stop(&name, Duration::from_secs(service.stop_timeout))
+                        .map_err(engine("cannot stop container", &name))?;
+                }
+                engine_.remove(&name).map_err(engine("cannot remove container", &name))?;
+                say(format!("Container {name}  Recreated"));
+            }
+            None => say(format!("Container {name}  Created")),
         }
-        (image.clone(), options)
-    };
-    plain(made) == plain(wanted)
+        engine_.start(&name, &service.image, &options).map_err(engine("cannot start container", &name))?;
+        say(format!("Container {name}  Started"));
+    }
+    Ok(())
+}
+
+/// Whether a container made with `made` is what `service` asks for: the same image, and the
+/// same configuration by its `com.docker.compose.config-hash` label.
+fn same_config((image, options): &(String, RunOptions), service: &ServicePlan) -> bool {
+    *image == service.image && options.labels.get(CONFIG_HASH_LABEL) == Some(&service.config_hash)
 }
 
 /// The project's containers that exist, service by service in reverse start order (those
@@ -241,6 +334,35 @@ pub fn rm(engine_: &dyn Engine, project: &str, members: &[Member], say: &mut dyn
     Ok(())
 }
 
+/// Starts the project's stopped containers again, dependencies first (`compose start`).
+pub fn start(
+    engine_: &dyn Engine,
+    project: &str,
+    members: &[Member],
+    say: &mut dyn FnMut(String),
+) -> Result<(), UpError> {
+    let existing = engine_.list().map_err(engine("cannot list the containers of project", project))?;
+    for (c, _) in project_containers(project, members, &existing).into_iter().rev() {
+        if !c.running {
+            engine_.restart(&c.name).map_err(engine("cannot start container", &c.name))?;
+            say(format!("Container {}  Started", c.name));
+        }
+    }
+    Ok(())
+}
+
+/// Stops the project's containers, dependents first, and starts them again, dependencies
+/// first (`compose restart`).
+pub fn restart(
+    engine_: &dyn Engine,
+    project: &str,
+    members: &[Member],
+    say: &mut dyn FnMut(String),
+) -> Result<(), UpError> {
+    stop(engine_, project, members, say)?;
+    start(engine_, project, members, say)
+}
+
 /// Stops and removes the project's containers, then its networks that are not external:
 /// exactly what `up` made; with `volumes` (`down -v`), its named volumes that are not
 /// external too.
@@ -278,6 +400,7 @@ mod tests {
 
     use crate::plan::plan;
     use crate::Project;
+    use runtime::container::restart::RestartPolicy;
 
     #[derive(Default)]
     struct Fake {
@@ -286,11 +409,34 @@ mod tests {
         containers: RefCell<Vec<Existing>>,
         calls: RefCell<Vec<String>>,
         exit_codes: Vec<(String, i32)>,
+        /// Containers started with a health check report `starting` on this many reads,
+        /// then this health.
+        health_after: Option<(u32, HealthStatus)>,
+        reads: RefCell<u32>,
     }
 
     impl Engine for Fake {
         fn list(&self) -> Result<Vec<Existing>, EngineError> {
-            Ok(self.containers.borrow().clone())
+            let mut reads = self.reads.borrow_mut();
+            *reads += 1;
+            let mut all = self.containers.borrow().clone();
+            for c in all.iter_mut().filter(|c| c.health.is_some()) {
+                match self.health_after {
+                    Some((n, h)) if *reads > n => c.health = Some(h),
+                    _ => {}
+                }
+            }
+            Ok(all)
+        }
+        fn restart(&self, name: &str) -> Result<(), EngineError> {
+            self.calls.borrow_mut().push(format!("restart {name}"));
+            for c in self.containers.borrow_mut().iter_mut().filter(|c| c.name == name) {
+                c.running = true;
+            }
+            Ok(())
+        }
+        fn pause(&self) {
+            self.calls.borrow_mut().push("pause".into());
         }
         fn ensure_image(&self, s: &ServicePlan, _: bool) -> Result<(), EngineError> {
             self.calls.borrow_mut().push(format!("image {}", s.image));
@@ -305,8 +451,15 @@ mod tests {
                 let volume = v.name.get_or_insert_with(|| "0123abcd".into());
                 v.host = format!("/volumes/{volume}/_data").into();
             }
+            let health = options.healthcheck.as_ref().map(|_| HealthStatus::Starting);
             let config = Some((image.to_string(), options));
-            self.containers.borrow_mut().push(Existing { name: name.into(), running: true, exit_code: None, config });
+            self.containers.borrow_mut().push(Existing {
+                name: name.into(),
+                running: true,
+                exit_code: None,
+                health,
+                config,
+            });
             Ok(())
         }
         fn wait(&self, name: &str) -> Result<i32, EngineError> {
@@ -385,12 +538,14 @@ mod tests {
             name: "other-web-1".into(),
             running: true,
             exit_code: None,
+            health: None,
             config: None,
         });
         fake.containers.borrow_mut().push(Existing {
             name: "demo-webby".into(),
             running: true,
             exit_code: None,
+            health: None,
             config: None,
         });
         let p = plan(&three_tier(), &[]).unwrap();
@@ -543,20 +698,21 @@ mod tests {
                 json!({"a": {"image": "x", "network_mode": "host", "volumes": [{"type": "volume", "source": "v", "target": "/v"}]}}),
                 "services.a.volumes: volume \"v\" is not declared",
             ),
-            (json!({"a": {"image": "x", "network_mode": "host", "restart": "always"}}), "services.a.restart"),
             (
-                json!({"a": {"image": "x", "network_mode": "host"}, "b": {"image": "y", "network_mode": "host",
-                "depends_on": {"a": {"condition": "service_healthy", "required": true}}}}),
-                "services.b.depends_on.a.condition: service_healthy needs health checks",
+                json!({"a": {"image": "x", "network_mode": "host", "restart": "sometimes"}}),
+                "services.a.restart: invalid restart policy",
+            ),
+            (
+                json!({"a": {"image": "x", "network_mode": "host", "secrets": [{"source": "s"}]}}),
+                "services.a.secrets.0: \"s\" is not declared",
             ),
         ];
         for (services, want) in cases {
             let err = plan(&project(services), &[]).unwrap_err().to_string();
             assert!(err.contains(want), "{err} lacks {want}");
         }
-        let p =
-            plan(&project(json!({"a": {"image": "x", "network_mode": "host", "labels": {"k": "v"}}})), &[]).unwrap();
-        assert_eq!(p.warnings, ["services.a.labels is not applied: containers have no labels yet"]);
+        let p = plan(&project(json!({"a": {"image": "x", "network_mode": "host", "expose": ["80"]}})), &[]).unwrap();
+        assert_eq!(p.warnings, ["services.a.expose is not applied: documentation only without networks"]);
     }
 
     #[test]
@@ -578,5 +734,144 @@ mod tests {
         assert_eq!(o.env, ["A=1"]);
         assert_eq!(o.memory, Some(1 << 20));
         assert!(o.volumes[0].read_only && o.detach);
+    }
+
+    fn health_gated() -> Project {
+        project(json!({
+            "api": {"image": "api", "network_mode": "host",
+                    "depends_on": {"store": {"condition": "service_healthy", "required": true}}},
+            "store": {"image": "store", "network_mode": "host",
+                      "healthcheck": {"test": ["CMD", "true"], "interval": "1s", "retries": 2}},
+        }))
+    }
+
+    #[test]
+    fn a_service_waits_until_its_dependency_is_healthy() {
+        let fake = Fake { health_after: Some((3, HealthStatus::Healthy)), ..Fake::default() };
+        let mut lines = Vec::new();
+        up(&fake, &plan(&health_gated(), &[]).unwrap(), false, &mut |l| lines.push(l)).unwrap();
+        let calls = fake.calls.borrow().clone();
+        let starts: Vec<&String> = calls.iter().filter(|c| c.starts_with("start")).collect();
+        assert_eq!(starts, ["start demo-store-1 store", "start demo-api-1 api"]);
+        let paused = calls.iter().position(|c| c == "pause").unwrap();
+        assert!(paused < calls.iter().position(|c| c == "start demo-api-1 api").unwrap(), "{calls:?}");
+        let healthy = lines.iter().position(|l| l == "Container demo-store-1  Healthy").unwrap();
+        let started = lines.iter().position(|l| l == "Container demo-api-1  Started").unwrap();
+        assert!(healthy < started, "{lines:?}");
+        // up --wait: the store is healthy, the api runs without a check.
+        let mut lines = Vec::new();
+        wait_ready(&fake, &plan(&health_gated(), &[]).unwrap(), &mut |l| lines.push(l)).unwrap();
+        assert!(lines.contains(&"Container demo-api-1  Running".to_string()), "{lines:?}");
+    }
+
+    #[test]
+    fn an_unhealthy_or_unchecked_dependency_stops_up() {
+        let fake = Fake { health_after: Some((1, HealthStatus::Unhealthy)), ..Fake::default() };
+        let err = up(&fake, &plan(&health_gated(), &[]).unwrap(), false, &mut |_| {}).unwrap_err();
+        assert_eq!(err.to_string(), "container demo-store-1 is unhealthy");
+        assert!(!fake.calls.borrow().iter().any(|c| c.starts_with("start demo-api")));
+
+        let mut unchecked = health_gated();
+        unchecked.model["services"]["store"].as_object_mut().unwrap().remove("healthcheck");
+        let fake = Fake::default();
+        let err = up(&fake, &plan(&unchecked, &[]).unwrap(), false, &mut |_| {}).unwrap_err();
+        assert_eq!(err.to_string(), "container demo-store-1 has no healthcheck configured");
+        // up --wait fails on an unhealthy container.
+        let fake = Fake { health_after: Some((0, HealthStatus::Unhealthy)), ..Fake::default() };
+        let store = plan(&health_gated(), &["store".to_string()]).unwrap();
+        up(&fake, &store, false, &mut |_| {}).unwrap();
+        let err = wait_ready(&fake, &store, &mut |_| {}).unwrap_err();
+        assert_eq!(err.to_string(), "container demo-store-1 is unhealthy");
+    }
+
+    #[test]
+    fn containers_carry_compose_labels_and_up_again_keeps_an_unchanged_service() {
+        let fake = Fake::default();
+        let p = plan(&health_gated(), &["store".to_string()]).unwrap();
+        up(&fake, &p, false, &mut |_| {}).unwrap();
+        let made = fake.containers.borrow()[0].config.clone().unwrap().1;
+        for (k, v) in [
+            ("com.docker.compose.project", "demo"),
+            ("com.docker.compose.service", "store"),
+            ("com.docker.compose.container-number", "1"),
+            (CONFIG_HASH_LABEL, p.services[0].config_hash.as_str()),
+        ] {
+            assert_eq!(made.labels.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert_eq!(p.services[0].config_hash.len(), 64);
+        // Another replica count is no new configuration; another health check is.
+        let mut scaled = health_gated();
+        scaled.model["services"]["store"]["deploy"] = json!({"replicas": 2});
+        fake.calls.borrow_mut().clear();
+        up(&fake, &plan(&scaled, &["store".to_string()]).unwrap(), false, &mut |_| {}).unwrap();
+        assert_eq!(*fake.calls.borrow(), ["image store", "start demo-store-2 store"]);
+        let mut changed = health_gated();
+        changed.model["services"]["store"]["healthcheck"]["retries"] = json!(5);
+        fake.calls.borrow_mut().clear();
+        up(&fake, &plan(&changed, &["store".to_string()]).unwrap(), false, &mut |_| {}).unwrap();
+        assert!(fake.calls.borrow().contains(&"remove demo-store-1".to_string()), "{:?}", fake.calls.borrow());
+    }
+
+    #[test]
+    fn restart_stops_dependents_first_and_starts_dependencies_first() {
+        let fake = Fake::default();
+        let p = plan(&three_tier(), &[]).unwrap();
+        up(&fake, &p, false, &mut |_| {}).unwrap();
+        fake.calls.borrow_mut().clear();
+        let members = crate::plan::members(&three_tier()).unwrap();
+        restart(&fake, "demo", &members, &mut |_| {}).unwrap();
+        assert_eq!(
+            *fake.calls.borrow(),
+            [
+                "stop demo-web-1",
+                "stop demo-api-1",
+                "stop demo-api-2",
+                "stop demo-migrate-1",
+                "restart demo-migrate-1",
+                "restart demo-api-2",
+                "restart demo-api-1",
+                "restart demo-web-1"
+            ]
+        );
+        fake.calls.borrow_mut().clear();
+        start(&fake, "demo", &members, &mut |_| {}).unwrap();
+        assert!(fake.calls.borrow().is_empty(), "all run: start does nothing");
+    }
+
+    #[test]
+    fn health_restart_stop_signal_secrets_and_configs_reach_the_runtime() {
+        let mut p = project(json!({"a": {"image": "x", "network_mode": "host", "restart": "on-failure:3",
+            "stop_signal": "SIGINT", "init": true,
+            "healthcheck": {"test": ["CMD-SHELL", "true"], "interval": "2s", "timeout": "1s", "start_period": "500ms", "retries": 4},
+            "secrets": [{"source": "token", "target": "/run/secrets/token"}],
+            "configs": [{"source": "site"}, {"source": "site", "target": "/etc/site.conf"}]},
+            "b": {"image": "x", "network_mode": "host", "healthcheck": {"disable": true}}}));
+        p.model["secrets"] = json!({"token": {"file": "/p/token.txt"}});
+        p.model["configs"] = json!({"site": {"file": "/p/site.conf"}});
+        let planned = plan(&p, &[]).unwrap();
+        let a = &planned.services.iter().find(|s| s.service == "a").unwrap().options;
+        assert_eq!(a.restart, RestartPolicy::OnFailure { max: 3 });
+        assert_eq!(a.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(a.init.as_deref(), Some(std::path::Path::new(crate::plan::INIT_MARK)));
+        let h = a.healthcheck.clone().unwrap();
+        assert_eq!(
+            (h.test, h.interval, h.timeout, h.start_period, h.retries),
+            (vec!["CMD-SHELL".to_string(), "true".into()], 2_000_000_000, 1_000_000_000, 500_000_000, 4)
+        );
+        let binds: Vec<(String, String, bool)> =
+            a.volumes.iter().map(|v| (v.host.display().to_string(), v.container.clone(), v.read_only)).collect();
+        assert_eq!(
+            binds,
+            [
+                ("/p/token.txt".to_string(), "/run/secrets/token".to_string(), true),
+                ("/p/site.conf".into(), "/site".into(), true),
+                ("/p/site.conf".into(), "/etc/site.conf".into(), true),
+            ]
+        );
+        let b = planned.services.iter().find(|s| s.service == "b").unwrap();
+        assert_eq!(
+            (b.healthcheck, b.options.healthcheck.clone().unwrap().test),
+            (Some(false), vec!["NONE".to_string()])
+        );
     }
 }

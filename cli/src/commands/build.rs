@@ -284,6 +284,9 @@ fn run(root: &Path, args: Args, cancelled: &Arc<AtomicU8>) -> Result<()> {
     let builder = Builder::new(store.clone(), Arc::clone(&client)).context("cannot open the build cache")?;
     let oci_runtime = match &args.oci_runtime {
         Some(path) => RuntimeCommand::external(path),
+        // Run from the sealed copy (a build started by `berth compose`), the binary has no
+        // path of its own: `/proc/self/exe` names it for the children.
+        None if runtime::container::sealed::is_sealed() => RuntimeCommand::embedded(PathBuf::from("/proc/self/exe")),
         None => RuntimeCommand::embedded(std::env::current_exe().context("cannot find the berth binary")?),
     };
     let cancel = Cancel::default();

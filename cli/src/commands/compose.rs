@@ -1,13 +1,16 @@
 //! `berth compose [-f FILE]... [-p NAME] [--env-file FILE]... [--profile NAME]... COMMAND`:
 //! the project options as Docker Compose has them, handed to `compose::load`; `config`
-//! prints the normalized model; `up -d`, `down`, `ps`, `logs`, `stop`, `rm`, `build` and
-//! `pull` run it through `compose::up` over [`super::compose_engine::BerthEngine`].
+//! prints the normalized model; `up`, `down`, `ps`, `logs`, `start`, `stop`, `restart`,
+//! `rm`, `build` and `pull` run it through `compose::up` over
+//! [`super::compose_engine::BerthEngine`]; `exec`, `run`, `push` and the foreground part of
+//! `up` are in [`super::compose_verbs`].
 
 use std::path::{Path, PathBuf};
 
 use std::io::Write;
+use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use compose::up::Engine;
 use runtime::container::Containers;
 
@@ -51,6 +54,16 @@ pub enum Command {
     Logs(ServicesArgs),
     /// Stop the project's running containers.
     Stop,
+    /// Start the project's stopped containers again.
+    Start,
+    /// Stop the project's containers and start them again.
+    Restart,
+    /// Run a command in a service's running container.
+    Exec(super::compose_verbs::ExecArgs),
+    /// Run a one-off container of a service (its dependencies started first).
+    Run(super::compose_verbs::RunArgs),
+    /// Push the images of the services that have `build` and an `image` name.
+    Push(ServicesArgs),
     /// Remove the project's stopped containers.
     Rm,
     /// Build the images of the services that have `build`.
@@ -62,10 +75,14 @@ pub enum Command {
 /// Flags of `berth compose up`.
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
-    /// Run the containers in the background (required for now: the foreground mode that
-    /// follows their output is not there yet).
+    /// Run the containers in the background [default: follow their output until they end,
+    /// or until Ctrl-C, which stops them].
     #[arg(long, short = 'd')]
     pub detach: bool,
+    /// Wait until the services run, and are healthy where they have a health check
+    /// (implies --detach).
+    #[arg(long)]
+    pub wait: bool,
     /// Build the images first, even those that exist.
     #[arg(long)]
     pub build: bool,
@@ -102,8 +119,18 @@ pub struct ConfigArgs {
     pub services: bool,
 }
 
-/// Runs `berth compose`.
-pub fn run(root: &Path, args: Args) -> Result<()> {
+/// Runs `berth compose`; the exit status is the command's (`exec`, `run`) or berth's.
+pub fn main(root: &Path, args: Args) -> ExitCode {
+    match run(root, args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(root: &Path, args: Args) -> Result<ExitCode> {
     let working_dir = std::env::current_dir().context("cannot read the current folder")?;
     let options = compose::Options {
         files: args.files,
@@ -118,31 +145,49 @@ pub fn run(root: &Path, args: Args) -> Result<()> {
     let engine = BerthEngine { root: root.to_path_buf() };
     let say = &mut |line: String| eprintln!(" {line}");
     let members = || compose::plan::members(&project);
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match args.command {
-        Command::Config(c) => config(&project, &c),
-        Command::Up(up) => {
-            if !up.detach {
-                bail!("berth compose up runs the services in the background only for now: add -d (then berth compose logs)");
-            }
-            let plan = compose::plan::plan(&project, &up.services)?;
-            for w in &plan.warnings {
-                eprintln!("WARN {w}");
-            }
-            compose::up::up(&engine, &plan, up.build, say)?;
-            Ok(())
-        }
+        Command::Config(c) => done(config(&project, &c)),
+        Command::Up(up) => done(self::up(root, &engine, &project, &up)),
         Command::Down(down) => {
             let networks = compose::plan::project_networks(&project);
             let volumes = if down.volumes { compose::plan::project_volumes(&project) } else { Vec::new() };
-            Ok(compose::up::down(&engine, &project.name, &members()?, &networks, &volumes, say)?)
+            compose::up::down(&engine, &project.name, &members()?, &networks, &volumes, say)?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Stop => Ok(compose::up::stop(&engine, &project.name, &members()?, say)?),
-        Command::Rm => Ok(compose::up::rm(&engine, &project.name, &members()?, say)?),
-        Command::Ps => ps(root, &engine, &project.name, &members()?),
-        Command::Logs(a) => logs(root, &engine, &project.name, &members()?, &a.services),
-        Command::Build(a) => images(&engine, &project, &a.services, true),
-        Command::Pull(a) => images(&engine, &project, &a.services, false),
+        Command::Stop => done(Ok(compose::up::stop(&engine, &project.name, &members()?, say)?)),
+        Command::Start => done(Ok(compose::up::start(&engine, &project.name, &members()?, say)?)),
+        Command::Restart => done(Ok(compose::up::restart(&engine, &project.name, &members()?, say)?)),
+        Command::Rm => done(Ok(compose::up::rm(&engine, &project.name, &members()?, say)?)),
+        Command::Ps => done(ps(root, &engine, &project.name, &members()?)),
+        Command::Logs(a) => done(logs(root, &engine, &project.name, &members()?, &a.services)),
+        Command::Build(a) => done(images(&engine, &project, &a.services, true)),
+        Command::Pull(a) => done(images(&engine, &project, &a.services, false)),
+        Command::Push(a) => done(super::compose_verbs::push(root, &project, &a.services)),
+        Command::Exec(a) => super::compose_verbs::exec(root, &project.name, &members()?, a),
+        Command::Run(a) => super::compose_verbs::run(root, &engine, &project, a),
     }
+}
+
+/// `up`: starts the services; with `--wait`, waits until they are ready; without `-d`,
+/// follows their output.
+fn up(root: &Path, engine: &BerthEngine, project: &compose::Project, up: &UpArgs) -> Result<()> {
+    let plan = compose::plan::plan(project, &up.services)?;
+    for w in &plan.warnings {
+        eprintln!("WARN {w}");
+    }
+    let say = &mut |line: String| eprintln!(" {line}");
+    compose::up::up(engine, &plan, up.build, say)?;
+    if up.wait {
+        return Ok(compose::up::wait_ready(engine, &plan, say)?);
+    }
+    if up.detach {
+        return Ok(());
+    }
+    let members = compose::plan::members(project)?;
+    let members: Vec<_> =
+        members.into_iter().filter(|m| plan.services.iter().any(|s| s.service == m.service)).collect();
+    super::compose_verbs::attach(root, engine, &project.name, &members)
 }
 
 /// Builds (`build`) the images of the services that have `build`, or pulls the missing

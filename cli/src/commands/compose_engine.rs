@@ -69,6 +69,7 @@ impl Engine for BerthEngine {
                 name: r.name.clone(),
                 running: r.is_running(),
                 exit_code: r.exit_code,
+                health: r.health.as_ref().filter(|_| r.is_running()).map(|h| h.status),
                 config: Some((r.image.clone(), r.options.clone())),
             })
             .collect())
@@ -89,6 +90,11 @@ impl Engine for BerthEngine {
     }
 
     fn start(&self, name: &str, image: &str, options: &RunOptions) -> Result<(), EngineError> {
+        let mut options = options.clone();
+        if options.init.is_some() {
+            options.init = Some(super::run::find_init(std::env::var("PATH").ok().as_deref()).map_err(fail)?);
+        }
+        let options = &options;
         let store = super::open_store(&self.root).map_err(fail)?;
         let found = store.find(image).map_err(fail)?.into_iter().next();
         let record = found.ok_or_else(|| EngineError(format!("image {image} is not in the store")))?;
@@ -114,6 +120,12 @@ impl Engine for BerthEngine {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    fn restart(&self, name: &str) -> Result<(), EngineError> {
+        let record = self.containers().prepare_start(name).map_err(fail)?;
+        super::start::spawn_supervisor(&self.root, &record.id)
+            .map_err(|e| EngineError(format!("cannot start container {name}: {e:#}")))
     }
 
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError> {

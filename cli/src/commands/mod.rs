@@ -3,6 +3,7 @@
 pub mod build;
 pub mod compose;
 pub mod compose_engine;
+pub mod compose_verbs;
 pub mod exec;
 pub mod gc;
 pub mod images;

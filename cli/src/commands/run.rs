@@ -358,7 +358,7 @@ fn parse_ulimit(text: &str) -> Result<Ulimit> {
 
 /// The init binary for `--init`: Debian's static tini (a dynamically linked one would not
 /// run in images without the host's C library), looked up in `PATH`.
-fn find_init(path_var: Option<&str>) -> Result<PathBuf> {
+pub fn find_init(path_var: Option<&str>) -> Result<PathBuf> {
     let path = path_var.unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     ["tini-static", "docker-init"]
         .iter()

@@ -230,11 +230,16 @@ pub struct UiConfig {
     pub enabled: bool,
     /// How long a sign-in lasts, in seconds. Default 43200 (12 hours).
     pub session_ttl_secs: u64,
+    /// Storage reads a page of the repository list (or the API's) may spend on the figures
+    /// of its repositories (one per tag link, one per manifest this process has not read
+    /// yet); a repository that does not fit in what is left is summed up in the background
+    /// and listed with its tag count until then. Default 1000.
+    pub summary_budget: usize,
 }
 
 impl Default for UiConfig {
     fn default() -> Self {
-        UiConfig { enabled: true, session_ttl_secs: 43_200 }
+        UiConfig { enabled: true, session_ttl_secs: 43_200, summary_budget: 1000 }
     }
 }
 
