@@ -100,7 +100,8 @@ debian_rows() {
       --exclude='./sys/*' --exclude='./var/cache/apt/archives/*.deb' --exclude='./var/lib/apt/lists/*' .
     rm -rf "$WORK/debian-root"
   else
-    ln -sf "$layer" "$WORK/debian-base/rootfs.tar.gz"
+    # A copy: a link out of the context would resolve inside it (as BuildKit resolves it).
+    cp "$layer" "$WORK/debian-base/rootfs.tar.gz"
   fi
   DEBIAN_BASE="127.0.0.1:$PORT/bench/debian:bookworm"
   printf 'FROM scratch\nADD rootfs.tar.gz /\nCMD ["bash"]\n' >"$WORK/debian-base/Dockerfile"

@@ -17,10 +17,11 @@
 //! every path's type, mode, owners, size, times, inode and link target before the step and
 //! [`Snapshot::diff`] compares after: new and changed paths (with their parent directories)
 //! become layer entries, deleted ones whiteouts, and files with several names inside the
-//! change hard links. Mount points the runtime had to create for `/proc`, `/dev`, `/sys`,
-//! `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, and the stub files of the step's
-//! `--mount`s, are removed again before the diff, so none of them leaks into the image; the
-//! directories made for the step's `--mount`s stay, as BuildKit's do.
+//! change hard links. Mount points the runtime had to create for `/etc/hosts`,
+//! `/etc/resolv.conf` and `/etc/hostname` (and `/etc` itself, when it is left empty), and the
+//! stub files of the step's `--mount`s, are removed again before the diff, so none of them
+//! leaks into the image; the directories made for `/proc`, `/dev`, `/sys` and the step's
+//! `--mount`s stay, as BuildKit's do (the executor decides which: `build/run_step.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;

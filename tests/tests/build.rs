@@ -653,6 +653,15 @@ EOT
 RUN cat <<EOT > /heredoc-cat
 piped
 EOT
+RUN <<EOT
+#!/bin/sh -e
+case $- in *e*) echo "$0: errexit" ;; *) echo "$0: no errexit" ;; esac > /heredoc-sh-e
+EOT
+USER app
+RUN <<EOT
+#!/bin/env sh
+echo "$0" > /tmp/heredoc-env
+EOT
 "#,
         base = base.base,
         host = base.registry.host()
@@ -683,6 +692,12 @@ EOT
     ensure!(read("unshare") == "refused\n", "RUN under the default seccomp profile: unshare -U {}", read("unshare"));
     ensure!(read("heredoc") == "heredoc script\n", "RUN heredoc: {}", read("heredoc"));
     ensure!(read("heredoc-cat") == "piped\n", "RUN with a heredoc: {}", read("heredoc-cat"));
+    // A heredoc that starts with `#!` runs with that interpreter, as BuildKit runs it
+    // (`dispatchRun`: the file mounted read-only at `/dev/pipes/EOT`, mode 0755, run by
+    // `/bin/sh -c /dev/pipes/EOT`; BuildKit's testRunShebangHeredoc): its options apply and
+    // `$0` is the file, for a non-root USER too; nothing of `/dev/pipes` reaches the image.
+    ensure!(read("heredoc-sh-e") == "/dev/pipes/EOT: errexit\n", "RUN <<EOT #!/bin/sh -e: {}", read("heredoc-sh-e"));
+    ensure!(read("tmp/heredoc-env") == "/dev/pipes/EOT\n", "RUN <<EOT #!/bin/env sh: {}", read("tmp/heredoc-env"));
     ensure!(read("onbuilt") == "triggered\n", "ONBUILD trigger: {}", read("onbuilt"));
     ensure!(image.config["config"]["OnBuild"].is_null(), "ONBUILD triggers are not inherited: {}", image.config);
     ensure!(read("fetched/healthz") == "ok", "ADD of a URL: {}", read("fetched/healthz"));
@@ -690,7 +705,16 @@ EOT
     // No secret, cache content or stub file leaked into the image; the directories made for
     // the mounts stay, empty, as BuildKit's do (issue 14.10).
     let tree = list_tree(&flat)?;
-    for leak in ["cache/runs", "mnt/src/input.txt", "mnt/tools/tool", "run/secrets/token", "scratch/t", "etc/hosts"] {
+    ensure!(tree["tmp/heredoc-env"].ends_with(" 1000:1000"), "the #! script ran as app: {}", tree["tmp/heredoc-env"]);
+    for leak in [
+        "cache/runs",
+        "mnt/src/input.txt",
+        "mnt/tools/tool",
+        "run/secrets/token",
+        "scratch/t",
+        "etc/hosts",
+        "dev/pipes",
+    ] {
         ensure!(!tree.contains_key(leak), "{leak} leaked into the image");
     }
     for made in ["cache", "mnt/src", "mnt/tools", "run/secrets", "scratch"] {

@@ -8,10 +8,11 @@
 //!
 //! The cases: COPY into `/bin/` and `/lib/…` through the base's links then RUN what was
 //! copied, a WORKDIR through `/var/run -> /run`; `apt-get install` from Debian's mirror; a
-//! multi-stage build whose program goes into a `scratch` image; a non-root user made with
-//! `useradd` (USER, WORKDIR, `COPY --chown` by name); optional lock files
-//! (`COPY package.json yarn.lock* ./`). apt and dpkg write the time into their logs and
-//! caches, so those files' contents are not compared (their paths, modes and owners are).
+//! non-root user made with `useradd` (USER, WORKDIR, `COPY --chown` by name); optional lock
+//! files (`COPY package.json yarn.lock* ./`), all in one image (each comparison flattens
+//! two Debian roots, the test's main cost); and a multi-stage build whose program goes into
+//! a `scratch` image. apt and dpkg write the time into their logs and caches, so those
+//! files' contents are not compared (their paths, modes and owners are).
 //!
 //! The engine's frontend is older than today's and builds neither heredocs nor `COPY
 //! --link` (both came with Dockerfile 1.4): those cases are checked against BuildKit's
@@ -41,6 +42,9 @@ struct Case {
     files: &'static [(&'static str, &'static str, u32)],
     /// Files whose contents are not compared (apt's and dpkg's logs and caches).
     volatile: &'static [&'static str],
+    /// Empty directories the engine's BuildKit (v0.8, Docker 20.10) leaves in the image and
+    /// today's does not, so not counted as differences (see each case).
+    engine_only: &'static [&'static str],
 }
 
 /// What apt and dpkg stamp with the time, or fetch from the mirror between the two builds.
@@ -51,40 +55,65 @@ const TOOL: &str = "#!/bin/sh\necho \"tool ran as $(id -u)\"\n";
 
 const CASES: &[Case] = &[
     Case {
-        item: "14.1: merged /usr",
-        name: "merged-usr",
+        item: "14.1, 14.3, 14.4, 14.6: merged /usr, apt-get, a non-root user, lock files",
+        name: "everyday",
+        // One image, with few RUN steps, for the patterns that need the whole Debian root
+        // compared (each comparison flattens two Debian roots; each RUN snapshots one).
         // `/bin`, `/lib` and `/var/run` are links in the base: COPY and WORKDIR write where
         // they point (usr/bin, usr/lib, /run), the links stay links, and RUN finds the tool.
+        // apt-get installs from Debian's mirror. useradd's user owns the WORKDIR it makes,
+        // the files `--chown` names (a user name alone: its primary group), and what its
+        // RUN makes; a numeric USER too. Optional lock files: `COPY package.json yarn.lock*
+        // ./` copies what is there.
         dockerfile: r#"ARG BASE
 FROM ${BASE}
 COPY tool /bin/
 COPY tool /usr/local/bin/tool2
 COPY lib.txt /lib/x86_64-linux-gnu/
-RUN tool > /tool.out && tool2 >> /tool.out \
- && stat -c '%n %F %a %u:%g %s' /bin /bin/tool /usr/bin/tool /lib/x86_64-linux-gnu/lib.txt >> /tool.out
 WORKDIR /var/run/app
-RUN touch made-in-run-dir && readlink /var/run >> /tool.out
+RUN tool > /tool.out && tool2 >> /tool.out \
+ && stat -c '%n %F %a %u:%g %s' /bin /bin/tool /usr/bin/tool /lib/x86_64-linux-gnu/lib.txt >> /tool.out \
+ && touch made-in-run-dir && readlink /var/run >> /tool.out
+RUN apt-get update && apt-get install -y --no-install-recommends hello && hello > /hello.out \
+ && useradd --create-home --uid 1500 --user-group app
+USER app
+WORKDIR /home/app/src
+COPY --chown=app:app a.txt ./
+COPY --chown=app a.txt ./by-name.txt
+COPY a.txt ./as-root.txt
+RUN id > whoami && touch made-by-app && mkdir -p sub/deeper
+USER 1600:1700
+WORKDIR /srv/data
+USER app
+WORKDIR /app
+COPY package.json yarn.lock* ./
+COPY requirements.txt poetry.lock* ./
+COPY go.mod go.sum* ./
 CMD ["tool"]
 "#,
-        files: &[("tool", TOOL, 0o755), ("lib.txt", "lib\n", 0o644)],
-        volatile: &[],
-    },
-    Case {
-        item: "corpus: apt-get install",
-        name: "apt-install",
-        dockerfile: r#"ARG BASE
-FROM ${BASE}
-RUN apt-get update && apt-get install -y --no-install-recommends hello
-RUN hello > /hello.out
-"#,
-        files: &[],
+        files: &[
+            ("tool", TOOL, 0o755),
+            ("lib.txt", "lib\n", 0o644),
+            ("a.txt", "a\n", 0o644),
+            ("package.json", "{}\n", 0o644),
+            ("requirements.txt", "requests\n", 0o644),
+            ("poetry.lock", "# lock\n", 0o644),
+            ("go.mod", "module x\n", 0o644),
+        ],
         volatile: APT_VOLATILE,
+        engine_only: &[],
     },
     Case {
         item: "corpus: multi-stage",
         name: "multi-stage",
         // The build stage installs a static busybox and makes the program; the image is
-        // `scratch` with both, copied through the build stage's `/bin -> usr/bin`.
+        // `scratch` with both, copied through the build stage's `/bin -> usr/bin`. Its RUN
+        // on a root without `/proc`, `/dev`, `/sys` and `/etc` leaves the first three (the
+        // runtime's mount points, which BuildKit keeps). The engine's BuildKit keeps an empty
+        // `/etc` too (made for the `/etc/hosts` and `/etc/resolv.conf` stubs); today's
+        // removes it with the stubs (`executor/stubs.go`: `MountStubsCleaner` walks up to the
+        // empty directories made for them; the LLB of a Dockerfile RUN asks for that with
+        // `removeMountStubsRecursive`), and so does berth.
         dockerfile: r#"ARG BASE
 FROM ${BASE} AS build
 RUN apt-get update && apt-get install -y --no-install-recommends busybox-static
@@ -99,48 +128,7 @@ ENTRYPOINT ["/usr/local/bin/app"]
 "#,
         files: &[("app.sh", "echo built in a stage\n", 0o644)],
         volatile: APT_VOLATILE,
-    },
-    Case {
-        item: "14.3, 14.6: non-root user",
-        name: "non-root-user",
-        // useradd's user owns the WORKDIR it makes, the files `--chown` names (a user name
-        // alone: its primary group), and what its RUN makes; a numeric USER too.
-        dockerfile: r#"ARG BASE
-FROM ${BASE}
-RUN useradd --create-home --uid 1500 --user-group app
-USER app
-WORKDIR /home/app/src
-COPY --chown=app:app a.txt ./
-COPY --chown=app a.txt ./by-name.txt
-COPY a.txt ./as-root.txt
-RUN id > whoami && touch made-by-app && mkdir -p sub/deeper
-USER 1600:1700
-WORKDIR /srv/data
-USER root
-RUN chown -R root: /home/app/src/sub
-USER app
-"#,
-        files: &[("a.txt", "a\n", 0o644)],
-        volatile: &[],
-    },
-    Case {
-        item: "14.4: lock files",
-        name: "lock-files",
-        dockerfile: r#"ARG BASE
-FROM ${BASE}
-WORKDIR /app
-COPY package.json yarn.lock* ./
-COPY requirements.txt poetry.lock* ./
-COPY go.mod go.sum* ./
-RUN ls -A > /listing
-"#,
-        files: &[
-            ("package.json", "{}\n", 0o644),
-            ("requirements.txt", "requests\n", 0o644),
-            ("poetry.lock", "# lock\n", 0o644),
-            ("go.mod", "module x\n", 0o644),
-        ],
-        volatile: &[],
+        engine_only: &["etc"],
     },
 ];
 
@@ -154,10 +142,6 @@ fn write_context(ctx: &Path, dockerfile: &str, files: &[(&str, &str, u32)]) -> R
     Ok(())
 }
 
-// Not yet seen to pass: its first run (on a machine shared by eight builds) was stopped
-// after 30 minutes in its fourth case. Run it with `cargo test -p berth-tests --test
-// build_debian -- --ignored`; drop this once it passes and its time on CI is known.
-#[ignore = "not yet seen to pass, and its time on CI is unknown (see the comment above)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn berth_builds_on_debian_what_buildkit_builds() -> Result<()> {
     const TEST: &str = "berth_builds_on_debian_what_buildkit_builds";
@@ -191,7 +175,8 @@ async fn berth_builds_on_debian_what_buildkit_builds() -> Result<()> {
             .build(&tag, &ctx, &args, &dir.join("buildkit"))
             .await
             .with_context(|| format!("BuildKit building {}", case.name))?;
-        let diffs = image_differences_except(&ours, &theirs, Reference::BuildKit, &dir, case.volatile)?;
+        let mut diffs = image_differences_except(&ours, &theirs, Reference::BuildKit, &dir, case.volatile)?;
+        diffs.retain(|d| !case.engine_only.iter().any(|p| *d == format!("only in the other: {p} (dir 755 0:0)")));
         if !diffs.is_empty() {
             failures.push(format!("{} ({}):\n  {}", case.name, case.item, diffs.join("\n  ")));
         }
@@ -206,9 +191,9 @@ async fn berth_builds_on_debian_what_buildkit_builds() -> Result<()> {
 /// checked against BuildKit's own heredoc tests (`dockerfile_heredoc_test.go`:
 /// `testCopyHeredoc`, `testRunBasicHeredoc`, `testRunComplexHeredoc`, `testHeredocIndent`,
 /// `testHeredocVarSubstitution`), whose Dockerfiles this one gathers, on the Debian base,
-/// with the contents they expect. Not yet here: `testRunShebangHeredoc` (BuildKit runs a
-/// `RUN <<EOF` that starts with `#!` as a file mounted at `/dev/pipes/EOF`; berth hands it
-/// to `sh -c`).
+/// with the contents they expect. `testRunShebangHeredoc` (a `RUN <<EOF` that starts with
+/// `#!` runs with that interpreter) is checked on the busybox base, where RUN steps are
+/// cheaper: `tests/tests/build.rs`, `run_mounts_network_and_heredocs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heredocs_as_buildkit_documents() -> Result<()> {
     const TEST: &str = "heredocs_as_buildkit_documents";

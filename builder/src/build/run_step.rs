@@ -44,7 +44,16 @@ struct RunSpec {
     user: String,
     cwd: String,
     created_by: String,
+    /// A `RUN <<EOF` whose heredoc starts with `#!`: its (name, content), run as a file of
+    /// its own from [`SCRIPTS`].
+    script: Option<(String, String)>,
 }
+
+/// Where a `RUN <<EOF` heredoc that starts with `#!` is mounted (read-only, as a directory
+/// holding the file `EOF`, mode 0755) and run from by the shell (`/bin/sh -c
+/// /dev/pipes/EOF`), so the kernel hands it to its own interpreter: BuildKit's
+/// `dispatchRun`. Inside the container's `/dev` tmpfs, so nothing of it reaches the layer.
+const SCRIPTS: &str = "/dev/pipes";
 
 /// A RUN step's mounts: what the container gets and what they add to the key.
 #[derive(Default)]
@@ -55,6 +64,10 @@ struct Mounts {
     /// Bind mounts whose sources are made ready on a miss: (bind, source, read-only).
     deferred: Vec<(usize, BindSource, bool)>,
 }
+
+/// The mount points (as [`runner::missing_mount_points`] names them) that the runtime makes
+/// and BuildKit leaves in a RUN step's layer.
+const RUNTIME_DIRS: &[&str] = &["proc", "dev", "sys"];
 
 /// Counts RUN containers, so their IDs are unique within the process.
 static RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -83,6 +96,9 @@ impl Exec<'_> {
     pub(super) fn run(&self, st: &mut StageState, r: &Run, id: usize) -> Result<(Outcome, Option<u64>), StepError> {
         let spec = self.run_spec(st, r);
         let mut mounts = self.mounts(st, r, &spec.cwd)?;
+        if let Some((name, content)) = &spec.script {
+            mounts.key.push(format!("script:{name}:{}", Digest::sha256_of(content.as_bytes())));
+        }
         let key_text = serde_json::json!({
             "args": spec.args, "env": spec.env, "user": spec.user, "cwd": spec.cwd,
             "network": format!("{:?}", r.network), "mounts": mounts.key, "security": r.security,
@@ -100,6 +116,9 @@ impl Exec<'_> {
             return Ok((Outcome::Cached, size));
         }
         self.ready_binds(&mut mounts)?;
+        if let Some((name, content)) = &spec.script {
+            mounts.binds.push(self.script_bind(name, content)?);
+        }
         let entries = self.execute(st, &spec, mounts, network, &key, id)?;
         let size = self.commit(st, &key, entries, &spec.created_by)?;
         if let Some(ws) = st.workspace.as_mut() {
@@ -112,11 +131,39 @@ impl Exec<'_> {
         Ok((Outcome::Done, size))
     }
 
+    /// The directory mounted at [`SCRIPTS`] for a `RUN <<EOF` script: the file `name` with
+    /// the heredoc's content, mode 0755, in a directory anyone may search (the step's USER
+    /// runs it).
+    fn script_bind(&self, name: &str, content: &str) -> Result<Volume, StepError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.temp_dir("script")?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(step_io(&dir))?;
+        let file = dir.join(name);
+        fs::write(&file, content).map_err(step_io(&file))?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).map_err(step_io(&file))?;
+        Ok(Volume::bind(dir, SCRIPTS.to_string(), true))
+    }
+
     /// The step's command (heredocs included), environment, user, working directory and
     /// history text.
     fn run_spec(&self, st: &StageState, r: &Run) -> RunSpec {
         let shell = || st.image.config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        let mut script = None;
         let args = match (&r.command, r.heredocs.first()) {
+            // One heredoc with its own interpreter: the shell runs it as a file (BuildKit's
+            // `/bin/sh -c /dev/pipes/EOF`). A name that is not a plain file name (BuildKit
+            // would make its directories) goes to the shell as its text instead.
+            (Command::Shell(cmd), Some(first))
+                if only_heredoc_markers(cmd)
+                    && r.heredocs.len() == 1
+                    && first.content.starts_with("#!")
+                    && is_file_name(&first.name) =>
+            {
+                script = Some((first.name.clone(), first.content.clone()));
+                let mut shell = shell();
+                shell.push(format!("{SCRIPTS}/{}", first.name));
+                shell
+            }
             (Command::Shell(cmd), Some(first)) if only_heredoc_markers(cmd) => {
                 let mut shell = shell();
                 shell.push(first.content.clone());
@@ -153,6 +200,7 @@ impl Exec<'_> {
             user: st.image.config.config.user.clone().unwrap_or_default(),
             cwd: st.image.config.config.working_dir.clone().unwrap_or_else(|| "/".into()),
             created_by,
+            script,
         }
     }
 
@@ -285,11 +333,13 @@ impl Exec<'_> {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        // The script's mount point is made in the container's `/dev` tmpfs, not in the root.
         let step_mounts: Vec<String> = mounts
             .binds
             .iter()
             .map(|b| b.container.clone())
             .chain(mounts.tmpfs.iter().map(|t| t.path.clone()))
+            .filter(|t| t != SCRIPTS)
             .collect();
         let before = Snapshot::take(&rootfs)?;
         // The working directory exists for the command, as Docker makes it: inside the
@@ -326,6 +376,11 @@ impl Exec<'_> {
         let progress = self.progress;
         let started = Instant::now();
         let (code, tail) = runner::run(&request, &sandbox, &|line| progress.output(id, line))?;
+        // The directories the runtime made for `/proc`, `/dev` and `/sys` stay in the layer,
+        // as runc's stay in BuildKit's (a RUN on `scratch` leaves them); the `/etc` files'
+        // stubs go, and `/etc` with them when it was made for them and is empty (today's
+        // BuildKit: its MountStubsCleaner walks up to the empty directories made for them).
+        let created: Vec<String> = created.into_iter().filter(|p| !RUNTIME_DIRS.contains(&p.as_str())).collect();
         runner::remove_mount_points(&rootfs, &created, &times);
         // The step's mount points: empty stub files go, directories stay in the layer
         // (BuildKit's MountStubsCleaner skips directories).
@@ -445,6 +500,11 @@ impl Exec<'_> {
         }
         Ok(root.host_path(&resolved.path))
     }
+}
+
+/// True for a name that is one plain path component (a heredoc's name as a file name).
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
 /// Copies the tree `from` into `to`, keeping owners, modes, links and times (`cp -a`).
