@@ -12,7 +12,11 @@ It does two jobs for the registry that talks through it (CNCF distribution 2.8.2
   second without `IsTruncated` or ETags and in directory order, on which distribution crashes.
   The shim answers both from what it saw pass through: uploads created and not yet completed
   or aborted, and their parts (number, size, the ETag s3s-fs returned). Every other request
-  goes to the S3 server unchanged.
+  goes to the S3 server unchanged;
+- makes create-only writes atomic. s3s-fs 0.14.1 checks `If-None-Match: *` and then writes,
+  so two such PUTs of one key at once can both succeed, where S3 lets exactly one through
+  (berth's collector lease and mirror claims rely on that). The shim lets one create-only PUT
+  at a time reach the server, from its request until its whole response has come back.
 
 Requests pass through byte for byte (same Host header, so the client's SigV4 signature still
 holds). Bodies move with splice(2), kernel to kernel, so the shim adds little to a transfer;
@@ -53,6 +57,8 @@ class Stats:
         self.ops = {}  # operation -> [requests, bytes_up, bytes_down]
         # (bucket, key) -> {upload_id: (initiated, {part_number: [size, etag]})}
         self.uploads = {}
+        # Held by one create-only PUT at a time (see the module's doc).
+        self.create_lock = threading.Lock()
 
     def count(self, op, up=0, down=0, requests=1):
         with self.lock:
@@ -175,11 +181,22 @@ class Connection:
         # What the response now coming back answers: (operation, bucket, key[, upload id, part
         # number]) of the last request forwarded. No pipelining, so one at a time.
         self.pending = None
+        # Set while this connection's create-only PUT holds stats.create_lock, until its
+        # response has been relayed (or the connection closes).
+        self.create_only = False
+        self.create_guard = threading.Lock()
         self.closed = threading.Event()
         self.alive = 2  # threads still using the sockets; the last one out closes them
 
+    def release_create(self):
+        with self.create_guard:
+            if self.create_only:
+                self.create_only = False
+                self.stats.create_lock.release()
+
     def close(self):
         self.closed.set()
+        self.release_create()
         for s in (self.client, self.upstream):
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -236,6 +253,10 @@ class Connection:
                     self.pending = (op, bucket, key, query["uploadId"][0], int(query["partNumber"][0]))
                 else:
                     self.pending = (op, bucket, key)
+                if op == "PutObject" and headers.get("if-none-match") == "*":
+                    self.stats.create_lock.acquire()
+                    with self.create_guard:
+                        self.create_only = True
                 self.upstream.sendall(head + b"\r\n\r\n")
                 first, buf = buf[:length], buf[length:]
                 if first:
@@ -258,6 +279,11 @@ class Connection:
             while not self.closed.is_set():
                 select.select([self.upstream], [], [])
                 pending = self.pending
+                if self.create_only:
+                    if not self.relay_whole_response():
+                        return
+                    self.release_create()
+                    continue
                 if pending and pending[0] in ("CreateMultipartUpload", "UploadPart"):
                     data = self.upstream.recv(65536)
                     if not data:
@@ -293,6 +319,29 @@ class Connection:
             os.close(pipe[0])
             os.close(pipe[1])
             self.close()
+
+    def relay_whole_response(self):
+        """Relays one response (head and a Content-Length or chunked body) to the client;
+        False on EOF. Only for the small answers to create-only PUTs."""
+        seen = b""
+        while True:
+            head_end = seen.find(b"\r\n\r\n")
+            if head_end >= 0:
+                head = seen[:head_end].decode("latin-1").lower()
+                body = seen[head_end + 4 :]
+                m = re.search(r"\r\ncontent-length:\s*(\d+)", head)
+                if m and len(body) >= int(m.group(1)):
+                    break
+                if not m and ("chunked" not in head or body.endswith(b"0\r\n\r\n")):
+                    break
+            data = self.upstream.recv(65536)
+            if not data:
+                return False
+            seen += data
+            with self.send_lock:
+                self.client.sendall(data)
+        self.stats.count(self.pending[0] if self.pending else "PutObject", down=len(seen), requests=0)
+        return True
 
     def answer(self, status, ctype, body):
         reason = {200: "OK", 404: "Not Found"}.get(status, "Error")

@@ -139,16 +139,19 @@ impl S3Server {
 
 /// `bench/s3shim.py` in front of an [`S3Server`]: it answers `ListMultipartUploads` (which
 /// s3s-fs does not implement) from the multipart uploads it saw created and not yet completed
-/// or aborted, and passes every other request on unchanged. Stopped when dropped.
-pub struct UploadListing {
+/// or aborted, makes create-only (`If-None-Match: *`) writes atomic as S3's are (s3s-fs checks,
+/// then writes: two at once can both succeed), and passes every other request on unchanged.
+/// Tests whose replicas race for one create-only key (the collector's lease, mirror claims)
+/// go through it. Stopped when dropped.
+pub struct S3Shim {
     /// Where it listens.
     pub addr: SocketAddr,
     child: Child,
 }
 
-impl UploadListing {
+impl S3Shim {
     /// Starts the shim in front of `server` on a port the system picks.
-    pub fn start(server: &S3Server) -> Result<UploadListing> {
+    pub fn start(server: &S3Server) -> Result<S3Shim> {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/s3shim.py");
         let mut child = Command::new("python3")
             .arg(&script)
@@ -165,14 +168,19 @@ impl UploadListing {
             bail!("the shim said {line:?} instead of where it listens");
         };
         let addr = addr.parse().with_context(|| format!("shim address {addr:?}"))?;
-        Ok(UploadListing { addr, child })
+        Ok(S3Shim { addr, child })
+    }
+
+    /// The shim's endpoint URL, for a registry configuration.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// Registry settings for `bucket` (created on the server) through the shim.
     pub fn config(&self, bucket: &str) -> registry::config::S3Config {
         registry::config::S3Config {
             bucket: bucket.to_string(),
-            endpoint: Some(format!("http://{}", self.addr)),
+            endpoint: Some(self.endpoint()),
             path_style: true,
             access_key_id: Some(ACCESS_KEY.to_string()),
             secret_access_key: Some(SECRET_KEY.to_string()),
@@ -181,7 +189,7 @@ impl UploadListing {
     }
 }
 
-impl Drop for UploadListing {
+impl Drop for S3Shim {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

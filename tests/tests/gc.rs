@@ -92,7 +92,7 @@ async fn abandoned_data_objects_and_multipart_uploads_go_after_the_grace_period(
     let server = S3Server::start().unwrap();
     server.bucket(BUCKET).await.unwrap();
     // s3s-fs cannot list multipart uploads: the shim in front of it answers that listing.
-    let shim = e2e::s3::UploadListing::start(&server).unwrap();
+    let shim = e2e::s3::S3Shim::start(&server).unwrap();
     let driver = Arc::new(S3Storage::new(&shim.config(BUCKET)).await.unwrap());
     let storage: Arc<dyn Storage> = driver.clone();
     let put = |key: &'static str| {
@@ -493,13 +493,15 @@ async fn a_replica_killed_mid_collection_leaves_the_other_to_finish_on_s3() {
     let server = S3Server::start().unwrap();
     let driver = Arc::new(server.bucket(BUCKET).await.unwrap());
     let storage: Arc<dyn Storage> = driver.clone();
+    // The replicas race for the lease's create-only write: through the shim, as on S3, one wins.
+    let shim = e2e::s3::S3Shim::start(&server).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let toml = format!(
         "[storage.s3]\nbucket = \"{BUCKET}\"\nendpoint = \"{}\"\npath_style = true\n\
          access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
          [uploads]\npurge_interval_secs = 0\n\
          [gc]\ninterval_secs = 1\ngrace_secs = 2\ndelete_untagged = true\nlease_secs = 6\nclock_skew_secs = 1\n",
-        server.endpoint(),
+        shim.endpoint(),
         e2e::s3::ACCESS_KEY,
         e2e::s3::SECRET_KEY
     );

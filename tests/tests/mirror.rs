@@ -223,10 +223,12 @@ async fn two_replicas_on_s3_fetch_each_blob_once() -> Result<()> {
     let before = upstream.blob_gets();
     let s3 = e2e::s3::S3Server::start()?;
     s3.bucket("mirror").await?;
+    // The replicas race for each blob's create-only claim: through the shim, as on S3, one wins.
+    let shim = e2e::s3::S3Shim::start(&s3)?;
     let storage = format!(
         "[storage.s3]\nbucket = \"mirror\"\nendpoint = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\n\
          secret_access_key = \"{}\"\n",
-        s3.endpoint(),
+        shim.endpoint(),
         e2e::s3::ACCESS_KEY,
         e2e::s3::SECRET_KEY
     );
