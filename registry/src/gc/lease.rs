@@ -126,6 +126,12 @@ impl Held {
             self.lost.store(true, Ordering::SeqCst);
             GcError::Storage { step: "renewing the lease", source: e }
         })?;
+        // A replica that read the old record as expired while the write was on its way may
+        // have taken the next generation meanwhile: then the lease is its, not ours.
+        let later = generations(self.storage.as_ref()).await?;
+        if later.iter().any(|&g| g > self.generation) {
+            return lost(self);
+        }
         self.expires_ms.store(expires_ms, Ordering::SeqCst);
         Ok(())
     }
