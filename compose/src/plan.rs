@@ -682,6 +682,8 @@ pub struct Member {
     pub container_name: Option<String>,
     /// Seconds between SIGTERM and SIGKILL.
     pub stop_timeout: u64,
+    /// The services it depends on (`down` stops it before them).
+    pub depends_on: Vec<String>,
 }
 
 /// The project's services in start order (dependencies first).
@@ -700,6 +702,7 @@ pub fn members(project: &Project) -> Result<Vec<Member>, PlanError> {
                     .and_then(|d| shared::duration::parse_duration(d).ok())
                     .map(|d| d.as_secs())
                     .unwrap_or(10),
+                depends_on: deps(s),
                 service: name,
             }
         })

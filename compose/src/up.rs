@@ -49,6 +49,12 @@ pub trait Engine {
     }
     /// Stops container `name` (SIGTERM, then SIGKILL after `timeout`).
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError>;
+    /// Stops the containers of `batch` (name, timeout) at once, as Docker Compose stops
+    /// the services that no running service depends on; one result per container, in
+    /// order. The default stops them one after another.
+    fn stop_many(&self, batch: &[(String, Duration)]) -> Vec<Result<(), EngineError>> {
+        batch.iter().map(|(name, timeout)| self.stop(name, *timeout)).collect()
+    }
     /// Removes the stopped container `name`.
     fn remove(&self, name: &str) -> Result<(), EngineError>;
     /// Makes network `name` unless it exists; true when it was made.
@@ -305,7 +311,9 @@ pub fn project_containers(project: &str, members: &[Member], existing: &[Existin
     out
 }
 
-/// Stops the project's running containers, dependents first.
+/// Stops the project's running containers, dependents first: in waves, each wave the
+/// services that no service still running depends on, stopped together
+/// ([`Engine::stop_many`]).
 pub fn stop(
     engine_: &dyn Engine,
     project: &str,
@@ -313,11 +321,23 @@ pub fn stop(
     say: &mut dyn FnMut(String),
 ) -> Result<(), UpError> {
     let existing = engine_.list().map_err(engine("cannot list the containers of project", project))?;
-    for (c, timeout) in project_containers(project, members, &existing) {
-        if c.running {
-            engine_.stop(&c.name, Duration::from_secs(timeout)).map_err(engine("cannot stop container", &c.name))?;
-            say(format!("Container {}  Stopped", c.name));
+    let mut left: Vec<&Member> = members.iter().collect();
+    while !left.is_empty() {
+        let needed = |m: &Member| left.iter().any(|o| o.depends_on.contains(&m.service));
+        let (wave, rest): (Vec<&Member>, Vec<&Member>) = left.iter().partition(|m| !needed(m));
+        // A cycle (the planner refuses them, members() may not): stop what is left at once.
+        let (wave, rest) = if wave.is_empty() { (rest, Vec::new()) } else { (wave, rest) };
+        let wave: Vec<Member> = wave.into_iter().cloned().collect();
+        let batch: Vec<(String, Duration)> = project_containers(project, &wave, &existing)
+            .into_iter()
+            .filter(|(c, _)| c.running)
+            .map(|(c, timeout)| (c.name, Duration::from_secs(timeout)))
+            .collect();
+        for ((name, _), result) in batch.iter().zip(engine_.stop_many(&batch)) {
+            result.map_err(engine("cannot stop container", name))?;
+            say(format!("Container {name}  Stopped"));
         }
+        left = rest;
     }
     Ok(())
 }
@@ -408,6 +428,8 @@ mod tests {
         volumes: RefCell<Vec<String>>,
         containers: RefCell<Vec<Existing>>,
         calls: RefCell<Vec<String>>,
+        /// The batches of `stop_many`, names joined by spaces.
+        batches: RefCell<Vec<String>>,
         exit_codes: Vec<(String, i32)>,
         /// Containers started with a health check report `starting` on this many reads,
         /// then this health.
@@ -472,6 +494,11 @@ mod tests {
                 c.running = false;
             }
             Ok(())
+        }
+        fn stop_many(&self, batch: &[(String, Duration)]) -> Vec<Result<(), EngineError>> {
+            let names: Vec<&str> = batch.iter().map(|(n, _)| n.as_str()).collect();
+            self.batches.borrow_mut().push(names.join(" "));
+            batch.iter().map(|(name, timeout)| self.stop(name, *timeout)).collect()
         }
         fn remove(&self, name: &str) -> Result<(), EngineError> {
             self.calls.borrow_mut().push(format!("remove {name}"));
@@ -583,6 +610,26 @@ mod tests {
         assert_eq!(left, ["other-web-1", "demo-webby"], "down touched only the project's containers");
         let calls = fake.calls.borrow();
         assert_eq!(calls[0], "stop demo-web-1", "dependents stop first: {calls:?}");
+    }
+
+    #[test]
+    fn down_stops_independent_services_together_and_dependents_first() {
+        let p = project(json!({
+            "db": {"image": "db", "network_mode": "none"},
+            "api": {"image": "api", "network_mode": "none", "depends_on": {"db": {"condition": "service_started"}}},
+            "worker": {"image": "w", "network_mode": "none", "deploy": {"replicas": 2},
+                       "depends_on": {"db": {"condition": "service_started"}}},
+            "web": {"image": "web", "network_mode": "none", "depends_on": {"api": {"condition": "service_started"}}},
+        }));
+        let fake = Fake::default();
+        up(&fake, &plan(&p, &[]).unwrap(), false, &mut |_| {}).unwrap();
+        fake.calls.borrow_mut().clear();
+        let members = crate::plan::members(&p).unwrap();
+        let mut lines = Vec::new();
+        stop(&fake, "demo", &members, &mut |l| lines.push(l)).unwrap();
+        assert_eq!(*fake.batches.borrow(), ["demo-worker-1 demo-worker-2 demo-web-1", "demo-api-1", "demo-db-1"]);
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(fake.containers.borrow().iter().all(|c| !c.running));
     }
 
     #[test]

@@ -132,6 +132,17 @@ impl Engine for BerthEngine {
         self.containers().stop(name, timeout).map(|_| ()).map_err(fail)
     }
 
+    fn stop_many(&self, batch: &[(String, Duration)]) -> Vec<Result<(), EngineError>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                batch.iter().map(|(name, timeout)| scope.spawn(move || self.stop(name, *timeout))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(EngineError("a stopping thread panicked".into()))))
+                .collect()
+        })
+    }
+
     fn remove(&self, name: &str) -> Result<(), EngineError> {
         self.containers().remove(name, false).map(|_| ()).map_err(fail)
     }
