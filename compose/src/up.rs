@@ -921,4 +921,58 @@ mod tests {
             (Some(false), vec!["NONE".to_string()])
         );
     }
+
+    #[test]
+    fn environment_secrets_and_content_configs_are_written_and_mounted_external_ones_refused() {
+        let mut p = project(json!({"a": {"image": "x", "network_mode": "host",
+            "secrets": [{"source": "token"}, {"source": "token", "target": "/etc/token"}],
+            "configs": [{"source": "site", "target": "/etc/site.conf"}]}}));
+        p.model["secrets"] = json!({"token": {"name": "demo_token", "environment": "TOKEN_VALUE"}});
+        p.model["configs"] = json!({"site": {"name": "demo_site", "content": "listen 80\n"}});
+        let unset = plan(&p, &[]).unwrap_err().to_string();
+        assert!(unset.contains("services.a.secrets.0") && unset.contains("TOKEN_VALUE"), "{unset}");
+        p.env.insert("TOKEN_VALUE".into(), "s3cret".into());
+        let mut planned = plan(&p, &[]).unwrap();
+        let files: Vec<(String, String)> = planned.services[0]
+            .inline_files
+            .iter()
+            .map(|f| (f.target.clone(), String::from_utf8(f.content.clone()).unwrap()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("/run/secrets/token".to_string(), "s3cret".to_string()),
+                ("/etc/token".into(), "s3cret".into()),
+                ("/etc/site.conf".into(), "listen 80\n".into())
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        crate::plan::write_inline_files(&mut planned, dir.path()).unwrap();
+        let mounts: Vec<(String, String, bool)> = planned.services[0]
+            .options
+            .volumes
+            .iter()
+            .map(|v| (std::fs::read_to_string(&v.host).unwrap(), v.container.clone(), v.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("s3cret".to_string(), "/run/secrets/token".to_string(), true),
+                ("s3cret".into(), "/etc/token".into(), true),
+                ("listen 80\n".into(), "/etc/site.conf".into(), true)
+            ]
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "one file per content");
+
+        for (kind, def) in [("secrets", json!({"external": true})), ("configs", json!({"external": true}))] {
+            let mut p = project(json!({"a": {"image": "x", "network_mode": "host", kind: [{"source": "ext"}]}}));
+            p.model[kind] = json!({"ext": def});
+            let err = plan(&p, &[]).unwrap_err().to_string();
+            assert!(err.contains(&format!("services.a.{kind}.0")) && err.contains("ext is external"), "{err}");
+        }
+        let mut p = project(json!({"a": {"image": "x", "network_mode": "host", "configs": [{"source": "c"}]}}));
+        p.model["configs"] = json!({"c": {"environment": "X"}});
+        let err = plan(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains("file: or content:"), "{err}");
+    }
 }

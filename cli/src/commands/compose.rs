@@ -172,7 +172,7 @@ fn run(root: &Path, args: Args) -> Result<ExitCode> {
 /// `up`: starts the services; with `--wait`, waits until they are ready; without `-d`,
 /// follows their output.
 fn up(root: &Path, engine: &BerthEngine, project: &compose::Project, up: &UpArgs) -> Result<()> {
-    let plan = compose::plan::plan(project, &up.services)?;
+    let plan = plan_to_run(root, project, &up.services)?;
     for w in &plan.warnings {
         eprintln!("WARN {w}");
     }
@@ -188,6 +188,17 @@ fn up(root: &Path, engine: &BerthEngine, project: &compose::Project, up: &UpArgs
     let members: Vec<_> =
         members.into_iter().filter(|m| plan.services.iter().any(|s| s.service == m.service)).collect();
     super::compose_verbs::attach(root, engine, &project.name, &members)
+}
+
+/// Plans `services` (all when empty) to run them: the secrets and configs that have no file
+/// on the host (`environment:`, `content:`) are written under the store's
+/// `compose/<project>/files/`, to be mounted.
+pub(super) fn plan_to_run(root: &Path, project: &compose::Project, services: &[String]) -> Result<compose::plan::Plan> {
+    let mut plan = compose::plan::plan(project, services)?;
+    let dir = root.join("compose").join(&project.name).join("files");
+    compose::plan::write_inline_files(&mut plan, &dir)
+        .with_context(|| format!("cannot write the secrets and configs of the project in {}", dir.display()))?;
+    Ok(plan)
 }
 
 /// Builds (`build`) the images of the services that have `build`, or pulls the missing

@@ -174,6 +174,18 @@ pub struct RunArgs {
     /// Give the container no terminal.
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
+    /// Run as this user (`name`, `uid`, with `:group` or `:gid`).
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// The working directory in the container.
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// Publish the service's ports (not published by default).
+    #[arg(long)]
+    pub service_ports: bool,
+    /// Replace the service's entrypoint (words split as a shell would).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     /// The service.
     pub service: String,
     /// The command [default: the service's].
@@ -185,7 +197,7 @@ pub struct RunArgs {
 /// container of the service, in the foreground, without its published ports; this process
 /// becomes the container's supervisor, so the exit status is the container's.
 pub fn run(root: &Path, engine: &BerthEngine, project: &compose::Project, args: RunArgs) -> Result<ExitCode> {
-    let plan = compose::plan::plan(project, std::slice::from_ref(&args.service))?;
+    let plan = super::compose::plan_to_run(root, project, std::slice::from_ref(&args.service))?;
     let Some(service) = plan.services.iter().find(|s| s.service == args.service).cloned() else {
         bail!("no such service: {}", args.service);
     };
@@ -203,20 +215,26 @@ pub fn run(root: &Path, engine: &BerthEngine, project: &compose::Project, args: 
     let suffix = uuid_like();
     let name = args.name.unwrap_or_else(|| format!("{}-{}-run-{suffix}", plan.project, service.service));
     options.name = Some(name.clone());
-    options.publish.clear();
+    if !args.service_ports {
+        options.publish.clear();
+    }
+    if let Some(user) = args.user {
+        options.user = Some(user);
+    }
+    if let Some(workdir) = args.workdir {
+        options.workdir = Some(workdir);
+    }
     options.detach = false;
     options.remove = args.rm;
     options.tty = !args.no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin());
     options.interactive = true;
     options.env.extend(args.env);
     options.labels.insert("com.docker.compose.oneoff".into(), "True".into());
-    if !args.command.is_empty() {
-        // The entrypoint's words after its program stay before the new command.
-        let entrypoint = project.model["services"][&service.service].get("entrypoint").and_then(|e| e.as_array());
-        let mut command: Vec<String> =
-            entrypoint.into_iter().flatten().skip(1).filter_map(|w| w.as_str()).map(String::from).collect();
-        command.extend(args.command);
-        options.command = command;
+    let model = &project.model["services"][&service.service];
+    options.command = run_command(model, args.entrypoint.as_deref(), args.command)?;
+    if let Some(words) = &args.entrypoint {
+        // An empty --entrypoint clears the image's, as `docker compose run --entrypoint ''`.
+        options.entrypoint = Some(shlex::split(words).and_then(|w| w.into_iter().next()).unwrap_or_default());
     }
     if options.init.is_some() {
         options.init = Some(super::run::find_init(std::env::var("PATH").ok().as_deref())?);
@@ -238,6 +256,26 @@ pub fn run(root: &Path, engine: &BerthEngine, project: &compose::Project, args: 
         .arg(&created.id)
         .exec();
     Err(anyhow!(err).context("cannot run the container supervisor"))
+}
+
+/// The command of a `compose run` container, for the runtime's one-program entrypoint: the
+/// entrypoint's words after its program (`--entrypoint`'s, else the service's), then the
+/// command given (else the service's `command`).
+fn run_command(service: &serde_json::Value, entrypoint: Option<&str>, command: Vec<String>) -> Result<Vec<String>> {
+    let words = |v: Option<&serde_json::Value>| -> Vec<String> {
+        v.and_then(|e| e.as_array()).into_iter().flatten().filter_map(|w| w.as_str()).map(String::from).collect()
+    };
+    let entrypoint = match entrypoint {
+        Some(e) => shlex::split(e).ok_or_else(|| anyhow!("--entrypoint {e:?}: unbalanced quotes"))?,
+        None => words(service.get("entrypoint")),
+    };
+    let mut out: Vec<String> = entrypoint.into_iter().skip(1).collect();
+    if command.is_empty() {
+        out.extend(words(service.get("command")));
+    } else {
+        out.extend(command);
+    }
+    Ok(out)
 }
 
 /// Twelve hexadecimal digits that differ from run to run (the one-off container's suffix).
