@@ -234,7 +234,8 @@ pub fn run(root: &Path, engine: &BerthEngine, project: &compose::Project, args: 
     options.command = run_command(model, args.entrypoint.as_deref(), args.command)?;
     if let Some(words) = &args.entrypoint {
         // An empty --entrypoint clears the image's, as `docker compose run --entrypoint ''`.
-        options.entrypoint = Some(shlex::split(words).and_then(|w| w.into_iter().next()).unwrap_or_default());
+        let words = compose::normalize::split_words(words).map_err(|e| anyhow!("--entrypoint {words:?}: {e}"))?;
+        options.entrypoint = Some(words.into_iter().next().unwrap_or_default());
     }
     if options.init.is_some() {
         options.init = Some(super::run::find_init(std::env::var("PATH").ok().as_deref())?);
@@ -266,7 +267,7 @@ fn run_command(service: &serde_json::Value, entrypoint: Option<&str>, command: V
         v.and_then(|e| e.as_array()).into_iter().flatten().filter_map(|w| w.as_str()).map(String::from).collect()
     };
     let entrypoint = match entrypoint {
-        Some(e) => shlex::split(e).ok_or_else(|| anyhow!("--entrypoint {e:?}: unbalanced quotes"))?,
+        Some(e) => compose::normalize::split_words(e).map_err(|why| anyhow!("--entrypoint {e:?}: {why}"))?,
         None => words(service.get("entrypoint")),
     };
     let mut out: Vec<String> = entrypoint.into_iter().skip(1).collect();
