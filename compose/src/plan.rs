@@ -638,7 +638,11 @@ fn file_mounts(
             let target = item.get("target").and_then(Value::as_str).unwrap_or(source);
             let target = if target.starts_with('/') { target.to_string() } else { format!("{prefix}{target}") };
             let Some(def) = model.get(kind).and_then(|d| d.get(source)) else {
-                return Err(unsupported(name, &key, &format!("{source:?} is not declared under the top-level {kind}:")));
+                return Err(unsupported(
+                    name,
+                    &key,
+                    &format!("{source:?} is not declared under the top-level {kind}:"),
+                ));
             };
             let text = |k: &str| def.get(k).and_then(Value::as_str);
             if def.get("external").is_some_and(|e| e.as_bool() == Some(true) || e.is_object()) {
