@@ -47,6 +47,11 @@ pub trait Engine {
     fn pause(&self) {
         std::thread::sleep(Duration::from_millis(200));
     }
+    /// Whether the user asked to stop (Ctrl-C on a foreground `up`): `up` then starts
+    /// nothing more and returns [`UpError::Cancelled`], and the caller stops what was started.
+    fn cancelled(&self) -> bool {
+        false
+    }
     /// Stops container `name` (SIGTERM, then SIGKILL after `timeout`).
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError>;
     /// Stops the containers of `batch` (name, timeout) at once, as Docker Compose stops
@@ -116,6 +121,9 @@ pub enum UpError {
         /// What it became instead: unhealthy, exited, gone.
         state: String,
     },
+    /// The user asked to stop ([`Engine::cancelled`]) before every service had started.
+    #[error("cancelled")]
+    Cancelled,
     /// A container that had to become healthy has no health check.
     #[error("container {0} has no healthcheck configured")]
     NoHealthcheck(String),
@@ -130,7 +138,9 @@ fn engine<'a>(what: &'static str, name: &'a str) -> impl FnOnce(EngineError) -> 
 /// and options is left as it is; one whose configuration changed, or that has exited, is
 /// removed and started again.
 pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(String)) -> Result<(), UpError> {
+    let go_on = || if engine_.cancelled() { Err(UpError::Cancelled) } else { Ok(()) };
     for service in &plan.services {
+        go_on()?;
         engine_.ensure_image(service, rebuild).map_err(engine("cannot get the image of service", &service.service))?;
     }
     for network in &plan.networks {
@@ -162,6 +172,7 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
             let Some(dep_plan) = by_name.get(dep.as_str()) else { continue };
             wait_for_dependency(engine_, plan, service, dep_plan, *condition, say)?;
         }
+        go_on()?;
         start_service(engine_, plan, service, say)?;
     }
     Ok(())
@@ -207,6 +218,9 @@ fn wait_for_dependency(
 /// no health check (as Docker Compose does). The health check's retries bound the wait.
 pub fn wait_healthy(engine_: &dyn Engine, name: &str) -> Result<(), UpError> {
     loop {
+        if engine_.cancelled() {
+            return Err(UpError::Cancelled);
+        }
         let existing = engine_.list().map_err(engine("cannot read container", name))?;
         let not = |state: &str| UpError::NotHealthy { container: name.to_string(), state: state.into() };
         let Some(c) = existing.into_iter().find(|e| e.name == name) else { return Err(not("gone")) };
@@ -430,6 +444,8 @@ mod tests {
         calls: RefCell<Vec<String>>,
         /// The batches of `stop_many`, names joined by spaces.
         batches: RefCell<Vec<String>>,
+        /// `cancelled` holds once this many containers have started.
+        cancel_after: Option<usize>,
         exit_codes: Vec<(String, i32)>,
         /// Containers started with a health check report `starting` on this many reads,
         /// then this health.
@@ -459,6 +475,9 @@ mod tests {
         }
         fn pause(&self) {
             self.calls.borrow_mut().push("pause".into());
+        }
+        fn cancelled(&self) -> bool {
+            self.cancel_after.is_some_and(|n| self.containers.borrow().len() >= n)
         }
         fn ensure_image(&self, s: &ServicePlan, _: bool) -> Result<(), EngineError> {
             self.calls.borrow_mut().push(format!("image {}", s.image));
@@ -974,5 +993,29 @@ mod tests {
         p.model["configs"] = json!({"c": {"environment": "X"}});
         let err = plan(&p, &[]).unwrap_err().to_string();
         assert!(err.contains("file: or content:"), "{err}");
+    }
+
+    #[test]
+    fn a_cancelled_up_starts_nothing_more() {
+        let p = project(json!({
+            "a": {"image": "a", "network_mode": "none"},
+            "b": {"image": "b", "network_mode": "none", "depends_on": {"a": {"condition": "service_started"}}},
+            "c": {"image": "c", "network_mode": "none", "depends_on": {"b": {"condition": "service_started"}}},
+        }));
+        let fake = Fake { cancel_after: Some(1), ..Fake::default() };
+        let err = up(&fake, &plan(&p, &[]).unwrap(), false, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, UpError::Cancelled), "{err}");
+        let names: Vec<String> = fake.containers.borrow().iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, ["demo-a-1"]);
+        // Cancelled while waiting for a health check: the wait ends.
+        let fake = Fake { cancel_after: Some(0), ..Fake::default() };
+        fake.containers.borrow_mut().push(Existing {
+            name: "demo-a-1".into(),
+            running: true,
+            exit_code: None,
+            health: Some(HealthStatus::Starting),
+            config: None,
+        });
+        assert!(matches!(wait_healthy(&fake, "demo-a-1"), Err(UpError::Cancelled)));
     }
 }

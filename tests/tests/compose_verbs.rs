@@ -353,3 +353,63 @@ configs:
     assert!(!refused.status.success() && said.contains("vault is external"), "{said}");
     Ok(())
 }
+
+#[tokio::test]
+async fn ctrl_c_during_a_foreground_up_start_up_stops_what_was_started() -> Result<()> {
+    if !shared::testing::require_root("ctrl_c_during_a_foreground_up_start_up_stops_what_was_started") {
+        return Ok(());
+    }
+    let store = Store::with_image(|_| Ok(())).await?;
+    let root = store.path();
+    let _cleanup = NetworkCleanup(root);
+    let project = tempfile::tempdir()?;
+    let dir = project.path();
+    // `slow` never becomes healthy, so `up` is still starting the project (waiting to start
+    // `app`) when SIGINT comes.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"name: ctrlc
+services:
+  slow:
+    image: {image}
+    network_mode: none
+    init: true
+    command: ["sleep", "600"]
+    healthcheck:
+      test: ["CMD-SHELL", "false"]
+      interval: 500ms
+      retries: 100000
+  app:
+    image: {image}
+    network_mode: none
+    command: ["sleep", "600"]
+    depends_on:
+      slow:
+        condition: service_healthy
+"#,
+            image = store.image
+        ),
+    )?;
+    let mut child = command(root, dir, &["compose", "up"])?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut said = tokio::io::BufReader::new(child.stderr.take().context("no stderr")?).lines();
+    let waiting = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = said.next_line().await? {
+            if line.contains("ctrlc-slow-1  Waiting") {
+                return Ok(());
+            }
+        }
+        bail!("up ended before it waited for slow")
+    })
+    .await
+    .context("up never waited for slow")?;
+    waiting?;
+    let pid = child.id().context("no pid")?;
+    assert!(std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status()?.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.context("up did not end")??;
+    assert!(status.success(), "{status}");
+    assert!(!record(root, "ctrlc-slow-1")?.is_running(), "SIGINT during start-up must stop what was started");
+    assert!(record(root, "ctrlc-app-1").is_err(), "nothing starts after SIGINT");
+    berth_ok(root, dir, &["compose", "down"]).await?;
+    Ok(())
+}

@@ -177,7 +177,15 @@ fn up(root: &Path, engine: &BerthEngine, project: &compose::Project, up: &UpArgs
         eprintln!("WARN {w}");
     }
     let say = &mut |line: String| eprintln!(" {line}");
-    compose::up::up(engine, &plan, up.build, say)?;
+    // In the foreground, Ctrl-C during pulls and start-up stops what was started so far.
+    let foreground = !up.detach && !up.wait;
+    if foreground {
+        super::compose_verbs::catch_sigint()?;
+    }
+    match compose::up::up(engine, &plan, up.build, say) {
+        Err(_) if foreground && super::compose_verbs::interrupted() => {}
+        started => started?,
+    }
     if up.wait {
         return Ok(compose::up::wait_ready(engine, &plan, say)?);
     }

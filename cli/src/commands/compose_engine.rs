@@ -118,6 +118,9 @@ impl Engine for BerthEngine {
             if r.status == Status::Exited || !r.is_running() && r.shim_pid.is_some() {
                 return Ok(r.exit_code.unwrap_or(-1));
             }
+            if self.cancelled() {
+                return Err(EngineError("cancelled".into()));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -126,6 +129,10 @@ impl Engine for BerthEngine {
         let record = self.containers().prepare_start(name).map_err(fail)?;
         super::start::spawn_supervisor(&self.root, &record.id)
             .map_err(|e| EngineError(format!("cannot start container {name}: {e:#}")))
+    }
+
+    fn cancelled(&self) -> bool {
+        super::compose_verbs::interrupted()
     }
 
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError> {

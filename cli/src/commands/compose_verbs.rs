@@ -28,6 +28,20 @@ extern "C" fn on_sigint(_: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+/// From now on, SIGINT (Ctrl-C) only marks this process [`interrupted`]: a foreground `up`
+/// then starts nothing more and stops what it started.
+pub fn catch_sigint() -> Result<()> {
+    let handler = nix::sys::signal::SigHandler::Handler(on_sigint);
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler) }.context("cannot handle SIGINT")?;
+    Ok(())
+}
+
+/// Whether SIGINT came since [`catch_sigint`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// One container's log, read from where the last read ended; a line is printed once whole.
 struct Tail {
     file: File,
@@ -55,9 +69,7 @@ impl Tail {
 /// The foreground part of `up`: follows the project's containers' output until none runs,
 /// or until SIGINT, which stops them (as `docker compose up` does on Ctrl-C).
 pub fn attach(root: &Path, engine: &BerthEngine, project: &str, members: &[Member]) -> Result<()> {
-    let handler = nix::sys::signal::SigHandler::Handler(on_sigint);
-    // SAFETY: the handler only stores to an atomic.
-    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler) }.context("cannot handle SIGINT")?;
+    catch_sigint()?;
     let containers = Containers::at(root);
     let mut tails: BTreeMap<String, Tail> = BTreeMap::new();
     let mut out = std::io::stdout().lock();
