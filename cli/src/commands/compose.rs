@@ -51,7 +51,7 @@ pub enum Command {
     /// List the project's containers.
     Ps,
     /// Print the output of the project's containers, each line prefixed by its container.
-    Logs(ServicesArgs),
+    Logs(LogsArgs),
     /// Stop the project's running containers.
     Stop,
     /// Start the project's stopped containers again.
@@ -101,6 +101,16 @@ pub struct DownArgs {
 /// The services a command applies to.
 #[derive(clap::Args, Debug)]
 pub struct ServicesArgs {
+    /// Only these services [default: all].
+    pub services: Vec<String>,
+}
+
+/// Flags of `berth compose logs`.
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    /// Follow the output until the containers stop.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
     /// Only these services [default: all].
     pub services: Vec<String>,
 }
@@ -160,7 +170,17 @@ fn run(root: &Path, args: Args) -> Result<ExitCode> {
         Command::Restart => done(Ok(compose::up::restart(&engine, &project.name, &members()?, say)?)),
         Command::Rm => done(Ok(compose::up::rm(&engine, &project.name, &members()?, say)?)),
         Command::Ps => done(ps(root, &engine, &project.name, &members()?)),
-        Command::Logs(a) => done(logs(root, &engine, &project.name, &members()?, &a.services)),
+        Command::Logs(a) => {
+            let members: Vec<_> = members()?
+                .into_iter()
+                .filter(|m| a.services.is_empty() || a.services.contains(&m.service))
+                .collect();
+            if a.follow {
+                done(super::compose_verbs::follow(root, &engine, &project.name, &members, false))
+            } else {
+                done(logs(root, &engine, &project.name, &members))
+            }
+        }
         Command::Build(a) => done(images(&engine, &project, &a.services, true)),
         Command::Pull(a) => done(images(&engine, &project, &a.services, false)),
         Command::Push(a) => done(super::compose_verbs::push(root, &project, &a.services)),
@@ -237,20 +257,13 @@ fn ps(root: &Path, engine: &BerthEngine, project: &str, members: &[compose::plan
 }
 
 /// Each container's log, its lines prefixed by the container's name.
-fn logs(
-    root: &Path,
-    engine: &BerthEngine,
-    project: &str,
-    members: &[compose::plan::Member],
-    only: &[String],
-) -> Result<()> {
+fn logs(root: &Path, engine: &BerthEngine, project: &str, members: &[compose::plan::Member]) -> Result<()> {
     let existing = engine.list()?;
     let containers = Containers::at(root);
+    let mine = compose::up::project_containers(project, members, &existing);
+    let prefixes = super::compose_verbs::Prefixes::for_stdout(mine.iter().map(|(c, _)| c.name.clone()).collect());
     let mut out = std::io::stdout().lock();
-    for (c, _) in compose::up::project_containers(project, members, &existing) {
-        if !only.is_empty() && !only.iter().any(|s| c.name.starts_with(&format!("{project}-{s}-"))) {
-            continue;
-        }
+    for (c, _) in mine {
         let record = containers.find(&c.name)?;
         let path = runtime::container::shim::log_path(&containers, &record);
         let text = match std::fs::read(&path) {
@@ -259,7 +272,7 @@ fn logs(
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         for line in String::from_utf8_lossy(&text).lines() {
-            writeln!(out, "{}  | {line}", c.name).context("cannot write the log")?;
+            writeln!(out, "{}{line}", prefixes.of(&c.name)).context("cannot write the log")?;
         }
     }
     Ok(())

@@ -42,6 +42,40 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// The prefixes of log lines, as Docker Compose prints them: each container's name padded
+/// to the longest one's, then `  | `; on a terminal, each container in a colour of its own.
+pub struct Prefixes {
+    width: usize,
+    colour: bool,
+    names: Vec<String>,
+}
+
+/// Docker Compose's colours, in its order: cyan, yellow, green, magenta, blue, then the
+/// same intense.
+const COLOURS: [&str; 10] = ["36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1"];
+
+impl Prefixes {
+    /// Prefixes for `names` (their order picks the colours); `colour`: with colours.
+    pub fn new(names: Vec<String>, colour: bool) -> Prefixes {
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        Prefixes { width, colour, names }
+    }
+
+    /// Prefixes in colour when standard output is a terminal.
+    pub fn for_stdout(names: Vec<String>) -> Prefixes {
+        Prefixes::new(names, std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    }
+
+    /// The prefix of a line of container `name`.
+    pub fn of(&self, name: &str) -> String {
+        let padded = format!("{name:<width$}  | ", width = self.width);
+        match self.names.iter().position(|n| n == name).filter(|_| self.colour) {
+            Some(i) => format!("\x1b[{}m{padded}\x1b[0m", COLOURS[i % COLOURS.len()]),
+            None => padded,
+        }
+    }
+}
+
 /// One container's log, read from where the last read ended; a line is printed once whole.
 struct Tail {
     file: File,
@@ -50,16 +84,16 @@ struct Tail {
 
 impl Tail {
     /// Prints the whole lines written since the last call; `flush`: the rest too.
-    fn print(&mut self, name: &str, out: &mut impl Write, flush: bool) -> Result<()> {
+    fn print(&mut self, prefix: &str, out: &mut impl Write, flush: bool) -> Result<()> {
         let mut buf = Vec::new();
         self.file.read_to_end(&mut buf).context("cannot read a container's log")?;
         self.partial.extend_from_slice(&buf);
         while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=end).collect();
-            write!(out, "{name}  | {}", String::from_utf8_lossy(&line)).context("cannot write the log")?;
+            write!(out, "{prefix}{}", String::from_utf8_lossy(&line)).context("cannot write the log")?;
         }
         if flush && !self.partial.is_empty() {
-            writeln!(out, "{name}  | {}", String::from_utf8_lossy(&self.partial)).context("cannot write the log")?;
+            writeln!(out, "{prefix}{}", String::from_utf8_lossy(&self.partial)).context("cannot write the log")?;
             self.partial.clear();
         }
         out.flush().context("cannot write the log")
@@ -70,12 +104,20 @@ impl Tail {
 /// or until SIGINT, which stops them (as `docker compose up` does on Ctrl-C).
 pub fn attach(root: &Path, engine: &BerthEngine, project: &str, members: &[Member]) -> Result<()> {
     catch_sigint()?;
+    eprintln!("Attaching to {}", project);
+    follow(root, engine, project, members, true)
+}
+
+/// Prints the output of the containers of `members` as it comes (the earlier output
+/// first), until none runs; or until SIGINT, when `stop_on_sigint` stops them first (else
+/// SIGINT ends berth, as it does `docker compose logs -f`).
+pub fn follow(root: &Path, engine: &BerthEngine, project: &str, members: &[Member], stop_on_sigint: bool) -> Result<()> {
     let containers = Containers::at(root);
     let mut tails: BTreeMap<String, Tail> = BTreeMap::new();
     let mut out = std::io::stdout().lock();
-    eprintln!("Attaching to {}", project);
+    let mut prefixes = Prefixes::for_stdout(Vec::new());
     loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if stop_on_sigint && INTERRUPTED.load(Ordering::SeqCst) {
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
             // A second Ctrl-C ends berth at once, as the default disposition does.
             // SAFETY: restoring the default disposition.
@@ -83,12 +125,16 @@ pub fn attach(root: &Path, engine: &BerthEngine, project: &str, members: &[Membe
                 .context("cannot handle SIGINT")?;
             compose::up::stop(engine, project, members, &mut |line| eprintln!(" {line}"))?;
             for (name, tail) in tails.iter_mut() {
-                tail.print(name, &mut out, true)?;
+                tail.print(&prefixes.of(name), &mut out, true)?;
             }
             return Ok(());
         }
         let existing = engine.list()?;
         let mine = compose::up::project_containers(project, members, &existing);
+        let names: Vec<String> = mine.iter().map(|(c, _)| c.name.clone()).collect();
+        if names.iter().any(|n| !prefixes.names.contains(n)) {
+            prefixes = Prefixes::for_stdout(names);
+        }
         for (c, _) in &mine {
             if tails.contains_key(&c.name) {
                 continue;
@@ -101,11 +147,13 @@ pub fn attach(root: &Path, engine: &BerthEngine, project: &str, members: &[Membe
         }
         let running = mine.iter().any(|(c, _)| c.running);
         for (name, tail) in tails.iter_mut() {
-            tail.print(name, &mut out, !running)?;
+            tail.print(&prefixes.of(name), &mut out, !running)?;
         }
         if !running {
-            for (c, _) in &mine {
-                eprintln!("{} exited with code {}", c.name, c.exit_code.unwrap_or(-1));
+            if stop_on_sigint {
+                for (c, _) in &mine {
+                    eprintln!("{} exited with code {}", c.name, c.exit_code.unwrap_or(-1));
+                }
             }
             return Ok(());
         }
@@ -317,4 +365,20 @@ pub fn push(root: &Path, project: &compose::Project, services: &[String]) -> Res
             .with_context(|| format!("cannot push the image of service {}", service.service))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prefixes;
+
+    #[test]
+    fn prefixes_are_padded_to_the_longest_name_and_coloured_on_a_terminal() {
+        let names = vec!["app-web-1".to_string(), "app-db-1".to_string()];
+        let plain = Prefixes::new(names.clone(), false);
+        assert_eq!(plain.of("app-web-1"), "app-web-1  | ");
+        assert_eq!(plain.of("app-db-1"), "app-db-1   | ");
+        let coloured = Prefixes::new(names, true);
+        assert_eq!(coloured.of("app-web-1"), "\x1b[36mapp-web-1  | \x1b[0m");
+        assert_eq!(coloured.of("app-db-1"), "\x1b[33mapp-db-1   | \x1b[0m");
+    }
 }
