@@ -351,6 +351,24 @@ configs:
     let refused = berth(root, dir, &["compose", "-f", "external.yaml", "up", "-d"]).await?;
     let said = text(&refused.stderr);
     assert!(!refused.status.success() && said.contains("vault is external"), "{said}");
+
+    // logs -f follows until no container runs; prefixes are padded to the longest name.
+    std::fs::write(
+        dir.join("logs.yaml"),
+        format!(
+            "name: logs2\nservices:\n  a:\n    image: {0}\n    network_mode: none\n    command: [\"echo\", \"hello-a\"]\n  longer:\n    image: {0}\n    network_mode: none\n    command: [\"sh\", \"-c\", \"echo hello-b; sleep 1; echo bye-b\"]\n",
+            store.image
+        ),
+    )?;
+    berth_ok(root, dir, &["compose", "-f", "logs.yaml", "up", "-d"]).await?;
+    let logs = berth_ok(root, dir, &["compose", "-f", "logs.yaml", "logs", "-f"]).await?;
+    let logs = text(&logs.stdout);
+    for line in ["logs2-a-1       | hello-a", "logs2-longer-1  | hello-b", "logs2-longer-1  | bye-b"] {
+        assert!(logs.lines().any(|l| l == line), "{line:?} missing from:\n{logs}");
+    }
+    let only = berth_ok(root, dir, &["compose", "-f", "logs.yaml", "logs", "a"]).await?;
+    assert_eq!(text(&only.stdout), "logs2-a-1  | hello-a\n");
+    berth_ok(root, dir, &["compose", "-f", "logs.yaml", "down"]).await?;
     Ok(())
 }
 

@@ -171,10 +171,8 @@ fn run(root: &Path, args: Args) -> Result<ExitCode> {
         Command::Rm => done(Ok(compose::up::rm(&engine, &project.name, &members()?, say)?)),
         Command::Ps => done(ps(root, &engine, &project.name, &members()?)),
         Command::Logs(a) => {
-            let members: Vec<_> = members()?
-                .into_iter()
-                .filter(|m| a.services.is_empty() || a.services.contains(&m.service))
-                .collect();
+            let members: Vec<_> =
+                members()?.into_iter().filter(|m| a.services.is_empty() || a.services.contains(&m.service)).collect();
             if a.follow {
                 done(super::compose_verbs::follow(root, &engine, &project.name, &members, false))
             } else {

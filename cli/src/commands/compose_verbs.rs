@@ -111,7 +111,13 @@ pub fn attach(root: &Path, engine: &BerthEngine, project: &str, members: &[Membe
 /// Prints the output of the containers of `members` as it comes (the earlier output
 /// first), until none runs; or until SIGINT, when `stop_on_sigint` stops them first (else
 /// SIGINT ends berth, as it does `docker compose logs -f`).
-pub fn follow(root: &Path, engine: &BerthEngine, project: &str, members: &[Member], stop_on_sigint: bool) -> Result<()> {
+pub fn follow(
+    root: &Path,
+    engine: &BerthEngine,
+    project: &str,
+    members: &[Member],
+    stop_on_sigint: bool,
+) -> Result<()> {
     let containers = Containers::at(root);
     let mut tails: BTreeMap<String, Tail> = BTreeMap::new();
     let mut out = std::io::stdout().lock();
