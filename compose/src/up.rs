@@ -54,6 +54,11 @@ pub trait Engine {
     }
     /// Stops container `name` (SIGTERM, then SIGKILL after `timeout`).
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError>;
+    /// Creates and starts the containers of `batch` (name, image, options) at once; one
+    /// result per container, in order. The default starts them one after another.
+    fn start_many(&self, batch: &[(String, String, RunOptions)]) -> Vec<Result<(), EngineError>> {
+        batch.iter().map(|(name, image, options)| self.start(name, image, options)).collect()
+    }
     /// Stops the containers of `batch` (name, timeout) at once, as Docker Compose stops
     /// the services that no running service depends on; one result per container, in
     /// order. The default stops them one after another.
@@ -167,13 +172,31 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
         }
     }
     let by_name = crate::plan::by_name(plan);
-    for service in &plan.services {
-        for (dep, condition) in &service.depends_on {
-            let Some(dep_plan) = by_name.get(dep.as_str()) else { continue };
-            wait_for_dependency(engine_, plan, service, dep_plan, *condition, say)?;
+    let mut started: Vec<&str> = Vec::new();
+    let mut left: Vec<&ServicePlan> = plan.services.iter().collect();
+    while !left.is_empty() {
+        // A wave: the services whose planned dependencies have all started; their
+        // containers start together (Engine::start_many), as Docker Compose starts them.
+        let ready = |s: &ServicePlan| {
+            s.depends_on.iter().all(|(d, _)| !by_name.contains_key(d.as_str()) || started.contains(&d.as_str()))
+        };
+        let (wave, rest): (Vec<&ServicePlan>, Vec<&ServicePlan>) = left.iter().partition(|s| ready(s));
+        let (wave, rest) = if wave.is_empty() { (rest, Vec::new()) } else { (wave, rest) };
+        let mut batch = Vec::new();
+        for service in &wave {
+            for (dep, condition) in &service.depends_on {
+                let Some(dep_plan) = by_name.get(dep.as_str()) else { continue };
+                wait_for_dependency(engine_, plan, service, dep_plan, *condition, say)?;
+            }
+            go_on()?;
+            batch.extend(prepare_service(engine_, plan, service, say)?);
         }
-        go_on()?;
-        start_service(engine_, plan, service, say)?;
+        for ((name, _, _), result) in batch.iter().zip(engine_.start_many(&batch)) {
+            result.map_err(engine("cannot start container", name))?;
+            say(format!("Container {name}  Started"));
+        }
+        started.extend(wave.iter().map(|s| s.service.as_str()));
+        left = rest;
     }
     Ok(())
 }
@@ -267,14 +290,16 @@ pub fn wait_ready(engine_: &dyn Engine, plan: &Plan, say: &mut dyn FnMut(String)
     Ok(())
 }
 
-/// Starts the containers of one service that do not run with its configuration yet.
-fn start_service(
+/// The containers of one service that do not run with its configuration yet, as (name,
+/// image, options) to start: those whose configuration changed are stopped and removed here.
+fn prepare_service(
     engine_: &dyn Engine,
     plan: &Plan,
     service: &ServicePlan,
     say: &mut dyn FnMut(String),
-) -> Result<(), UpError> {
+) -> Result<Vec<(String, String, RunOptions)>, UpError> {
     let existing = engine_.list().map_err(engine("cannot list the containers for service", &service.service))?;
+    let mut out = Vec::new();
     for (n, name) in service.container_names(&plan.project).into_iter().enumerate() {
         let mut options = service.options.clone();
         options.name = Some(name.clone());
@@ -295,10 +320,9 @@ fn start_service(
             }
             None => say(format!("Container {name}  Created")),
         }
-        engine_.start(&name, &service.image, &options).map_err(engine("cannot start container", &name))?;
-        say(format!("Container {name}  Started"));
+        out.push((name, service.image.clone(), options));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Whether a container made with `made` is what `service` asks for: the same image, and the
@@ -444,6 +468,8 @@ mod tests {
         calls: RefCell<Vec<String>>,
         /// The batches of `stop_many`, names joined by spaces.
         batches: RefCell<Vec<String>>,
+        /// The batches of `start_many`, names sorted and joined by spaces.
+        start_batches: RefCell<Vec<String>>,
         /// `cancelled` holds once this many containers have started.
         cancel_after: Option<usize>,
         exit_codes: Vec<(String, i32)>,
@@ -513,6 +539,12 @@ mod tests {
                 c.running = false;
             }
             Ok(())
+        }
+        fn start_many(&self, batch: &[(String, String, RunOptions)]) -> Vec<Result<(), EngineError>> {
+            let mut names: Vec<&str> = batch.iter().map(|(n, _, _)| n.as_str()).collect();
+            names.sort();
+            self.start_batches.borrow_mut().push(names.join(" "));
+            batch.iter().map(|(name, image, options)| self.start(name, image, options)).collect()
         }
         fn stop_many(&self, batch: &[(String, Duration)]) -> Vec<Result<(), EngineError>> {
             let names: Vec<&str> = batch.iter().map(|(n, _)| n.as_str()).collect();
@@ -632,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn down_stops_independent_services_together_and_dependents_first() {
+    fn up_starts_and_down_stops_independent_services_together_in_dependency_order() {
         let p = project(json!({
             "db": {"image": "db", "network_mode": "none"},
             "api": {"image": "api", "network_mode": "none", "depends_on": {"db": {"condition": "service_started"}}},
@@ -642,6 +674,11 @@ mod tests {
         }));
         let fake = Fake::default();
         up(&fake, &plan(&p, &[]).unwrap(), false, &mut |_| {}).unwrap();
+        assert_eq!(
+            *fake.start_batches.borrow(),
+            ["demo-db-1", "demo-api-1 demo-worker-1 demo-worker-2", "demo-web-1"],
+            "up starts the services whose dependencies run together"
+        );
         fake.calls.borrow_mut().clear();
         let members = crate::plan::members(&p).unwrap();
         let mut lines = Vec::new();

@@ -139,6 +139,19 @@ impl Engine for BerthEngine {
         self.containers().stop(name, timeout).map(|_| ()).map_err(fail)
     }
 
+    fn start_many(&self, batch: &[(String, String, RunOptions)]) -> Vec<Result<(), EngineError>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(name, image, options)| scope.spawn(move || self.start(name, image, options)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(EngineError("a starting thread panicked".into()))))
+                .collect()
+        })
+    }
+
     fn stop_many(&self, batch: &[(String, Duration)]) -> Vec<Result<(), EngineError>> {
         std::thread::scope(|scope| {
             let handles: Vec<_> =
