@@ -9,9 +9,9 @@
 #
 # Start latency: `berth run --rm --network none IMAGE true` (embedded runtime) against `runc
 # run` and `crun run` on a prepared bundle of the same busybox rootfs, and `podman run --rm
-# --network none` of the same image (all with no network setup beyond a private namespace).
-# crun refuses a hybrid cgroup host unless it runs in a mount namespace with
-# /sys/fs/cgroup/unified unmounted, so its runs happen in one.
+# --network none --runtime runc` of the same image (all with no network setup beyond a private
+# namespace). crun refuses a hybrid cgroup host unless it runs in a mount namespace with
+# /sys/fs/cgroup/unified unmounted, so its runs happen in one (and podman's use runc).
 # Networking: `berth run --rm` on its default bridge network (CNI plugins) against the same
 # with --network none (target: at most 15 ms more), and against `podman run --rm` on its
 # default network (--runtime runc, CNI backend; target: at most 0.5x).
@@ -211,13 +211,16 @@ CRUN=$MEDIAN
 
 PODMAN=(podman --root "$W/podman" --runroot "$W/podman-run" --cgroup-manager cgroupfs --events-backend none)
 "${PODMAN[@]}" pull -q --tls-verify=false "$REG/bench/busybox:v1" >/dev/null
-# podman's default open-files and process limits need CAP_SYS_RESOURCE where the caller's hard
-# limits are lower (as in some sandboxes); berth caps them at the caller's, so podman gets the same.
+# podman's default open-files and process limits (1048576) need CAP_SYS_RESOURCE where the
+# caller's hard limits are lower (as in some sandboxes); berth caps them at the caller's, so
+# podman gets the same. podman 4.3 also lowers its own hard process limit to 32768 as it starts,
+# so runc, its child, cannot set more than that.
 NOFILE=$(ulimit -Hn); NPROC=$(ulimit -Hu)
-PODMAN_RUN=("${PODMAN[@]}" run --rm --network none --ulimit "nofile=$NOFILE:$NOFILE" --ulimit "nproc=$NPROC:$NPROC"
+[ "$NPROC" = unlimited ] || [ "$NPROC" -gt 32768 ] && NPROC=32768
+PODMAN_RUN=("${PODMAN[@]}" --runtime runc run --rm --network none --ulimit "nofile=$NOFILE:$NOFILE" --ulimit "nproc=$NPROC:$NPROC"
   "$REG/bench/busybox:v1" true)
 if PODMAN_ERR=$("${PODMAN_RUN[@]}" 2>&1); then
-  time_runs "podman run --rm --network none" "$STARTS" "${PODMAN_RUN[@]}"
+  time_runs "podman run --rm --network none (runc)" "$STARTS" "${PODMAN_RUN[@]}"
   PODMAN_START=$MEDIAN
 else
   say "podman run: cannot run here: $PODMAN_ERR"

@@ -3,8 +3,9 @@
 # repository of 10,000 tags. Prints the server time of the repository list, a search, and the
 # tag page (target: each under 50 ms), the JSON API's equivalents, and the weight of the first
 # page with its stylesheet and script (target: under 100 KB). Each figure is the first request
-# (nothing cached in the server) and the median of the next five. A benchmark, not a test: it
-# fails only when a page answers wrongly, never because it is slow.
+# (nothing cached in the server; a repository too dear for the page's budget is listed with
+# "…" and summed up in the background) and the median of the next five. A benchmark, not a
+# test: it fails only when a page answers wrongly, never because it is slow.
 #
 # Usage: bench/ui.sh [--quick] [--keep]
 #   --quick   1,000 repositories and 1,000 tags
@@ -103,15 +104,27 @@ print(f"{label:<34} first {first*1000:7.1f} ms   then {warm*1000:7.1f} ms   {'ok
 PY
 }
 
+# What the searches look for exists in either data set: a team in the middle (100 repositories
+# match), the very last repository (one match), a tag in the middle of the big repository.
+TEAM=$(printf 'team-%03d' $((REPOS / 200)))
+LAST=$(printf 'team-%03d/app-%02d' $(((REPOS - 1) / 100)) $(((REPOS - 1) % 100)))
+MIDDLE=$(printf 'v%05d' $((TAGS / 2)))
 echo "== berth web UI: $REPOS repositories, one of $TAGS tags (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 measure "repository list (/)" "/" "team-000/app-00"
-measure "search (/?q=team-042)" "/?q=team-042" "team-042/app-17"
-measure "search, one match" "/?q=team-099/app-99" "team-099/app-99"
+measure "search (/?q=$TEAM)" "/?q=$TEAM" "$TEAM/app-17"
+measure "search, one match" "/?q=$LAST" "$LAST"
 measure "tag page (/r/big/app)" "/r/big/app" "v00099"
 measure "tag page, newest first" "/r/big/app?sort=pushed" "docker pull"
-measure "image page" "/r/big/app/@v05000" "Layers"
-measure "API repositories" "/api/v1/repositories?q=team-042" "team-042/app-17"
+measure "image page" "/r/big/app/@$MIDDLE" "Layers"
+measure "API repositories" "/api/v1/repositories?q=$TEAM" "$TEAM/app-17"
 measure "API tags" "/api/v1/repositories/big/app/tags" "v00099"
+# The first page holds big/app, too dear to sum up within a page's budget right after the
+# start: it was listed with "…" while a background task summed it up. Once that is done:
+for _ in $(seq 1200); do
+  curl -s "http://127.0.0.1:$PORT/api/v1/repositories" | grep -q '"pending":true' || break
+  sleep 0.5
+done
+measure "repository list, figures computed" "/" "team-000/app-00"
 html=$(curl -s "http://127.0.0.1:$PORT/" | wc -c)
 css=$(curl -s "http://127.0.0.1:$PORT/assets/style.css" | wc -c)
 js=$(curl -s "http://127.0.0.1:$PORT/assets/app.js" | wc -c)

@@ -89,11 +89,11 @@ fn main() -> std::process::ExitCode {
             | Command::Compose(_)
             | Command::ContainerShim(_)
             | Command::OciRuntime(_)
-            | Command::Exec(_)
             | Command::Start(_)
             | Command::Restart(_)
     ) {
         // These start containers: never from the host's binary itself (CVE-2019-5736).
+        // (`exec` decides for itself: only the embedded runtime runs this binary in a container.)
         if let Err(e) = commands::reexec_sealed() {
             eprintln!("berth: {e:#}");
             return std::process::ExitCode::from(runtime::container::shim::EXIT_START_FAILED as u8);

@@ -74,7 +74,14 @@ fn a_held_lease_says_another_collector_runs() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path(), false).unwrap());
-    let _held = rt.block_on(registry::gc::lease::acquire(storage, "replica-a", Duration::from_secs(300))).unwrap();
+    let _held = rt
+        .block_on(registry::gc::lease::acquire(
+            storage,
+            "replica-a",
+            Duration::from_secs(300),
+            registry::gc::CLOCK_SKEW,
+        ))
+        .unwrap();
     let out = gc(dir.path(), &[]);
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();

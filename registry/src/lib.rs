@@ -127,7 +127,7 @@ pub async fn state(config: Config) -> Result<AppState, ServeError> {
     let keys = hub::session::Keys::load(driver.as_ref()).await?;
     let mirrors = mirror::Mirrors::new(&config.mirror)?;
     Ok(AppState {
-        hub: Arc::new(hub::Hub::new(keys)),
+        hub: Arc::new(hub::Hub::new(keys, config.ui.summary_budget)),
         mirrors: Arc::new(mirrors),
         policies: Arc::new(policies),
         webhooks: Arc::new(webhooks),

@@ -37,6 +37,10 @@
 //! _auth/ui-key                                    the key that signs the web UI's session
 //!                                                 cookies and CSRF tokens (hex), written once,
 //!                                                 create-only (see [`crate::hub`])
+//! _mirror/fetching/<alg>-<hex>                    a replica is fetching this blob from a mirrored
+//!                                                 upstream (JSON: who); created create-only,
+//!                                                 rewritten while the fetch goes on, deleted after
+//!                                                 it (see [`crate::mirror`])
 //! ```
 //!
 //! Keys stay short (about 115 bytes plus the repository name): some S3-compatible servers
@@ -169,6 +173,11 @@ pub const TOKEN_KEY: &str = "_auth/token-key.pem";
 
 /// The key that signs the web UI's session cookies and CSRF tokens (hex).
 pub const UI_KEY: &str = "_auth/ui-key";
+
+/// The claim of a replica fetching blob `d` from a mirrored upstream.
+pub fn mirror_fetching(d: &Digest) -> String {
+    format!("_mirror/fetching/{}-{}", d.algorithm(), d.hex())
+}
 
 #[cfg(test)]
 mod tests {

@@ -824,3 +824,90 @@ async fn the_first_listing_pages_through_storage_before_the_names_are_read() {
     assert_eq!(names(&reg, Some("admin"), "?q=team").await, ["team-a/x", "team-b/y"]);
     assert!(reg.get("/", Some("admin")).await.text().contains("5 repositories<"));
 }
+
+/// A registry whose pages spend at most 3 storage reads on figures, holding a repository of
+/// 4 tags (too dear) and one of 1 tag (cheap).
+async fn budgeted() -> Reg {
+    let reg = Reg::new("[ui]\nsummary_budget = 3\n").await;
+    for (i, tag) in ["a", "b", "c", "d"].iter().enumerate() {
+        reg.image("team-a/big", tag, &plain_config("amd64"), format!("big {i}").as_bytes()).await;
+    }
+    reg.image("library/small", "v1", &plain_config("amd64"), b"small").await;
+    reg
+}
+
+#[tokio::test]
+async fn a_repository_too_dear_for_the_page_is_listed_at_once_and_summed_up_in_the_background() {
+    let reg = budgeted().await;
+    // The first listing does not wait for the dear summary: it gives the tag count, and the
+    // figures once a background task has them.
+    let first = reg.get("/api/v1/repositories", Some("admin")).await.json();
+    let [small, big] = [&first["repositories"][0], &first["repositories"][1]];
+    assert_eq!((small["name"].as_str(), small["pending"].as_bool()), (Some("library/small"), Some(false)), "{first}");
+    assert!(small["size"].as_u64().unwrap() > 0);
+    assert_eq!(big["name"], "team-a/big");
+    assert_eq!((big["pending"].as_bool(), big["tags"].as_u64()), (Some(true), Some(4)), "{first}");
+    assert!(big["size"].is_null() && big["last_push"].is_null());
+    // One repository alone is summed up whatever it costs.
+    let whole = reg.get("/api/v1/repositories/team-a/big", Some("admin")).await.json();
+    assert!(whole["size"].as_u64().unwrap() > 0, "{whole}");
+    let mut listed = Value::Null;
+    for _ in 0..600 {
+        listed = reg.get("/api/v1/repositories?q=big", Some("admin")).await.json()["repositories"][0].clone();
+        if listed["pending"] == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (&listed["size"], &listed["tags"], listed["pending"].as_bool()),
+        (&whole["size"], &json!(4), Some(false))
+    );
+
+    // The pages say the figures are being computed, and read without scripts.
+    let reg = budgeted().await;
+    let home = reg.get("/", Some("admin")).await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.text().contains("being computed"), "{}", home.text());
+    let reg = budgeted().await;
+    let page = reg.get("/r/team-a/big", Some("admin")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("4 tags · size and last push being computed"), "{}", page.text());
+}
+
+#[tokio::test]
+async fn the_system_page_and_the_api_list_recent_webhook_deliveries_to_admins() {
+    // Nothing listens on port 9: the delivery fails, and says why.
+    let hook = "[[webhooks]]\nurl = \"http://127.0.0.1:9/secret-path?token=s3cr3t\"\nmax_attempts = 1\n";
+    let reg = Reg::new(hook).await;
+    reg.image("team-a/app", "v1", &plain_config("amd64"), b"hooked").await;
+    let mut deliveries = Value::Null;
+    for _ in 0..600 {
+        deliveries = reg.get("/api/v1/webhooks/deliveries", Some("admin")).await.json()["deliveries"].clone();
+        if deliveries[0]["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let d = &deliveries[0];
+    assert_eq!(
+        (d["action"].as_str(), d["repository"].as_str(), d["reference"].as_str()),
+        (Some("push"), Some("team-a/app"), Some("v1")),
+        "{deliveries}"
+    );
+    assert_eq!((d["status"].as_str(), d["attempts"].as_u64()), (Some("failed"), Some(1)), "{deliveries}");
+    assert_eq!(d["url"], "http://127.0.0.1:9");
+    assert!(
+        !d["last_error"].as_str().unwrap().is_empty() && !deliveries.to_string().contains("s3cr3t"),
+        "{deliveries}"
+    );
+    reg.get("/api/v1/webhooks/deliveries", Some("alice")).await.expect(StatusCode::FORBIDDEN, "DENIED");
+    reg.get("/api/v1/webhooks/deliveries", None).await.expect(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+
+    let mut admin = Browser::new(&reg);
+    admin.sign_in("admin").await;
+    let system = admin.get("/system").await.text();
+    assert!(system.contains("Webhook deliveries"), "{system}");
+    assert!(system.contains("push team-a/app:v1") && system.contains(">failed<"), "{system}");
+    assert!(system.contains("#0 http://127.0.0.1:9<") && !system.contains("s3cr3t"), "{system}");
+}

@@ -1,6 +1,6 @@
 //! HTTPS: a registry with `[tls]` serves the API over TLS with the configured certificate,
-//! and picks up a replaced certificate and key without a restart. Certificates are made with
-//! the openssl command-line tool.
+//! picks up a replaced certificate and key without a restart, and gives the web UI's cookies
+//! the `Secure` attribute. Certificates are made with the openssl command-line tool.
 
 use std::path::Path;
 use std::process::Command;
@@ -123,4 +123,63 @@ async fn a_missing_or_mismatched_certificate_stops_the_start() {
     let err = registry::serve_on(listener, config, std::future::pending()).await.unwrap_err();
     let err = shared::error_chain(&err);
     assert!(err.contains("tls.key"), "{err}");
+}
+
+/// Over `[tls]`, the web UI's cookies (the CSRF nonce and the session) are `Secure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_cookies_are_secure_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = self_signed(dir.path(), "ui");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&key, &key_pem).unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let line = format!("alice:{}\n", registry::auth::accounts::hash_password("alice-pw", 4).unwrap());
+    std::fs::write(&htpasswd, line).unwrap();
+    let text = format!(
+        "[storage.filesystem]\nroot = {:?}\n[tls]\ncertificate = {:?}\nkey = {:?}\n[auth]\nhtpasswd = {:?}\n",
+        dir.path().join("data").display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+        htpasswd.display().to_string()
+    );
+    let config: registry::Config = toml::from_str(&text).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(registry::serve_on(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&cert_pem).unwrap()])
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let cookies = |resp: &reqwest::Response| -> Vec<String> {
+        resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect()
+    };
+    let login = client.get(format!("{base}/login")).send().await.unwrap();
+    let csrf_cookie = cookies(&login).into_iter().find(|c| c.starts_with("berth_csrf=")).expect("a CSRF cookie");
+    assert!(csrf_cookie.contains("; Secure"), "{csrf_cookie}");
+    let nonce = csrf_cookie.split(';').next().unwrap().to_string();
+    let page = login.text().await.unwrap();
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    let token = page[at..].split('"').next().unwrap();
+    let resp = client
+        .post(format!("{base}/login"))
+        .header("cookie", nonce)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}&user=alice&password=alice-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let session = cookies(&resp).into_iter().find(|c| c.starts_with("berth_session=")).expect("a session cookie");
+    for attribute in ["; Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("the server stops").unwrap().unwrap();
 }

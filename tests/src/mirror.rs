@@ -135,13 +135,20 @@ pub async fn distribution(users: &[(&str, &str)], proxy: Option<&str>) -> Result
 /// Starts `berth serve` on a free loopback port with `extra` appended to its configuration
 /// (the `[[mirror]]` sections), logging at debug level to its log file.
 pub async fn berth_serve(extra: &str, env: &[(&str, &str)]) -> Result<Server> {
+    berth_serve_on(None, extra, env).await
+}
+
+/// [`berth_serve`] with `storage` (a `[storage.s3]` section) instead of a filesystem storage
+/// in the server's folder.
+pub async fn berth_serve_on(storage: Option<&str>, extra: &str, env: &[(&str, &str)]) -> Result<Server> {
     let bin = crate::berth_binary()?;
     let dir = tempfile::tempdir()?;
     let addr = format!("127.0.0.1:{}", free_port()?);
-    let config = format!(
-        "addr = \"{addr}\"\nlog_level = \"debug\"\n[storage.filesystem]\nroot = \"{}\"\nfsync = false\n{extra}",
-        dir.path().join("data").display()
-    );
+    let storage = match storage {
+        Some(s) => s.to_string(),
+        None => format!("[storage.filesystem]\nroot = \"{}\"\nfsync = false\n", dir.path().join("data").display()),
+    };
+    let config = format!("addr = \"{addr}\"\nlog_level = \"debug\"\n{storage}{extra}");
     let file = dir.path().join("berth.toml");
     std::fs::write(&file, config)?;
     let file = file.to_str().context("path")?.to_string();

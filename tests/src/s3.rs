@@ -137,6 +137,57 @@ impl S3Server {
     }
 }
 
+/// `bench/s3shim.py` in front of an [`S3Server`]: it answers `ListMultipartUploads` (which
+/// s3s-fs does not implement) from the multipart uploads it saw created and not yet completed
+/// or aborted, and passes every other request on unchanged. Stopped when dropped.
+pub struct UploadListing {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl UploadListing {
+    /// Starts the shim in front of `server` on a port the system picks.
+    pub fn start(server: &S3Server) -> Result<UploadListing> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/s3shim.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--upstream", &server.addr.port().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", script.display()))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("shim stdout")?).read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            bail!("the shim said {line:?} instead of where it listens");
+        };
+        let addr = addr.parse().with_context(|| format!("shim address {addr:?}"))?;
+        Ok(UploadListing { addr, child })
+    }
+
+    /// Registry settings for `bucket` (created on the server) through the shim.
+    pub fn config(&self, bucket: &str) -> registry::config::S3Config {
+        registry::config::S3Config {
+            bucket: bucket.to_string(),
+            endpoint: Some(format!("http://{}", self.addr)),
+            path_style: true,
+            access_key_id: Some(ACCESS_KEY.to_string()),
+            secret_access_key: Some(SECRET_KEY.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
+impl Drop for UploadListing {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

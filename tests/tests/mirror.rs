@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{ensure, Context, Result};
-use e2e::mirror::{berth_serve, distribution, push, random_image, Server, DISTRIBUTION};
+use e2e::mirror::{berth_serve, berth_serve_on, distribution, push, random_image, Server, DISTRIBUTION};
 use e2e::{assert_same_content, require_tools, skopeo, BusyboxImage, IMAGE_REF};
 use shared::Digest;
 
@@ -166,29 +166,41 @@ async fn twenty_clients_of_a_cold_image_cause_one_fetch_per_blob() -> Result<()>
     let before = upstream.blob_gets();
     let berth = berth_serve(&mirror_section(&format!("http://{}", upstream.addr), "up.test", ""), &[]).await?;
     let blobs = Arc::new(blobs);
-    let mut clients = Vec::new();
-    for _ in 0..20 {
-        let (addr, blobs) = (berth.addr.clone(), blobs.clone());
-        clients.push(tokio::spawn(async move {
-            let (status, _, body) = get(&addr, "/v2/up.test/team/big/manifests/1").await?;
-            ensure!(status == 200, "manifest: {status}");
-            let manifest = shared::manifest::Manifest::parse(&body, None)?;
-            let wanted: Vec<_> = manifest.config.iter().chain(&manifest.layers).map(|d| d.digest.clone()).collect();
-            let fetches = wanted.iter().map(|d| {
-                let addr = addr.clone();
-                async move { get(&addr, &format!("/v2/up.test/team/big/blobs/{d}")).await }
-            });
-            for (d, result) in wanted.iter().zip(futures_util::future::join_all(fetches).await) {
-                let (status, _, body) = result?;
-                let want = blobs.get(d).with_context(|| format!("the manifest names {d}, which was not pushed"))?;
-                ensure!(status == 200 && body.as_ref() == want.as_slice(), "blob {d}: {status}, {} bytes", body.len());
-            }
-            Ok(())
-        }));
-    }
+    let clients: Vec<_> = (0..20).map(|_| tokio::spawn(pull_all(berth.addr.clone(), blobs.clone()))).collect();
     for c in clients {
         c.await??;
     }
+    ensure_fetched_once(&upstream, before, &blobs)
+}
+
+/// A client of `up.test/team/big:1` through the mirror at `addr`: the manifest, then every
+/// blob at once, each compared with what was pushed (`blobs`).
+async fn pull_all(addr: String, blobs: Arc<BTreeMap<Digest, Vec<u8>>>) -> Result<()> {
+    pull_image(&addr, "up.test/team/big", &blobs).await
+}
+
+/// Pulls `repo:1` through the mirror at `addr` as a client does: the manifest, then every
+/// blob at once, each compared with what was pushed (`blobs`).
+async fn pull_image(addr: &str, repo: &str, blobs: &BTreeMap<Digest, Vec<u8>>) -> Result<()> {
+    let (status, _, body) = get(addr, &format!("/v2/{repo}/manifests/1")).await?;
+    ensure!(status == 200, "manifest: {status}");
+    let manifest = shared::manifest::Manifest::parse(&body, None)?;
+    let wanted: Vec<_> = manifest.config.iter().chain(&manifest.layers).map(|d| d.digest.clone()).collect();
+    let fetches = wanted.iter().map(|d| async move { get(addr, &format!("/v2/{repo}/blobs/{d}")).await });
+    for (d, result) in wanted.iter().zip(futures_util::future::join_all(fetches).await) {
+        let (status, _, body) = result?;
+        let want = blobs.get(d).with_context(|| format!("the manifest names {d}, which was not pushed"))?;
+        ensure!(status == 200 && body.as_ref() == want.as_slice(), "blob {d}: {status}, {} bytes", body.len());
+    }
+    Ok(())
+}
+
+/// The upstream's log shows each of `blobs` fetched once since `before`.
+fn ensure_fetched_once(
+    upstream: &Server,
+    before: BTreeMap<String, usize>,
+    blobs: &BTreeMap<Digest, Vec<u8>>,
+) -> Result<()> {
     let mut fetched = upstream.blob_gets();
     for (d, n) in before {
         *fetched.entry(d).or_default() -= n;
@@ -197,6 +209,46 @@ async fn twenty_clients_of_a_cold_image_cause_one_fetch_per_blob() -> Result<()>
     let want: BTreeMap<String, usize> = blobs.keys().map(|d| (d.to_string(), 1)).collect();
     ensure!(fetched == want, "upstream blob GETs {fetched:?}, wanted each once");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_on_s3_fetch_each_blob_once() -> Result<()> {
+    if !tools("two_replicas_on_s3_fetch_each_blob_once") {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let (layout, _, blobs) = random_image(dir.path(), "big", 8, 4, 8 << 20)?;
+    let upstream = distribution(&[], None).await?;
+    push(&layout, "big", &format!("{}/team/big:1", upstream.addr), None).await?;
+    let before = upstream.blob_gets();
+    let s3 = e2e::s3::S3Server::start()?;
+    s3.bucket("mirror").await?;
+    let storage = format!(
+        "[storage.s3]\nbucket = \"mirror\"\nendpoint = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\n\
+         secret_access_key = \"{}\"\n",
+        s3.endpoint(),
+        e2e::s3::ACCESS_KEY,
+        e2e::s3::SECRET_KEY
+    );
+    let section = mirror_section(&format!("http://{}", upstream.addr), "up.test", "");
+    let replicas =
+        [berth_serve_on(Some(&storage), &section, &[]).await?, berth_serve_on(Some(&storage), &section, &[]).await?];
+    // The manifest is cached by both first (each fetches it), so that the blob requests of
+    // both meet; then ten clients on each replica at once.
+    for r in &replicas {
+        let (status, _, _) = get(&r.addr, "/v2/up.test/team/big/manifests/1").await?;
+        ensure!(status == 200, "manifest: {status}");
+    }
+    let blobs = Arc::new(blobs);
+    let clients: Vec<_> =
+        (0..20).map(|i| tokio::spawn(pull_all(replicas[i % 2].addr.clone(), blobs.clone()))).collect();
+    for c in clients {
+        c.await??;
+    }
+    ensure_fetched_once(&upstream, before, &blobs).with_context(|| {
+        let warned = |r: &Server| r.output().lines().filter(|l| l.contains("WARN")).collect::<Vec<_>>().join("\n");
+        format!("replica warnings:\n{}\n{}", warned(&replicas[0]), warned(&replicas[1]))
+    })
 }
 
 /// A registry that answers every request `401` with a basic challenge and records the
@@ -396,5 +448,134 @@ async fn ctr_pulls_two_upstreams_through_one_mirror_with_ns() -> Result<()> {
     for host in ["one.test", "two.test"] {
         ensure!(metric(&berth, "berth_mirror_misses_total", host).await? >= 3, "{host} was fetched through berth");
     }
+    Ok(())
+}
+
+/// Sets the modification time of every file below `dir` to `age` ago: the cache's content as
+/// if it had been fetched, and last pulled, that long ago.
+fn age_files(dir: &std::path::Path, age: std::time::Duration) -> Result<()> {
+    let when = std::time::SystemTime::now() - age;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            age_files(&entry.path(), age)?;
+        } else {
+            std::fs::File::open(entry.path())?.set_modified(when)?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_evicts_what_was_not_pulled_within_its_age() -> Result<()> {
+    if !tools("a_mirror_evicts_what_was_not_pulled_within_its_age") {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let (kept_layout, _, kept) = random_image(&dir.path().join("kept"), "kept", 21, 1, 256 << 10)?;
+    let (gone_layout, _, gone) = random_image(&dir.path().join("gone"), "gone", 22, 1, 256 << 10)?;
+    let upstream = distribution(&[], None).await?;
+    push(&kept_layout, "kept", &format!("{}/app/kept:1", upstream.addr), None).await?;
+    push(&gone_layout, "gone", &format!("{}/app/gone:1", upstream.addr), None).await?;
+    let section = mirror_section(
+        &format!("http://{}", upstream.addr),
+        "up.test",
+        "evict_after = \"1h\"\ntag_ttl_secs = 100000000",
+    ) + "[gc]\ngrace_secs = 0\n";
+    let berth = berth_serve(&section, &[]).await?;
+    pull_image(&berth.addr, "up.test/app/kept", &kept).await?;
+    pull_image(&berth.addr, "up.test/app/gone", &gone).await?;
+
+    // Two hours later, only `kept` is pulled again.
+    age_files(&berth.dir().join("data"), std::time::Duration::from_secs(7200))?;
+    pull_image(&berth.addr, "up.test/app/kept", &kept).await?;
+    let bin = e2e::berth_binary()?;
+    let config = berth.dir().join("berth.toml");
+    let report =
+        e2e::run_ok(bin.to_str().context("path")?, &["gc", "--config", config.to_str().context("path")?]).await?;
+    ensure!(
+        report.contains("repository up.test/app/gone:") && report.contains("evict_after 1h"),
+        "the gc report: {report}"
+    );
+    ensure!(!report.contains("up.test/app/kept"), "the pulled image was evicted: {report}");
+
+    // The evicted image is fetched again (each of its blobs once more); the kept one is not.
+    let before = upstream.blob_gets();
+    pull_image(&berth.addr, "up.test/app/gone", &gone).await?;
+    pull_image(&berth.addr, "up.test/app/kept", &kept).await?;
+    let after = upstream.blob_gets();
+    let fetched = |blobs: &BTreeMap<Digest, Vec<u8>>| {
+        blobs.keys().map(|d| d.to_string()).filter(|d| after.get(d) != before.get(d)).count()
+    };
+    ensure!(fetched(&gone) == 2, "the evicted image's config and layer are fetched again: {after:?}");
+    ensure!(fetched(&kept) == 0, "the kept image is served from the cache: {after:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_pulls_through_a_registries_conf_mirror() -> Result<()> {
+    const TEST: &str = "podman_pulls_through_a_registries_conf_mirror";
+    if !tools(TEST) || !shared::testing::require_root(TEST) || require_tools(&["podman"]).is_err() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let image = BusyboxImage::build(&dir.path().join("image"))?;
+    let upstream = distribution(&[], None).await?;
+    push(&image.layout, IMAGE_REF, &format!("{}/library/busy:1", upstream.addr), None).await?;
+    let berth = berth_serve(&mirror_section(&format!("http://{}", upstream.addr), "up.test", ""), &[]).await?;
+
+    // `up.test` resolves nowhere: only the mirror (through its path prefix) can answer.
+    let registries = dir.path().join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!(
+            "unqualified-search-registries = []\n[[registry]]\nprefix = \"up.test\"\nlocation = \"up.test\"\n\
+             [[registry.mirror]]\nlocation = \"{}/up.test\"\ninsecure = true\n",
+            berth.addr
+        ),
+    )?;
+    let containers_conf = dir.path().join("containers.conf");
+    std::fs::write(&containers_conf, "[engine]\nevents_logger = \"none\"\ncgroup_manager = \"cgroupfs\"\n")?;
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#)?;
+    let (root, runroot) = (dir.path().join("storage"), dir.path().join("run"));
+    let storage_conf = dir.path().join("storage.conf");
+    std::fs::write(
+        &storage_conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+            runroot.display(),
+            root.display()
+        ),
+    )?;
+    let podman = |args: &[&str]| {
+        let mut command = tokio::process::Command::new("podman");
+        command
+            .arg("--root")
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&runroot)
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .env("CONTAINERS_CONF", &containers_conf)
+            .env("CONTAINERS_REGISTRIES_CONF", &registries)
+            .env("REGISTRIES_CONFIG_PATH", &registries)
+            .env("CONTAINERS_STORAGE_CONF", &storage_conf)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
+        let shown: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            let out = tokio::time::timeout(std::time::Duration::from_secs(300), command.output()).await??;
+            let shown: Vec<&str> = shown.iter().map(String::as_str).collect();
+            ensure!(out.status.success(), "{}", e2e::describe_failure("podman", &shown, &out));
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let policy_flag = format!("--signature-policy={}", policy.display());
+    podman(&["pull", "-q", &policy_flag, "up.test/library/busy:1"]).await?;
+    let digest = podman(&["image", "inspect", "--format", "{{.Digest}}", "up.test/library/busy:1"]).await?;
+    ensure!(digest.trim() == image.image.digest.to_string(), "podman has {digest}, wanted {}", image.image.digest);
+    ensure!(metric(&berth, "berth_mirror_misses_total", "up.test").await? >= 3, "pulled through the mirror");
+    // Its storage is a temporary folder, removed with `dir`: nothing to clean in the system's.
     Ok(())
 }

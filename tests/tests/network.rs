@@ -213,7 +213,7 @@ impl Traces {
             .and_then(|i| i["name"].as_str())
             .context("no veth in the CNI result")?
             .to_string();
-        let ipam_dir = a.config["plugins"][0]["ipam"]["dataDir"].as_str().context("no dataDir")?;
+        let ipam_dir = a.config["ipam"]["dataDir"].as_str().context("no dataDir")?;
         let ipam = Path::new(ipam_dir).join(a.config["name"].as_str().context("no name")?).join(a.address.to_string());
         ensure!(ipam.is_file(), "no lease file {}", ipam.display());
         Ok(Traces {

@@ -1,6 +1,7 @@
 //! Webhooks (`[[webhooks]]`) against receivers served by the test on 127.0.0.1:0: a signed
 //! envelope for a `docker push` and a manifest delete; a receiver refusing connections for a
-//! while gets the event once it is up; a receiver that never answers does not hold pushes.
+//! while gets the event once it is up (and the system page lists the delivery); a receiver
+//! that never answers does not hold pushes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -197,6 +198,12 @@ async fn a_receiver_down_for_a_while_gets_the_event_once_up() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(state.webhooks.deliveries()[0].attempts >= 3);
+    // The system page lists the delivery, its retries and where it went.
+    let page = reqwest::get(format!("http://{addr}/system")).await.unwrap().text().await.unwrap();
+    let row = page.split("<tr>").find(|r| r.contains("push team/app:v1")).unwrap_or_else(|| panic!("{page}"));
+    assert!(row.contains(&format!("#0 http://{port}<")) && row.contains(">delivered<"), "{row}");
+    let attempts = state.webhooks.deliveries()[0].attempts;
+    assert!(row.contains(&format!("<td class=\"num\">{attempts}</td>")), "{row}");
 }
 
 /// While a receiver holds a delivery and never answers, pushes go on and complete.

@@ -1,7 +1,10 @@
 //! `berth exec [-i] [-t] [-d] [-e K=V]... [-u USER[:GROUP]] [-w DIR] CONTAINER COMMAND...`:
 //! runs one more process in a running container, as `docker exec`, through
 //! `runtime::container::exec`. `main` runs it before any thread exists (the embedded runtime
-//! forks from this process), from the sealed binary.
+//! forks from this process). Into a container of the embedded runtime it runs from the
+//! sealed binary (`super::reexec_sealed`), since the process it forks is this binary until it
+//! executes the command; into one of an external runtime (runc, crun) it only runs that
+//! runtime's `exec`, which protects itself, and spares the re-execution.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -52,10 +55,17 @@ pub fn main(root: &Path, args: Args) -> ExitCode {
         tty: args.tty,
         detach: args.detach,
     };
-    let outcome = containers
-        .find(&args.container)
-        .map_err(exec::ExecError::from)
-        .and_then(|record| exec::run(&containers, &record, &options));
+    let found = containers.find(&args.container).map_err(exec::ExecError::from);
+    if let Ok(record) = &found {
+        if record.options.runtime.is_none() {
+            // Does not return when it succeeds: the copy runs `main` again.
+            if let Err(e) = super::reexec_sealed() {
+                eprintln!("berth: {e:#}");
+                return ExitCode::from(EXIT_START_FAILED as u8);
+            }
+        }
+    }
+    let outcome = found.and_then(|record| exec::run(&containers, &record, &options));
     match outcome {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => {

@@ -9,6 +9,9 @@ use anyhow::{Context, Result};
 use registry::gc::{schedule, GcError, Removed, Report};
 use runtime::progress::human_size;
 
+/// How much `berth gc` lowers its CPU priority.
+const GC_NICENESS: i32 = 10;
+
 /// Flags of `berth gc`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -28,6 +31,11 @@ pub fn run(args: Args) -> Result<()> {
     let serve_args = super::serve::Args { config: args.config, root: args.root, ..Default::default() };
     let config = super::serve::load(&serve_args, std::env::vars())?;
     super::init_logging();
+    // A collection is background work beside a serving registry: it yields the CPU to the
+    // registry's requests (a niceness of 10, as `nice` gives). Threads made later inherit it.
+    if let Err(e) = rustix::process::nice(GC_NICENESS) {
+        tracing::debug!(error = %e, "cannot lower the collection's CPU priority");
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     let report = runtime.block_on(async {

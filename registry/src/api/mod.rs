@@ -363,12 +363,7 @@ mod tests {
         let d = shared::Digest::sha256_of(b"lonely");
         let resp = call(&app, "POST", &format!("/v2/a/blobs/uploads/?digest={d}"), "lonely").await;
         assert_eq!(resp.status(), StatusCode::CREATED);
-        let options = crate::gc::Options {
-            grace: std::time::Duration::ZERO,
-            delete_untagged: false,
-            dry_run: false,
-            retention: Default::default(),
-        };
+        let options = crate::gc::Options::new(std::time::Duration::ZERO, false, false);
         let report = crate::gc::schedule::run_once(storage, options, None).await.unwrap();
         assert_eq!(report.bytes_freed(), 6);
         let after = text(call(&app, "GET", "/metrics", "").await).await;

@@ -230,11 +230,16 @@ pub struct UiConfig {
     pub enabled: bool,
     /// How long a sign-in lasts, in seconds. Default 43200 (12 hours).
     pub session_ttl_secs: u64,
+    /// Storage reads a page of the repository list (or the API's) may spend on the figures
+    /// of its repositories (one per tag link, one per manifest this process has not read
+    /// yet); a repository that does not fit in what is left is summed up in the background
+    /// and listed with its tag count until then. Default 1000.
+    pub summary_budget: usize,
 }
 
 impl Default for UiConfig {
     fn default() -> Self {
-        UiConfig { enabled: true, session_ttl_secs: 43_200 }
+        UiConfig { enabled: true, session_ttl_secs: 43_200, summary_budget: 1000 }
     }
 }
 
@@ -254,25 +259,49 @@ pub struct GcConfig {
     /// Also remove manifests no tag needs (nor a live index, nor a live subject), as
     /// distribution's `--delete-untagged`. Default `false`.
     pub delete_untagged: bool,
+    /// How long the collector's lease lasts unless renewed (it is renewed every third of
+    /// that): a replica that dies mid-run holds up the next collection this long (plus
+    /// `clock_skew_secs`). At least three times `clock_skew_secs`. Default 300.
+    pub lease_secs: u64,
+    /// How far apart the clocks of replicas and storage may be, in seconds: the collector
+    /// stops deleting this long before its deadlines, pushers wait this long past them, and
+    /// an expired lease is taken over only this long after it expired. Default 30.
+    pub clock_skew_secs: u64,
 }
 
 impl Default for GcConfig {
     fn default() -> Self {
-        GcConfig { interval_secs: 86_400, grace_secs: 86_400, delete_untagged: false }
+        GcConfig {
+            interval_secs: 86_400,
+            grace_secs: 86_400,
+            delete_untagged: false,
+            lease_secs: 300,
+            clock_skew_secs: 30,
+        }
     }
 }
 
 impl Config {
-    /// The collector's options for these settings: `[gc]`, with the `[[retention]]` rules
-    /// and the `[[immutable]]` ones retention must respect.
+    /// The collector's options for these settings: `[gc]`, with the `[[retention]]` rules,
+    /// the `[[immutable]]` ones retention must respect, and the mirrors' `evict_after`.
     pub fn gc_options(&self, dry_run: bool) -> crate::gc::Options {
         crate::gc::Options {
             grace: std::time::Duration::from_secs(self.gc.grace_secs),
             delete_untagged: self.gc.delete_untagged,
             dry_run,
+            lease: std::time::Duration::from_secs(self.gc.lease_secs),
+            clock_skew: std::time::Duration::from_secs(self.gc.clock_skew_secs),
             retention: crate::gc::retention::Rules {
                 retention: self.retention.clone(),
                 immutable: self.immutable.clone(),
+                evict: self
+                    .mirror
+                    .iter()
+                    .filter_map(|m| {
+                        let after = m.evict_after.clone()?;
+                        Some(crate::gc::retention::Eviction { host: m.host.clone(), after })
+                    })
+                    .collect(),
             },
         }
     }
@@ -487,6 +516,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.limits.max_manifest_bytes < 1024 {
             return Err(ConfigError { setting: "limits.max_manifest_bytes", reason: "must be at least 1024".into() });
+        }
+        if self.gc.clock_skew_secs == 0 || self.gc.lease_secs < 3 * self.gc.clock_skew_secs {
+            return Err(ConfigError {
+                setting: "gc.lease_secs",
+                reason: "gc.clock_skew_secs must be at least 1, and gc.lease_secs at least three times it".into(),
+            });
         }
         if self.limits.max_page == 0 {
             return Err(ConfigError { setting: "limits.max_page", reason: "must be at least 1".into() });
@@ -757,6 +792,12 @@ who = ["group:ci", "authenticated", "user:bob"]
         let o = c.gc_options(true);
         assert_eq!((o.grace.as_secs(), o.delete_untagged, o.dry_run), (5, true, true));
         assert!(toml::from_str::<Config>("[gc]\ngrace = 5").is_err());
+        assert_eq!((o.lease.as_secs(), o.clock_skew.as_secs()), (300, 30));
+        let c: Config = toml::from_str("[gc]\nlease_secs = 3\nclock_skew_secs = 1").unwrap();
+        c.validate().unwrap();
+        let reason = |t: &str| toml::from_str::<Config>(t).unwrap().validate().unwrap_err().reason;
+        assert!(reason("[gc]\nlease_secs = 60").contains("three times"));
+        assert!(reason("[gc]\nclock_skew_secs = 0").contains("at least 1"));
     }
 
     #[test]

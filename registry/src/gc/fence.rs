@@ -10,7 +10,7 @@ use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 use shared::Digest;
 
-use super::MARGIN;
+use super::CLOCK_SKEW;
 use crate::paths;
 use crate::storage::{Storage, StorageError};
 
@@ -22,6 +22,17 @@ pub(super) struct Doomed {
     pub(super) until_ms: u64,
     /// The digests of the batch.
     pub(super) digests: Vec<Digest>,
+    /// How far apart the collector takes clocks to be ([`super::Options::clock_skew`]):
+    /// pushers wait this long past `until_ms`. Absent in older records: [`CLOCK_SKEW`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) skew_ms: Option<u64>,
+}
+
+impl Doomed {
+    /// Until when (milliseconds since the epoch, by a pusher's clock) a pusher waits for it.
+    pub(super) fn hold_until_ms(&self) -> u64 {
+        self.until_ms + self.skew_ms.unwrap_or(CLOCK_SKEW.as_millis() as u64)
+    }
 }
 
 /// Milliseconds since the epoch of `t`.
@@ -42,8 +53,7 @@ pub(crate) async fn fence(storage: &dyn Storage, digests: &[&Digest]) -> Result<
     let markers: Vec<String> = unique.iter().map(|d| paths::blob_touched(d)).collect();
     try_join_all(markers.iter().map(|m| touch(storage, m))).await?;
     // Only after the markers are written: see the argument in the module doc of `gc`.
-    while let Some(until_ms) = doomed_until(storage, &unique).await? {
-        let wait_until = until_ms + MARGIN.as_millis() as u64;
+    while let Some(wait_until) = doomed_until(storage, &unique).await? {
         if millis(SystemTime::now()) > wait_until {
             // The run that wrote the record stopped deleting long ago (it died or stalled).
             break;
@@ -66,7 +76,8 @@ async fn touch(storage: &dyn Storage, marker: &str) -> Result<(), StorageError> 
     }
 }
 
-/// The latest deadline of the doomed records (of any run) listing one of `digests`.
+/// Until when the doomed records (of any run) listing one of `digests` hold pushers, the
+/// latest (see [`Doomed::hold_until_ms`]).
 async fn doomed_until(storage: &dyn Storage, digests: &[&Digest]) -> Result<Option<u64>, StorageError> {
     let mut until = None;
     for run in storage.list(paths::GC_DOOMED).await? {
@@ -76,8 +87,23 @@ async fn doomed_until(storage: &dyn Storage, digests: &[&Digest]) -> Result<Opti
             continue;
         };
         if record.digests.iter().any(|d| digests.contains(&d)) {
-            until = until.max(Some(record.until_ms));
+            until = until.max(Some(record.hold_until_ms()));
         }
     }
     Ok(until)
+}
+
+/// Deletes the doomed records no pusher waits for any more (a run that died left them);
+/// returns how many. Unreadable ones stay (pushers ignore them).
+pub(super) async fn forget_stale(storage: &dyn Storage) -> Result<usize, StorageError> {
+    let now = millis(SystemTime::now());
+    let mut forgotten = 0;
+    for run in storage.list(paths::GC_DOOMED).await? {
+        let path = paths::gc_doomed(&run);
+        let Some(raw) = storage.read_opt(path.clone()).await? else { continue };
+        if serde_json::from_slice::<Doomed>(&raw).is_ok_and(|r| r.hold_until_ms() < now) {
+            forgotten += usize::from(storage.delete(&path).await?);
+        }
+    }
+    Ok(forgotten)
 }

@@ -3,7 +3,7 @@
 //! The lease is a small object `_gc/lease.<n>` (see [`crate::paths`]) naming its holder and
 //! when it expires. It is taken by a create-only write (`If-None-Match: *` on S3, a hard link
 //! on the filesystem) of the *next* generation `n + 1`, and only once generation `n` has
-//! expired (by more than the clock margin), so of two replicas racing for it exactly one
+//! expired (by more than the clock skew, `[gc] clock_skew_secs`), so of two replicas racing for it exactly one
 //! writes `n + 1`. The holder renews it by rewriting its own generation while it runs, after
 //! checking that no later generation exists and that its own has not expired by its clock;
 //! a holder that cannot renew in time stops deleting. A replica that dies mid-run stops
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::fence::millis;
-use super::{GcError, MARGIN};
+use super::GcError;
 use crate::paths;
 use crate::storage::Storage;
 
@@ -36,6 +36,8 @@ pub struct Held {
     generation: u64,
     holder: String,
     ttl: Duration,
+    /// How far apart clocks may be ([`super::Options::clock_skew`]).
+    skew: Duration,
     expires_ms: AtomicU64,
     lost: AtomicBool,
 }
@@ -52,15 +54,21 @@ async fn generations(storage: &dyn Storage) -> Result<Vec<u64>, GcError> {
     Ok(out)
 }
 
-/// Takes the lease for `ttl` as `holder`, or says who has it.
-pub async fn acquire(storage: Arc<dyn Storage>, holder: &str, ttl: Duration) -> Result<Arc<Held>, GcError> {
+/// Takes the lease for `ttl` as `holder`, or says who has it. A lease expired less than
+/// `skew` ago (the clocks may differ by that much) still counts as held.
+pub async fn acquire(
+    storage: Arc<dyn Storage>,
+    holder: &str,
+    ttl: Duration,
+    skew: Duration,
+) -> Result<Arc<Held>, GcError> {
     let existing = generations(storage.as_ref()).await?;
     let next = match existing.last() {
         None => 1,
         Some(&n) => {
             let raw = storage.read_opt(paths::gc_lease(n)).await.map_err(GcError::storage("reading the lease"))?;
             let record = raw.and_then(|raw| serde_json::from_slice::<Record>(&raw).ok());
-            if let Some(r) = record.filter(|r| now_ms() <= r.expires_ms + MARGIN.as_millis() as u64) {
+            if let Some(r) = record.filter(|r| now_ms() <= r.expires_ms + skew.as_millis() as u64) {
                 return Err(GcError::Busy { holder: r.holder });
             }
             n + 1
@@ -84,16 +92,17 @@ pub async fn acquire(storage: Arc<dyn Storage>, holder: &str, ttl: Duration) -> 
         generation: next,
         holder: holder.to_string(),
         ttl,
+        skew,
         expires_ms: AtomicU64::new(expires_ms),
         lost: AtomicBool::new(false),
     }))
 }
 
 impl Held {
-    /// True while the lease is held with at least the clock margin to spare.
+    /// True while the lease is held with at least the clock skew to spare.
     pub fn valid(&self) -> bool {
         !self.lost.load(Ordering::SeqCst)
-            && now_ms() + (MARGIN.as_millis() as u64) < self.expires_ms.load(Ordering::SeqCst)
+            && now_ms() + (self.skew.as_millis() as u64) < self.expires_ms.load(Ordering::SeqCst)
     }
 
     /// Extends the lease by its time to live; fails (and the lease counts as lost) when it
@@ -166,6 +175,11 @@ mod tests {
     }
 
     const TTL: Duration = Duration::from_secs(300);
+    const SKEW: Duration = crate::gc::CLOCK_SKEW;
+
+    async fn acquire(storage: Arc<dyn Storage>, holder: &str, ttl: Duration) -> Result<Arc<Held>, GcError> {
+        super::acquire(storage, holder, ttl, SKEW).await
+    }
 
     #[tokio::test]
     async fn one_holder_at_a_time_and_release_frees_it() {
@@ -187,7 +201,7 @@ mod tests {
     async fn an_expired_lease_is_taken_over_and_its_holder_stops() {
         let (_dir, s) = storage();
         let a = acquire(s.clone(), "a", TTL).await.unwrap();
-        let expired = Record { holder: "a".into(), expires_ms: now_ms() - MARGIN.as_millis() as u64 - 1000 };
+        let expired = Record { holder: "a".into(), expires_ms: now_ms() - SKEW.as_millis() as u64 - 1000 };
         s.put(&paths::gc_lease(a.generation), Bytes::from(serde_json::to_vec(&expired).unwrap())).await.unwrap();
         let b = acquire(s.clone(), "b", TTL).await.unwrap();
         assert_eq!(b.generation, a.generation + 1);
@@ -207,12 +221,7 @@ mod tests {
         let lonely = crate::gc::suite::push_blob(&store, &repo, b"lonely").await.unwrap();
         let a = acquire(s.clone(), "a", TTL).await.unwrap();
         a.release().await.unwrap();
-        let options = crate::gc::Options {
-            grace: Duration::ZERO,
-            delete_untagged: false,
-            dry_run: false,
-            retention: Default::default(),
-        };
+        let options = crate::gc::Options::new(Duration::ZERO, false, false);
         let run = crate::gc::Collector::new(s.clone(), options).with_lease(a).run().await;
         assert!(matches!(run, Err(GcError::LeaseLost)), "{run:?}");
         assert_eq!(store.blob_size(&repo, &lonely).await.unwrap(), 6);

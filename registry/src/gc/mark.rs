@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
+use futures_util::StreamExt;
 use shared::manifest::Manifest;
 use shared::{Digest, RepoName, Tag};
 
@@ -12,8 +13,11 @@ use super::{Collector, GcError};
 use crate::paths;
 use crate::storage::Storage;
 
-/// Manifests read at once.
+/// Manifests read at once, in one repository.
 const READS_AT_ONCE: usize = 16;
+/// Repositories marked at once: their storage requests overlap (S3 round trips, the
+/// filesystem's blocking threads).
+const REPOS_AT_ONCE: usize = 8;
 
 /// A manifest revision as the mark found it.
 #[derive(Debug)]
@@ -133,35 +137,45 @@ pub(super) fn live(
     live
 }
 
-/// Marks one repository into `marked`.
+/// What the mark found in one repository.
+struct RepoMarked {
+    manifests: usize,
+    referenced: Vec<Digest>,
+    dead: Vec<(RepoName, Digest, Option<Digest>)>,
+    links: Vec<Digest>,
+}
+
+/// Marks one repository; with `evict`, its untagged revisions are not live once older than
+/// that too (a mirror's eviction).
 async fn mark_repo(
     c: &Collector,
     repo: &RepoName,
     skip: Option<&HashSet<Tag>>,
+    evict: Option<SystemTime>,
     cutoff: SystemTime,
-    marked: &mut Marked,
-) -> Result<(), GcError> {
+) -> Result<RepoMarked, GcError> {
     let storage = c.storage.as_ref();
-    let tagged = tagged(storage, repo, skip).await?;
-    let revisions = revisions(storage, repo).await?;
-    let live = live(&revisions, &tagged, cutoff, c.options.delete_untagged);
-    marked.manifests += revisions.len();
+    let layers = paths::layers(repo);
+    let (tagged, revisions, links) =
+        tokio::try_join!(tagged(storage, repo, skip), revisions(storage, repo), digests_below(storage, &layers))?;
+    let live = match evict {
+        Some(evict) => live(&revisions, &tagged, cutoff.min(evict), true),
+        None => live(&revisions, &tagged, cutoff, c.options.delete_untagged),
+    };
+    let mut out = RepoMarked { manifests: revisions.len(), referenced: Vec::new(), dead: Vec::new(), links };
     for r in revisions {
         if !live.contains(&r.digest) {
             let subject = r.manifest.and_then(|m| m.subject).map(|s| s.digest);
-            marked.dead.push((repo.clone(), r.digest, subject));
+            out.dead.push((repo.clone(), r.digest, subject));
             continue;
         }
         if let Some(m) = &r.manifest {
             let named = m.config.iter().chain(&m.layers).chain(&m.manifests);
-            marked.referenced.extend(named.map(|d| d.digest.clone()));
+            out.referenced.extend(named.map(|d| d.digest.clone()));
         }
-        marked.referenced.insert(r.digest);
+        out.referenced.push(r.digest);
     }
-    for d in digests_below(storage, &paths::layers(repo)).await? {
-        marked.links.entry(d).or_default().push(repo.clone());
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// Every repository, by name.
@@ -172,20 +186,34 @@ pub(super) async fn repositories(c: &Collector) -> Result<Vec<RepoName>, GcError
     names.into_iter().map(|n| n.parse::<RepoName>().map_err(|_| GcError::InvalidRepository(n))).collect()
 }
 
-/// Marks every repository of `repos`, not counting the tags in `skip`.
+/// Marks every repository of `repos`, not counting the tags in `skip`, [`REPOS_AT_ONCE`] at
+/// a time; the repositories in `evict` lose their untagged revisions older than the time given.
 pub(super) async fn mark(
     c: &Collector,
     repos: &[RepoName],
     skip: &HashMap<RepoName, HashSet<Tag>>,
+    evict: &HashMap<RepoName, SystemTime>,
     cutoff: SystemTime,
 ) -> Result<Marked, GcError> {
     let mut marked = Marked::default();
     let total = repos.len() as u64;
-    for (i, repo) in repos.iter().enumerate() {
-        c.progress("marking repositories", i as u64, total);
-        mark_repo(c, repo, skip.get(repo), cutoff, &mut marked).await?;
+    c.progress("marking repositories", 0, total);
+    // Collected first: a lazy iterator of borrowing closures makes the future not `Send`.
+    let each: Vec<_> = repos
+        .iter()
+        .map(|repo| async move { (repo, mark_repo(c, repo, skip.get(repo), evict.get(repo).copied(), cutoff).await) })
+        .collect();
+    let mut each = futures_util::stream::iter(each).buffer_unordered(REPOS_AT_ONCE);
+    while let Some((repo, found)) = each.next().await {
+        let found = found?;
         marked.repositories += 1;
+        marked.manifests += found.manifests;
+        marked.referenced.extend(found.referenced);
+        marked.dead.extend(found.dead);
+        for d in found.links {
+            marked.links.entry(d).or_default().push(repo.clone());
+        }
+        c.progress("marking repositories", marked.repositories as u64, total);
     }
-    c.progress("marking repositories", total, total);
     Ok(marked)
 }

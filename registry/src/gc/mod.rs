@@ -11,6 +11,8 @@
 //!   child manifests, and a manifest keeps the referrers whose `subject` it is.
 //! - Untagged manifests, when [`Options::delete_untagged`] is set (a manifest is kept while a
 //!   tag, a live index or its live subject needs it).
+//! - In the repositories of a mirror with `evict_after`: the tags and manifests not pulled
+//!   within that age (see [`retention`]), and so the blobs only they needed.
 //! - Referrers whose subject is not in the repository (whatever `delete_untagged` says),
 //!   unless tagged.
 //! - What a driver stores of its own that nothing refers to ([`Storage::sweep_own`]: on S3,
@@ -33,8 +35,11 @@
 //!    (`until`); then read each candidate's *evidence* — its `touched` marker, its data, the
 //!    revisions and links to be deleted — and drop every candidate any of whose evidence is
 //!    younger than the cutoff (`run start − grace`) or could not be read; then delete what is
-//!    left, a digest's referrer entries, revisions and links before its data, and stop at
-//!    `until − margin`; then delete the doomed record.
+//!    left (several digests at once), a digest's referrer entries, revisions and links before
+//!    its data, and stop at `until − skew`; then delete the doomed record. (`skew` is
+//!    [`Options::clock_skew`], which the record states; `until` is at most the lease's time to
+//!    live away.) Records left behind by runs that died are deleted once no pusher waits for
+//!    them.
 //! 4. The driver's own objects ([`Storage::sweep_own`]), given the upload sessions listed
 //!    before it looks.
 //!
@@ -64,18 +69,18 @@
 //! assumes a push takes less than the grace period from its fence to its last write, and that
 //! clocks of replicas and storage differ by much less than the grace period.)
 //!
-//! A batch's deletions stop at `until − margin` by the collector's clock, and pushers wait at
-//! most until `until + margin` by theirs, so a collector that dies or stalls cannot keep
-//! pushers waiting, and a pusher that stops waiting never races a deletion (clocks differing
-//! by less than the margin). Readers never see anything half-deleted: referrer entries and
+//! A batch's deletions stop at `until − skew` by the collector's clock, and pushers wait at
+//! most until `until + skew` by theirs, so a collector that dies or stalls cannot keep
+//! pushers waiting for longer than its lease would have lasted, and a pusher that stops
+//! waiting never races a deletion (clocks differing by less than the skew). Readers never see anything half-deleted: referrer entries and
 //! revisions go before the blob bytes they name, links before the bytes, and a tag is never
 //! deleted.
 //!
 //! With several replicas one collects at a time: see [`lease`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use shared::{Digest, RepoName};
@@ -163,6 +168,24 @@ pub struct Options {
     pub dry_run: bool,
     /// Which tags to keep (`[[retention]]`); no rule keeps every tag.
     pub retention: retention::Rules,
+    /// How long the lease lasts unless renewed ([`schedule::run_once`] takes it).
+    pub lease: Duration,
+    /// How far apart the clocks of replicas and storage may be (see the module doc).
+    pub clock_skew: Duration,
+}
+
+impl Options {
+    /// Options with the `[gc]` defaults but for these.
+    pub fn new(grace: Duration, delete_untagged: bool, dry_run: bool) -> Options {
+        Options {
+            grace,
+            delete_untagged,
+            dry_run,
+            retention: Default::default(),
+            lease: schedule::LEASE_TTL,
+            clock_skew: CLOCK_SKEW,
+        }
+    }
 }
 
 /// One thing a run removed (or, dry, would remove).
@@ -270,18 +293,22 @@ pub struct Collector {
     hooks: Option<Arc<dyn Hooks>>,
     progress: Option<Progress>,
     lease: Option<Arc<lease::Held>>,
-    /// How long a batch's doomed record holds pushers at most.
+    /// How long a batch's doomed record holds pushers at most (less the clock skew).
     window: Duration,
 }
 
-/// A batch's deletions stop this long before its deadline, and pushers wait this long past
-/// it: the clocks of replicas may differ by less.
-pub(crate) const MARGIN: Duration = Duration::from_secs(30);
+/// The default [`Options::clock_skew`]: a batch's deletions stop this long before its
+/// deadline, and pushers wait this long past it (the record says how long): the clocks of
+/// replicas may differ by less.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
 
 impl Collector {
     /// A collector over `storage`.
     pub fn new(storage: Arc<dyn Storage>, options: Options) -> Self {
-        Collector { storage, options, hooks: None, progress: None, lease: None, window: Duration::from_secs(120) }
+        // A batch holds pushers no longer than a dead collector holds the lease (two minutes
+        // at most), and its deletions stop `clock_skew` before the end: leave them most of it.
+        let window = options.lease.min(Duration::from_secs(120)).max(options.clock_skew * 3);
+        Collector { storage, options, hooks: None, progress: None, lease: None, window }
     }
 
     /// Calls `hooks` at each [`Point`] of the run.
@@ -323,7 +350,7 @@ impl Collector {
     /// lease (see [`lease`]) unless this is a dry run or the only process on the storage.
     pub async fn run(&self) -> Result<Report, GcError> {
         let started = SystemTime::now();
-        let cutoff = started.checked_sub(self.options.grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = started.checked_sub(self.options.grace).unwrap_or(UNIX_EPOCH);
         // Upload sessions are listed before anything the driver looks at (see `sweep_own`).
         let store = crate::store::Store::new(self.storage.clone());
         let sessions = store.upload_resumes().await.map_err(GcError::store("listing upload sessions"))?;
@@ -334,7 +361,12 @@ impl Collector {
         let untagged = retention::remove(self, expired, &mut report).await?;
         // A dry run removed no tag: the mark leaves out those a real run would have.
         let skip = if self.options.dry_run { untagged } else { Default::default() };
-        let marked = mark::mark(self, &repos, &skip, cutoff).await?;
+        // A mirror's repositories that evict: untagged manifests go once not pulled for the age.
+        let evicting: HashMap<RepoName, SystemTime> = repos
+            .iter()
+            .filter_map(|r| Some((r.clone(), started.checked_sub(rules.eviction(r)?.after).unwrap_or(UNIX_EPOCH))))
+            .collect();
+        let marked = mark::mark(self, &repos, &skip, &evicting, cutoff).await?;
         report.repositories = marked.repositories;
         report.manifests = marked.manifests;
         let candidates = sweep::candidates(self, &marked).await?;

@@ -10,6 +10,13 @@
 //! `keep_last` most recently pushed, or was pushed within `keep_within` of the run's start,
 //! or matches a `keep_tags` pattern; a tag an `[[immutable]]` rule covers is always kept.
 //!
+//! A mirror's eviction (`evict_after` of a `[[mirror]]`, see [`Eviction`]) comes in the same
+//! step: in the repositories under the mirror's host, a tag goes when the manifest it points
+//! to was not pulled within the age (a pull rewrites the manifest's revision, so its time is
+//! that of the last pull), and the mark then treats the repository's manifests as with
+//! `delete_untagged`, with the age as their grace period ([`CompiledRules::eviction`]). A
+//! pull racing the eviction at worst makes the next pull a miss: the mirror fetches again.
+//!
 //! A push racing the removal: the tags to remove are chosen from one read of every tag's
 //! time and target; just before each removal the tag is read again, and it stays if it moved
 //! or was pushed again since. (Between that read and the removal a push can still land: the
@@ -35,6 +42,25 @@ pub struct Rules {
     pub retention: Vec<RetentionRule>,
     /// The `[[immutable]]` rules: the tags they cover are never removed.
     pub immutable: Vec<ImmutableRule>,
+    /// The mirrors that evict what was not pulled for a while.
+    pub evict: Vec<Eviction>,
+}
+
+/// A mirror that evicts (`evict_after` of a `[[mirror]]`): in the repositories under
+/// `host/`, manifests not pulled within `after` go, with the tags pointing to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    /// The mirror's host, the first component of its repositories (`docker.io`).
+    pub host: String,
+    /// The age, as configured (`30d`).
+    pub after: String,
+}
+
+/// An [`Eviction`], its age parsed.
+pub(super) struct Evicting {
+    host: String,
+    pub(super) after: Duration,
+    described: String,
 }
 
 /// Why the rules cannot be used (checked at start-up by [`crate::Config::validate`]).
@@ -62,6 +88,16 @@ struct Compiled {
 pub(super) struct CompiledRules {
     rules: Vec<Compiled>,
     immutable: Policies,
+    evict: Vec<Evicting>,
+}
+
+impl CompiledRules {
+    /// How long `repo`'s manifests are kept unpulled, when it belongs to a mirror that
+    /// evicts.
+    pub(super) fn eviction(&self, repo: &RepoName) -> Option<&Evicting> {
+        let (first, _) = repo.as_str().split_once('/')?;
+        self.evict.iter().find(|e| e.host == first)
+    }
 }
 
 impl Rules {
@@ -88,7 +124,15 @@ impl Rules {
                 described: format!("[[retention]] rule {}: {}", i + 1, keeps.join(", ")),
             });
         }
-        Ok(CompiledRules { rules, immutable: Policies::from_rules(&self.immutable, &[])? })
+        let mut evict = Vec::new();
+        for e in &self.evict {
+            evict.push(Evicting {
+                host: e.host.clone(),
+                after: shared::duration::parse_duration_days(&e.after)?,
+                described: format!("[[mirror]] {}: evict_after {}", e.host, e.after),
+            });
+        }
+        Ok(CompiledRules { rules, immutable: Policies::from_rules(&self.immutable, &[])?, evict })
     }
 }
 
@@ -161,17 +205,57 @@ pub(super) async fn expired(
     now: SystemTime,
 ) -> Result<Vec<Expired>, GcError> {
     let mut out = Vec::new();
-    if rules.rules.is_empty() {
+    if rules.rules.is_empty() && rules.evict.is_empty() {
         return Ok(out);
     }
     for (i, repo) in repos.iter().enumerate() {
         c.progress("applying retention", i as u64, repos.len() as u64);
-        let Some(rule) = rules.rules.iter().find(|r| r.repositories.iter().any(|g| g.is_match(repo.as_str()))) else {
+        let rule = rules.rules.iter().find(|r| r.repositories.iter().any(|g| g.is_match(repo.as_str())));
+        let eviction = rules.eviction(repo);
+        if rule.is_none() && eviction.is_none() {
             continue;
-        };
+        }
         let tags = read_tags(c.storage.as_ref(), repo).await?;
-        for s in not_kept(rule, &rules.immutable, repo, &tags, now) {
-            out.push(Expired { repo: repo.clone(), seen: s.clone(), rule: rule.described.clone() });
+        let mut evicted = HashSet::new();
+        if let Some(e) = eviction {
+            for s in unpulled(c.storage.as_ref(), repo, &tags, now, e.after).await? {
+                evicted.insert(s.tag.clone());
+                out.push(Expired { repo: repo.clone(), seen: s.clone(), rule: e.described.clone() });
+            }
+        }
+        if let Some(rule) = rule {
+            for s in not_kept(rule, &rules.immutable, repo, &tags, now) {
+                if !evicted.contains(&s.tag) {
+                    out.push(Expired { repo: repo.clone(), seen: s.clone(), rule: rule.described.clone() });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The tags of a mirrored repository that were not pulled within `after`: neither the tag
+/// (written when fetched or checked with the upstream) nor the manifest it points to
+/// (rewritten when pulled) is younger.
+async fn unpulled<'a>(
+    storage: &dyn Storage,
+    repo: &RepoName,
+    tags: &'a [Seen],
+    now: SystemTime,
+    after: Duration,
+) -> Result<Vec<&'a Seen>, GcError> {
+    let stat_paths: Vec<String> = tags.iter().map(|s| paths::manifest_revision(repo, &s.digest)).collect();
+    let stats = storage.stat_many(&stat_paths).await;
+    let old = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age > after);
+    let mut out = Vec::new();
+    for (s, stat) in tags.iter().zip(stats) {
+        let pulled = match stat {
+            Ok(meta) => meta.modified.max(s.pushed),
+            Err(e) if e.is_not_found() => s.pushed,
+            Err(e) => return Err(GcError::Storage { step: "reading manifest revisions", source: e }),
+        };
+        if old(pulled) {
+            out.push(s);
         }
     }
     Ok(out)
@@ -230,6 +314,7 @@ mod tests {
                 keep_tags: keep_tags.iter().map(|s| s.to_string()).collect(),
             }],
             immutable: vec![ImmutableRule { repositories: vec!["ci/*".into()], tags: vec!["frozen-*".into()] }],
+            evict: Vec::new(),
         }
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::{history, lease, Collector, GcError, Options, Progress, Report};
 use crate::storage::Storage;
 
-/// How long a lease lasts unless renewed (it is renewed every third of that while the run
-/// goes on).
+/// How long a lease lasts unless renewed by default (it is renewed every third of that
+/// while the run goes on): `[gc] lease_secs`.
 pub const LEASE_TTL: Duration = Duration::from_secs(300);
 
 /// A name for this process in the lease: the host's name when known, the process id, and a
@@ -25,7 +25,7 @@ pub async fn run_once(
     options: Options,
     progress: Option<Progress>,
 ) -> Result<Report, GcError> {
-    let dry_run = options.dry_run;
+    let (dry_run, ttl, skew) = (options.dry_run, options.lease, options.clock_skew);
     let mut collector = Collector::new(storage.clone(), options);
     if let Some(p) = progress {
         collector = collector.with_progress(p);
@@ -34,7 +34,7 @@ pub async fn run_once(
         return collector.run().await;
     }
     let holder = holder();
-    let held = lease::acquire(storage.clone(), &holder, LEASE_TTL).await?;
+    let held = lease::acquire(storage.clone(), &holder, ttl, skew).await?;
     let renewing = held.keep_renewed();
     let started = history::now_ms();
     let result = collector.with_lease(held.clone()).run().await;

@@ -45,7 +45,7 @@ fn repo(name: &str) -> RepoName {
 }
 
 fn options(grace: u64, delete_untagged: bool) -> Options {
-    Options { grace: Duration::from_secs(grace), delete_untagged, dry_run: false, retention: Default::default() }
+    Options::new(Duration::from_secs(grace), delete_untagged, false)
 }
 
 /// Uploads `data` as a blob of `repo`.
@@ -540,6 +540,7 @@ fn retention_rules() -> super::retention::Rules {
             repositories: vec!["ret/*".into()],
             tags: vec!["frozen".into()],
         }],
+        evict: Vec::new(),
     }
 }
 

@@ -5,16 +5,21 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use shared::{Digest, RepoName};
 
-use super::fence::{millis, Doomed};
+use super::fence::{forget_stale, millis, Doomed};
 use super::mark::Marked;
-use super::{Collector, GcError, Point, Removed, Report, MARGIN};
+use super::{Collector, GcError, Point, Removed, Report};
 use crate::paths;
 use crate::storage::{Meta, StorageError};
 
 /// Candidates per doomed record.
 const BATCH: usize = 256;
+/// Blob buckets listed at once.
+const LISTS_AT_ONCE: usize = 16;
+/// Candidates whose deletions run at once (each candidate's own deletions stay in order).
+const DELETES_AT_ONCE: usize = 16;
 
 /// What may be deleted of one digest.
 #[derive(Debug, Default)]
@@ -40,17 +45,28 @@ impl Candidate {
     }
 }
 
-/// The digests of every stored blob folder (bytes, or only a marker).
+/// The digests of every stored blob folder (bytes, or only a marker), listing
+/// [`LISTS_AT_ONCE`] buckets at a time.
 async fn stored(c: &Collector) -> Result<Vec<Digest>, GcError> {
     let storage = c.storage.as_ref();
     let mut out = Vec::new();
     for alg in storage.list(paths::BLOBS).await.map_err(GcError::storage("listing blobs"))? {
         let folder = format!("{}/{alg}", paths::BLOBS);
         let buckets = storage.list(&folder).await.map_err(GcError::storage("listing blobs"))?;
-        for (i, bucket) in buckets.iter().enumerate() {
-            c.progress("listing blobs", i as u64, buckets.len() as u64);
-            let names = storage.list(&format!("{folder}/{bucket}")).await.map_err(GcError::storage("listing blobs"))?;
+        let lists: Vec<_> = buckets
+            .iter()
+            .map(|bucket| {
+                let path = format!("{folder}/{bucket}");
+                async move { storage.list(&path).await }
+            })
+            .collect();
+        let mut lists = futures_util::stream::iter(lists).buffered(LISTS_AT_ONCE);
+        let mut done = 0;
+        while let Some(names) = lists.next().await {
+            let names = names.map_err(GcError::storage("listing blobs"))?;
             out.extend(names.iter().filter_map(|hex| format!("{alg}:{hex}").parse::<Digest>().ok()));
+            done += 1;
+            c.progress("listing blobs", done, buckets.len() as u64);
         }
     }
     Ok(out)
@@ -90,6 +106,13 @@ pub(super) async fn sweep(
     report: &mut Report,
 ) -> Result<(), GcError> {
     let run = format!("{:032x}", rand::random::<u128>());
+    if !c.options.dry_run {
+        let stale =
+            forget_stale(c.storage.as_ref()).await.map_err(GcError::storage("deleting stale doomed records"))?;
+        if stale > 0 {
+            tracing::info!(stale, "deleted the doomed records of runs that stopped");
+        }
+    }
     let total = candidates.len() as u64;
     let mut rest: Vec<(Digest, Candidate)> = candidates.into_iter().collect();
     let mut done = 0;
@@ -99,7 +122,11 @@ pub(super) async fn sweep(
         done += batch.len() as u64;
         let until = SystemTime::now() + c.window;
         if !c.options.dry_run {
-            let record = Doomed { until_ms: millis(until), digests: batch.iter().map(|(d, _)| d.clone()).collect() };
+            let record = Doomed {
+                until_ms: millis(until),
+                digests: batch.iter().map(|(d, _)| d.clone()).collect(),
+                skew_ms: Some(c.options.clock_skew.as_millis() as u64),
+            };
             let json =
                 serde_json::to_vec(&record).map_err(|source| GcError::Encode { what: "doomed record", source })?;
             c.storage
@@ -140,27 +167,35 @@ async fn sweep_batch(
         doomed.push((d, cand, size));
     }
     c.hook(Point::Checked).await;
-    for (d, cand, size) in doomed {
-        if !c.may_delete() {
-            return Err(GcError::LeaseLost);
+    let deletions: Vec<_> = doomed
+        .into_iter()
+        .map(|(d, cand, size)| async move {
+            if !c.may_delete() {
+                return Err(GcError::LeaseLost);
+            }
+            if SystemTime::now() + c.options.clock_skew > until {
+                return Ok(None);
+            }
+            delete(c, d, cand, size).await.map(Some)
+        })
+        .collect();
+    let mut deletions = futures_util::stream::iter(deletions).buffered(DELETES_AT_ONCE);
+    let mut out_of_time = false;
+    while let Some(removed) = deletions.next().await {
+        match removed? {
+            Some(removed) => report.removed.extend(removed),
+            None => out_of_time = true,
         }
-        if SystemTime::now() + MARGIN > until {
-            tracing::warn!("a collection batch ran out of time; the rest waits for the next run");
-            break;
-        }
-        delete(c, d, cand, size, report).await?;
+    }
+    if out_of_time {
+        tracing::warn!("a collection batch ran out of time; the rest waits for the next run");
     }
     Ok(())
 }
 
 /// Deletes (or, dry, only records) what goes of one digest, in the order readers need.
-async fn delete(
-    c: &Collector,
-    d: &Digest,
-    cand: &Candidate,
-    size: Option<u64>,
-    report: &mut Report,
-) -> Result<(), GcError> {
+async fn delete(c: &Collector, d: &Digest, cand: &Candidate, size: Option<u64>) -> Result<Vec<Removed>, GcError> {
+    let mut removed = Vec::new();
     let dry = c.options.dry_run;
     let storage = c.storage.as_ref();
     let failed = GcError::storage;
@@ -174,13 +209,13 @@ async fn delete(
             }
             storage.delete(&paths::manifest_revision(repo, d)).await.map_err(failed("deleting a manifest"))?;
         }
-        report.removed.push(Removed::Manifest { repo: repo.clone(), digest: d.clone() });
+        removed.push(Removed::Manifest { repo: repo.clone(), digest: d.clone() });
     }
     for repo in &cand.links {
         if !dry {
             storage.delete(&paths::layer_link(repo, d)).await.map_err(failed("deleting a blob link"))?;
         }
-        report.removed.push(Removed::Link { repo: repo.clone(), digest: d.clone() });
+        removed.push(Removed::Link { repo: repo.clone(), digest: d.clone() });
     }
     if cand.blob {
         if !dry {
@@ -188,8 +223,8 @@ async fn delete(
             storage.delete_all(&paths::blob_folder(d)).await.map_err(failed("deleting a blob"))?;
         }
         if let Some(size) = size {
-            report.removed.push(Removed::Blob { digest: d.clone(), size });
+            removed.push(Removed::Blob { digest: d.clone(), size });
         }
     }
-    Ok(())
+    Ok(removed)
 }

@@ -10,7 +10,9 @@
 //!   delete; refused while an immutable tag is in it); the collector frees the bytes;
 //! - `POST /api/v1/gc`: starts a collection (needs delete on `*`);
 //! - `GET /api/v1/gc/runs?n=`: the collector's last runs, newest first, as
-//!   [`crate::gc::history`] records them (needs delete on `*`).
+//!   [`crate::gc::history`] records them (needs delete on `*`);
+//! - `GET /api/v1/webhooks/deliveries`: this process's recent webhook deliveries, newest
+//!   first, receivers cut to their origins (needs delete on `*`).
 //!
 //! Errors are the registry's JSON error bodies with a message saying what is wrong: 400 for a
 //! malformed name or parameter, 401 to sign in, 403 for a signed-in caller lacking the
@@ -25,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use shared::{RepoName, Tag};
 
-use super::{denied, refused, session, viewer, Viewer};
+use super::{denied, refused, session, viewer, Listed, Viewer};
 use crate::auth::rules::{DELETE, PULL};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::gc::history;
@@ -48,6 +50,8 @@ pub enum Endpoint {
     Gc,
     /// `gc/runs`
     GcRuns,
+    /// `webhooks/deliveries`
+    Deliveries,
 }
 
 impl Endpoint {
@@ -59,6 +63,7 @@ impl Endpoint {
             "repositories" => return Some(Endpoint::Repositories),
             "gc" => return Some(Endpoint::Gc),
             "gc/runs" => return Some(Endpoint::GcRuns),
+            "webhooks/deliveries" => return Some(Endpoint::Deliveries),
             _ => {}
         }
         let rest = path.strip_prefix("repositories/")?;
@@ -100,6 +105,7 @@ pub(crate) async fn dispatch(State(state): State<AppState>, req: Request) -> Res
         (&Method::GET, Endpoint::Tags(name)) => tags(&state, &viewer, &parts, &name).await,
         (&Method::POST, Endpoint::Gc) => start_gc(&state, &viewer).await,
         (&Method::GET, Endpoint::GcRuns) => gc_runs(&state, &viewer, &parts).await,
+        (&Method::GET, Endpoint::Deliveries) => deliveries(&state, &viewer),
         (method, endpoint) => Err(ApiError::new(Code::Unsupported)
             .message(format!("{method} is not allowed on {endpoint:?}"))
             .status(StatusCode::METHOD_NOT_ALLOWED)),
@@ -127,8 +133,8 @@ pub(crate) fn page_size(state: &AppState, n: Option<String>) -> ApiResult<usize>
 
 /// One page of the repositories the viewer may pull whose names contain `q`.
 pub(crate) struct RepoPage {
-    /// Their summaries.
-    pub repositories: Vec<RepoSummary>,
+    /// Their summaries (or, for those summed up in the background, their tag counts).
+    pub repositories: Vec<Listed>,
     /// The `last` of the next page, when there is one.
     pub next: Option<String>,
     /// How many match in all; unknown while the first walk of the repository tree runs.
@@ -163,16 +169,10 @@ pub(crate) async fn repo_page(
     Ok(RepoPage { repositories, next, matched: Some(matched) })
 }
 
-/// The summaries of the repositories `names`, read 16 at a time.
-async fn summaries(state: &AppState, names: &[String]) -> ApiResult<Vec<RepoSummary>> {
+/// The repositories `names` as a page lists them ([`super::Hub::listed`]).
+async fn summaries(state: &AppState, names: &[String]) -> ApiResult<Vec<Listed>> {
     let names: Vec<RepoName> = names.iter().filter_map(|n| n.parse().ok()).collect();
-    let mut repositories = Vec::with_capacity(names.len());
-    for chunk in names.chunks(16) {
-        for summary in futures_util::future::join_all(chunk.iter().map(|r| state.hub.summary(&state.store, r))).await {
-            repositories.push(summary?);
-        }
-    }
-    Ok(repositories)
+    Ok(state.hub.listed(&state.store, &names).await?)
 }
 
 fn time(t: Option<std::time::SystemTime>) -> Value {
@@ -181,7 +181,16 @@ fn time(t: Option<std::time::SystemTime>) -> Value {
 }
 
 fn summary_json(s: &RepoSummary) -> Value {
-    json!({ "name": s.name, "tags": s.tags, "size": s.bytes, "last_push": time(s.last_push) })
+    json!({ "name": s.name, "tags": s.tags, "size": s.bytes, "last_push": time(s.last_push), "pending": false })
+}
+
+fn listed_json(l: &Listed) -> Value {
+    match l {
+        Listed::Ready(s) => summary_json(s),
+        Listed::Pending { name, tags } => {
+            json!({ "name": name, "tags": tags, "size": null, "last_push": null, "pending": true })
+        }
+    }
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
@@ -196,7 +205,7 @@ async fn list(state: &AppState, viewer: &Viewer, parts: &Parts) -> ApiResult<Res
     let mut resp = json_response(
         StatusCode::OK,
         json!({
-            "repositories": page.repositories.iter().map(summary_json).collect::<Vec<_>>(),
+            "repositories": page.repositories.iter().map(listed_json).collect::<Vec<_>>(),
             "next": page.next,
         }),
     );
@@ -428,4 +437,10 @@ async fn gc_runs(state: &AppState, viewer: &Viewer, parts: &Parts) -> ApiResult<
         .map_err(|e| ApiError::internal(&e))?;
     let running = state.hub.collecting();
     Ok(json_response(StatusCode::OK, json!({ "running_here": running, "runs": runs })))
+}
+
+fn deliveries(state: &AppState, viewer: &Viewer) -> ApiResult<Response> {
+    require_admin(viewer, "read the webhook deliveries of")?;
+    let shown: Vec<_> = state.webhooks.deliveries().iter().map(|d| d.shown()).collect();
+    Ok(json_response(StatusCode::OK, json!({ "deliveries": shown })))
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +22,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
+use futures_util::future::join_all;
 use shared::RepoName;
 
 use crate::auth::rules::{ALL, DELETE};
@@ -54,6 +55,44 @@ type Names = (Instant, Arc<Vec<String>>);
 /// When each tag of a repository was pushed (its link's time; `None` when unreadable).
 pub(crate) type PushTimes = Arc<HashMap<String, Option<SystemTime>>>;
 
+/// Summaries computed in the background at once, at most (each reads a big repository's tag
+/// links and manifests; the rest wait their turn).
+const BACKGROUND_SUMMARIES: usize = 2;
+
+/// A repository as a page lists it: its summary, or, while a summary too dear for the page's
+/// budget is computed in the background, its name and tag count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listed {
+    /// Tag count, size and last push.
+    Ready(RepoSummary),
+    /// Being summed up in the background.
+    Pending {
+        /// The repository.
+        name: String,
+        /// How many tags it has, when the page listed them (not when a task was already
+        /// summing it up: the page then reads nothing of it).
+        tags: Option<usize>,
+    },
+}
+
+impl Listed {
+    /// The repository's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Listed::Ready(s) => &s.name,
+            Listed::Pending { name, .. } => name,
+        }
+    }
+
+    /// How many tags it has, when known.
+    pub fn tags(&self) -> Option<usize> {
+        match self {
+            Listed::Ready(s) => Some(s.tags),
+            Listed::Pending { tags, .. } => *tags,
+        }
+    }
+}
+
 /// What the hub keeps in memory: the signing key, whether this process is collecting, and the
 /// list of repository names.
 #[derive(Debug)]
@@ -70,11 +109,19 @@ pub struct Hub {
     /// Held by the walk of the repository tree that fills an empty list of names: a request
     /// arriving meanwhile waits for its result instead of walking the tree again.
     walk: tokio::sync::Mutex<()>,
+    /// Storage reads one page may spend on summaries (`[ui] summary_budget`).
+    budget: usize,
+    /// Repositories being summed up in the background, each with the ticket of its task (a
+    /// push or deletion here takes the ticket away, so a result read before it is dropped).
+    computing: Mutex<HashMap<String, u64>>,
+    tickets: AtomicU64,
+    /// Bounds the summaries computed in the background at once.
+    background: Arc<tokio::sync::Semaphore>,
 }
 
 impl Hub {
-    /// The hub over `keys`.
-    pub fn new(keys: session::Keys) -> Hub {
+    /// The hub over `keys`; a page spends at most `budget` storage reads on summaries.
+    pub fn new(keys: session::Keys, budget: usize) -> Hub {
         Hub {
             keys,
             collecting: AtomicBool::new(false),
@@ -82,6 +129,10 @@ impl Hub {
             summaries: Mutex::new(HashMap::new()),
             push_times: Mutex::new(HashMap::new()),
             walk: tokio::sync::Mutex::new(()),
+            budget,
+            computing: Mutex::new(HashMap::new()),
+            tickets: AtomicU64::new(0),
+            background: Arc::new(tokio::sync::Semaphore::new(BACKGROUND_SUMMARIES)),
         }
     }
 
@@ -143,12 +194,120 @@ impl Hub {
             }
         }
         let s = store.repo_summary(repo).await?;
+        self.keep_summary(s.clone());
+        Ok(s)
+    }
+
+    fn keep_summary(&self, s: RepoSummary) {
         let mut map = self.summaries.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MAX_SUMMARIES {
             map.retain(|_, (at, _)| at.elapsed() < NAMES_TTL);
         }
-        map.insert(repo.to_string(), (Instant::now(), s.clone()));
-        Ok(s)
+        map.insert(s.name.clone(), (Instant::now(), s));
+    }
+
+    /// The repositories `names` as one page lists them, in order, without waiting for a
+    /// dear summary. A kept summary is shown, and when older than [`NAMES_TTL`] read again in
+    /// the background. The others are planned (two listings each), then computed on the spot
+    /// in page order while the page's budget of storage reads lasts; those that do not fit
+    /// (the first listing after a start with a repository of 10,000 tags) are computed in the
+    /// background, at most [`BACKGROUND_SUMMARIES`] at once, and show their tag count (or,
+    /// once a task sums them up, nothing) until they are kept.
+    pub(crate) async fn listed(self: &Arc<Self>, store: &Arc<Store>, names: &[RepoName]) -> StoreResult<Vec<Listed>> {
+        let mut out: Vec<Option<Listed>> = vec![None; names.len()];
+        let mut missing = Vec::new();
+        {
+            let map = self.summaries.lock().unwrap_or_else(PoisonError::into_inner);
+            for (i, repo) in names.iter().enumerate() {
+                match map.get(repo.as_str()) {
+                    Some((at, s)) => {
+                        if at.elapsed() >= NAMES_TTL {
+                            missing.push((i, true));
+                        }
+                        out[i] = Some(Listed::Ready(s.clone()));
+                    }
+                    None => missing.push((i, false)),
+                }
+            }
+        }
+        let mut plans = Vec::new();
+        for (i, stale) in missing {
+            if stale {
+                self.summarise_in_background(store, &names[i]);
+            } else if self.computing.lock().unwrap_or_else(PoisonError::into_inner).contains_key(names[i].as_str()) {
+                out[i] = Some(Listed::Pending { name: names[i].to_string(), tags: None });
+            } else {
+                plans.push(i);
+            }
+        }
+        let mut planned = Vec::with_capacity(plans.len());
+        for chunk in plans.chunks(16) {
+            let read = join_all(chunk.iter().map(|&i| store.summary_plan(&names[i]))).await;
+            for (&i, plan) in chunk.iter().zip(read) {
+                planned.push((i, plan?));
+            }
+        }
+        let mut budget = self.budget;
+        let mut now = Vec::new();
+        for (i, plan) in planned {
+            if plan.cost() <= budget {
+                budget -= plan.cost();
+                now.push((i, plan));
+            } else {
+                out[i] = Some(Listed::Pending { name: names[i].to_string(), tags: Some(plan.tags()) });
+                self.summarise_in_background(store, &names[i]);
+            }
+        }
+        let mut now = now.into_iter();
+        loop {
+            let chunk: Vec<_> = now.by_ref().take(16).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let (index, plans): (Vec<usize>, Vec<_>) = chunk.into_iter().unzip();
+            let done = join_all(plans.into_iter().map(|p| store.summarise(p))).await;
+            for (i, s) in index.into_iter().zip(done) {
+                let s = s?;
+                self.keep_summary(s.clone());
+                out[i] = Some(Listed::Ready(s));
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Computes the summary of `repo` in a task of its own and keeps it, unless one is being
+    /// computed already or a push or deletion here comes first.
+    fn summarise_in_background(self: &Arc<Self>, store: &Arc<Store>, repo: &RepoName) {
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut computing = self.computing.lock().unwrap_or_else(PoisonError::into_inner);
+            if computing.contains_key(repo.as_str()) {
+                return;
+            }
+            computing.insert(repo.to_string(), ticket);
+        }
+        let (hub, store, repo) = (self.clone(), store.clone(), repo.clone());
+        tokio::spawn(async move {
+            let result = match hub.background.clone().acquire_owned().await {
+                Ok(_turn) => store.repo_summary(&repo).await,
+                Err(_) => return,
+            };
+            let mine = {
+                let mut computing = hub.computing.lock().unwrap_or_else(PoisonError::into_inner);
+                let mine = computing.get(repo.as_str()) == Some(&ticket);
+                if mine {
+                    computing.remove(repo.as_str());
+                }
+                mine
+            };
+            match result {
+                Ok(s) if mine => hub.keep_summary(s),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(repo = %repo, error = %shared::error_chain(&e), "summing up a repository failed")
+                }
+            }
+        });
     }
 
     /// When each of `tags` of `repo` was pushed: reading every tag link's time is slow on a
@@ -175,6 +334,7 @@ impl Hub {
     /// other replicas' after [`NAMES_TTL`]).
     pub(crate) fn note_repository(&self, name: &str) {
         self.summaries.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        self.computing.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         self.push_times.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         let mut guard = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, names)) = &guard.0 {
@@ -189,6 +349,7 @@ impl Hub {
     /// Forgets a deleted repository at once.
     pub(crate) fn forget_repository(&self, name: &str) {
         self.summaries.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        self.computing.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         self.push_times.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
         let mut guard = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, names)) = &guard.0 {

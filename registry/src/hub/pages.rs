@@ -17,7 +17,7 @@ use shared::{Reference, Tag};
 use super::api::{self, Sort};
 use super::html::{self, attr_url, esc, Frame};
 use super::session::{self, Keys};
-use super::{viewer, Viewer};
+use super::{viewer, Listed, Viewer};
 use crate::auth::rules::{DELETE, PULL};
 use crate::error::ApiError;
 use crate::events::Event;
@@ -160,15 +160,13 @@ pub(crate) async fn repositories(State(state): State<AppState>, req: Request) ->
     };
     let mut rows = String::new();
     for r in &page.repositories {
+        let (size, pushed) = figures(r);
         let _ = write!(
             rows,
-            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\" data-value=\"{}\">{}</td><td>{}</td></tr>",
-            attr_url(&format!("/r/{}", r.name)),
-            esc(&r.name),
-            r.tags,
-            r.bytes,
-            html::size(r.bytes),
-            html::time_el(r.last_push),
+            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td>{size}<td>{pushed}</td></tr>",
+            attr_url(&format!("/r/{}", r.name())),
+            esc(r.name()),
+            tag_count(r),
         );
     }
     let mut body = format!(
@@ -235,7 +233,7 @@ async fn repository_body(ctx: &Ctx, parts: &Parts, name: &str) -> Result<String,
     let sort = Sort::parse(q(parts, "sort").as_deref())?;
     let last = q(parts, "last");
     let page = api::tags_page(state, &repo, sort, api::DEFAULT_PAGE, last.as_deref()).await?;
-    let summary = state.hub.summary(&state.store, &repo).await?;
+    let listed = state.hub.listed(&state.store, std::slice::from_ref(&repo)).await?;
     let may_delete = ctx.viewer.may(repo.as_str()) & DELETE != 0;
     let mut rows = String::new();
     for t in &page.tags {
@@ -276,13 +274,15 @@ async fn repository_body(ctx: &Ctx, parts: &Parts, name: &str) -> Result<String,
             format!("<a href=\"{}?sort={key}\">{label}</a>", attr_url(&format!("/r/{repo}")))
         }
     };
+    let figures = match listed.first() {
+        Some(Listed::Ready(s)) => format!("{} · last push {}", html::size(s.bytes), html::time_el(s.last_push)),
+        _ => format!("size and last push {}", PENDING_TEXT),
+    };
     let mut body = format!(
-        "<p class=\"crumbs\"><a href=\"/\">Repositories</a> /</p><h1>{}</h1><p class=\"muted\">{} tag{} · {} · last push {}</p>",
+        "<p class=\"crumbs\"><a href=\"/\">Repositories</a> /</p><h1>{}</h1><p class=\"muted\">{} tag{} · {figures}</p>",
         esc(repo.as_str()),
         page.total,
         if page.total == 1 { "" } else { "s" },
-        html::size(summary.bytes),
-        html::time_el(summary.last_push),
     );
     if page.tags.is_empty() {
         body.push_str("<p class=\"empty\">No tags.</p>");
@@ -376,7 +376,8 @@ pub(crate) fn forbidden(msg: &str) -> ApiError {
     ApiError::new(crate::error::Code::Denied).message(msg)
 }
 
-/// `GET /system` (delete rights on `*`): storage per repository, a page at a time.
+/// `GET /system` (delete rights on `*`): storage per repository, a page at a time, the
+/// collector's last runs, and the recent webhook deliveries.
 pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     let ctx = match Ctx::new(&state, &parts).await {
@@ -394,15 +395,16 @@ pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Respo
     let mut rows = String::new();
     let mut total = 0;
     for r in &page.repositories {
-        total += r.bytes;
+        if let Listed::Ready(s) = r {
+            total += s.bytes;
+        }
         let _ = write!(
             rows,
-            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\" data-value=\"{}\">{}</td></tr>",
-            attr_url(&format!("/r/{}", r.name)),
-            esc(&r.name),
-            r.tags,
-            r.bytes,
-            html::size(r.bytes)
+            "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td>{}</tr>",
+            attr_url(&format!("/r/{}", r.name())),
+            esc(r.name()),
+            tag_count(r),
+            figures(r).0,
         );
     }
     let mut body = format!(
@@ -431,7 +433,54 @@ pub(crate) async fn system(State(state): State<AppState>, req: Request) -> Respo
         Ok(runs) => body.push_str(&runs_table(&runs)),
         Err(e) => return ctx.error(&ApiError::internal(&e)),
     }
+    if !state.webhooks.is_empty() {
+        body.push_str(&deliveries_table(&state.webhooks.deliveries()));
+    }
     ctx.page(StatusCode::OK, "System", &body)
+}
+
+/// Webhook deliveries shown at most on the system page.
+const SHOWN_DELIVERIES: usize = 50;
+
+/// This process's recent webhook deliveries, newest first, as a table.
+fn deliveries_table(deliveries: &[crate::webhooks::Delivery]) -> String {
+    let mut out = String::from("<h2>Webhook deliveries</h2>");
+    if deliveries.is_empty() {
+        out.push_str("<p class=\"empty\">No event has been sent since this server started.</p>");
+        return out;
+    }
+    let _ = write!(
+        out,
+        "<p class=\"muted\">The last {} sent by this server, newest first.</p><table class=\"list\"><thead><tr>\
+         <th>Queued</th><th>Receiver</th><th>Event</th><th>Status</th><th class=\"num\">Attempts</th><th>Last answer</th>\
+         </tr></thead><tbody>",
+        deliveries.len().min(SHOWN_DELIVERIES)
+    );
+    for d in deliveries.iter().take(SHOWN_DELIVERIES).map(|d| d.shown()) {
+        let queued = std::time::UNIX_EPOCH + std::time::Duration::from_millis(d.queued_ms);
+        let status = serde_json::to_value(d.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let answer = match (d.last_status, &d.last_error) {
+            (_, Some(e)) => format!("<span class=\"error\">{}</span>", esc(e)),
+            (Some(s), None) => s.to_string(),
+            (None, None) => "-".into(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>#{} {}</td><td>{} {}{}{}</td><td class=\"status-{status}\">{status}</td>\
+             <td class=\"num\">{}</td><td>{answer}</td></tr>",
+            html::time_el(Some(queued)),
+            d.webhook,
+            esc(&d.url),
+            esc(&d.action),
+            esc(&d.repository),
+            // A digest follows `@`, a tag `:`.
+            if d.reference.contains(':') { "@" } else { ":" },
+            esc(&d.reference),
+            d.attempts,
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 /// The collector's last runs, as a table.
@@ -488,6 +537,29 @@ pub(crate) async fn system_gc(State(state): State<AppState>, req: Request) -> Re
         "System",
         &format!("<h1>Garbage collection</h1><p>{text}</p><p><a href=\"/system\">Back</a></p>"),
     )
+}
+
+/// What a figure still being computed says.
+const PENDING_TEXT: &str = "being computed (reload in a moment)";
+
+/// The size cell (a `<td>`) and the last push (a `<time>`) of a listed repository; "…" while
+/// its figures are computed in the background.
+fn figures(r: &Listed) -> (String, String) {
+    match r {
+        Listed::Ready(s) => (
+            format!("<td class=\"num\" data-value=\"{}\">{}</td>", s.bytes, html::size(s.bytes)),
+            html::time_el(s.last_push),
+        ),
+        Listed::Pending { .. } => (
+            format!("<td class=\"num pending\" data-value=\"\" title=\"{PENDING_TEXT}\">…</td>"),
+            format!("<span class=\"pending\" title=\"{PENDING_TEXT}\">…</span>"),
+        ),
+    }
+}
+
+/// The tag count of a listed repository; "…" while unknown.
+fn tag_count(r: &Listed) -> String {
+    r.tags().map_or_else(|| "…".into(), |n| n.to_string())
 }
 
 /// "N repositories" when the total is known, else how many this page shows.

@@ -47,6 +47,13 @@ pub struct MirrorConfig {
     /// Let clients push into this mirror's namespace (stored locally beside the cached
     /// content). Default `false`: pushes are refused with `DENIED`.
     pub accept_pushes: bool,
+    /// Evict what was not pulled within this long (`30d`, `12h`, `2w`): the collector
+    /// ([`crate::gc`], `[gc]`) removes the cached manifests of this mirror that no client
+    /// pulled for that long (and the tags pointing to them), and then the blobs nothing else
+    /// needs. A pull counts when a client reads the manifest (by tag or digest, `GET` or
+    /// `HEAD`). Default: nothing is evicted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evict_after: Option<String>,
 }
 
 impl Default for MirrorConfig {
@@ -61,6 +68,7 @@ impl Default for MirrorConfig {
             identity_token: None,
             tag_ttl_secs: 300,
             accept_pushes: false,
+            evict_after: None,
         }
     }
 }
@@ -79,6 +87,7 @@ impl std::fmt::Debug for MirrorConfig {
             .field("identity_token", &redacted(&self.identity_token))
             .field("tag_ttl_secs", &self.tag_ttl_secs)
             .field("accept_pushes", &self.accept_pushes)
+            .field("evict_after", &self.evict_after)
             .finish()
     }
 }
@@ -88,6 +97,16 @@ impl MirrorConfig {
     /// with every other character than a letter or digit as `_` (`DOCKER_IO`).
     pub fn env_key(&self) -> String {
         self.host.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    }
+
+    /// `evict_after` as a duration (`None`: never evict); a zero age is refused.
+    pub fn eviction_age(&self) -> Result<Option<std::time::Duration>, String> {
+        let Some(text) = &self.evict_after else { return Ok(None) };
+        match shared::duration::parse_duration_days(text) {
+            Ok(d) if d.is_zero() => Err(format!("{text:?} must be longer than zero")),
+            Ok(d) => Ok(Some(d)),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -119,6 +138,9 @@ pub fn check(mirrors: &[MirrorConfig]) -> Result<(), ConfigError> {
         }
         if m.identity_token.is_some() && m.username.is_some() {
             return err(format!("mirror {n}: give username and password, or identity_token, not both"));
+        }
+        if let Err(e) = m.eviction_age() {
+            return err(format!("mirror {n}: evict_after: {e}"));
         }
     }
     if mirrors.iter().filter(|m| m.default).count() > 1 {
@@ -158,12 +180,14 @@ mod tests {
         let m = parse(
             "[[mirror]]\nurl = \"https://registry-1.docker.io\"\nhost = \"docker.io\"\ndefault = true\n\
              username = \"u\"\npassword = \"hush\"\n[[mirror]]\nurl = \"http://127.0.0.1:5001/\"\nhost = \"ghcr.io\"\n\
-             tag_ttl_secs = 5\naccept_pushes = true\n",
+             tag_ttl_secs = 5\naccept_pushes = true\nevict_after = \"30d\"\n",
         )
         .unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!((m[0].tag_ttl_secs, m[0].accept_pushes, m[0].default), (300, false, true));
         assert_eq!((m[1].tag_ttl_secs, m[1].accept_pushes), (5, true));
+        assert_eq!(m[1].eviction_age().unwrap(), Some(std::time::Duration::from_secs(30 * 86_400)));
+        assert_eq!(m[0].eviction_age().unwrap(), None);
         assert!(!format!("{m:?}").contains("hush"), "{m:?}");
         assert_eq!(m[0].env_key(), "DOCKER_IO");
         let bad = |t: &str| parse(&format!("[[mirror]]\n{t}")).unwrap_err();
@@ -177,5 +201,7 @@ mod tests {
         assert!(bad("url = \"http://x\"\nhost = \"a.io\"\n[[mirror]]\nurl = \"http://y\"\nhost = \"a.io\"")
             .contains("twice"));
         assert!(bad("url = \"http://x\"\nhost = \"a.io\"\nhots = 1").contains("unknown field"));
+        assert!(bad("url = \"http://x\"\nhost = \"a.io\"\nevict_after = \"30 days\"").contains("evict_after"));
+        assert!(bad("url = \"http://x\"\nhost = \"a.io\"\nevict_after = \"0s\"").contains("longer than zero"));
     }
 }

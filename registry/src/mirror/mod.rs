@@ -9,15 +9,19 @@
 //! - Manifests by digest and blobs are content-addressed: fetched once, stored, then served
 //!   from storage. A blob is stored through the upload path (its digest checked before it
 //!   becomes visible; an interrupted fetch leaves nothing) while clients are sent its bytes
-//!   as they arrive; concurrent requests for it share one fetch ([`flight`]).
+//!   as they arrive; concurrent requests for it share one fetch ([`flight`]), and so do
+//!   replicas sharing a storage ([`claim`]).
 //! - A manifest by tag is served from the cache for `tag_ttl_secs`, then checked again with
 //!   a `HEAD` (its body fetched only when the digest changed); when the upstream fails the
 //!   cached one is served and the failure logged.
+//! - With `evict_after`, each pull of a manifest is recorded (its revision rewritten, at most
+//!   every tenth of the age) for the collector, which evicts what was not pulled for that long.
 //!
 //! Each upstream has its own registry client ([`shared::client::Client`]), holding only that
 //! upstream's credentials, so they can never be sent to another. Cached content is ordinary
 //! content for the collector ([`crate::gc`]).
 
+mod claim;
 pub mod config;
 mod flight;
 mod serve;

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use shared::client::{ClientError, ManifestHead};
 use shared::{Digest, Reference, RepoName, Tag};
 
+use super::claim::{self, Turn};
 use super::flight::{Flight, Phase};
 use super::{Counters, Mirrors, Upstream};
 use crate::error::{ApiError, ApiResult, Code};
@@ -25,8 +26,23 @@ fn local_name(up: &Upstream) -> ApiResult<RepoName> {
 }
 
 /// The manifest `reference` of mirrored repository `up`: from the cache when it has it (and,
-/// for a tag, checked it within the TTL), else from the upstream, stored on the way.
+/// for a tag, checked it within the TTL), else from the upstream, stored on the way. With
+/// `evict_after`, the pull is recorded (at most every tenth of the age, and hourly).
 pub(crate) async fn manifest(state: &AppState, up: &Upstream, reference: &Reference) -> ApiResult<Arc<StoredManifest>> {
+    let found = lookup(state, up, reference).await?;
+    let m = state.mirrors.get(up);
+    if let Ok(Some(age)) = m.config.eviction_age() {
+        let within = (age / 10).min(Duration::from_secs(3600));
+        if let Err(e) = state.store.record_pull(&local_name(up)?, &found, within).await {
+            tracing::warn!(upstream = %m.config.host, repository = %up.local, error = %shared::error_chain(&e),
+                "cannot record a pull for eviction");
+        }
+    }
+    Ok(found)
+}
+
+/// [`manifest`], but for recording the pull.
+async fn lookup(state: &AppState, up: &Upstream, reference: &Reference) -> ApiResult<Arc<StoredManifest>> {
     let (mirrors, store) = (&state.mirrors, &state.store);
     let counters = &mirrors.get(up).counters;
     let local = local_name(up)?;
@@ -177,47 +193,65 @@ fn join_or_start(state: &AppState, up: &Upstream, digest: &Digest) -> ApiResult<
 }
 
 /// The fetch itself: nothing when the blob turned up meanwhile; a link (once the upstream
-/// confirmed it has the blob) when another repository stored it; else the download, stored
-/// through the upload path while readers are sent its bytes.
+/// confirmed it has the blob) when another repository, or another replica, stored it; else,
+/// holding the replicas' claim on it ([`claim`]), the download.
 async fn fly(state: &AppState, up: &Upstream, image: &shared::ImageRef, flight: &Arc<Flight>) -> Phase {
     let (mirrors, store) = (&state.mirrors, &state.store);
     let m = mirrors.get(up);
     let Some(digest) = image.digest() else { return Phase::Failed("no digest".into()) };
-    let failed = |e: ClientError| {
-        let (host, url) = (&m.config.host, &m.config.url);
-        if matches!(e, ClientError::NotFound { .. }) {
-            return Phase::Missing(format!("blob {digest} not found in upstream {host} ({url})"));
-        }
-        let _ = mirrors.failure(up, &e, Code::BlobUnknown);
-        Phase::Failed(super::failed_message(host, url, &shared::error_chain(&e)))
-    };
-    let stored = |e: StoreError| {
-        tracing::warn!(upstream = %m.config.host, %digest, error = %shared::error_chain(&e), "caching a blob failed");
-        Phase::Failed(format!("caching blob {digest} from upstream {} failed", m.config.host))
-    };
+    let failed = |e: ClientError| upstream_failed(mirrors, up, digest, e);
+    let stored = |e: StoreError| store_failed(&m.config.host, digest, e);
     let Ok(local) = up.local.parse::<RepoName>() else { return Phase::Failed("invalid name".into()) };
     if store.blob_size(&local, digest).await.is_ok() {
         return Phase::Present;
     }
-    match store.blob_stored(digest).await {
-        Ok(true) => {
-            // Stored for another repository: linked here once the upstream says this
-            // repository has it.
-            if let Err(e) = m.client.blob_head(image, digest).await {
-                return failed(e);
-            }
-            return match store.mount_blob(&local, digest, None).await {
-                Ok(_) => Phase::Present,
-                Err(e) => stored(e),
-            };
+    // Stored for another repository (or by another replica meanwhile): linked here once the
+    // upstream says this repository has it.
+    let link = || async {
+        if let Err(e) = m.client.blob_head(image, digest).await {
+            return failed(e);
         }
+        match store.mount_blob(&local, digest, None).await {
+            Ok(_) => Phase::Present,
+            Err(e) => stored(e),
+        }
+    };
+    match store.blob_stored(digest).await {
+        Ok(true) => return link().await,
         Ok(false) => {}
         Err(e) => return stored(e),
     }
+    // One fetch across the replicas sharing this storage.
+    let me = format!("berth pid {}", std::process::id());
+    let turn = claim::wait_turn(store, digest, &me).await;
+    if turn == Turn::Stored {
+        return link().await;
+    }
+    let renew = (turn == Turn::Mine).then(|| tokio::spawn(claim::refresh(store.storage().clone(), digest.clone(), me)));
+    let phase = download(state, up, image, flight, &local).await;
+    if let Some(renew) = renew {
+        renew.abort();
+        claim::release(store.storage().as_ref(), digest).await;
+    }
+    phase
+}
+
+/// Downloads blob `image` (by digest) into `local`, stored through the upload path while
+/// the flight's readers are sent its bytes.
+async fn download(
+    state: &AppState,
+    up: &Upstream,
+    image: &shared::ImageRef,
+    flight: &Arc<Flight>,
+    local: &RepoName,
+) -> Phase {
+    let (mirrors, store) = (&state.mirrors, &state.store);
+    let m = mirrors.get(up);
+    let Some(digest) = image.digest() else { return Phase::Failed("no digest".into()) };
     Counters::add(&m.counters.misses, 1);
     let download = match m.client.blob_download(image, digest).await {
         Ok(d) => d,
-        Err(e) => return failed(e),
+        Err(e) => return upstream_failed(mirrors, up, digest, e),
     };
     flight.set(Phase::Streaming(download.size));
     let (all, index, to_readers) = (mirrors.clone(), up.mirror, flight.clone());
@@ -238,8 +272,25 @@ async fn fly(state: &AppState, up: &Upstream, image: &shared::ImageRef, flight: 
             }
         })
         .boxed();
-    match store.ingest_blob(&local, digest, download.size, tee).await {
+    match store.ingest_blob(local, digest, download.size, tee).await {
         Ok(()) => Phase::Stored(download.size),
-        Err(e) => stored(e),
+        Err(e) => store_failed(&m.config.host, digest, e),
     }
+}
+
+/// The phase of a fetch the upstream failed (counted and logged, unless "not found").
+fn upstream_failed(mirrors: &Mirrors, up: &Upstream, digest: &Digest, e: ClientError) -> Phase {
+    let m = mirrors.get(up);
+    let (host, url) = (&m.config.host, &m.config.url);
+    if matches!(e, ClientError::NotFound { .. }) {
+        return Phase::Missing(format!("blob {digest} not found in upstream {host} ({url})"));
+    }
+    let _ = mirrors.failure(up, &e, Code::BlobUnknown);
+    Phase::Failed(super::failed_message(host, url, &shared::error_chain(&e)))
+}
+
+/// The phase of a fetch storage failed (logged).
+fn store_failed(host: &str, digest: &Digest, e: StoreError) -> Phase {
+    tracing::warn!(upstream = %host, %digest, error = %shared::error_chain(&e), "caching a blob failed");
+    Phase::Failed(format!("caching blob {digest} from upstream {host} failed"))
 }

@@ -1,12 +1,14 @@
 //! What the pull-through cache ([`crate::mirror`]) stores: manifests fetched from an upstream
 //! (without a push's reference checks: their blobs are fetched when clients ask for them),
-//! when a tag was last checked with the upstream, and blobs streamed in through the upload
-//! path, which checks their digest before anything becomes visible.
+//! when a tag was last checked with the upstream, when a manifest was last pulled (for
+//! `evict_after`), and blobs streamed in through the upload path, which checks their digest
+//! before anything becomes visible.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use shared::manifest::Manifest;
 use shared::{Digest, Hasher, RepoName, Tag};
 
 use super::{Store, StoreError, StoreResult, StoredManifest};
@@ -59,6 +61,31 @@ impl Store {
     /// Writes a tag again with the digest it holds, so that it counts as checked now.
     pub async fn touch_tag(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StoreResult<()> {
         Ok(self.storage.put(&paths::tag(repo, tag), Bytes::from(digest.to_string())).await?)
+    }
+
+    /// Records that `manifest` of `repo` was pulled: its revision is written again, so that
+    /// its time is that of the last pull (which a mirror's eviction reads), unless it was
+    /// written less than `within` ago. Fenced as a push is (the manifest and what it names),
+    /// so that a collection deleting the revision is never undone, nor its blobs deleted
+    /// from under it; a revision gone meanwhile stays gone.
+    pub async fn record_pull(&self, repo: &RepoName, manifest: &StoredManifest, within: Duration) -> StoreResult<()> {
+        let path = paths::manifest_revision(repo, &manifest.digest);
+        let recent = |t: SystemTime| SystemTime::now().duration_since(t).map_or(true, |age| age < within);
+        match self.storage.stat(&path).await {
+            Ok(meta) if recent(meta.modified) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let parsed = Manifest::parse(&manifest.body, Some(&manifest.media_type)).ok();
+        let named = parsed.iter().flat_map(|m| m.config.iter().chain(&m.layers).chain(&m.manifests));
+        let digests: Vec<&Digest> = named.map(|d| &d.digest).chain([&manifest.digest]).collect();
+        crate::gc::fence(self.storage.as_ref(), &digests).await?;
+        match self.storage.stat(&path).await {
+            Ok(_) => Ok(self.storage.put(&path, Bytes::from(manifest.media_type.clone())).await?),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// True when the registry stores blob `digest` (in any repository).

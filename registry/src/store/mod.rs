@@ -27,7 +27,7 @@ mod usage;
 
 pub(crate) use manifests::page;
 pub use manifests::{Pushed, StoredManifest, TagPage};
-pub use summary::{platform_text, RepoSummary, TagInfo};
+pub use summary::{platform_text, RepoSummary, SummaryPlan, TagInfo};
 pub use uploads::UploadStatus;
 pub use usage::{Footprint, Usage};
 

@@ -55,16 +55,54 @@ pub struct TagInfo {
     pub pushed: Option<SystemTime>,
 }
 
+/// What summarising a repository takes, from two listings: its tags (each link is read for
+/// its time) and its manifests (each read once per process for what it references).
+#[derive(Debug, Clone)]
+pub struct SummaryPlan {
+    repo: RepoName,
+    tags: Vec<String>,
+    revisions: Vec<Digest>,
+    unread: usize,
+}
+
+impl SummaryPlan {
+    /// How many tags the repository has.
+    pub fn tags(&self) -> usize {
+        self.tags.len()
+    }
+
+    /// The storage reads summarising costs: one per tag link and one per manifest not read
+    /// yet by this process.
+    pub fn cost(&self) -> usize {
+        self.tags.len() + self.unread
+    }
+}
+
 impl Store {
     /// Tag count, size and last push of `repo`.
     pub async fn repo_summary(&self, repo: &RepoName) -> StoreResult<RepoSummary> {
+        let plan = self.summary_plan(repo).await?;
+        self.summarise(plan).await
+    }
+
+    /// Lists what summarising `repo` takes (a listing of its tags and one of its manifests),
+    /// so a caller can tell a cheap summary from a dear one before paying for it.
+    pub async fn summary_plan(&self, repo: &RepoName) -> StoreResult<SummaryPlan> {
         let tags = self.storage.list(&paths::tags(repo)).await?;
+        let revisions = self.revisions(repo).await?;
+        let unread = self.unread(&revisions);
+        Ok(SummaryPlan { repo: repo.clone(), tags, revisions, unread })
+    }
+
+    /// Carries out `plan`: the tag links' times and the usage of the manifests listed.
+    pub async fn summarise(&self, plan: SummaryPlan) -> StoreResult<RepoSummary> {
+        let repo = &plan.repo;
         let links: Vec<String> =
-            tags.iter().filter_map(|t| t.parse::<Tag>().ok()).map(|t| paths::tag(repo, &t)).collect();
+            plan.tags.iter().filter_map(|t| t.parse::<Tag>().ok()).map(|t| paths::tag(repo, &t)).collect();
         let last_push =
             self.storage.stat_many(&links).await.into_iter().filter_map(|r| r.ok()).map(|m| m.modified).max();
-        let bytes = self.usage(repo).await?.bytes;
-        Ok(RepoSummary { name: repo.to_string(), tags: tags.len(), bytes, last_push })
+        let bytes = self.usage_of(repo, &plan.revisions).await?.bytes;
+        Ok(RepoSummary { name: repo.to_string(), tags: plan.tags.len(), bytes, last_push })
     }
 
     /// The push time of each of `tags` (`None` for a tag that is gone), in order.

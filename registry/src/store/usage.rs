@@ -88,9 +88,16 @@ impl Usage {
 impl Store {
     /// What `repo` holds now, read from storage.
     pub async fn usage(&self, repo: &RepoName) -> StoreResult<Usage> {
+        let revisions = self.revisions(repo).await?;
+        self.usage_of(repo, &revisions).await
+    }
+
+    /// What the manifests `revisions` of `repo` hold (each read once per process, then kept
+    /// by digest).
+    pub(crate) async fn usage_of(&self, repo: &RepoName, revisions: &[Digest]) -> StoreResult<Usage> {
         let mut usage = Usage::default();
-        for digest in self.revisions(repo).await? {
-            if let Some(footprint) = self.footprint(repo, &digest).await? {
+        for digest in revisions {
+            if let Some(footprint) = self.footprint(repo, digest).await? {
                 usage.add(&footprint);
             }
         }
@@ -117,8 +124,15 @@ impl Store {
         }
     }
 
+    /// How many of `revisions` have not been read yet (reading them is what makes a first
+    /// usage of a big repository slow).
+    pub(crate) fn unread(&self, revisions: &[Digest]) -> usize {
+        let cache = self.footprints.0.lock().unwrap_or_else(|p| p.into_inner());
+        revisions.iter().filter(|d| !cache.contains_key(*d)).count()
+    }
+
     /// The digests of the manifests `repo` holds.
-    async fn revisions(&self, repo: &RepoName) -> StoreResult<Vec<Digest>> {
+    pub(crate) async fn revisions(&self, repo: &RepoName) -> StoreResult<Vec<Digest>> {
         let folder = paths::revisions(repo);
         let mut out = Vec::new();
         for algorithm in self.storage.list(&folder).await? {

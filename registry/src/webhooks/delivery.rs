@@ -60,6 +60,24 @@ pub struct Delivery {
     pub queued_ms: u64,
 }
 
+impl Delivery {
+    /// The record as the UI and the API show it: the receiver's URL cut to its origin
+    /// (`https://hooks.example:8443`), there and in the last error, since a receiver's path or
+    /// query often holds its secret token.
+    pub fn shown(&self) -> Delivery {
+        let mut d = self.clone();
+        if let Ok(url) = reqwest::Url::parse(&self.url) {
+            let origin = url.origin().ascii_serialization();
+            d.last_error = d.last_error.map(|e| e.replace(url.as_str(), &origin).replace(&self.url, &origin));
+            d.url = origin;
+        } else {
+            d.url = "-".into();
+            d.last_error = d.last_error.map(|e| e.replace(&self.url, "-"));
+        }
+        d
+    }
+}
+
 /// An event waiting for a receiver: its record and its body.
 pub(super) struct Pending {
     pub(super) record: u64,
@@ -191,4 +209,32 @@ async fn deliver(endpoint: &Endpoint, client: &reqwest::Client, log: &Log, pendi
     }
     log.failed.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(url = config.url, attempts = config.max_attempts, "a webhook delivery failed; given up");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_deliveries_keep_the_receivers_path_and_query_to_themselves() {
+        let url = "https://hooks.example:8443/services/T0/B1/s3cr3t?token=abc";
+        let d = Delivery {
+            id: 1,
+            webhook: 0,
+            url: url.into(),
+            action: "push".into(),
+            repository: "a".into(),
+            reference: "v1".into(),
+            status: DeliveryStatus::Failed,
+            attempts: 8,
+            last_status: None,
+            last_error: Some(format!("error sending request for url ({url}): connection refused")),
+            queued_ms: 0,
+        };
+        let shown = d.shown();
+        assert_eq!(shown.url, "https://hooks.example:8443");
+        let error = shown.last_error.unwrap();
+        assert!(!error.contains("s3cr3t") && !error.contains("abc"), "{error}");
+        assert!(error.contains("connection refused"), "{error}");
+    }
 }

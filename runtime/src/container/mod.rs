@@ -514,9 +514,26 @@ impl Containers {
 
     /// [`Self::cleanup`] with the cgroup hierarchies already read.
     pub fn cleanup_with(&self, record: &ContainerRecord, cgroups: &cgroups::Cgroups) -> Result<(), ContainerError> {
-        let detached = crate::network::Networks::new(self.paths.clone()).detach(&record.id);
-        rootfs::unmount(&self.paths.container_rootfs(&record.id))?;
-        cgroups.remove(&record.cgroups_path())?;
+        self.cleanup_then(record, cgroups, || {})
+    }
+
+    /// [`Self::cleanup_with`], running `then` once the root file system is unmounted, while
+    /// the network plugins still detach the container (they run as processes of their own
+    /// from the start of the clean-up to its end).
+    pub fn cleanup_then(
+        &self,
+        record: &ContainerRecord,
+        cgroups: &cgroups::Cgroups,
+        then: impl FnOnce(),
+    ) -> Result<(), ContainerError> {
+        let networks = crate::network::Networks::new(self.paths.clone());
+        let detaching = networks.start_detach(&record.id);
+        let unmounted = rootfs::unmount(&self.paths.container_rootfs(&record.id));
+        let removed = cgroups.remove(&record.cgroups_path());
+        then();
+        let detached = detaching.and_then(|d| d.map_or(Ok(()), |d| d.finish()));
+        unmounted?;
+        removed?;
         detached?;
         Ok(())
     }

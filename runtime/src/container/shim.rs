@@ -762,18 +762,27 @@ impl Shim {
             let _ = termios::tcsetattr(io::stdin().as_fd(), termios::SetArg::TCSANOW, &saved);
         }
         let Ok(mut record) = self.containers.load(&self.id) else { return };
+        let dir = self.containers.paths().container(&self.id);
+        // For `--rm`, the container's folder goes while the network plugins detach it.
+        let mut removed_tree = None;
+        let then = || {
+            if record.options.remove {
+                removed_tree = Some(crate::unpack::remove_tree(&dir));
+            }
+        };
         let cleaned = match &self.cgroups {
-            Some(cgroups) => self.containers.cleanup_with(&record, cgroups),
-            None => self.containers.cleanup(&record),
+            Some(cgroups) => self.containers.cleanup_then(&record, cgroups, then),
+            None => cgroups::Cgroups::detect()
+                .map_err(ContainerError::from)
+                .and_then(|cgroups| self.containers.cleanup_then(&record, &cgroups, then)),
         };
         let mut removed = false;
         if let Err(e) = &cleaned {
             eprintln!("berth: cleaning up container {}: {}", record.short_id(), error_chain(e));
         }
-        tracing::debug!("mount and cgroups removed");
+        tracing::debug!("mount, cgroups and network removed");
         if record.options.remove {
-            let dir = self.containers.paths().container(&self.id);
-            match crate::unpack::remove_tree(&dir) {
+            match removed_tree.unwrap_or_else(|| crate::unpack::remove_tree(&dir)) {
                 Ok(()) => removed = true,
                 Err(e) => eprintln!("berth: removing {}: {e}", dir.display()),
             }

@@ -5,12 +5,22 @@
 //! standard input; it answers with a result (or an error object) on standard output.
 //!
 //! A berth network is a plugin chain ([`network_config`], a "conflist"): `bridge` with
-//! `host-local` addresses and outbound NAT (`ipMasq`), `portmap` for published ports (with
-//! `snat` so that the host's own 127.0.0.1 reaches them), and `firewall`, which lets the
-//! container's traffic through the host's `FORWARD` chain (Docker sets its policy to DROP).
-//! ADD runs the chain in order, each plugin given the previous one's result
-//! (`prevResult`); DEL runs it backwards with the cached ADD result, which the `firewall`
-//! and `portmap` plugins need to find their rules again.
+//! outbound NAT (`ipMasq`), `portmap` for published ports (with `snat` so that the host's
+//! own 127.0.0.1 reaches them), and `firewall`, which lets the container's traffic through
+//! the host's `FORWARD` chain (Docker sets its policy to DROP); the address comes from a
+//! `host-local` lease, kept in the list's own `ipam` entry.
+//!
+//! The plugins are processes, and `bridge`, `firewall` and `portmap` each run several
+//! `iptables` commands, so ADD runs what does not depend on another at the same time
+//! ([`add`]): the lease first (`host-local`, run on its own as the IPAM plugins may be),
+//! then `bridge` (given the leased address through the `static` IPAM plugin) and `firewall`
+//! (whose rules name only the address, so the lease is all the `prevResult` it needs)
+//! together, then `portmap`, which needs the bridge's route to the container (it sets
+//! `route_localnet` on the interface that route leaves by). DEL runs
+//! every plugin at once with the cached ADD result, which the `firewall` and `portmap`
+//! plugins need to find their rules again, and releases the lease last, once the interface
+//! is gone. Attachments made before the lease was split off (the bridge's own `ipam` is
+//! `host-local`) are detached the old way, the chain backwards.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,6 +49,12 @@ pub fn network_config(def: &NetworkDef, ipam_dir: &Path, ports: &[PortMapping]) 
     let mut list = json!({
         "cniVersion": CNI_VERSION,
         "name": format!("berth-{}", def.name),
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": def.subnet.to_string(), "gateway": def.gateway.to_string()}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": ipam_dir,
+        },
         "plugins": [
             {
                 "type": "bridge",
@@ -46,12 +62,8 @@ pub fn network_config(def: &NetworkDef, ipam_dir: &Path, ports: &[PortMapping]) 
                 "isGateway": true,
                 "ipMasq": true,
                 "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": def.subnet.to_string(), "gateway": def.gateway.to_string()}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": ipam_dir,
-                },
+                // The leased address, filled in by `add`.
+                "ipam": {"type": "static"},
             },
             {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
             {"type": "firewall", "backend": "iptables"},
@@ -91,6 +103,19 @@ fn plugin_config(list: &Value, plugin: &Value, prev: Option<&Value>, ports: &[Po
 
 /// Runs `command` of one plugin; its result (`Null` when it printed nothing, as DEL does).
 fn invoke(command: &str, conf: &Value, container: &str, netns: &Path) -> Result<Value, NetworkError> {
+    spawn(command, conf, container, netns)?.finish()
+}
+
+/// A plugin started by [`spawn`]; [`Running::finish`] waits for its answer.
+struct Running {
+    plugin: String,
+    command: String,
+    child: std::process::Child,
+}
+
+/// Starts `command` of one plugin and hands it its configuration (a few kilobytes, which
+/// the pipe holds whether or not the plugin reads it yet).
+fn spawn(command: &str, conf: &Value, container: &str, netns: &Path) -> Result<Running, NetworkError> {
     let plugin = conf["type"].as_str().unwrap_or_default().to_string();
     let dir = plugin_dir(&plugin)?;
     tracing::debug!(plugin, command, "CNI plugin");
@@ -109,36 +134,116 @@ fn invoke(command: &str, conf: &Value, container: &str, netns: &Path) -> Result<
         .spawn()
         .map_err(exec_err)?;
     let body = serde_json::to_vec(conf).unwrap_or_default();
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&body).map_err(exec_err)?;
+    if let Some(Err(e)) = child.stdin.as_ref().map(|mut stdin| stdin.write_all(&body)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(exec_err(e));
     }
-    let output = child.wait_with_output().map_err(exec_err)?;
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-    if output.status.success() {
-        return Ok(result);
-    }
-    // A CNI error object: {"code", "msg", "details"}.
-    let msg = result["msg"].as_str().map(String::from).unwrap_or_else(|| {
-        let text = String::from_utf8_lossy(if output.stdout.is_empty() { &output.stderr } else { &output.stdout });
-        text.trim().to_string()
-    });
-    let details = result["details"].as_str().map(|d| format!(": {d}")).unwrap_or_default();
-    Err(NetworkError::Plugin { plugin, command: command.to_string(), message: format!("{msg}{details}") })
+    Ok(Running { plugin, command: command.to_string(), child })
 }
 
-/// Attaches the namespace `netns` of `container` to the network of conflist `list`: the
-/// chain's final result.
-pub fn add(list: &Value, container: &str, netns: &Path, ports: &[PortMapping]) -> Result<Value, NetworkError> {
-    let mut prev: Option<Value> = None;
-    for plugin in list["plugins"].as_array().into_iter().flatten() {
-        let conf = plugin_config(list, plugin, prev.as_ref(), ports);
-        prev = Some(invoke("ADD", &conf, container, netns)?);
+impl Running {
+    /// Waits for the plugin: its result, or its error object as a [`NetworkError`].
+    fn finish(mut self) -> Result<Value, NetworkError> {
+        // Closed first: a plugin reads its configuration to the end.
+        drop(self.child.stdin.take());
+        let plugin = self.plugin;
+        let output = self
+            .child
+            .wait_with_output()
+            .map_err(|source| NetworkError::PluginExec { plugin: plugin.clone(), source })?;
+        let result: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        if output.status.success() {
+            return Ok(result);
+        }
+        // A CNI error object: {"code", "msg", "details"}.
+        let msg = result["msg"].as_str().map(String::from).unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(if output.stdout.is_empty() { &output.stderr } else { &output.stdout });
+            text.trim().to_string()
+        });
+        let details = result["details"].as_str().map(|d| format!(": {d}")).unwrap_or_default();
+        Err(NetworkError::Plugin { plugin, command: self.command, message: format!("{msg}{details}") })
     }
-    Ok(prev.unwrap_or(Value::Null))
 }
 
-/// Detaches `container`: the chain backwards with the cached ADD result `prev` (`None` when
-/// ADD failed half-way). Every plugin is run; the first error is returned.
+/// The configuration of the list's own IPAM plugin (`host-local`), run on its own.
+fn ipam_config(list: &Value) -> Option<Value> {
+    let ipam = list.get("ipam")?;
+    Some(json!({
+        "cniVersion": list["cniVersion"],
+        "name": list["name"],
+        "type": ipam["type"],
+        "ipam": ipam,
+    }))
+}
+
+/// Attaches the namespace `netns` of `container` to the network of conflist `list` (see
+/// the module docs for what runs at once): the chain's final result. `list` is updated
+/// to what was run (the bridge's `static` address), which DEL is to be given.
+pub fn add(list: &mut Value, container: &str, netns: &Path, ports: &[PortMapping]) -> Result<Value, NetworkError> {
+    let Some(ipam) = ipam_config(list) else {
+        // A list whose bridge leases addresses itself: the chain in order.
+        let mut prev: Option<Value> = None;
+        for plugin in list["plugins"].as_array().into_iter().flatten() {
+            let conf = plugin_config(list, plugin, prev.as_ref(), ports);
+            prev = Some(invoke("ADD", &conf, container, netns)?);
+        }
+        return Ok(prev.unwrap_or(Value::Null));
+    };
+    let lease = invoke("ADD", &ipam, container, netns)?;
+    let addresses: Vec<Value> = lease["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|ip| json!({"address": ip["address"], "gateway": ip["gateway"]}))
+        .collect();
+    let plugins: Vec<Value> = list["plugins"].as_array().cloned().unwrap_or_default();
+    let mut bridge = None;
+    let mut alongside = Vec::new();
+    let mut after = Vec::new();
+    for (i, plugin) in plugins.iter().enumerate() {
+        match plugin["type"].as_str() {
+            Some("bridge") if bridge.is_none() => {
+                list["plugins"][i]["ipam"] =
+                    json!({"type": "static", "addresses": addresses, "routes": lease["routes"].clone()});
+                bridge = Some(list["plugins"][i].clone());
+            }
+            Some("firewall") => alongside.push(plugin),
+            _ => after.push(plugin),
+        }
+    }
+    let bridge = bridge.ok_or_else(|| NetworkError::Plugin {
+        plugin: "bridge".into(),
+        command: "ADD".into(),
+        message: "the network's plugin list has no bridge".into(),
+    })?;
+    // The bridge and the firewall at once: both are waited for, whatever fails.
+    let started = spawn("ADD", &plugin_config(list, &bridge, None, ports), container, netns);
+    let others: Vec<Result<Running, NetworkError>> = alongside
+        .iter()
+        .map(|p| spawn("ADD", &plugin_config(list, p, Some(&lease), ports), container, netns))
+        .collect();
+    let bridged = started.and_then(Running::finish);
+    let mut first_error = None;
+    for other in others {
+        if let Err(e) = other.and_then(Running::finish) {
+            first_error.get_or_insert(e);
+        }
+    }
+    let mut prev = bridged?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    for plugin in after {
+        let conf = plugin_config(list, plugin, Some(&prev), ports);
+        prev = invoke("ADD", &conf, container, netns)?;
+    }
+    Ok(prev)
+}
+
+/// Detaches `container` with the cached ADD result `prev` (`None` when ADD failed
+/// half-way): every plugin at once, then the lease (see the module docs). Every plugin is
+/// run; the first error is returned.
 pub fn del(
     list: &Value,
     container: &str,
@@ -146,14 +251,51 @@ pub fn del(
     ports: &[PortMapping],
     prev: Option<&Value>,
 ) -> Result<(), NetworkError> {
-    let mut first_error = None;
-    for plugin in list["plugins"].as_array().into_iter().flatten().rev() {
-        let conf = plugin_config(list, plugin, prev, ports);
-        if let Err(e) = invoke("DEL", &conf, container, netns) {
-            first_error.get_or_insert(e);
+    start_del(list, container, netns, ports, prev).finish()
+}
+
+/// A DEL under way ([`start_del`]): the plugins run while the caller does other work.
+pub struct Deleting {
+    running: Vec<Result<Running, NetworkError>>,
+    first_error: Option<NetworkError>,
+    lease: Option<(Value, String, PathBuf)>,
+}
+
+/// Starts [`del`]: every plugin's DEL runs once this returns (an attachment of the older
+/// shape has been detached already, the chain backwards); [`Deleting::finish`] waits for
+/// them and releases the lease.
+pub fn start_del(list: &Value, container: &str, netns: &Path, ports: &[PortMapping], prev: Option<&Value>) -> Deleting {
+    let plugins = list["plugins"].as_array().into_iter().flatten().rev();
+    let Some(ipam) = ipam_config(list) else {
+        let mut first_error = None;
+        for plugin in plugins {
+            if let Err(e) = invoke("DEL", &plugin_config(list, plugin, prev, ports), container, netns) {
+                first_error.get_or_insert(e);
+            }
         }
+        return Deleting { running: Vec::new(), first_error, lease: None };
+    };
+    let running =
+        plugins.map(|plugin| spawn("DEL", &plugin_config(list, plugin, prev, ports), container, netns)).collect();
+    Deleting { running, first_error: None, lease: Some((ipam, container.to_string(), netns.to_path_buf())) }
+}
+
+impl Deleting {
+    /// Waits for the plugins, then releases the lease; the first error.
+    pub fn finish(self) -> Result<(), NetworkError> {
+        let mut first_error = self.first_error;
+        for run in self.running {
+            if let Err(e) = run.and_then(Running::finish) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some((ipam, container, netns)) = self.lease {
+            if let Err(e) = invoke("DEL", &ipam, &container, &netns) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
-    first_error.map_or(Ok(()), Err)
 }
 
 /// The container's address, prefix length, gateway and MAC address in an ADD result.
@@ -189,7 +331,14 @@ mod tests {
         };
         assert_eq!(types(&list), ["bridge", "portmap", "firewall"]);
         assert_eq!(types(&network_config(&def, Path::new("/x"), &[])), ["bridge", "firewall"]);
-        assert_eq!(plugins[0]["ipam"]["ranges"][0][0]["gateway"], "10.90.0.1");
+        assert_eq!(list["ipam"]["ranges"][0][0]["gateway"], "10.90.0.1");
+        // The lease is taken on its own, by host-local, with the list's name and version.
+        let ipam = ipam_config(&list).unwrap();
+        assert_eq!((ipam["type"].as_str(), ipam["name"].as_str()), (Some("host-local"), Some("berth-web")));
+        assert_eq!(ipam["ipam"]["dataDir"], "/var/lib/berth/networks/ipam");
+        assert_eq!(plugins[0]["ipam"]["type"], "static");
+        // An attachment of the older shape (the bridge leasing itself) has no list IPAM.
+        assert!(ipam_config(&json!({"plugins": []})).is_none());
         let prev = json!({"ips": []});
         let conf = plugin_config(&list, &plugins[1], Some(&prev), &ports);
         assert_eq!(conf["name"], "berth-web");

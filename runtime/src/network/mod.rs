@@ -485,8 +485,8 @@ impl Networks {
         let ports = choose_ports(request.ports, &others)?;
         let netns_path = self.paths.netns(request.container);
         netns::create(&netns_path).map_err(|source| NetworkError::Netns { path: netns_path.clone(), source })?;
-        let config = cni::network_config(&def, &self.ipam_dir(&def), &ports);
-        let result = match cni::add(&config, request.container, &netns_path, &ports) {
+        let mut config = cni::network_config(&def, &self.ipam_dir(&def), &ports);
+        let result = match cni::add(&mut config, request.container, &netns_path, &ports) {
             Ok(result) => result,
             Err(e) => {
                 let _ = cni::del(&config, request.container, &netns_path, &ports, None);
@@ -552,29 +552,31 @@ impl Networks {
     /// Detaches container `id`, if attached: CNI DEL with the cached result (the address
     /// lease, the veth, the NAT, port and forwarding rules go), its namespace, its DNS names.
     pub fn detach(&self, id: &str) -> Result<bool, NetworkError> {
-        // Most containers have none: no lock taken for them.
-        if !self.paths.network_attachment(id).exists() {
-            return Ok(false);
-        }
-        let _lock = self.lock()?;
-        match self.attachment(id)? {
-            Some(a) => self.detach_locked(&a).map(|()| true),
+        match self.start_detach(id)? {
+            Some(detaching) => detaching.finish().map(|()| true),
             None => Ok(false),
         }
     }
 
+    /// Starts [`Networks::detach`]: the CNI plugins' DEL run (under the networks' lock)
+    /// while the caller does other work, until [`Detaching::finish`]. `None`: not attached.
+    pub fn start_detach(&self, id: &str) -> Result<Option<Detaching<'_>>, NetworkError> {
+        // Most containers have none: no lock taken for them.
+        if !self.paths.network_attachment(id).exists() {
+            return Ok(None);
+        }
+        let lock = self.lock()?;
+        Ok(self.attachment(id)?.map(|a| self.start_detach_locked(a, Some(lock))))
+    }
+
+    fn start_detach_locked(&self, attachment: Attachment, lock: Option<FileLock>) -> Detaching<'_> {
+        let a = &attachment;
+        let deleting = cni::start_del(&a.config, &a.container, &a.netns, &a.ports, Some(&a.result));
+        Detaching { networks: self, attachment, deleting, _lock: lock }
+    }
+
     fn detach_locked(&self, a: &Attachment) -> Result<(), NetworkError> {
-        let deleted = cni::del(&a.config, &a.container, &a.netns, &a.ports, Some(&a.result));
-        netns::remove(&a.netns).map_err(|source| NetworkError::Netns { path: a.netns.clone(), source })?;
-        let path = self.paths.network_attachment(&a.container);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
-            _ => {}
-        }
-        if let Ok(def) = self.get_locked(&a.network) {
-            self.sync_dns(&def)?;
-        }
-        deleted
+        self.start_detach_locked(a.clone(), None).finish()
     }
 
     /// Detaches every container whose record is gone or whose supervisor is dead (it
@@ -636,6 +638,33 @@ impl Networks {
             "Options": {"com.docker.network.bridge.name": def.bridge},
             "Labels": {},
         }))
+    }
+}
+
+/// A detach under way ([`Networks::start_detach`]).
+pub struct Detaching<'a> {
+    networks: &'a Networks,
+    attachment: Attachment,
+    deleting: cni::Deleting,
+    _lock: Option<FileLock>,
+}
+
+impl Detaching<'_> {
+    /// Waits for the plugins, then removes the namespace and the attachment and updates the
+    /// network's DNS.
+    pub fn finish(self) -> Result<(), NetworkError> {
+        let (networks, a) = (self.networks, &self.attachment);
+        let deleted = self.deleting.finish();
+        netns::remove(&a.netns).map_err(|source| NetworkError::Netns { path: a.netns.clone(), source })?;
+        let path = networks.paths.network_attachment(&a.container);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
+            _ => {}
+        }
+        if let Ok(def) = networks.get_locked(&a.network) {
+            networks.sync_dns(&def)?;
+        }
+        deleted
     }
 }
 
