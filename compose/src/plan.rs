@@ -59,6 +59,40 @@ pub struct ServicePlan {
     /// The digest of its configuration (`com.docker.compose.config-hash`): `up` makes a
     /// running container again when its label differs.
     pub config_hash: String,
+    /// Secrets from `environment:` and configs from `content:`: files with no source on
+    /// disk, which [`write_inline_files`] writes and mounts.
+    pub inline_files: Vec<InlineFile>,
+}
+
+/// A file a secret or config gives a container from the model itself (`environment:` or
+/// `content:` sources), not from a file on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// Where it appears in the container.
+    pub target: String,
+    /// What it holds.
+    pub content: Vec<u8>,
+}
+
+/// Writes every service's [`InlineFile`]s under `dir`, each named by the digest of its
+/// content (so a running container's file never changes under it), and adds a read-only
+/// bind mount of each to the service's options, as Docker Compose copies them into its
+/// containers. `dir` is made when missing.
+pub fn write_inline_files(plan: &mut Plan, dir: &std::path::Path) -> std::io::Result<()> {
+    for service in &mut plan.services {
+        for file in &service.inline_files {
+            std::fs::create_dir_all(dir)?;
+            let host = dir.join(hex::encode(sha2::Sha256::digest(&file.content)));
+            if !host.exists() {
+                let temp = dir.join(format!(".tmp-{}", std::process::id()));
+                std::fs::write(&temp, &file.content)?;
+                std::fs::set_permissions(&temp, std::os::unix::fs::PermissionsExt::from_mode(0o444))?;
+                std::fs::rename(&temp, &host)?;
+            }
+            service.options.volumes.push(Volume::bind(host, file.target.clone(), true));
+        }
+    }
+    Ok(())
 }
 
 /// A network of the project that a service joins.
@@ -202,7 +236,7 @@ pub fn plan(project: &Project, selected: &[String]) -> Result<Plan, PlanError> {
     let mut volumes: Vec<VolumePlan> = Vec::new();
     for name in order {
         let (service, network) =
-            service_plan(&project.name, &name, &all[&name], &declared, &project.model, &mut warnings)?;
+            service_plan(&project.name, &name, &all[&name], &declared, &project.model, &project.env, &mut warnings)?;
         if let Some(n) = network.filter(|n| !networks.contains(n)) {
             networks.push(n);
         }
@@ -364,6 +398,7 @@ fn service_plan(
     s: &Value,
     declared: &serde_json::Map<String, Value>,
     declared_files: &Value,
+    env: &crate::Env,
     warnings: &mut Vec<String>,
 ) -> Result<(ServicePlan, Option<NetworkPlan>), PlanError> {
     let map = s.as_object().cloned().unwrap_or_default();
@@ -383,7 +418,8 @@ fn service_plan(
         return Err(unsupported(name, "ports", "published ports need a network (not network_mode host or none)"));
     }
     let (mut volumes, mut tmpfs) = mounts(name, &map)?;
-    volumes.extend(file_mounts(name, &map, declared_files)?);
+    let (files, inline_files) = file_mounts(name, &map, declared_files, env)?;
+    volumes.extend(files);
     tmpfs.extend(strings(map.get("tmpfs")).iter().map(|t| {
         let (path, opts) = t.split_once(':').unwrap_or((t, ""));
         Tmpfs { path: path.into(), options: opts.split(',').filter(|o| !o.is_empty()).map(String::from).collect() }
@@ -499,6 +535,7 @@ fn service_plan(
         depends_on,
         healthcheck,
         config_hash: config_hash(s),
+        inline_files,
     };
     Ok((plan, network_plan))
 }
@@ -581,29 +618,60 @@ fn config_hash(service: &Value) -> String {
     hex::encode(sha2::Sha256::digest(service.to_string().as_bytes()))
 }
 
-/// `secrets` and `configs` with `file:` sources, as read-only bind mounts: a secret at
-/// `/run/secrets/<name>` (or its `target`), a config at `/<name>` (or its `target`), as
-/// Docker Compose mounts them without a swarm.
-fn file_mounts(name: &str, map: &serde_json::Map<String, Value>, model: &Value) -> Result<Vec<Volume>, PlanError> {
-    let mut out = Vec::new();
+/// `secrets` and `configs`, as Docker Compose gives them to containers without a swarm: a
+/// secret at `/run/secrets/<name>` (or its `target`), a config at `/<name>` (or its
+/// `target`). `file:` sources become read-only bind mounts; `environment:` (a secret's value
+/// from the project's environment) and `content:` (a config's text) become
+/// [`InlineFile`]s; `external` ones, which only a swarm holds, are refused.
+fn file_mounts(
+    name: &str,
+    map: &serde_json::Map<String, Value>,
+    model: &Value,
+    env: &crate::Env,
+) -> Result<(Vec<Volume>, Vec<InlineFile>), PlanError> {
+    let mut mounts = Vec::new();
+    let mut inline = Vec::new();
     for (kind, prefix) in [("secrets", "/run/secrets/"), ("configs", "/")] {
         for (i, item) in map.get(kind).and_then(Value::as_array).into_iter().flatten().enumerate() {
             let key = format!("{kind}.{i}");
             let source = item.get("source").and_then(Value::as_str).unwrap_or_default();
-            let def = model.get(kind).and_then(|d| d.get(source));
-            let Some(file) = def.and_then(|d| d.get("file")).and_then(Value::as_str) else {
-                let why = match def {
-                    None => format!("{source:?} is not declared under the top-level {kind}:"),
-                    Some(_) => format!("{source}: only file sources are supported by berth compose"),
-                };
-                return Err(unsupported(name, &key, &why));
-            };
             let target = item.get("target").and_then(Value::as_str).unwrap_or(source);
             let target = if target.starts_with('/') { target.to_string() } else { format!("{prefix}{target}") };
-            out.push(Volume::bind(PathBuf::from(file), target, true));
+            let Some(def) = model.get(kind).and_then(|d| d.get(source)) else {
+                return Err(unsupported(
+                    name,
+                    &key,
+                    &format!("{source:?} is not declared under the top-level {kind}:"),
+                ));
+            };
+            let text = |k: &str| def.get(k).and_then(Value::as_str);
+            if def.get("external").is_some_and(|e| e.as_bool() == Some(true) || e.is_object()) {
+                let why = format!(
+                    "{source} is external: external {kind} live in a swarm, which berth compose does not use; \
+                     give it a file:, environment: or content: source"
+                );
+                return Err(unsupported(name, &key, &why));
+            }
+            if let Some(file) = text("file") {
+                mounts.push(Volume::bind(PathBuf::from(file), target, true));
+            } else if let (Some(var), "secrets") = (text("environment"), kind) {
+                let Some(value) = env.get(var) else {
+                    return Err(PlanError::Invalid {
+                        service: name.into(),
+                        key: key.clone(),
+                        message: format!("secret {source} comes from environment variable {var}, which is not set"),
+                    });
+                };
+                inline.push(InlineFile { target, content: value.clone().into_bytes() });
+            } else if let (Some(content), "configs") = (text("content"), kind) {
+                inline.push(InlineFile { target, content: content.as_bytes().to_vec() });
+            } else {
+                let sources = if kind == "secrets" { "file: or environment:" } else { "file: or content:" };
+                return Err(unsupported(name, &key, &format!("{source}: berth compose supports {sources} sources")));
+            }
         }
     }
-    Ok(out)
+    Ok((mounts, inline))
 }
 
 /// Refuses what a berth volume cannot be: another driver, driver options.
@@ -682,6 +750,8 @@ pub struct Member {
     pub container_name: Option<String>,
     /// Seconds between SIGTERM and SIGKILL.
     pub stop_timeout: u64,
+    /// The services it depends on (`down` stops it before them).
+    pub depends_on: Vec<String>,
 }
 
 /// The project's services in start order (dependencies first).
@@ -700,6 +770,7 @@ pub fn members(project: &Project) -> Result<Vec<Member>, PlanError> {
                     .and_then(|d| shared::duration::parse_duration(d).ok())
                     .map(|d| d.as_secs())
                     .unwrap_or(10),
+                depends_on: deps(s),
                 service: name,
             }
         })

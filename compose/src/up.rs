@@ -47,8 +47,24 @@ pub trait Engine {
     fn pause(&self) {
         std::thread::sleep(Duration::from_millis(200));
     }
+    /// Whether the user asked to stop (Ctrl-C on a foreground `up`): `up` then starts
+    /// nothing more and returns [`UpError::Cancelled`], and the caller stops what was started.
+    fn cancelled(&self) -> bool {
+        false
+    }
     /// Stops container `name` (SIGTERM, then SIGKILL after `timeout`).
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError>;
+    /// Creates and starts the containers of `batch` (name, image, options) at once; one
+    /// result per container, in order. The default starts them one after another.
+    fn start_many(&self, batch: &[(String, String, RunOptions)]) -> Vec<Result<(), EngineError>> {
+        batch.iter().map(|(name, image, options)| self.start(name, image, options)).collect()
+    }
+    /// Stops the containers of `batch` (name, timeout) at once, as Docker Compose stops
+    /// the services that no running service depends on; one result per container, in
+    /// order. The default stops them one after another.
+    fn stop_many(&self, batch: &[(String, Duration)]) -> Vec<Result<(), EngineError>> {
+        batch.iter().map(|(name, timeout)| self.stop(name, *timeout)).collect()
+    }
     /// Removes the stopped container `name`.
     fn remove(&self, name: &str) -> Result<(), EngineError>;
     /// Makes network `name` unless it exists; true when it was made.
@@ -110,6 +126,9 @@ pub enum UpError {
         /// What it became instead: unhealthy, exited, gone.
         state: String,
     },
+    /// The user asked to stop ([`Engine::cancelled`]) before every service had started.
+    #[error("cancelled")]
+    Cancelled,
     /// A container that had to become healthy has no health check.
     #[error("container {0} has no healthcheck configured")]
     NoHealthcheck(String),
@@ -124,7 +143,9 @@ fn engine<'a>(what: &'static str, name: &'a str) -> impl FnOnce(EngineError) -> 
 /// and options is left as it is; one whose configuration changed, or that has exited, is
 /// removed and started again.
 pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(String)) -> Result<(), UpError> {
+    let go_on = || if engine_.cancelled() { Err(UpError::Cancelled) } else { Ok(()) };
     for service in &plan.services {
+        go_on()?;
         engine_.ensure_image(service, rebuild).map_err(engine("cannot get the image of service", &service.service))?;
     }
     for network in &plan.networks {
@@ -151,12 +172,31 @@ pub fn up(engine_: &dyn Engine, plan: &Plan, rebuild: bool, say: &mut dyn FnMut(
         }
     }
     let by_name = crate::plan::by_name(plan);
-    for service in &plan.services {
-        for (dep, condition) in &service.depends_on {
-            let Some(dep_plan) = by_name.get(dep.as_str()) else { continue };
-            wait_for_dependency(engine_, plan, service, dep_plan, *condition, say)?;
+    let mut started: Vec<&str> = Vec::new();
+    let mut left: Vec<&ServicePlan> = plan.services.iter().collect();
+    while !left.is_empty() {
+        // A wave: the services whose planned dependencies have all started; their
+        // containers start together (Engine::start_many), as Docker Compose starts them.
+        let ready = |s: &ServicePlan| {
+            s.depends_on.iter().all(|(d, _)| !by_name.contains_key(d.as_str()) || started.contains(&d.as_str()))
+        };
+        let (wave, rest): (Vec<&ServicePlan>, Vec<&ServicePlan>) = left.iter().partition(|s| ready(s));
+        let (wave, rest) = if wave.is_empty() { (rest, Vec::new()) } else { (wave, rest) };
+        let mut batch = Vec::new();
+        for service in &wave {
+            for (dep, condition) in &service.depends_on {
+                let Some(dep_plan) = by_name.get(dep.as_str()) else { continue };
+                wait_for_dependency(engine_, plan, service, dep_plan, *condition, say)?;
+            }
+            go_on()?;
+            batch.extend(prepare_service(engine_, plan, service, say)?);
         }
-        start_service(engine_, plan, service, say)?;
+        for ((name, _, _), result) in batch.iter().zip(engine_.start_many(&batch)) {
+            result.map_err(engine("cannot start container", name))?;
+            say(format!("Container {name}  Started"));
+        }
+        started.extend(wave.iter().map(|s| s.service.as_str()));
+        left = rest;
     }
     Ok(())
 }
@@ -201,6 +241,9 @@ fn wait_for_dependency(
 /// no health check (as Docker Compose does). The health check's retries bound the wait.
 pub fn wait_healthy(engine_: &dyn Engine, name: &str) -> Result<(), UpError> {
     loop {
+        if engine_.cancelled() {
+            return Err(UpError::Cancelled);
+        }
         let existing = engine_.list().map_err(engine("cannot read container", name))?;
         let not = |state: &str| UpError::NotHealthy { container: name.to_string(), state: state.into() };
         let Some(c) = existing.into_iter().find(|e| e.name == name) else { return Err(not("gone")) };
@@ -247,14 +290,16 @@ pub fn wait_ready(engine_: &dyn Engine, plan: &Plan, say: &mut dyn FnMut(String)
     Ok(())
 }
 
-/// Starts the containers of one service that do not run with its configuration yet.
-fn start_service(
+/// The containers of one service that do not run with its configuration yet, as (name,
+/// image, options) to start: those whose configuration changed are stopped and removed here.
+fn prepare_service(
     engine_: &dyn Engine,
     plan: &Plan,
     service: &ServicePlan,
     say: &mut dyn FnMut(String),
-) -> Result<(), UpError> {
+) -> Result<Vec<(String, String, RunOptions)>, UpError> {
     let existing = engine_.list().map_err(engine("cannot list the containers for service", &service.service))?;
+    let mut out = Vec::new();
     for (n, name) in service.container_names(&plan.project).into_iter().enumerate() {
         let mut options = service.options.clone();
         options.name = Some(name.clone());
@@ -275,10 +320,9 @@ fn start_service(
             }
             None => say(format!("Container {name}  Created")),
         }
-        engine_.start(&name, &service.image, &options).map_err(engine("cannot start container", &name))?;
-        say(format!("Container {name}  Started"));
+        out.push((name, service.image.clone(), options));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Whether a container made with `made` is what `service` asks for: the same image, and the
@@ -305,7 +349,9 @@ pub fn project_containers(project: &str, members: &[Member], existing: &[Existin
     out
 }
 
-/// Stops the project's running containers, dependents first.
+/// Stops the project's running containers, dependents first: in waves, each wave the
+/// services that no service still running depends on, stopped together
+/// ([`Engine::stop_many`]).
 pub fn stop(
     engine_: &dyn Engine,
     project: &str,
@@ -313,11 +359,23 @@ pub fn stop(
     say: &mut dyn FnMut(String),
 ) -> Result<(), UpError> {
     let existing = engine_.list().map_err(engine("cannot list the containers of project", project))?;
-    for (c, timeout) in project_containers(project, members, &existing) {
-        if c.running {
-            engine_.stop(&c.name, Duration::from_secs(timeout)).map_err(engine("cannot stop container", &c.name))?;
-            say(format!("Container {}  Stopped", c.name));
+    let mut left: Vec<&Member> = members.iter().collect();
+    while !left.is_empty() {
+        let needed = |m: &Member| left.iter().any(|o| o.depends_on.contains(&m.service));
+        let (wave, rest): (Vec<&Member>, Vec<&Member>) = left.iter().partition(|m| !needed(m));
+        // A cycle (the planner refuses them, members() may not): stop what is left at once.
+        let (wave, rest) = if wave.is_empty() { (rest, Vec::new()) } else { (wave, rest) };
+        let wave: Vec<Member> = wave.into_iter().cloned().collect();
+        let batch: Vec<(String, Duration)> = project_containers(project, &wave, &existing)
+            .into_iter()
+            .filter(|(c, _)| c.running)
+            .map(|(c, timeout)| (c.name, Duration::from_secs(timeout)))
+            .collect();
+        for ((name, _), result) in batch.iter().zip(engine_.stop_many(&batch)) {
+            result.map_err(engine("cannot stop container", name))?;
+            say(format!("Container {name}  Stopped"));
         }
+        left = rest;
     }
     Ok(())
 }
@@ -408,6 +466,12 @@ mod tests {
         volumes: RefCell<Vec<String>>,
         containers: RefCell<Vec<Existing>>,
         calls: RefCell<Vec<String>>,
+        /// The batches of `stop_many`, names joined by spaces.
+        batches: RefCell<Vec<String>>,
+        /// The batches of `start_many`, names sorted and joined by spaces.
+        start_batches: RefCell<Vec<String>>,
+        /// `cancelled` holds once this many containers have started.
+        cancel_after: Option<usize>,
         exit_codes: Vec<(String, i32)>,
         /// Containers started with a health check report `starting` on this many reads,
         /// then this health.
@@ -437,6 +501,9 @@ mod tests {
         }
         fn pause(&self) {
             self.calls.borrow_mut().push("pause".into());
+        }
+        fn cancelled(&self) -> bool {
+            self.cancel_after.is_some_and(|n| self.containers.borrow().len() >= n)
         }
         fn ensure_image(&self, s: &ServicePlan, _: bool) -> Result<(), EngineError> {
             self.calls.borrow_mut().push(format!("image {}", s.image));
@@ -472,6 +539,17 @@ mod tests {
                 c.running = false;
             }
             Ok(())
+        }
+        fn start_many(&self, batch: &[(String, String, RunOptions)]) -> Vec<Result<(), EngineError>> {
+            let mut names: Vec<&str> = batch.iter().map(|(n, _, _)| n.as_str()).collect();
+            names.sort();
+            self.start_batches.borrow_mut().push(names.join(" "));
+            batch.iter().map(|(name, image, options)| self.start(name, image, options)).collect()
+        }
+        fn stop_many(&self, batch: &[(String, Duration)]) -> Vec<Result<(), EngineError>> {
+            let names: Vec<&str> = batch.iter().map(|(n, _)| n.as_str()).collect();
+            self.batches.borrow_mut().push(names.join(" "));
+            batch.iter().map(|(name, timeout)| self.stop(name, *timeout)).collect()
         }
         fn remove(&self, name: &str) -> Result<(), EngineError> {
             self.calls.borrow_mut().push(format!("remove {name}"));
@@ -583,6 +661,31 @@ mod tests {
         assert_eq!(left, ["other-web-1", "demo-webby"], "down touched only the project's containers");
         let calls = fake.calls.borrow();
         assert_eq!(calls[0], "stop demo-web-1", "dependents stop first: {calls:?}");
+    }
+
+    #[test]
+    fn up_starts_and_down_stops_independent_services_together_in_dependency_order() {
+        let p = project(json!({
+            "db": {"image": "db", "network_mode": "none"},
+            "api": {"image": "api", "network_mode": "none", "depends_on": {"db": {"condition": "service_started"}}},
+            "worker": {"image": "w", "network_mode": "none", "deploy": {"replicas": 2},
+                       "depends_on": {"db": {"condition": "service_started"}}},
+            "web": {"image": "web", "network_mode": "none", "depends_on": {"api": {"condition": "service_started"}}},
+        }));
+        let fake = Fake::default();
+        up(&fake, &plan(&p, &[]).unwrap(), false, &mut |_| {}).unwrap();
+        assert_eq!(
+            *fake.start_batches.borrow(),
+            ["demo-db-1", "demo-api-1 demo-worker-1 demo-worker-2", "demo-web-1"],
+            "up starts the services whose dependencies run together"
+        );
+        fake.calls.borrow_mut().clear();
+        let members = crate::plan::members(&p).unwrap();
+        let mut lines = Vec::new();
+        stop(&fake, "demo", &members, &mut |l| lines.push(l)).unwrap();
+        assert_eq!(*fake.batches.borrow(), ["demo-worker-1 demo-worker-2 demo-web-1", "demo-api-1", "demo-db-1"]);
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(fake.containers.borrow().iter().all(|c| !c.running));
     }
 
     #[test]
@@ -873,5 +976,83 @@ mod tests {
             (b.healthcheck, b.options.healthcheck.clone().unwrap().test),
             (Some(false), vec!["NONE".to_string()])
         );
+    }
+
+    #[test]
+    fn environment_secrets_and_content_configs_are_written_and_mounted_external_ones_refused() {
+        let mut p = project(json!({"a": {"image": "x", "network_mode": "host",
+            "secrets": [{"source": "token"}, {"source": "token", "target": "/etc/token"}],
+            "configs": [{"source": "site", "target": "/etc/site.conf"}]}}));
+        p.model["secrets"] = json!({"token": {"name": "demo_token", "environment": "TOKEN_VALUE"}});
+        p.model["configs"] = json!({"site": {"name": "demo_site", "content": "listen 80\n"}});
+        let unset = plan(&p, &[]).unwrap_err().to_string();
+        assert!(unset.contains("services.a.secrets.0") && unset.contains("TOKEN_VALUE"), "{unset}");
+        p.env.insert("TOKEN_VALUE".into(), "s3cret".into());
+        let mut planned = plan(&p, &[]).unwrap();
+        let files: Vec<(String, String)> = planned.services[0]
+            .inline_files
+            .iter()
+            .map(|f| (f.target.clone(), String::from_utf8(f.content.clone()).unwrap()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("/run/secrets/token".to_string(), "s3cret".to_string()),
+                ("/etc/token".into(), "s3cret".into()),
+                ("/etc/site.conf".into(), "listen 80\n".into())
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        crate::plan::write_inline_files(&mut planned, dir.path()).unwrap();
+        let mounts: Vec<(String, String, bool)> = planned.services[0]
+            .options
+            .volumes
+            .iter()
+            .map(|v| (std::fs::read_to_string(&v.host).unwrap(), v.container.clone(), v.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("s3cret".to_string(), "/run/secrets/token".to_string(), true),
+                ("s3cret".into(), "/etc/token".into(), true),
+                ("listen 80\n".into(), "/etc/site.conf".into(), true)
+            ]
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "one file per content");
+
+        for (kind, def) in [("secrets", json!({"external": true})), ("configs", json!({"external": true}))] {
+            let mut p = project(json!({"a": {"image": "x", "network_mode": "host", kind: [{"source": "ext"}]}}));
+            p.model[kind] = json!({"ext": def});
+            let err = plan(&p, &[]).unwrap_err().to_string();
+            assert!(err.contains(&format!("services.a.{kind}.0")) && err.contains("ext is external"), "{err}");
+        }
+        let mut p = project(json!({"a": {"image": "x", "network_mode": "host", "configs": [{"source": "c"}]}}));
+        p.model["configs"] = json!({"c": {"environment": "X"}});
+        let err = plan(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains("file: or content:"), "{err}");
+    }
+
+    #[test]
+    fn a_cancelled_up_starts_nothing_more() {
+        let p = project(json!({
+            "a": {"image": "a", "network_mode": "none"},
+            "b": {"image": "b", "network_mode": "none", "depends_on": {"a": {"condition": "service_started"}}},
+            "c": {"image": "c", "network_mode": "none", "depends_on": {"b": {"condition": "service_started"}}},
+        }));
+        let fake = Fake { cancel_after: Some(1), ..Fake::default() };
+        let err = up(&fake, &plan(&p, &[]).unwrap(), false, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, UpError::Cancelled), "{err}");
+        let names: Vec<String> = fake.containers.borrow().iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, ["demo-a-1"]);
+        // Cancelled while waiting for a health check: the wait ends.
+        let fake = Fake { cancel_after: Some(0), ..Fake::default() };
+        fake.containers.borrow_mut().push(Existing {
+            name: "demo-a-1".into(),
+            running: true,
+            exit_code: None,
+            health: Some(HealthStatus::Starting),
+            config: None,
+        });
+        assert!(matches!(wait_healthy(&fake, "demo-a-1"), Err(UpError::Cancelled)));
     }
 }

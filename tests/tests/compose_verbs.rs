@@ -264,3 +264,170 @@ async fn compose_push_sends_the_built_images() -> Result<()> {
     assert!(tags.contains("v1"), "{tags:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn compose_run_flags_and_inline_secrets_and_configs_reach_the_container() -> Result<()> {
+    if !shared::testing::require_root("compose_run_flags_and_inline_secrets_and_configs_reach_the_container") {
+        return Ok(());
+    }
+    let store = Store::with_image(|_| Ok(())).await?;
+    let root = store.path();
+    let _cleanup = NetworkCleanup(root);
+    let project = tempfile::tempdir()?;
+    let dir = project.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // The secret's value comes from the project's environment (.env here).
+    std::fs::write(dir.join(".env"), "TOKEN_VALUE=from-env\n")?;
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"name: runflags
+services:
+  app:
+    image: {image}
+    entrypoint: ["sh", "-c"]
+    command: ["echo from-service"]
+    working_dir: /tmp
+    ports: ["127.0.0.1:{port}:80"]
+    secrets: [token]
+    configs:
+      - source: motd
+        target: /etc/motd
+secrets:
+  token:
+    environment: TOKEN_VALUE
+configs:
+  motd:
+    content: "hello ${{TOKEN_VALUE}}"
+"#,
+            image = store.image
+        ),
+    )?;
+
+    let plain = berth_ok(root, dir, &["compose", "run", "--rm", "-T", "app"]).await?;
+    assert_eq!(text(&plain.stdout), "from-service\n");
+
+    // -u, -w, -e; the secret and the config as files.
+    let script = "echo $(busybox id -u):$(busybox id -g) $(pwd) $EXTRA $(cat /run/secrets/token) $(cat /etc/motd)";
+    let args =
+        ["compose", "run", "--name", "runflags-plain", "-T", "-u", "1:1", "-w", "/etc", "-e", "EXTRA=x", "app", script];
+    let flags = berth_ok(root, dir, &args).await?;
+    assert_eq!(text(&flags.stdout), "1:1 /etc x from-env hello from-env\n");
+    let plain = record(root, "runflags-plain")?;
+    assert!(
+        plain.options.publish.is_empty(),
+        "run publishes no port without --service-ports: {:?}",
+        plain.options.publish
+    );
+
+    // --entrypoint replaces the service's; the command given follows it.
+    let entry =
+        berth_ok(root, dir, &["compose", "run", "--rm", "-T", "--entrypoint", "echo 'the entry'", "app", "word"])
+            .await?;
+    assert_eq!(text(&entry.stdout), "the entry word\n");
+
+    // --service-ports publishes the service's ports.
+    let args = ["compose", "run", "--rm", "-T", "--name", "runflags-ports", "--service-ports", "app", "exec sleep 600"];
+    let mut child = command(root, dir, &args)?.spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let published = loop {
+        match record(root, "runflags-ports") {
+            Ok(r) if r.is_running() => break r.options.publish,
+            _ if Instant::now() > deadline => bail!("runflags-ports never ran"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert_eq!(published.iter().map(|p| (p.host_port, p.container_port)).collect::<Vec<_>>(), [(port, 80)]);
+    child.kill().await?;
+
+    // External secrets live in a swarm: a clear error, nothing started.
+    std::fs::write(
+        dir.join("external.yaml"),
+        format!(
+            "services:\n  app:\n    image: {}\n    secrets: [vault]\nsecrets:\n  vault:\n    external: true\n",
+            store.image
+        ),
+    )?;
+    let refused = berth(root, dir, &["compose", "-f", "external.yaml", "up", "-d"]).await?;
+    let said = text(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("vault is external"), "{said}");
+
+    // logs -f follows until no container runs; prefixes are padded to the longest name.
+    std::fs::write(
+        dir.join("logs.yaml"),
+        format!(
+            "name: logs2\nservices:\n  a:\n    image: {0}\n    network_mode: none\n    command: [\"echo\", \"hello-a\"]\n  longer:\n    image: {0}\n    network_mode: none\n    command: [\"sh\", \"-c\", \"echo hello-b; sleep 1; echo bye-b\"]\n",
+            store.image
+        ),
+    )?;
+    berth_ok(root, dir, &["compose", "-f", "logs.yaml", "up", "-d"]).await?;
+    let logs = berth_ok(root, dir, &["compose", "-f", "logs.yaml", "logs", "-f"]).await?;
+    let logs = text(&logs.stdout);
+    for line in ["logs2-a-1       | hello-a", "logs2-longer-1  | hello-b", "logs2-longer-1  | bye-b"] {
+        assert!(logs.lines().any(|l| l == line), "{line:?} missing from:\n{logs}");
+    }
+    let only = berth_ok(root, dir, &["compose", "-f", "logs.yaml", "logs", "a"]).await?;
+    assert_eq!(text(&only.stdout), "logs2-a-1  | hello-a\n");
+    berth_ok(root, dir, &["compose", "-f", "logs.yaml", "down"]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn ctrl_c_during_a_foreground_up_start_up_stops_what_was_started() -> Result<()> {
+    if !shared::testing::require_root("ctrl_c_during_a_foreground_up_start_up_stops_what_was_started") {
+        return Ok(());
+    }
+    let store = Store::with_image(|_| Ok(())).await?;
+    let root = store.path();
+    let _cleanup = NetworkCleanup(root);
+    let project = tempfile::tempdir()?;
+    let dir = project.path();
+    // `slow` never becomes healthy, so `up` is still starting the project (waiting to start
+    // `app`) when SIGINT comes.
+    std::fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"name: ctrlc
+services:
+  slow:
+    image: {image}
+    network_mode: none
+    init: true
+    command: ["sleep", "600"]
+    healthcheck:
+      test: ["CMD-SHELL", "false"]
+      interval: 500ms
+      retries: 100000
+  app:
+    image: {image}
+    network_mode: none
+    command: ["sleep", "600"]
+    depends_on:
+      slow:
+        condition: service_healthy
+"#,
+            image = store.image
+        ),
+    )?;
+    let mut child = command(root, dir, &["compose", "up"])?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut said = tokio::io::BufReader::new(child.stderr.take().context("no stderr")?).lines();
+    let waiting = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = said.next_line().await? {
+            if line.contains("ctrlc-slow-1  Waiting") {
+                return Ok(());
+            }
+        }
+        bail!("up ended before it waited for slow")
+    })
+    .await
+    .context("up never waited for slow")?;
+    waiting?;
+    let pid = child.id().context("no pid")?;
+    assert!(std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status()?.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.context("up did not end")??;
+    assert!(status.success(), "{status}");
+    assert!(!record(root, "ctrlc-slow-1")?.is_running(), "SIGINT during start-up must stop what was started");
+    assert!(record(root, "ctrlc-app-1").is_err(), "nothing starts after SIGINT");
+    berth_ok(root, dir, &["compose", "down"]).await?;
+    Ok(())
+}

@@ -51,7 +51,7 @@ pub enum Command {
     /// List the project's containers.
     Ps,
     /// Print the output of the project's containers, each line prefixed by its container.
-    Logs(ServicesArgs),
+    Logs(LogsArgs),
     /// Stop the project's running containers.
     Stop,
     /// Start the project's stopped containers again.
@@ -101,6 +101,16 @@ pub struct DownArgs {
 /// The services a command applies to.
 #[derive(clap::Args, Debug)]
 pub struct ServicesArgs {
+    /// Only these services [default: all].
+    pub services: Vec<String>,
+}
+
+/// Flags of `berth compose logs`.
+#[derive(clap::Args, Debug)]
+pub struct LogsArgs {
+    /// Follow the output until the containers stop.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
     /// Only these services [default: all].
     pub services: Vec<String>,
 }
@@ -160,7 +170,15 @@ fn run(root: &Path, args: Args) -> Result<ExitCode> {
         Command::Restart => done(Ok(compose::up::restart(&engine, &project.name, &members()?, say)?)),
         Command::Rm => done(Ok(compose::up::rm(&engine, &project.name, &members()?, say)?)),
         Command::Ps => done(ps(root, &engine, &project.name, &members()?)),
-        Command::Logs(a) => done(logs(root, &engine, &project.name, &members()?, &a.services)),
+        Command::Logs(a) => {
+            let members: Vec<_> =
+                members()?.into_iter().filter(|m| a.services.is_empty() || a.services.contains(&m.service)).collect();
+            if a.follow {
+                done(super::compose_verbs::follow(root, &engine, &project.name, &members, false))
+            } else {
+                done(logs(root, &engine, &project.name, &members))
+            }
+        }
         Command::Build(a) => done(images(&engine, &project, &a.services, true)),
         Command::Pull(a) => done(images(&engine, &project, &a.services, false)),
         Command::Push(a) => done(super::compose_verbs::push(root, &project, &a.services)),
@@ -172,12 +190,20 @@ fn run(root: &Path, args: Args) -> Result<ExitCode> {
 /// `up`: starts the services; with `--wait`, waits until they are ready; without `-d`,
 /// follows their output.
 fn up(root: &Path, engine: &BerthEngine, project: &compose::Project, up: &UpArgs) -> Result<()> {
-    let plan = compose::plan::plan(project, &up.services)?;
+    let plan = plan_to_run(root, project, &up.services)?;
     for w in &plan.warnings {
         eprintln!("WARN {w}");
     }
     let say = &mut |line: String| eprintln!(" {line}");
-    compose::up::up(engine, &plan, up.build, say)?;
+    // In the foreground, Ctrl-C during pulls and start-up stops what was started so far.
+    let foreground = !up.detach && !up.wait;
+    if foreground {
+        super::compose_verbs::catch_sigint()?;
+    }
+    match compose::up::up(engine, &plan, up.build, say) {
+        Err(_) if foreground && super::compose_verbs::interrupted() => {}
+        started => started?,
+    }
     if up.wait {
         return Ok(compose::up::wait_ready(engine, &plan, say)?);
     }
@@ -188,6 +214,17 @@ fn up(root: &Path, engine: &BerthEngine, project: &compose::Project, up: &UpArgs
     let members: Vec<_> =
         members.into_iter().filter(|m| plan.services.iter().any(|s| s.service == m.service)).collect();
     super::compose_verbs::attach(root, engine, &project.name, &members)
+}
+
+/// Plans `services` (all when empty) to run them: the secrets and configs that have no file
+/// on the host (`environment:`, `content:`) are written under the store's
+/// `compose/<project>/files/`, to be mounted.
+pub(super) fn plan_to_run(root: &Path, project: &compose::Project, services: &[String]) -> Result<compose::plan::Plan> {
+    let mut plan = compose::plan::plan(project, services)?;
+    let dir = root.join("compose").join(&project.name).join("files");
+    compose::plan::write_inline_files(&mut plan, &dir)
+        .with_context(|| format!("cannot write the secrets and configs of the project in {}", dir.display()))?;
+    Ok(plan)
 }
 
 /// Builds (`build`) the images of the services that have `build`, or pulls the missing
@@ -218,20 +255,13 @@ fn ps(root: &Path, engine: &BerthEngine, project: &str, members: &[compose::plan
 }
 
 /// Each container's log, its lines prefixed by the container's name.
-fn logs(
-    root: &Path,
-    engine: &BerthEngine,
-    project: &str,
-    members: &[compose::plan::Member],
-    only: &[String],
-) -> Result<()> {
+fn logs(root: &Path, engine: &BerthEngine, project: &str, members: &[compose::plan::Member]) -> Result<()> {
     let existing = engine.list()?;
     let containers = Containers::at(root);
+    let mine = compose::up::project_containers(project, members, &existing);
+    let prefixes = super::compose_verbs::Prefixes::for_stdout(mine.iter().map(|(c, _)| c.name.clone()).collect());
     let mut out = std::io::stdout().lock();
-    for (c, _) in compose::up::project_containers(project, members, &existing) {
-        if !only.is_empty() && !only.iter().any(|s| c.name.starts_with(&format!("{project}-{s}-"))) {
-            continue;
-        }
+    for (c, _) in mine {
         let record = containers.find(&c.name)?;
         let path = runtime::container::shim::log_path(&containers, &record);
         let text = match std::fs::read(&path) {
@@ -240,7 +270,7 @@ fn logs(
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         for line in String::from_utf8_lossy(&text).lines() {
-            writeln!(out, "{}  | {line}", c.name).context("cannot write the log")?;
+            writeln!(out, "{}{line}", prefixes.of(&c.name)).context("cannot write the log")?;
         }
     }
     Ok(())

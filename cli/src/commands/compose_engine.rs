@@ -118,6 +118,9 @@ impl Engine for BerthEngine {
             if r.status == Status::Exited || !r.is_running() && r.shim_pid.is_some() {
                 return Ok(r.exit_code.unwrap_or(-1));
             }
+            if self.cancelled() {
+                return Err(EngineError("cancelled".into()));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -128,8 +131,36 @@ impl Engine for BerthEngine {
             .map_err(|e| EngineError(format!("cannot start container {name}: {e:#}")))
     }
 
+    fn cancelled(&self) -> bool {
+        super::compose_verbs::interrupted()
+    }
+
     fn stop(&self, name: &str, timeout: Duration) -> Result<(), EngineError> {
         self.containers().stop(name, timeout).map(|_| ()).map_err(fail)
+    }
+
+    fn start_many(&self, batch: &[(String, String, RunOptions)]) -> Vec<Result<(), EngineError>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(name, image, options)| scope.spawn(move || self.start(name, image, options)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(EngineError("a starting thread panicked".into()))))
+                .collect()
+        })
+    }
+
+    fn stop_many(&self, batch: &[(String, Duration)]) -> Vec<Result<(), EngineError>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                batch.iter().map(|(name, timeout)| scope.spawn(move || self.stop(name, *timeout))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(EngineError("a stopping thread panicked".into()))))
+                .collect()
+        })
     }
 
     fn remove(&self, name: &str) -> Result<(), EngineError> {

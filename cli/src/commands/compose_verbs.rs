@@ -28,6 +28,54 @@ extern "C" fn on_sigint(_: nix::libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
+/// From now on, SIGINT (Ctrl-C) only marks this process [`interrupted`]: a foreground `up`
+/// then starts nothing more and stops what it started.
+pub fn catch_sigint() -> Result<()> {
+    let handler = nix::sys::signal::SigHandler::Handler(on_sigint);
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler) }.context("cannot handle SIGINT")?;
+    Ok(())
+}
+
+/// Whether SIGINT came since [`catch_sigint`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The prefixes of log lines, as Docker Compose prints them: each container's name padded
+/// to the longest one's, then `  | `; on a terminal, each container in a colour of its own.
+pub struct Prefixes {
+    width: usize,
+    colour: bool,
+    names: Vec<String>,
+}
+
+/// Docker Compose's colours, in its order: cyan, yellow, green, magenta, blue, then the
+/// same intense.
+const COLOURS: [&str; 10] = ["36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1"];
+
+impl Prefixes {
+    /// Prefixes for `names` (their order picks the colours); `colour`: with colours.
+    pub fn new(names: Vec<String>, colour: bool) -> Prefixes {
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        Prefixes { width, colour, names }
+    }
+
+    /// Prefixes in colour when standard output is a terminal.
+    pub fn for_stdout(names: Vec<String>) -> Prefixes {
+        Prefixes::new(names, std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    }
+
+    /// The prefix of a line of container `name`.
+    pub fn of(&self, name: &str) -> String {
+        let padded = format!("{name:<width$}  | ", width = self.width);
+        match self.names.iter().position(|n| n == name).filter(|_| self.colour) {
+            Some(i) => format!("\x1b[{}m{padded}\x1b[0m", COLOURS[i % COLOURS.len()]),
+            None => padded,
+        }
+    }
+}
+
 /// One container's log, read from where the last read ended; a line is printed once whole.
 struct Tail {
     file: File,
@@ -36,16 +84,16 @@ struct Tail {
 
 impl Tail {
     /// Prints the whole lines written since the last call; `flush`: the rest too.
-    fn print(&mut self, name: &str, out: &mut impl Write, flush: bool) -> Result<()> {
+    fn print(&mut self, prefix: &str, out: &mut impl Write, flush: bool) -> Result<()> {
         let mut buf = Vec::new();
         self.file.read_to_end(&mut buf).context("cannot read a container's log")?;
         self.partial.extend_from_slice(&buf);
         while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=end).collect();
-            write!(out, "{name}  | {}", String::from_utf8_lossy(&line)).context("cannot write the log")?;
+            write!(out, "{prefix}{}", String::from_utf8_lossy(&line)).context("cannot write the log")?;
         }
         if flush && !self.partial.is_empty() {
-            writeln!(out, "{name}  | {}", String::from_utf8_lossy(&self.partial)).context("cannot write the log")?;
+            writeln!(out, "{prefix}{}", String::from_utf8_lossy(&self.partial)).context("cannot write the log")?;
             self.partial.clear();
         }
         out.flush().context("cannot write the log")
@@ -55,15 +103,27 @@ impl Tail {
 /// The foreground part of `up`: follows the project's containers' output until none runs,
 /// or until SIGINT, which stops them (as `docker compose up` does on Ctrl-C).
 pub fn attach(root: &Path, engine: &BerthEngine, project: &str, members: &[Member]) -> Result<()> {
-    let handler = nix::sys::signal::SigHandler::Handler(on_sigint);
-    // SAFETY: the handler only stores to an atomic.
-    unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGINT, handler) }.context("cannot handle SIGINT")?;
+    catch_sigint()?;
+    eprintln!("Attaching to {}", project);
+    follow(root, engine, project, members, true)
+}
+
+/// Prints the output of the containers of `members` as it comes (the earlier output
+/// first), until none runs; or until SIGINT, when `stop_on_sigint` stops them first (else
+/// SIGINT ends berth, as it does `docker compose logs -f`).
+pub fn follow(
+    root: &Path,
+    engine: &BerthEngine,
+    project: &str,
+    members: &[Member],
+    stop_on_sigint: bool,
+) -> Result<()> {
     let containers = Containers::at(root);
     let mut tails: BTreeMap<String, Tail> = BTreeMap::new();
     let mut out = std::io::stdout().lock();
-    eprintln!("Attaching to {}", project);
+    let mut prefixes = Prefixes::for_stdout(Vec::new());
     loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
+        if stop_on_sigint && INTERRUPTED.load(Ordering::SeqCst) {
             eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
             // A second Ctrl-C ends berth at once, as the default disposition does.
             // SAFETY: restoring the default disposition.
@@ -71,12 +131,16 @@ pub fn attach(root: &Path, engine: &BerthEngine, project: &str, members: &[Membe
                 .context("cannot handle SIGINT")?;
             compose::up::stop(engine, project, members, &mut |line| eprintln!(" {line}"))?;
             for (name, tail) in tails.iter_mut() {
-                tail.print(name, &mut out, true)?;
+                tail.print(&prefixes.of(name), &mut out, true)?;
             }
             return Ok(());
         }
         let existing = engine.list()?;
         let mine = compose::up::project_containers(project, members, &existing);
+        let names: Vec<String> = mine.iter().map(|(c, _)| c.name.clone()).collect();
+        if names.iter().any(|n| !prefixes.names.contains(n)) {
+            prefixes = Prefixes::for_stdout(names);
+        }
         for (c, _) in &mine {
             if tails.contains_key(&c.name) {
                 continue;
@@ -89,11 +153,13 @@ pub fn attach(root: &Path, engine: &BerthEngine, project: &str, members: &[Membe
         }
         let running = mine.iter().any(|(c, _)| c.running);
         for (name, tail) in tails.iter_mut() {
-            tail.print(name, &mut out, !running)?;
+            tail.print(&prefixes.of(name), &mut out, !running)?;
         }
         if !running {
-            for (c, _) in &mine {
-                eprintln!("{} exited with code {}", c.name, c.exit_code.unwrap_or(-1));
+            if stop_on_sigint {
+                for (c, _) in &mine {
+                    eprintln!("{} exited with code {}", c.name, c.exit_code.unwrap_or(-1));
+                }
             }
             return Ok(());
         }
@@ -174,6 +240,18 @@ pub struct RunArgs {
     /// Give the container no terminal.
     #[arg(short = 'T', long = "no-TTY")]
     pub no_tty: bool,
+    /// Run as this user (`name`, `uid`, with `:group` or `:gid`).
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// The working directory in the container.
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// Publish the service's ports (not published by default).
+    #[arg(long)]
+    pub service_ports: bool,
+    /// Replace the service's entrypoint (words split as a shell would).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
     /// The service.
     pub service: String,
     /// The command [default: the service's].
@@ -185,7 +263,7 @@ pub struct RunArgs {
 /// container of the service, in the foreground, without its published ports; this process
 /// becomes the container's supervisor, so the exit status is the container's.
 pub fn run(root: &Path, engine: &BerthEngine, project: &compose::Project, args: RunArgs) -> Result<ExitCode> {
-    let plan = compose::plan::plan(project, std::slice::from_ref(&args.service))?;
+    let plan = super::compose::plan_to_run(root, project, std::slice::from_ref(&args.service))?;
     let Some(service) = plan.services.iter().find(|s| s.service == args.service).cloned() else {
         bail!("no such service: {}", args.service);
     };
@@ -203,20 +281,27 @@ pub fn run(root: &Path, engine: &BerthEngine, project: &compose::Project, args: 
     let suffix = uuid_like();
     let name = args.name.unwrap_or_else(|| format!("{}-{}-run-{suffix}", plan.project, service.service));
     options.name = Some(name.clone());
-    options.publish.clear();
+    if !args.service_ports {
+        options.publish.clear();
+    }
+    if let Some(user) = args.user {
+        options.user = Some(user);
+    }
+    if let Some(workdir) = args.workdir {
+        options.workdir = Some(workdir);
+    }
     options.detach = false;
     options.remove = args.rm;
     options.tty = !args.no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin());
     options.interactive = true;
     options.env.extend(args.env);
     options.labels.insert("com.docker.compose.oneoff".into(), "True".into());
-    if !args.command.is_empty() {
-        // The entrypoint's words after its program stay before the new command.
-        let entrypoint = project.model["services"][&service.service].get("entrypoint").and_then(|e| e.as_array());
-        let mut command: Vec<String> =
-            entrypoint.into_iter().flatten().skip(1).filter_map(|w| w.as_str()).map(String::from).collect();
-        command.extend(args.command);
-        options.command = command;
+    let model = &project.model["services"][&service.service];
+    options.command = run_command(model, args.entrypoint.as_deref(), args.command)?;
+    if let Some(words) = &args.entrypoint {
+        // An empty --entrypoint clears the image's, as `docker compose run --entrypoint ''`.
+        let words = compose::normalize::split_words(words).map_err(|e| anyhow!("--entrypoint {words:?}: {e}"))?;
+        options.entrypoint = Some(words.into_iter().next().unwrap_or_default());
     }
     if options.init.is_some() {
         options.init = Some(super::run::find_init(std::env::var("PATH").ok().as_deref())?);
@@ -238,6 +323,26 @@ pub fn run(root: &Path, engine: &BerthEngine, project: &compose::Project, args: 
         .arg(&created.id)
         .exec();
     Err(anyhow!(err).context("cannot run the container supervisor"))
+}
+
+/// The command of a `compose run` container, for the runtime's one-program entrypoint: the
+/// entrypoint's words after its program (`--entrypoint`'s, else the service's), then the
+/// command given (else the service's `command`).
+fn run_command(service: &serde_json::Value, entrypoint: Option<&str>, command: Vec<String>) -> Result<Vec<String>> {
+    let words = |v: Option<&serde_json::Value>| -> Vec<String> {
+        v.and_then(|e| e.as_array()).into_iter().flatten().filter_map(|w| w.as_str()).map(String::from).collect()
+    };
+    let entrypoint = match entrypoint {
+        Some(e) => compose::normalize::split_words(e).map_err(|why| anyhow!("--entrypoint {e:?}: {why}"))?,
+        None => words(service.get("entrypoint")),
+    };
+    let mut out: Vec<String> = entrypoint.into_iter().skip(1).collect();
+    if command.is_empty() {
+        out.extend(words(service.get("command")));
+    } else {
+        out.extend(command);
+    }
+    Ok(out)
 }
 
 /// Twelve hexadecimal digits that differ from run to run (the one-off container's suffix).
@@ -266,4 +371,20 @@ pub fn push(root: &Path, project: &compose::Project, services: &[String]) -> Res
             .with_context(|| format!("cannot push the image of service {}", service.service))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prefixes;
+
+    #[test]
+    fn prefixes_are_padded_to_the_longest_name_and_coloured_on_a_terminal() {
+        let names = vec!["app-web-1".to_string(), "app-db-1".to_string()];
+        let plain = Prefixes::new(names.clone(), false);
+        assert_eq!(plain.of("app-web-1"), "app-web-1  | ");
+        assert_eq!(plain.of("app-db-1"), "app-db-1   | ");
+        let coloured = Prefixes::new(names, true);
+        assert_eq!(coloured.of("app-web-1"), "\x1b[36mapp-web-1  | \x1b[0m");
+        assert_eq!(coloured.of("app-db-1"), "\x1b[33mapp-db-1   | \x1b[0m");
+    }
 }

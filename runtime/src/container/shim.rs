@@ -155,10 +155,19 @@ pub struct ShimArgs {
 /// container runs; errors that happened before are returned.
 pub fn spawn_detached(command: impl FnOnce(RawFd) -> Command) -> Result<(), ShimError> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno("creating a pipe"))?;
-    // The write end is inherited by the supervisor: clear close-on-exec on it only.
-    nix::fcntl::fcntl(write.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-        .map_err(errno("preparing a pipe"))?;
-    let mut cmd = command(write.as_raw_fd());
+    let fd = write.as_raw_fd();
+    let mut cmd = command(fd);
+    // The write end is inherited by this supervisor only: close-on-exec is cleared in the
+    // child, so a supervisor another thread starts at the same time does not hold it too
+    // (both reports would then wait for each other's supervisor to exit).
+    // SAFETY: fcntl is async-signal-safe; nothing is allocated between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().map_err(io_err("starting the container supervisor"))?;
     drop(write);
@@ -855,6 +864,41 @@ pub fn log_path(containers: &Containers, record: &ContainerRecord) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two supervisors started at once from two threads: each report ends when its own
+    /// supervisor has reported, not when the other's (long-lived) process exits.
+    #[test]
+    fn supervisors_started_at_once_do_not_hold_each_others_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for i in 0..2 {
+            let pid_file = dir.path().join(format!("pid{i}"));
+            let done_tx = done_tx.clone();
+            std::thread::spawn(move || {
+                let result = spawn_detached(|fd| {
+                    // Report, close the report's end, leave a process behind (as the real
+                    // supervisor does), exit.
+                    // (python3: sh cannot name descriptors above 9.)
+                    let script = "import os, subprocess, sys\n\
+                        fd = int(sys.argv[1]); os.write(fd, b'ok'); os.close(fd)\n\
+                        p = subprocess.Popen(['sleep', '600'], close_fds=False)\n\
+                        open(sys.argv[2], 'w').write(str(p.pid))\n";
+                    let mut cmd = Command::new("python3");
+                    cmd.arg("-c").arg(script).arg(fd.to_string()).arg(&pid_file);
+                    cmd
+                });
+                let _ = done_tx.send(result.is_ok());
+            });
+        }
+        let both = (0..2).map(|_| done_rx.recv_timeout(Duration::from_secs(120)));
+        let results: Vec<_> = both.collect();
+        for i in 0..2 {
+            if let Ok(pid) = std::fs::read_to_string(dir.path().join(format!("pid{i}"))) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        assert!(results.iter().all(|r| matches!(r, Ok(true))), "{results:?}");
+    }
 
     #[test]
     fn error_chains_read_like_anyhow() {
