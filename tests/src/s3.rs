@@ -110,14 +110,7 @@ impl S3Server {
 
     /// Registry settings for `bucket` on this server.
     pub fn config(&self, bucket: &str) -> registry::config::S3Config {
-        registry::config::S3Config {
-            bucket: bucket.to_string(),
-            endpoint: Some(self.endpoint()),
-            path_style: true,
-            access_key_id: Some(ACCESS_KEY.to_string()),
-            secret_access_key: Some(SECRET_KEY.to_string()),
-            ..Default::default()
-        }
+        settings(bucket, self.endpoint())
     }
 
     /// Creates `bucket` and returns a driver for it.
@@ -178,14 +171,7 @@ impl S3Shim {
 
     /// Registry settings for `bucket` (created on the server) through the shim.
     pub fn config(&self, bucket: &str) -> registry::config::S3Config {
-        registry::config::S3Config {
-            bucket: bucket.to_string(),
-            endpoint: Some(self.endpoint()),
-            path_style: true,
-            access_key_id: Some(ACCESS_KEY.to_string()),
-            secret_access_key: Some(SECRET_KEY.to_string()),
-            ..Default::default()
-        }
+        settings(bucket, self.endpoint())
     }
 }
 
@@ -200,5 +186,17 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Registry settings for `bucket` at `endpoint`, with the test server's keys.
+fn settings(bucket: &str, endpoint: String) -> registry::config::S3Config {
+    registry::config::S3Config {
+        bucket: bucket.to_string(),
+        endpoint: Some(endpoint),
+        path_style: true,
+        access_key_id: Some(ACCESS_KEY.to_string()),
+        secret_access_key: Some(SECRET_KEY.to_string()),
+        ..Default::default()
     }
 }
