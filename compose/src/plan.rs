@@ -41,6 +41,9 @@ pub struct ServicePlan {
     pub service: String,
     /// The image to run (`image:`, or `<project>-<service>` for a built one).
     pub image: String,
+    /// Whether compose named the image (`<project>-<service>`: the service has no
+    /// `image:`), which `down --rmi local` removes.
+    pub local_image: bool,
     /// The build context and Dockerfile, when the service is built.
     pub build: Option<Value>,
     /// How many containers.
@@ -515,9 +518,9 @@ fn service_plan(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let image = match map.get("image").and_then(Value::as_str) {
-        Some(i) => i.to_string(),
-        None => format!("{project}-{name}"),
+    let (image, local_image) = match map.get("image").and_then(Value::as_str) {
+        Some(i) => (i.to_string(), false),
+        None => (format!("{project}-{name}"), true),
     };
     let healthcheck = match &options.healthcheck {
         Some(h) if h.test.first().is_some_and(|t| t == "NONE") => Some(false),
@@ -527,6 +530,7 @@ fn service_plan(
     let plan = ServicePlan {
         service: name.into(),
         image,
+        local_image,
         build: map.get("build").cloned(),
         replicas,
         container_name,

@@ -79,6 +79,8 @@ pub trait Engine {
     fn volume_exists(&self, name: &str) -> Result<bool, EngineError>;
     /// Removes volume `name`.
     fn remove_volume(&self, name: &str) -> Result<(), EngineError>;
+    /// Removes image `name`; false when there is none of that name.
+    fn remove_image(&self, name: &str) -> Result<bool, EngineError>;
 }
 
 /// A failure of the engine, in its words.
@@ -449,6 +451,34 @@ pub fn down(
     Ok(())
 }
 
+/// Which images `down --rmi` removes, as Docker Compose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rmi {
+    /// The images compose named, built for services without `image:`.
+    Local,
+    /// Every service's image.
+    All,
+}
+
+/// Removes the images of `plan`'s services that `which` names, each once; an image that
+/// is already gone is passed over. Called after [`down`] removed the containers.
+pub fn remove_images(
+    engine_: &dyn Engine,
+    plan: &Plan,
+    which: Rmi,
+    say: &mut dyn FnMut(String),
+) -> Result<(), UpError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for service in &plan.services {
+        if (which == Rmi::All || service.local_image) && seen.insert(service.image.as_str()) {
+            if engine_.remove_image(&service.image).map_err(engine("cannot remove image", &service.image))? {
+                say(format!("Image {}  Removed", service.image));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,6 +617,10 @@ mod tests {
             self.calls.borrow_mut().push(format!("remove volume {name}"));
             self.volumes.borrow_mut().retain(|n| n != name);
             Ok(())
+        }
+        fn remove_image(&self, name: &str) -> Result<bool, EngineError> {
+            self.calls.borrow_mut().push(format!("remove image {name}"));
+            Ok(name != "gone")
         }
     }
 
@@ -913,6 +947,29 @@ mod tests {
         fake.calls.borrow_mut().clear();
         up(&fake, &plan(&changed, &["store".to_string()]).unwrap(), false, &mut |_| {}).unwrap();
         assert!(fake.calls.borrow().contains(&"remove demo-store-1".to_string()), "{:?}", fake.calls.borrow());
+    }
+
+    /// `--rmi local` removes the images compose named for built services; `--rmi all` every
+    /// service's image, each once.
+    #[test]
+    fn rmi_local_removes_the_built_images_compose_named_and_all_removes_every_image() {
+        let project = project(json!({
+            "web": {"build": {"context": "."}, "network_mode": "none"},
+            "api": {"build": {"context": "."}, "image": "team/api:1", "network_mode": "none"},
+            "db": {"image": "store:1", "network_mode": "none"},
+            "cache": {"image": "store:1", "network_mode": "none"},
+        }));
+        let p = plan(&project, &[]).unwrap();
+        let fake = Fake::default();
+        let mut said = Vec::new();
+        remove_images(&fake, &p, Rmi::Local, &mut |l| said.push(l)).unwrap();
+        assert_eq!(*fake.calls.borrow(), ["remove image demo-web"]);
+        assert_eq!(said, ["Image demo-web  Removed"]);
+        fake.calls.borrow_mut().clear();
+        remove_images(&fake, &p, Rmi::All, &mut |_| {}).unwrap();
+        let mut calls = fake.calls.borrow().clone();
+        calls.sort();
+        assert_eq!(calls, ["remove image demo-web", "remove image store:1", "remove image team/api:1"]);
     }
 
     #[test]

@@ -295,5 +295,25 @@ async fn compose_sample_app_behaves_under_berth_as_under_docker_compose() -> Res
     let networks: Vec<String> =
         runtime::network::Networks::at(root.path()).list()?.into_iter().map(|n| n.name).collect();
     assert!(!networks.contains(&format!("{project}_default")), "berth compose down left the network: {networks:?}");
+
+    // `down --rmi local` keeps images the file names (`image:`), as Docker Compose does;
+    // `down --rmi all` removes every service's image.
+    let berth_images = || -> Result<Vec<String>> {
+        let out =
+            Command::new(berth_binary()?).args(["--root", &root.path().display().to_string(), "images"]).output()?;
+        ensure!(out.status.success(), "berth images: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(String::from)
+            .collect())
+    };
+    let built = berth_images()?;
+    ensure!(images.iter().all(|i| built.contains(i)), "berth built {built:?}, not all of {images:?}");
+    berth.ok(&["down", "--rmi", "local"])?;
+    ensure!(berth_images()? == built, "down --rmi local removed an image the file names");
+    berth.ok(&["down", "--rmi", "all"])?;
+    let left = berth_images()?;
+    ensure!(images.iter().all(|i| !left.contains(i)), "down --rmi all left {left:?}");
     Ok(())
 }

@@ -96,6 +96,10 @@ pub struct DownArgs {
     /// Remove the project's named volumes too (not the external ones).
     #[arg(long, short = 'v')]
     pub volumes: bool,
+    /// Remove images too: `local`, the ones built for services without an `image:` name;
+    /// `all`, every service's image.
+    #[arg(long, value_name = "local|all", value_parser = ["local", "all"])]
+    pub rmi: Option<String>,
 }
 
 /// The services a command applies to.
@@ -163,6 +167,10 @@ fn run(root: &Path, args: Args) -> Result<ExitCode> {
             let networks = compose::plan::project_networks(&project);
             let volumes = if down.volumes { compose::plan::project_volumes(&project) } else { Vec::new() };
             compose::up::down(&engine, &project.name, &members()?, &networks, &volumes, say)?;
+            if let Some(rmi) = down.rmi.as_deref() {
+                let which = if rmi == "all" { compose::up::Rmi::All } else { compose::up::Rmi::Local };
+                compose::up::remove_images(&engine, &compose::plan::plan(&project, &[])?, which, say)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop => done(Ok(compose::up::stop(&engine, &project.name, &members()?, say)?)),

@@ -201,4 +201,12 @@ impl Engine for BerthEngine {
     fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         Volumes::at(&self.root).remove(name).map(|_| ()).map_err(fail)
     }
+
+    fn remove_image(&self, name: &str) -> Result<bool, EngineError> {
+        let store = super::open_store(&self.root).map_err(fail)?;
+        if store.find(name).map_err(fail)?.is_empty() {
+            return Ok(false);
+        }
+        store.remove(&[name.to_string()]).map(|_| true).map_err(fail)
+    }
 }
