@@ -470,10 +470,9 @@ pub fn remove_images(
 ) -> Result<(), UpError> {
     let mut seen = std::collections::BTreeSet::new();
     for service in &plan.services {
-        if (which == Rmi::All || service.local_image) && seen.insert(service.image.as_str()) {
-            if engine_.remove_image(&service.image).map_err(engine("cannot remove image", &service.image))? {
-                say(format!("Image {}  Removed", service.image));
-            }
+        let wanted = (which == Rmi::All || service.local_image) && seen.insert(service.image.as_str());
+        if wanted && engine_.remove_image(&service.image).map_err(engine("cannot remove image", &service.image))? {
+            say(format!("Image {}  Removed", service.image));
         }
     }
     Ok(())
