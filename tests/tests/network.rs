@@ -300,14 +300,25 @@ async fn published_ports_answer_from_the_host_with_runc() -> Result<()> {
 /// third reaches the first by name; `network rm` is refused while containers are attached.
 async fn check_names(root: &Root, runtime: Option<&str>) -> Result<()> {
     let network = format!("names{}", std::process::id());
-    root.network(&network).await?;
+    let subnet = root.network(&network).await?;
+    let shown: Value = serde_json::from_str(&root.berth_ok(&["network", "inspect", &network]).await?)?;
+    let bridge = shown[0]["Options"]["com.docker.network.bridge.name"].as_str().context("no bridge")?.to_string();
     let net = ["--network", network.as_str()];
     // The first waits until it resolves `later` (its alias), then serves what it found.
     let wait = "until nslookup later >/dev/null 2>&1; do sleep 0.1; done; \
                 nslookup -type=a later > /www/index.html; exec busybox httpd -f -p 80 -h /www";
     let first = root.run(runtime, &[&net[..], &["-d", "--name", "first"]].concat(), &["sh", "-c", wait]).await?;
+    // The network's rules are in place with its first container, and name no container: a
+    // second one starts without adding any.
+    let rules = network_rules(&bridge, &subnet).await?;
+    ensure!(
+        rules.iter().any(|r| r.contains("MASQUERADE")) && rules.iter().any(|r| r.contains("FORWARD")),
+        "{rules:#?}"
+    );
     let late_flags = [&net[..], &["-d", "--name", "second", "--network-alias", "later"]].concat();
     root.run(runtime, &late_flags, &["sleep", "600"]).await?;
+    let now = network_rules(&bridge, &subnet).await?;
+    ensure!(now == rules, "starting a container changed its network's rules: {rules:#?} -> {now:#?}");
     let second = root.inspect("second").await?;
     let second_ip = second["NetworkSettings"]["IPAddress"].as_str().context("no address")?.to_string();
     ensure!(second["NetworkSettings"]["Networks"][&network]["Aliases"][0] == "later", "{second}");
@@ -329,11 +340,25 @@ async fn check_names(root: &Root, runtime: Option<&str>) -> Result<()> {
     let traces = Traces::of(root, first.trim())?;
     root.berth_ok(&["rm", "-f", "first", "second"]).await?;
     traces.assert_gone().await?;
-    let bridge = shown[0]["Options"]["com.docker.network.bridge.name"].as_str().context("no bridge")?.to_string();
     root.berth_ok(&["network", "rm", &network]).await?;
     let links = run("ip", &["link", "show", &bridge]).await?;
     ensure!(!links.status.success(), "bridge {bridge} left after network rm");
+    let left = network_rules(&bridge, &subnet).await?;
+    ensure!(left.is_empty(), "rules of the removed network left: {left:#?}");
     Ok(())
+}
+
+/// The netfilter rules that name `bridge` or an address of `subnet` (a /24), as
+/// `iptables-save` prints them; other tests' networks have other bridges and subnets.
+async fn network_rules(bridge: &str, subnet: &str) -> Result<Vec<String>> {
+    let prefix = subnet.rsplit_once('.').map(|(p, _)| format!("{p}.")).context("not a /24")?;
+    let out = run("iptables-save", &[]).await?;
+    ensure!(out.status.success(), "{}", describe_failure("iptables-save", &[], &out));
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("-A") && (l.contains(bridge) || l.contains(&prefix)))
+        .map(String::from)
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,31 +4,33 @@
 //! `CNI_IFNAME` and `CNI_PATH` in its environment and its configuration as JSON on
 //! standard input; it answers with a result (or an error object) on standard output.
 //!
-//! A berth network is a plugin chain ([`network_config`], a "conflist"): `bridge` with
-//! outbound NAT (`ipMasq`), `portmap` for published ports (with `snat` so that the host's
-//! own 127.0.0.1 reaches them), and `firewall`, which lets the container's traffic through
-//! the host's `FORWARD` chain (Docker sets its policy to DROP); the address comes from a
-//! `host-local` lease, kept in the list's own `ipam` entry.
+//! A berth network is described as a plugin chain ([`network_config`], a "conflist"):
+//! `bridge` and, for a container that publishes ports, `portmap` (with `snat` so that the
+//! host's own 127.0.0.1 reaches them); the address lease is the list's own `ipam` entry.
 //!
-//! The plugins are processes, and `bridge`, `firewall` and `portmap` each run several
-//! `iptables` commands, so ADD runs what does not depend on another at the same time
-//! ([`add`]): the lease first (`host-local`, run on its own as the IPAM plugins may be),
-//! then `bridge` (given the leased address through the `static` IPAM plugin) and `firewall`
-//! (whose rules name only the address, so the lease is all the `prevResult` it needs)
-//! together, then `portmap`, which needs the bridge's route to the container (it sets
-//! `route_localnet` on the interface that route leaves by). DEL runs
-//! every plugin at once with the cached ADD result, which the `firewall` and `portmap`
-//! plugins need to find their rules again, and releases the lease last, once the interface
-//! is gone. Attachments made before the lease was split off (the bridge's own `ipam` is
-//! `host-local`) are detached the old way, the chain backwards.
+//! **Native wiring.** A list marked `"berth": "native"` (every list made now) is not run
+//! plugin by plugin: each plugin is a process and `bridge` (`ipMasq`) and `firewall` ran
+//! several `iptables` commands per container, which cost about 200 ms a start. Instead
+//! [`add`] takes the lease itself ([`super::lease`], host-local's layout and lock), makes
+//! the bridge when it is missing with the network's rules ([`super::rules`]: one set per
+//! bridge, as Docker's, naming no container), and wires the veth pair over netlink
+//! ([`super::link`]); only `portmap` still runs as a plugin, given that result as its
+//! `prevResult`. DEL ([`start_del`]) runs `portmap`'s DEL while the host end of the pair
+//! is deleted, then gives the lease back.
+//!
+//! **Older attachments** keep the chain they were made with and are detached by running
+//! it: with the lease split off (`host-local` run on its own, then `bridge` and `firewall`
+//! at once, then `portmap`; DEL runs every plugin at once with the cached ADD result and
+//! releases the lease last), or, older still, the chain backwards.
 
-use std::io::Write;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use super::{NetworkDef, NetworkError, PortMapping};
+use super::{lease, link, rules, NetworkDef, NetworkError, PortMapping, Subnet};
 
 /// Where CNI plugins are looked for, in order (Debian's folder first).
 pub const PLUGIN_DIRS: &[&str] = &["/usr/lib/cni", "/opt/cni/bin", "/usr/libexec/cni"];
@@ -49,6 +51,8 @@ pub fn network_config(def: &NetworkDef, ipam_dir: &Path, ports: &[PortMapping]) 
     let mut list = json!({
         "cniVersion": CNI_VERSION,
         "name": format!("berth-{}", def.name),
+        // Wired by berth itself: see the module docs.
+        "berth": NATIVE,
         "ipam": {
             "type": "host-local",
             "ranges": [[{"subnet": def.subnet.to_string(), "gateway": def.gateway.to_string()}]],
@@ -60,13 +64,11 @@ pub fn network_config(def: &NetworkDef, ipam_dir: &Path, ports: &[PortMapping]) 
                 "type": "bridge",
                 "bridge": def.bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 "hairpinMode": true,
-                // The leased address, filled in by `add`.
                 "ipam": {"type": "static"},
             },
             {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
-            {"type": "firewall", "backend": "iptables"},
         ],
     });
     if ports.is_empty() {
@@ -75,6 +77,96 @@ pub fn network_config(def: &NetworkDef, ipam_dir: &Path, ports: &[PortMapping]) 
         }
     }
     list
+}
+
+/// The mark of a list whose lease, bridge and veth berth makes itself.
+const NATIVE: &str = "native";
+
+/// Whether `list` is wired by berth itself (else every plugin of it runs).
+fn is_native(list: &Value) -> bool {
+    list["berth"] == NATIVE
+}
+
+/// What a natively wired list says of its network.
+struct Native {
+    name: String,
+    dir: PathBuf,
+    subnet: Subnet,
+    gateway: Ipv4Addr,
+    bridge: String,
+}
+
+fn native(list: &Value) -> Result<Native, NetworkError> {
+    let range = &list["ipam"]["ranges"][0][0];
+    let parsed = (|| {
+        Some(Native {
+            name: list["name"].as_str()?.to_string(),
+            dir: PathBuf::from(list["ipam"]["dataDir"].as_str()?),
+            subnet: range["subnet"].as_str()?.parse().ok()?,
+            gateway: range["gateway"].as_str()?.parse().ok()?,
+            bridge: list["plugins"][0]["bridge"].as_str()?.to_string(),
+        })
+    })();
+    parsed.ok_or_else(|| NetworkError::Wiring {
+        what: "reading the attachment's network configuration".into(),
+        source: io::Error::new(io::ErrorKind::InvalidData, "no subnet, gateway, bridge or lease folder"),
+    })
+}
+
+/// The host end of `container`'s veth pair: `veth` and 11 hex digits of a hash of the ID.
+pub fn veth_name(container: &str) -> String {
+    format!("veth{}", &shared::Digest::sha256_of(container.as_bytes()).hex()[..11])
+}
+
+fn wiring(what: impl Into<String>) -> impl FnOnce(io::Error) -> NetworkError {
+    let what = what.into();
+    move |source| NetworkError::Wiring { what, source }
+}
+
+/// ADD of a native list: the lease, the bridge and its rules when missing, the veth pair,
+/// then the plugins after the bridge (`portmap`) with that result.
+fn native_add(list: &Value, container: &str, netns: &Path, ports: &[PortMapping]) -> Result<Value, NetworkError> {
+    let net = native(list)?;
+    let address = lease::take(&net.dir, &net.name, net.subnet, net.gateway, container, IFNAME)
+        .map_err(wiring(format!("leasing an address on {}", net.subnet)))?;
+    let host = veth_name(container);
+    let wired = (|| {
+        let mut nl = link::Netlink::open().map_err(wiring("opening a netlink socket"))?;
+        let (_, _, fresh) = link::ensure_bridge(&mut nl, &net.bridge, net.gateway, net.subnet.prefix)
+            .map_err(wiring(format!("making bridge {}", net.bridge)))?;
+        rules::ensure(&net.bridge, net.subnet, fresh).map_err(wiring(format!("the rules of bridge {}", net.bridge)))?;
+        let w = link::Wiring {
+            bridge: &net.bridge,
+            host: &host,
+            ifname: IFNAME,
+            address: (address, net.subnet.prefix),
+            gateway: net.gateway,
+        };
+        link::attach(&mut nl, netns, &w).map_err(wiring(format!("wiring {host} to bridge {}", net.bridge)))
+    })();
+    let made = match wired {
+        Ok(made) => made,
+        Err(e) => {
+            let _ = lease::release(&net.dir, &net.name, Some(address), container);
+            return Err(e);
+        }
+    };
+    let mut prev = json!({
+        "cniVersion": list["cniVersion"],
+        "interfaces": [
+            {"name": net.bridge, "mac": made.bridge_mac},
+            {"name": made.host, "mac": made.host_mac},
+            {"name": IFNAME, "mac": made.mac, "sandbox": netns},
+        ],
+        "ips": [{"interface": 2, "address": format!("{address}/{}", net.subnet.prefix), "gateway": net.gateway.to_string()}],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dns": {},
+    });
+    for plugin in list["plugins"].as_array().into_iter().flatten().filter(|p| p["type"] != "bridge") {
+        let conf = plugin_config(list, plugin, Some(&prev), ports);
+        prev = invoke("ADD", &conf, container, netns)?;
+    }
+    Ok(prev)
 }
 
 /// The folder holding `plugin`.
@@ -181,6 +273,9 @@ fn ipam_config(list: &Value) -> Option<Value> {
 /// the module docs for what runs at once): the chain's final result. `list` is updated
 /// to what was run (the bridge's `static` address), which DEL is to be given.
 pub fn add(list: &mut Value, container: &str, netns: &Path, ports: &[PortMapping]) -> Result<Value, NetworkError> {
+    if is_native(list) {
+        return native_add(list, container, netns, ports);
+    }
     let Some(ipam) = ipam_config(list) else {
         // A list whose bridge leases addresses itself: the chain in order.
         let mut prev: Option<Value> = None;
@@ -259,12 +354,17 @@ pub struct Deleting {
     running: Vec<Result<Running, NetworkError>>,
     first_error: Option<NetworkError>,
     lease: Option<(Value, String, PathBuf)>,
+    /// A native list's lease: folder, network, address when known, container.
+    native_lease: Option<(PathBuf, String, Option<Ipv4Addr>, String)>,
 }
 
 /// Starts [`del`]: every plugin's DEL runs once this returns (an attachment of the older
 /// shape has been detached already, the chain backwards); [`Deleting::finish`] waits for
 /// them and releases the lease.
 pub fn start_del(list: &Value, container: &str, netns: &Path, ports: &[PortMapping], prev: Option<&Value>) -> Deleting {
+    if is_native(list) {
+        return native_start_del(list, container, netns, ports, prev);
+    }
     let plugins = list["plugins"].as_array().into_iter().flatten().rev();
     let Some(ipam) = ipam_config(list) else {
         let mut first_error = None;
@@ -273,11 +373,53 @@ pub fn start_del(list: &Value, container: &str, netns: &Path, ports: &[PortMappi
                 first_error.get_or_insert(e);
             }
         }
-        return Deleting { running: Vec::new(), first_error, lease: None };
+        return Deleting { running: Vec::new(), first_error, lease: None, native_lease: None };
     };
     let running =
         plugins.map(|plugin| spawn("DEL", &plugin_config(list, plugin, prev, ports), container, netns)).collect();
-    Deleting { running, first_error: None, lease: Some((ipam, container.to_string(), netns.to_path_buf())) }
+    Deleting {
+        running,
+        first_error: None,
+        lease: Some((ipam, container.to_string(), netns.to_path_buf())),
+        native_lease: None,
+    }
+}
+
+/// DEL of a native list: the plugins after the bridge start, the veth pair goes (its
+/// host end by name; the container's end with it), and [`Deleting::finish`] gives the lease
+/// back.
+fn native_start_del(
+    list: &Value,
+    container: &str,
+    netns: &Path,
+    ports: &[PortMapping],
+    prev: Option<&Value>,
+) -> Deleting {
+    let net = match native(list) {
+        Ok(net) => net,
+        Err(e) => {
+            return Deleting { running: Vec::new(), first_error: Some(e), lease: None, native_lease: None };
+        }
+    };
+    let running = list["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["type"] != "bridge")
+        .map(|plugin| spawn("DEL", &plugin_config(list, plugin, prev, ports), container, netns))
+        .collect();
+    let host = veth_name(container);
+    let first_error = link::Netlink::open()
+        .and_then(|mut nl| nl.delete_link(&host))
+        .map_err(wiring(format!("deleting interface {host}")))
+        .err();
+    let address = prev.and_then(parse_result).map(|(ip, ..)| ip);
+    Deleting {
+        running,
+        first_error,
+        lease: None,
+        native_lease: Some((net.dir, net.name, address, container.to_string())),
+    }
 }
 
 impl Deleting {
@@ -292,6 +434,12 @@ impl Deleting {
         if let Some((ipam, container, netns)) = self.lease {
             if let Err(e) = invoke("DEL", &ipam, &container, &netns) {
                 first_error.get_or_insert(e);
+            }
+        }
+        if let Some((dir, network, address, container)) = self.native_lease {
+            if let Err(e) = lease::release(&dir, &network, address, &container) {
+                first_error
+                    .get_or_insert(NetworkError::Wiring { what: "giving back an address lease".into(), source: e });
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -329,8 +477,18 @@ mod tests {
         let types = |l: &Value| -> Vec<String> {
             l["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap().to_string()).collect()
         };
-        assert_eq!(types(&list), ["bridge", "portmap", "firewall"]);
-        assert_eq!(types(&network_config(&def, Path::new("/x"), &[])), ["bridge", "firewall"]);
+        assert_eq!(types(&list), ["bridge", "portmap"]);
+        assert_eq!(types(&network_config(&def, Path::new("/x"), &[])), ["bridge"]);
+        // Wired by berth: what it reads back for ADD and DEL.
+        assert!(is_native(&list));
+        let net = native(&list).unwrap();
+        assert_eq!(
+            (net.name.as_str(), net.subnet.to_string(), net.gateway.to_string(), net.bridge.as_str()),
+            ("berth-web", "10.90.0.0/24".to_string(), "10.90.0.1".to_string(), def.bridge.as_str())
+        );
+        assert_eq!(net.dir, Path::new("/var/lib/berth/networks/ipam"));
+        assert_eq!(veth_name("abc").len(), 15);
+        assert!(veth_name("abc").starts_with("veth") && veth_name("abc") != veth_name("abd"));
         assert_eq!(list["ipam"]["ranges"][0][0]["gateway"], "10.90.0.1");
         // The lease is taken on its own, by host-local, with the list's name and version.
         let ipam = ipam_config(&list).unwrap();

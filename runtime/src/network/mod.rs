@@ -2,11 +2,11 @@
 //! attachment to one (its own network namespace, an address, published ports), and name
 //! resolution between the containers of a user network.
 //!
-//! The work is done by maintained tools rather than by hand-written netfilter rules: the CNI
-//! plugins ([`cni`]: `bridge` with `host-local` leases, `portmap`, `firewall`) attach a
-//! namespace made by [`netns`], and podman's `aardvark-dns` ([`dns`]) answers names. Their
-//! rules live in chains of their own (`CNI-*`) next to Docker's, whose `FORWARD` policy of
-//! DROP the `firewall` plugin's accept rules get through.
+//! A namespace made by [`netns`] is wired to its network's bridge by berth ([`cni`]'s
+//! native wiring: a lease in `host-local`'s layout ([`lease`]), a veth pair over netlink
+//! ([`link`]), one set of netfilter rules per bridge ([`rules`], in chains of their own next
+//! to Docker's, whose `FORWARD` policy of DROP they get through)); published ports are the
+//! CNI `portmap` plugin's, and podman's `aardvark-dns` ([`dns`]) answers names.
 //!
 //! Callers: the container supervisor ([`crate::container::shim`]) attaches a container
 //! before it starts ([`Networks::attach`]); [`crate::container::Containers::cleanup`]
@@ -19,8 +19,11 @@
 pub mod cni;
 pub mod dns;
 pub mod etc;
+pub mod lease;
+pub mod link;
 pub mod netns;
 pub mod ports;
+pub mod rules;
 pub mod subnet;
 
 use std::fs::{self, File};
@@ -165,6 +168,15 @@ pub enum NetworkError {
     /// The DNS server could not be run.
     #[error("DNS for user networks: {0}")]
     Dns(String),
+    /// Wiring a container to its network's bridge failed.
+    #[error("{what}")]
+    Wiring {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NetworkError + '_ {
@@ -442,6 +454,7 @@ impl Networks {
             return Err(NetworkError::InUse { network: def.name, containers: attached.join(", ") });
         }
         delete_link(&def.bridge);
+        rules::remove(&def.bridge, def.subnet);
         let ipam = self.paths.network_ipam().join(format!("berth-{}", def.name));
         let _ = fs::remove_dir_all(ipam);
         let path = self.paths.network(&def.name);
