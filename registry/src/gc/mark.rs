@@ -25,8 +25,13 @@ pub(super) struct Revision {
     pub(super) digest: Digest,
     /// `None` when its modification time could not be read (then it counts as fresh).
     modified: Option<SystemTime>,
-    /// `None` when the manifest cannot be read or parsed (then it is kept).
+    /// `None` when the manifest cannot be read or parsed (then it is kept, unless it is
+    /// missing).
     manifest: Option<Manifest>,
+    /// The revision names a manifest whose bytes are gone: a link to nothing, which goes
+    /// once untagged and older than the grace period (a push whose blob was collected
+    /// because it took longer than the grace period can leave one).
+    missing: bool,
 }
 
 /// What the mark found.
@@ -52,14 +57,22 @@ pub(super) async fn digests_below(storage: &dyn Storage, folder: &str) -> Result
     Ok(out)
 }
 
-/// Reads a stored manifest; `None` when it is missing or not a manifest.
-async fn read_manifest(storage: &dyn Storage, repo: &RepoName, digest: &Digest) -> Result<Option<Manifest>, GcError> {
+/// What reading a revision's manifest found.
+enum Read {
+    /// Its bytes are not stored.
+    Missing,
+    /// The manifest; `None` when the bytes are not a manifest.
+    Manifest(Option<Manifest>),
+}
+
+/// Reads a stored manifest.
+async fn read_manifest(storage: &dyn Storage, repo: &RepoName, digest: &Digest) -> Result<Read, GcError> {
     let Some(body) = storage.read_opt(paths::blob_data(digest)).await.map_err(GcError::storage("reading manifests"))?
     else {
-        return Ok(None);
+        return Ok(Read::Missing);
     };
     if let Ok(m) = Manifest::parse(&body, None) {
-        return Ok(Some(m));
+        return Ok(Read::Manifest(Some(m)));
     }
     // Bodies without a `mediaType` were typed by their push's Content-Type, kept in the revision.
     let media_type = storage
@@ -67,7 +80,7 @@ async fn read_manifest(storage: &dyn Storage, repo: &RepoName, digest: &Digest) 
         .await
         .map_err(GcError::storage("reading manifests"))?;
     let media_type = media_type.map(|t| String::from_utf8_lossy(&t).into_owned());
-    Ok(Manifest::parse(&body, media_type.as_deref()).ok())
+    Ok(Read::Manifest(Manifest::parse(&body, media_type.as_deref()).ok()))
 }
 
 /// The digests a repository's tags point to, but for the tags in `skip`.
@@ -89,7 +102,7 @@ async fn revisions(storage: &dyn Storage, repo: &RepoName) -> Result<Vec<Revisio
     let digests = digests_below(storage, &paths::revisions(repo)).await?;
     let stat_paths: Vec<String> = digests.iter().map(|d| paths::manifest_revision(repo, d)).collect();
     let stats = storage.stat_many(&stat_paths).await;
-    let mut manifests: Vec<Option<Manifest>> = Vec::with_capacity(digests.len());
+    let mut manifests: Vec<Read> = Vec::with_capacity(digests.len());
     for chunk in digests.chunks(READS_AT_ONCE) {
         let reads: Vec<_> = chunk.iter().map(|d| read_manifest(storage, repo, d)).collect();
         manifests.extend(futures_util::future::try_join_all(reads).await?);
@@ -98,7 +111,13 @@ async fn revisions(storage: &dyn Storage, repo: &RepoName) -> Result<Vec<Revisio
         .into_iter()
         .zip(stats)
         .zip(manifests)
-        .map(|((digest, stat), manifest)| Revision { digest, modified: stat.ok().map(|m| m.modified), manifest })
+        .map(|((digest, stat), read)| {
+            let modified = stat.ok().map(|m| m.modified);
+            match read {
+                Read::Missing => Revision { digest, modified, manifest: None, missing: true },
+                Read::Manifest(manifest) => Revision { digest, modified, manifest, missing: false },
+            }
+        })
         .collect())
 }
 
@@ -120,8 +139,8 @@ pub(super) fn live(
         let orphan = r.manifest.as_ref().and_then(|m| m.subject.as_ref()).is_some_and(|s| !present.contains(&s.digest));
         tagged.contains(&r.digest)
             || r.modified.is_none_or(|t| t > cutoff)
-            || r.manifest.is_none()
-            || (!delete_untagged && !orphan)
+            || (r.manifest.is_none() && !r.missing)
+            || (!delete_untagged && !orphan && !r.missing)
     };
     let by_digest: HashMap<&Digest, &Revision> = revisions.iter().map(|r| (&r.digest, r)).collect();
     let mut live: HashSet<Digest> = HashSet::new();

@@ -26,7 +26,9 @@
 //! 1. **Mark** (no writes). For every repository: its tags, its manifest revisions (with
 //!    their modification times) and its blob links. A revision is *live* when a tag points to
 //!    it, when it is younger than the grace period, when it cannot be read (kept, to be
-//!    safe), or, without `delete_untagged`, always except a referrer whose subject is absent;
+//!    safe; but a revision whose manifest bytes are gone is a link to nothing, and is not
+//!    live unless tagged), or, without `delete_untagged`, always except a referrer whose
+//!    subject is absent;
 //!    then whatever a live manifest keeps is live (child manifests, referrers of it). Every
 //!    digest a live manifest names (itself, config, layers, children) is *referenced*.
 //! 2. **Candidates**: revisions that are not live, and every stored or linked digest that is

@@ -31,6 +31,7 @@ where
     blobs_referenced_elsewhere_stay(fresh().await).await;
     index_children_and_referrers_stay(fresh().await).await;
     untagged_manifests_per_configuration(fresh().await).await;
+    revisions_of_missing_manifests_go_unless_tagged(fresh().await).await;
     grace_period_holds(fresh().await).await;
     dry_run_changes_nothing(fresh().await).await;
     race_push_touches_before_the_check(fresh().await).await;
@@ -216,6 +217,29 @@ async fn untagged_manifests_per_configuration(s: Arc<dyn Storage>) {
     }
     assert_eq!(store.get_manifest(&r, &Reference::Tag("t".parse().unwrap())).await.unwrap().digest, new);
     assert!(pulls(&store, &r, &new_layer).await);
+}
+
+/// A revision whose manifest bytes are gone (left by a push that outlived the grace period)
+/// goes once old enough, even without `delete_untagged`; one a tag points to stays (the tag
+/// is the user's to move), and a fresh one stays.
+async fn revisions_of_missing_manifests_go_unless_tagged(s: Arc<dyn Storage>) {
+    let store = Store::new(s.clone());
+    let r = repo("suite/m");
+    let (old, ..) = push_image(&store, &r, "old", Some("t")).await;
+    let (tagged, ..) = push_image(&store, &r, "new", Some("t")).await;
+    let (other, ..) = push_image(&store, &r, "other", None).await;
+    for d in [&old, &tagged] {
+        s.delete(&paths::blob_data(d)).await.unwrap();
+    }
+    let fresh = collect(&s, options(3600, false)).await;
+    assert!(fresh.removed.is_empty(), "{fresh:?}");
+    let report = collect(&s, options(0, false)).await;
+    assert!(report.removed.contains(&Removed::Manifest { repo: r.clone(), digest: old.clone() }), "{report:?}");
+    let revisions = |d: &Digest| paths::manifest_revision(&r, d);
+    assert!(s.read(&revisions(&old)).await.is_err(), "the revision of a missing manifest is left");
+    assert!(s.read(&revisions(&tagged)).await.is_ok(), "the tagged revision went");
+    // A readable untagged manifest stays without delete_untagged.
+    assert!(store.get_manifest(&r, &Reference::Digest(other)).await.is_ok());
 }
 
 /// Nothing younger than the grace period goes, however unreferenced.
