@@ -231,9 +231,18 @@ impl Traces {
         ensure!(!self.netns.exists(), "netns file {} left", self.netns.display());
         ensure!(!self.attachment.exists(), "attachment {} left", self.attachment.display());
         ensure!(!self.ipam.exists(), "address lease {} left", self.ipam.display());
-        let links = run("ip", &["-o", "link"]).await?;
-        let links = String::from_utf8_lossy(&links.stdout);
-        ensure!(!links.contains(&format!("{}@", self.veth)), "interface {} left:\n{links}", self.veth);
+        // The veth pair goes with the namespace, which the kernel dismantles in the
+        // background once it is unmounted: given a while.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let links = run("ip", &["-o", "link"]).await?;
+            let links = String::from_utf8_lossy(&links.stdout);
+            if !links.contains(&format!("{}@", self.veth)) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "interface {} left:\n{links}", self.veth);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let rules = run("iptables-save", &[]).await?;
         let rules = String::from_utf8_lossy(&rules.stdout);
         for line in rules.lines() {

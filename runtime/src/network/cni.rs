@@ -15,8 +15,9 @@
 //! the bridge when it is missing with the network's rules ([`super::rules`]: one set per
 //! bridge, as Docker's, naming no container), and wires the veth pair over netlink
 //! ([`super::link`]); only `portmap` still runs as a plugin, given that result as its
-//! `prevResult`. DEL ([`start_del`]) runs `portmap`'s DEL while the host end of the pair
-//! is deleted, then gives the lease back.
+//! `prevResult`. DEL ([`start_del`]) runs `portmap`'s DEL, deletes the pair (or, for a
+//! container whose processes have ended, leaves it to go with the namespace, which saves
+//! the kernel's wait of some milliseconds: [`Unlink`]), then gives the lease back.
 //!
 //! **Older attachments** keep the chain they were made with and are detached by running
 //! it: with the lease split off (`host-local` run on its own, then `bridge` and `firewall`
@@ -346,7 +347,19 @@ pub fn del(
     ports: &[PortMapping],
     prev: Option<&Value>,
 ) -> Result<(), NetworkError> {
-    start_del(list, container, netns, ports, prev).finish()
+    start_del(list, container, netns, ports, prev, Unlink::Now).finish()
+}
+
+/// How a native DEL removes the container's veth pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlink {
+    /// Deleted now, over netlink (the kernel takes some milliseconds: it waits for readers
+    /// of the interface list); for a namespace processes may still hold.
+    Now,
+    /// Left to go with the network namespace, which the kernel dismantles in the background
+    /// once its file is unmounted (the pair goes with its end inside): for a container whose
+    /// processes have all ended, so that nothing holds the namespace.
+    WithNamespace,
 }
 
 /// A DEL under way ([`start_del`]): the plugins run while the caller does other work.
@@ -356,14 +369,23 @@ pub struct Deleting {
     lease: Option<(Value, String, PathBuf)>,
     /// A native list's lease: folder, network, address when known, container.
     native_lease: Option<(PathBuf, String, Option<Ipv4Addr>, String)>,
+    /// A native list's veth pair being deleted.
+    unlinking: Option<std::thread::JoinHandle<Result<bool, NetworkError>>>,
 }
 
 /// Starts [`del`]: every plugin's DEL runs once this returns (an attachment of the older
 /// shape has been detached already, the chain backwards); [`Deleting::finish`] waits for
 /// them and releases the lease.
-pub fn start_del(list: &Value, container: &str, netns: &Path, ports: &[PortMapping], prev: Option<&Value>) -> Deleting {
+pub fn start_del(
+    list: &Value,
+    container: &str,
+    netns: &Path,
+    ports: &[PortMapping],
+    prev: Option<&Value>,
+    unlink: Unlink,
+) -> Deleting {
     if is_native(list) {
-        return native_start_del(list, container, netns, ports, prev);
+        return native_start_del(list, container, netns, ports, prev, unlink);
     }
     let plugins = list["plugins"].as_array().into_iter().flatten().rev();
     let Some(ipam) = ipam_config(list) else {
@@ -373,7 +395,7 @@ pub fn start_del(list: &Value, container: &str, netns: &Path, ports: &[PortMappi
                 first_error.get_or_insert(e);
             }
         }
-        return Deleting { running: Vec::new(), first_error, lease: None, native_lease: None };
+        return Deleting { running: Vec::new(), first_error, lease: None, native_lease: None, unlinking: None };
     };
     let running =
         plugins.map(|plugin| spawn("DEL", &plugin_config(list, plugin, prev, ports), container, netns)).collect();
@@ -382,6 +404,7 @@ pub fn start_del(list: &Value, container: &str, netns: &Path, ports: &[PortMappi
         first_error: None,
         lease: Some((ipam, container.to_string(), netns.to_path_buf())),
         native_lease: None,
+        unlinking: None,
     }
 }
 
@@ -394,11 +417,18 @@ fn native_start_del(
     netns: &Path,
     ports: &[PortMapping],
     prev: Option<&Value>,
+    unlink: Unlink,
 ) -> Deleting {
     let net = match native(list) {
         Ok(net) => net,
         Err(e) => {
-            return Deleting { running: Vec::new(), first_error: Some(e), lease: None, native_lease: None };
+            return Deleting {
+                running: Vec::new(),
+                first_error: Some(e),
+                lease: None,
+                native_lease: None,
+                unlinking: None,
+            };
         }
     };
     let running = list["plugins"]
@@ -408,17 +438,23 @@ fn native_start_del(
         .filter(|p| p["type"] != "bridge")
         .map(|plugin| spawn("DEL", &plugin_config(list, plugin, prev, ports), container, netns))
         .collect();
+    // The kernel takes some milliseconds to delete a veth pair (it waits for readers of
+    // the interface list): on a thread, while the caller unmounts the root.
     let host = veth_name(container);
-    let first_error = link::Netlink::open()
-        .and_then(|mut nl| nl.delete_link(&host))
-        .map_err(wiring(format!("deleting interface {host}")))
-        .err();
+    let unlinking = (unlink == Unlink::Now).then(|| {
+        std::thread::spawn(move || {
+            link::Netlink::open()
+                .and_then(|mut nl| nl.delete_link(&host))
+                .map_err(wiring(format!("deleting interface {host}")))
+        })
+    });
     let address = prev.and_then(parse_result).map(|(ip, ..)| ip);
     Deleting {
         running,
-        first_error,
+        first_error: None,
         lease: None,
         native_lease: Some((net.dir, net.name, address, container.to_string())),
+        unlinking,
     }
 }
 
@@ -433,6 +469,17 @@ impl Deleting {
         }
         if let Some((ipam, container, netns)) = self.lease {
             if let Err(e) = invoke("DEL", &ipam, &container, &netns) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(unlinking) = self.unlinking {
+            let unlinked = unlinking.join().unwrap_or_else(|_| {
+                Err(NetworkError::Wiring {
+                    what: "deleting a veth pair".into(),
+                    source: io::Error::other("the thread panicked"),
+                })
+            });
+            if let Err(e) = unlinked {
                 first_error.get_or_insert(e);
             }
         }

@@ -565,31 +565,44 @@ impl Networks {
     /// Detaches container `id`, if attached: CNI DEL with the cached result (the address
     /// lease, the veth, the NAT, port and forwarding rules go), its namespace, its DNS names.
     pub fn detach(&self, id: &str) -> Result<bool, NetworkError> {
-        match self.start_detach(id)? {
+        match self.start_detach_unlinking(id, cni::Unlink::Now)? {
             Some(detaching) => detaching.finish().map(|()| true),
             None => Ok(false),
         }
     }
 
-    /// Starts [`Networks::detach`]: the CNI plugins' DEL run (under the networks' lock)
-    /// while the caller does other work, until [`Detaching::finish`]. `None`: not attached.
+    /// Starts [`Networks::detach`] of a container whose processes have all ended (its veth
+    /// pair goes with its namespace: [`cni::Unlink::WithNamespace`]): the DEL runs (under the
+    /// networks' lock) while the caller does other work, until [`Detaching::finish`].
+    /// `None`: not attached.
     pub fn start_detach(&self, id: &str) -> Result<Option<Detaching<'_>>, NetworkError> {
+        self.start_detach_unlinking(id, cni::Unlink::WithNamespace)
+    }
+
+    fn start_detach_unlinking(&self, id: &str, unlink: cni::Unlink) -> Result<Option<Detaching<'_>>, NetworkError> {
         // Most containers have none: no lock taken for them.
         if !self.paths.network_attachment(id).exists() {
             return Ok(None);
         }
         let lock = self.lock()?;
-        Ok(self.attachment(id)?.map(|a| self.start_detach_locked(a, Some(lock))))
+        Ok(self.attachment(id)?.map(|a| self.start_detach_locked(a, Some(lock), unlink)))
     }
 
-    fn start_detach_locked(&self, attachment: Attachment, lock: Option<FileLock>) -> Detaching<'_> {
+    fn start_detach_locked(
+        &self,
+        attachment: Attachment,
+        lock: Option<FileLock>,
+        unlink: cni::Unlink,
+    ) -> Detaching<'_> {
         let a = &attachment;
-        let deleting = cni::start_del(&a.config, &a.container, &a.netns, &a.ports, Some(&a.result));
+        let deleting = cni::start_del(&a.config, &a.container, &a.netns, &a.ports, Some(&a.result), unlink);
         Detaching { networks: self, attachment, deleting, _lock: lock }
     }
 
+    /// Detaches `a` at once, its veth pair deleted now (a stale attachment's namespace may
+    /// still hold processes).
     fn detach_locked(&self, a: &Attachment) -> Result<(), NetworkError> {
-        self.start_detach_locked(a.clone(), None).finish()
+        self.start_detach_locked(a.clone(), None, cni::Unlink::Now).finish()
     }
 
     /// Detaches every container whose record is gone or whose supervisor is dead (it
