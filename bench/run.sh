@@ -12,7 +12,7 @@
 # --network none --runtime runc` of the same image (all with no network setup beyond a private
 # namespace). crun refuses a hybrid cgroup host unless it runs in a mount namespace with
 # /sys/fs/cgroup/unified unmounted, so its runs happen in one (and podman's use runc).
-# Networking: `berth run --rm` on its default bridge network (CNI plugins) against the same
+# Networking: `berth run --rm` on its default bridge network (wired by berth) against the same
 # with --network none (target: at most 15 ms more), and against `podman run --rm` on its
 # default network (--runtime runc, CNI backend; target: at most 0.5x).
 #
