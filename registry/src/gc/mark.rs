@@ -62,7 +62,7 @@ enum Read {
     /// Its bytes are not stored.
     Missing,
     /// The manifest; `None` when the bytes are not a manifest.
-    Manifest(Option<Manifest>),
+    Manifest(Box<Option<Manifest>>),
 }
 
 /// Reads a stored manifest.
@@ -72,7 +72,7 @@ async fn read_manifest(storage: &dyn Storage, repo: &RepoName, digest: &Digest) 
         return Ok(Read::Missing);
     };
     if let Ok(m) = Manifest::parse(&body, None) {
-        return Ok(Read::Manifest(Some(m)));
+        return Ok(Read::Manifest(Box::new(Some(m))));
     }
     // Bodies without a `mediaType` were typed by their push's Content-Type, kept in the revision.
     let media_type = storage
@@ -80,7 +80,7 @@ async fn read_manifest(storage: &dyn Storage, repo: &RepoName, digest: &Digest) 
         .await
         .map_err(GcError::storage("reading manifests"))?;
     let media_type = media_type.map(|t| String::from_utf8_lossy(&t).into_owned());
-    Ok(Read::Manifest(Manifest::parse(&body, media_type.as_deref()).ok()))
+    Ok(Read::Manifest(Box::new(Manifest::parse(&body, media_type.as_deref()).ok())))
 }
 
 /// The digests a repository's tags point to, but for the tags in `skip`.
@@ -115,7 +115,7 @@ async fn revisions(storage: &dyn Storage, repo: &RepoName) -> Result<Vec<Revisio
             let modified = stat.ok().map(|m| m.modified);
             match read {
                 Read::Missing => Revision { digest, modified, manifest: None, missing: true },
-                Read::Manifest(manifest) => Revision { digest, modified, manifest, missing: false },
+                Read::Manifest(manifest) => Revision { digest, modified, manifest: *manifest, missing: false },
             }
         })
         .collect())
