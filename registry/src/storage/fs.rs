@@ -352,27 +352,7 @@ impl Storage for FsStorage {
     }
 
     async fn bytes_stored(&self) -> Result<Option<u64>, StorageError> {
-        self.blocking(self.root.clone(), |root| {
-            let mut total = 0;
-            let mut pending = vec![root.to_path_buf()];
-            while let Some(dir) = pending.pop() {
-                let entries = match fs::read_dir(&dir) {
-                    Ok(e) => e,
-                    // Removed meanwhile (the collector, an upload finishing).
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                for entry in entries.flatten() {
-                    match entry.metadata() {
-                        Ok(m) if m.is_dir() => pending.push(entry.path()),
-                        Ok(m) => total += m.len(),
-                        Err(_) => {}
-                    }
-                }
-            }
-            Ok(Some(total))
-        })
-        .await
+        self.blocking(self.root.clone(), |root| bytes_below(root, WALKERS).map(Some)).await
     }
 
     async fn write_part(
@@ -409,10 +389,100 @@ impl Storage for FsStorage {
     }
 }
 
+/// Threads [`bytes_below`] reads folders with: the walk is mostly the kernel's work, which
+/// a few threads overlap.
+const WALKERS: usize = 4;
+
+/// The bytes of the regular files below `root` (`touched` markers, empty by construction,
+/// are not even looked at), read by `workers` threads taking folders from one queue; the
+/// type of each entry comes from the folder's listing, so only files are stat'ed. Folders
+/// removed meanwhile (the collector, an upload finishing) are skipped.
+fn bytes_below(root: &Path, workers: usize) -> io::Result<u64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Condvar;
+    // Folders to read, and how many are being read (whose subfolders may still come).
+    let queue = Mutex::new((vec![root.to_path_buf()], 0usize));
+    let changed = Condvar::new();
+    let total = AtomicU64::new(0);
+    let failure: Mutex<Option<io::Error>> = Mutex::new(None);
+    let work = || loop {
+        let dir = {
+            let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(dir) = q.0.pop() {
+                    q.1 += 1;
+                    break Some(dir);
+                }
+                if q.1 == 0 {
+                    break None;
+                }
+                q = changed.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let Some(dir) = dir else {
+            changed.notify_all();
+            return;
+        };
+        let mut found = Vec::new();
+        match fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    match entry.file_type() {
+                        Ok(t) if t.is_dir() => found.push(entry.path()),
+                        Ok(t) if t.is_file() && entry.file_name() != "touched" => {
+                            if let Ok(m) = entry.metadata() {
+                                total.fetch_add(m.len(), Ordering::Relaxed);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            }
+        }
+        let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.0.extend(found);
+        q.1 -= 1;
+        changed.notify_all();
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(work);
+        }
+    });
+    match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(total.into_inner()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_stored_counts_every_file_below_the_root_but_the_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = FsStorage::new(dir.path(), false).unwrap();
+        let mut expected = 0;
+        for i in 0..300u64 {
+            let body = vec![b'x'; (i % 37) as usize * 11];
+            expected += body.len() as u64;
+            driver.put(&format!("blobs/sha256/{:02x}/{i:064x}/data", i % 7), Bytes::from(body)).await.unwrap();
+            driver.put(&format!("blobs/sha256/{:02x}/{i:064x}/touched", i % 7), Bytes::new()).await.unwrap();
+        }
+        driver.put("repositories/a/b/_layers/sha256/x/link", Bytes::from_static(b"sha256:x")).await.unwrap();
+        expected += 8;
+        assert_eq!(driver.bytes_stored().await.unwrap(), Some(expected));
+        for workers in [1, 3, 16] {
+            assert_eq!(bytes_below(dir.path(), workers).unwrap(), expected, "{workers} workers");
+        }
+        assert_eq!(bytes_below(&dir.path().join("gone"), 4).unwrap(), 0);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn passes_the_driver_suite() {
