@@ -25,12 +25,14 @@
 # and after editing small.txt, by berth, buildah and the Docker engine's BuildKit
 # (DOCKER_BUILDKIT=1 /usr/bin/docker build). Targets: cold ≤ 1.0× buildah; the edit costs
 # berth at most 0.1 s plus its COPY step (the step's own time is printed beside the build's).
-# apt-get downloads from Debian's mirror, so cold times carry the network's noise.
+# apt-get downloads from Debian's mirror, so cold times carry the network's noise: the rows
+# are medians of DEBIAN_ROUNDS rounds (default 3), each starting the builders in another order.
 #
 # Usage: bench/build.sh [--quick] [--keep] [--debian]
 # Environment:
 #   BERTH_BIN    berth binary (default target/release/berth, built if missing)
 #   BENCH_DIR    parent of the work folder (default $TMPDIR or /tmp); needs ~3 GiB free
+#   DEBIAN_ROUNDS  rounds of the Debian rows (default 3)
 #
 # Needs buildah (apt-get install -y buildah), runc, GNU time (/usr/bin/time), python3.
 # buildah runs as `buildah bud --layers --timestamp 0 --isolation chroot`, storing into its
@@ -38,7 +40,7 @@
 # start and the end. The registry binds 127.0.0.1 only and is stopped on exit.
 set -euo pipefail
 
-QUICK=0 KEEP=0 DEBIAN_ONLY=0
+QUICK=0 KEEP=0 DEBIAN_ONLY=0 DEBIAN_ROUNDS=${DEBIAN_ROUNDS:-3}
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
@@ -115,20 +117,39 @@ debian_rows() {
     /usr/bin/docker rmi -f berth-bench-debian "$DEBIAN_BASE" >/dev/null 2>&1 || true
     /usr/bin/docker builder prune -af >/dev/null 2>&1 || true
   }
-  echo "== debian (apt-get install curl)"
-  rm -rf "$WORK/store-debian"; buildah_reset; buildkit_reset; sync
-  timed berth-debian-cold berth_build debian "$WORK/store-debian"
-  timed buildah-debian-cold buildah_build debian
-  timed buildkit-debian-cold buildkit_build
-  echo "changed $(date +%s%N)" >>"$WORK/ctx/debian/small.txt"
-  timed berth-debian-change berth_build debian "$WORK/store-debian"
-  timed buildah-debian-change buildah_build debian
-  timed buildkit-debian-change buildkit_build
+  echo "== debian (apt-get install curl), $DEBIAN_ROUNDS rounds"
+  # Each round starts the three builders cold in another order (the Debian mirror's answers
+  # vary, and whoever goes first may warm a cache on its way); every row is the median.
+  local r i builders=(berth buildah buildkit) order b
+  declare -A runs=()
+  for ((r = 0; r < DEBIAN_ROUNDS; r++)); do
+    order=()
+    for i in 0 1 2; do order+=("${builders[$(((i + r) % 3))]}"); done
+    rm -rf "$WORK/store-debian"; buildah_reset; buildkit_reset; sync
+    echo "small file" >"$WORK/ctx/debian/small.txt"
+    for b in "${order[@]}"; do debian_build "$b" cold; runs[$b-cold]+="${T[$b-debian-cold]} "; done
+    echo "changed $(date +%s%N)" >>"$WORK/ctx/debian/small.txt"
+    for b in "${order[@]}"; do debian_build "$b" change; runs[$b-change]+="${T[$b-debian-change]} "; done
+    echo "   round $((r + 1)): order ${order[*]}; cold $(for b in "${builders[@]}"; do printf '%s %ss ' "$b" "${T[$b-debian-cold]}"; done)"
+  done
+  for b in "${builders[@]}"; do
+    for k in cold change; do
+      T[$b-debian-$k]=$(printf '%s\n' ${runs[$b-$k]} | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    done
+  done
   # The COPY step's own time in berth's plain progress: `#N [3/3] COPY …` then `#N DONE 0.0s`.
   local id
   id=$(grep -m1 'COPY small.txt' "$WORK/log-berth-debian-change.txt" | cut -d' ' -f1)
   COPY_STEP=$(grep -m1 "^$id DONE" "$WORK/log-berth-debian-change.txt" | awk '{print $3}' | tr -d s)
   buildkit_reset
+}
+
+debian_build() {  # debian_build BUILDER cold|change
+  case $1 in
+    berth) timed "berth-debian-$2" berth_build debian "$WORK/store-debian" ;;
+    buildah) timed "buildah-debian-$2" buildah_build debian ;;
+    buildkit) timed "buildkit-debian-$2" buildkit_build ;;
+  esac
 }
 
 debian_table() {

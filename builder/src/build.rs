@@ -294,6 +294,7 @@ impl Builder {
             platform,
             results: Mutex::new(HashMap::new()),
             rootfs: Mutex::new(HashMap::new()),
+            summaries: Mutex::new(HashMap::new()),
             temps: Mutex::new(Vec::new()),
             used_args: Mutex::new(BTreeSet::new()),
             steps: AtomicUsize::new(0),
@@ -387,6 +388,8 @@ struct Exec<'a> {
     platform: Platform,
     results: Mutex<HashMap<usize, Image>>,
     rootfs: Mutex<HashMap<Digest, PathBuf>>,
+    /// Summaries of base layers being read in the background (see [`Exec::summarise_base`]).
+    summaries: Mutex<HashMap<Digest, std::thread::JoinHandle<Result<LayerIndex, fsindex::IndexError>>>>,
     temps: Mutex<Vec<PathBuf>>,
     used_args: Mutex<BTreeSet<String>>,
     steps: AtomicUsize,
@@ -496,6 +499,7 @@ impl Exec<'_> {
         })?;
         let (image, pulled) = start;
         st.image = image;
+        self.summarise_base(&st.image, &stage.steps);
         st.vars = StageVars::start(st.image.vars.take(), &mut st.image.config);
         st.cmd_from_base = st.image.config.config.cmd.is_some();
         self.steps.fetch_add(1, Ordering::Relaxed);
@@ -805,13 +809,43 @@ impl Exec<'_> {
         Ok(Some(size))
     }
 
+    /// Starts reading the summaries of `base`'s layers that the cache has not got, each on a
+    /// thread of its own, when a step of the stage will need the path index (COPY, ADD,
+    /// WORKDIR): the base's layers are then decompressed while the steps before run (a RUN
+    /// of `apt-get` takes seconds) rather than when the index is first needed.
+    fn summarise_base(&self, base: &Image, steps: &[Step]) {
+        let needed = steps.iter().any(|s| matches!(s.instruction, Instruction::Copy(_) | Instruction::Workdir(_)));
+        if !needed {
+            return;
+        }
+        let Ok(mut summaries) = self.summaries.lock() else { return };
+        for layer in &base.layers {
+            let path = self.cache().layer_index_path(&layer.layer.digest);
+            if summaries.contains_key(&layer.layer.digest) || path.exists() {
+                continue;
+            }
+            let blob = layer.blob.clone();
+            let reading = std::thread::spawn(move || {
+                let summary = LayerIndex::read(&blob)?;
+                if let Err(e) = summary.save(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot keep a layer's index");
+                }
+                Ok(summary)
+            });
+            summaries.insert(layer.layer.digest.clone(), reading);
+        }
+    }
+
     /// Brings the stage's path index up to date with its layers, from their summaries in
-    /// the cache, or from the blobs (summarised for the next time).
+    /// the cache (or being read: [`Self::summarise_base`]), or from the blobs (summarised for
+    /// the next time).
     fn index(&self, st: &mut StageState) -> Result<(), StepError> {
         while st.index.applied < st.image.layers.len() {
             let layer = &st.image.layers[st.index.applied];
             let path = self.cache().layer_index_path(&layer.layer.digest);
-            let summary = match LayerIndex::load(&path) {
+            let reading = self.summaries.lock().ok().and_then(|mut s| s.remove(&layer.layer.digest));
+            let read = reading.and_then(|r| r.join().ok()).and_then(Result::ok);
+            let summary = match read.or_else(|| LayerIndex::load(&path)) {
                 Some(summary) => summary,
                 None => {
                     let summary = LayerIndex::read(&layer.blob)?;
