@@ -133,11 +133,12 @@ fn native_add(list: &Value, container: &str, netns: &Path, ports: &[PortMapping]
     let host = veth_name(container);
     let wired = (|| {
         let mut nl = link::Netlink::open().map_err(wiring("opening a netlink socket"))?;
-        let (_, _, fresh) = link::ensure_bridge(&mut nl, &net.bridge, net.gateway, net.subnet.prefix)
+        let bridge = link::ensure_bridge(&mut nl, &net.bridge, net.gateway, net.subnet.prefix)
             .map_err(wiring(format!("making bridge {}", net.bridge)))?;
-        rules::ensure(&net.bridge, net.subnet, fresh).map_err(wiring(format!("the rules of bridge {}", net.bridge)))?;
+        rules::ensure(&net.bridge, net.subnet, bridge.made)
+            .map_err(wiring(format!("the rules of bridge {}", net.bridge)))?;
         let w = link::Wiring {
-            bridge: &net.bridge,
+            bridge: &bridge,
             host: &host,
             ifname: IFNAME,
             address: (address, net.subnet.prefix),
@@ -395,7 +396,7 @@ pub fn start_del(
                 first_error.get_or_insert(e);
             }
         }
-        return Deleting { running: Vec::new(), first_error, lease: None, native_lease: None, unlinking: None };
+        return Deleting::done(first_error);
     };
     let running =
         plugins.map(|plugin| spawn("DEL", &plugin_config(list, plugin, prev, ports), container, netns)).collect();
@@ -421,15 +422,7 @@ fn native_start_del(
 ) -> Deleting {
     let net = match native(list) {
         Ok(net) => net,
-        Err(e) => {
-            return Deleting {
-                running: Vec::new(),
-                first_error: Some(e),
-                lease: None,
-                native_lease: None,
-                unlinking: None,
-            };
-        }
+        Err(e) => return Deleting::done(Some(e)),
     };
     let running = list["plugins"]
         .as_array()
@@ -459,6 +452,11 @@ fn native_start_del(
 }
 
 impl Deleting {
+    /// A DEL with nothing left to wait for (its error, if it failed or could not start).
+    fn done(first_error: Option<NetworkError>) -> Deleting {
+        Deleting { running: Vec::new(), first_error, lease: None, native_lease: None, unlinking: None }
+    }
+
     /// Waits for the plugins, then releases the lease; the first error.
     pub fn finish(self) -> Result<(), NetworkError> {
         let mut first_error = self.first_error;

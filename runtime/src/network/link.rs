@@ -203,10 +203,21 @@ pub struct Made {
     pub bridge_mac: String,
 }
 
+/// A bridge as [`ensure_bridge`] found or made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    /// Its interface index.
+    pub index: u32,
+    /// Its MAC address.
+    pub mac: String,
+    /// Whether it was made now (its rules are then to be checked).
+    pub made: bool,
+}
+
 /// How [`attach`] wires a namespace.
 pub struct Wiring<'a> {
-    /// The network's bridge.
-    pub bridge: &'a str,
+    /// The network's bridge ([`ensure_bridge`]).
+    pub bridge: &'a Bridge,
     /// The host end's name.
     pub host: &'a str,
     /// The container's interface name.
@@ -217,28 +228,27 @@ pub struct Wiring<'a> {
     pub gateway: Ipv4Addr,
 }
 
-/// Makes bridge `bridge` (with the gateway address, up) unless it exists; `true` when it
-/// was made now. Also turns on IPv4 forwarding, as the `bridge` plugin's `isGateway` does.
-pub fn ensure_bridge(nl: &mut Netlink, bridge: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<(u32, String, bool)> {
-    let made = match nl.link(bridge)? {
-        Some(_) => false,
-        None => nl.create_bridge(bridge)?,
-    };
-    let (index, mac) = nl.link(bridge)?.ok_or_else(|| io::Error::other(format!("bridge {bridge} vanished")))?;
+/// Makes bridge `name` (with the gateway address, up) unless it exists. Also turns on IPv4
+/// forwarding when it makes one, as the `bridge` plugin's `isGateway` does.
+pub fn ensure_bridge(nl: &mut Netlink, name: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<Bridge> {
+    if let Some((index, mac)) = nl.link(name)? {
+        return Ok(Bridge { index, mac, made: false });
+    }
+    let made = nl.create_bridge(name)?;
+    let (index, mac) = nl.link(name)?.ok_or_else(|| io::Error::other(format!("bridge {name} vanished")))?;
     if made {
         nl.add_address(index, gateway, prefix)?;
         std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")?;
     }
-    Ok((index, mac, made))
+    Ok(Bridge { index, mac, made })
 }
 
 /// Wires the namespace held by file `netns` to the bridge (which must exist: [`ensure_bridge`]):
 /// the veth pair, its host end up on the bridge with hairpin on (so a container reaches its
 /// own published ports), and inside, the interface up with its address and default route.
 pub fn attach(nl: &mut Netlink, netns: &Path, w: &Wiring<'_>) -> io::Result<Made> {
-    let (master, bridge_mac) = nl.link(w.bridge)?.ok_or_else(|| io::Error::other(format!("no bridge {}", w.bridge)))?;
     let ns = File::open(netns)?;
-    nl.create_veth(w.host, master, w.ifname, &ns)?;
+    nl.create_veth(w.host, w.bridge.index, w.ifname, &ns)?;
     let wired = (|| -> io::Result<Made> {
         // Hairpin, as the plugin's hairpinMode: the bridge sends a port's frames back to it.
         std::fs::write(format!("/sys/class/net/{}/brport/hairpin_mode", w.host), b"1")?;
@@ -258,7 +268,7 @@ pub fn attach(nl: &mut Netlink, netns: &Path, w: &Wiring<'_>) -> io::Result<Made
         })
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the namespace thread panicked")))?;
-        Ok(Made { host: w.host.to_string(), host_mac, mac, bridge_mac })
+        Ok(Made { host: w.host.to_string(), host_mac, mac, bridge_mac: w.bridge.mac.clone() })
     })();
     if wired.is_err() {
         let _ = nl.delete_link(w.host);
