@@ -44,6 +44,27 @@ pub const APPLETS: &[&str] = &["sh", "ls", "echo", "cat", "true", "false", "env"
 /// How long one client command may run before the test fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Docker Compose v2 or later, if installed: `$COMPOSE_V2`, else the first `docker-compose`
+/// on the `PATH` whose `version --short` is 2 or more (Debian's is v1).
+pub fn compose_v2() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("COMPOSE_V2").map(PathBuf::from).into_iter().collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join("docker-compose")));
+    }
+    candidates.into_iter().find(|c| {
+        std::process::Command::new(c).args(["version", "--short"]).output().is_ok_and(|o| {
+            let v = String::from_utf8_lossy(&o.stdout);
+            o.status.success()
+                && v.trim()
+                    .trim_start_matches('v')
+                    .split('.')
+                    .next()
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .is_some_and(|m| m >= 2)
+        })
+    })
+}
+
 /// Fails with an install hint unless every program in `programs` can be run.
 pub fn require_tools(programs: &[&str]) -> Result<()> {
     for program in programs {

